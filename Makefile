@@ -1,0 +1,45 @@
+# Everyday commands. `make run` and `make test` create what they need (.venv, editable install).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv run serve test test-unit test-integration services services-stop services-status bench clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: venv  ## the app on its embedded default (mongomock store, feign transport to itself) on :5000
+	$(BIN)/flask --app dailyfeed run --port 5000
+
+serve: venv  ## the production server (waitress, threads)
+	$(BIN)/dailyfeed serve
+
+test: venv  ## every tier; starts the real services when this machine can, stops them afterwards
+	bash scripts/test.sh
+
+test-unit: venv  ## only the tiers that need no server
+	$(BIN)/pytest -m "not integration"
+
+test-integration: venv  ## only the integration tier, against running services (make services)
+	bash scripts/test.sh --integration-only
+
+services:
+	bash scripts/services.sh start all
+
+services-stop:
+	bash scripts/services.sh stop all
+
+services-status:
+	bash scripts/services.sh status
+
+bench: venv
+	bash bench/run.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -1,0 +1,104 @@
+"""The activity log: recording activities (upsert by message key) and reading them back."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from ..errors import AlreadyFollowing, ActivityNotRecorded, InvalidInput, NotFound
+from ..events import ActivityEvent, ActivityType
+from ..web import json_time
+from .repository import ActivityRepository, FollowRepository
+
+log = logging.getLogger(__name__)
+
+MAX_FOLLOWINGS = 999
+
+
+class ActivityService:
+    def __init__(self, activities: ActivityRepository, follows: FollowRepository):
+        self.activities = activities
+        self.follows = follows
+
+    # --- recording --------------------------------------------------------------------------------------------
+
+    def record_activity(self, event: ActivityEvent) -> bool:
+        """Store one activity; True on first record, False when its key was already recorded."""
+        return self.activities.upsert(event)
+
+    def record_activities(self, events: Iterable[ActivityEvent]) -> int:
+        """Store a batch with one bulk upsert; returns how many were new."""
+        return self.activities.upsert_many(events)
+
+    def activity_by_key(self, key: str) -> dict[str, Any] | None:
+        doc = self.activities.find_by_key(key)
+        return activity_json(doc) if doc else None
+
+    # --- follows ----------------------------------------------------------------------------------------------
+
+    def follow(self, follower_id: int, following_id: int) -> None:
+        if follower_id == following_id:
+            raise InvalidInput("a member cannot follow themselves")
+        if not self.follows.add(follower_id, following_id):
+            raise AlreadyFollowing(f"member {follower_id} already follows member {following_id}")
+        # Checked after the insert so that concurrent follows can never pass the limit together.
+        if self.follows.count_followings(follower_id) > MAX_FOLLOWINGS:
+            self.follows.remove(follower_id, following_id)
+            raise InvalidInput(f"a member can follow at most {MAX_FOLLOWINGS} members")
+        self._record_or_undo(ActivityEvent.new(ActivityType.MEMBER_FOLLOW, follower_id, following_id=following_id),
+                             undo=lambda: self.follows.remove(follower_id, following_id))
+
+    def unfollow(self, follower_id: int, following_id: int) -> None:
+        if not self.follows.remove(follower_id, following_id):
+            raise NotFound(f"member {follower_id} does not follow member {following_id}")
+        self._record_or_undo(ActivityEvent.new(ActivityType.MEMBER_UNFOLLOW, follower_id, following_id=following_id),
+                             undo=lambda: self.follows.add(follower_id, following_id))
+
+    def _record_or_undo(self, event: ActivityEvent, undo) -> None:
+        # Follows are the activity module's own data: their activity is recorded here, not sent by a transport.
+        try:
+            self.record_activity(event)
+        except Exception as exc:
+            log.error("could not record %s (%s); undoing the follow change", event.message_key, exc)
+            undo()
+            raise ActivityNotRecorded("the activity could not be recorded; the change was undone, try again") from exc
+
+    # --- queries ----------------------------------------------------------------------------------------------
+
+    def followings_feed(self, member_id: int, page: int, size: int, activity_type: str | None) -> list[dict]:
+        followings = self.follows.followings(member_id)
+        if not followings:
+            return []
+        return self._page({"member_id": {"$in": followings}}, page, size, activity_type)
+
+    def member_activities(self, member_id: int, page: int, size: int, activity_type: str | None) -> list[dict]:
+        return self._page({"member_id": member_id}, page, size, activity_type)
+
+    def _page(self, query: dict[str, Any], page: int, size: int, activity_type: str | None) -> list[dict]:
+        if activity_type:
+            query["member_activity_type"] = _parse_type(activity_type).value
+        return [activity_json(doc) for doc in self.activities.find(query, page * size, size + 1)]
+
+
+def _parse_type(raw: str) -> ActivityType:
+    try:
+        return ActivityType(raw.upper())
+    except ValueError:
+        raise InvalidInput(f"type must be one of {', '.join(t.value for t in ActivityType)}") from None
+
+
+def activity_json(doc: dict[str, Any]) -> dict[str, Any]:
+    body = {
+        "id": str(doc["_id"]),
+        "memberId": doc["member_id"],
+        "postId": doc.get("post_id"),
+        "commentId": doc.get("comment_id"),
+        "memberActivityType": doc["member_activity_type"],
+        "category": ActivityType(doc["member_activity_type"]).category.value,
+        "messageKey": doc["message_key"],
+        "createdAt": json_time(doc.get("created_at")),
+        "updatedAt": json_time(doc.get("updated_at")),
+    }
+    if doc.get("following_id") is not None:
+        body["followingId"] = doc["following_id"]
+    return body
+

@@ -1,0 +1,88 @@
+"""The `dailyfeed` command: a click group whose subcommands delegate to the modules.
+
+Commands that need the app (store, transports) run inside it; `token` only needs the settings.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup
+
+from .config import ConfigError, load_settings
+
+
+def _create_app():
+    from . import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
+def main() -> None:
+    """dailyfeed: posts, comments, likes and the member activity feed."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command("token")
+@click.option("--member", "member_id", type=click.IntRange(min=1), required=True, help="member id (JWT sub)")
+@click.option("--ttl", type=click.IntRange(min=1), default=None, help="lifetime in seconds")
+def token_command(member_id: int, ttl: int | None) -> None:
+    """Print a development JWT for a member, signed with auth.jwt-secret."""
+    from .auth import issue_member_token
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(issue_member_token(settings["auth.jwt-secret"], member_id, ttl or settings["auth.token-ttl-s"]))
+
+
+@main.command("serve")
+@click.option("--host", default=None, help="default: server.host")
+@click.option("--port", type=int, default=None, help="default: server.port")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="default: server.threads")
+def serve_command(host: str | None, port: int | None, threads: int | None) -> None:
+    """Run the app under waitress (threads), with the activity module's own worker pool for feign calls."""
+    from . import create_app, server
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    host = host or settings["server.host"]
+    port = settings["server.port"] if port is None else port
+    threads = threads or settings["server.threads"]
+
+    built: list[Flask] = []
+
+    def factory(activity_url: str) -> Flask:
+        overrides = {} if settings["activity.base-url"] else {"activity.base-url": activity_url}
+        built.append(create_app(overrides))
+        return built[0]
+
+    running = server.start(factory, host=host, port=port, activity_port=settings["server.activity-port"],
+                           threads=threads)
+    click.echo(f"dailyfeed serving on {running.url} (activity pool {running.activity_url}, {threads} threads)")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    click.echo("dailyfeed stopping")
+    running.close()
+    for app in built:
+        app.extensions["dailyfeed"].close()
+
+
+def init_app(app: Flask) -> None:
+    """Register the app-bound commands (they also work as `flask --app dailyfeed <command>`)."""
+
+
+def dailyfeed_of(app: Flask | None = None):
+    return (app or current_app).extensions["dailyfeed"]

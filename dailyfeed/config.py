@@ -1,0 +1,144 @@
+"""Settings: TOML files under config/ plus environment overrides, validated once at start-up.
+
+Layers, later wins: config/default.toml, the file named by DAILYFEED_CONFIG (if any), DAILYFEED_* environment
+variables, then the mapping given to create_app(test_config=...). Keys are the dotted names of SPEC section 2.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEFAULT_FILE = CONFIG_DIR / "default.toml"
+ENV_PREFIX = "DAILYFEED_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or has a value we cannot use; the message names the setting."""
+
+
+class PublishType(str, Enum):
+    KAFKA = "kafka"
+    FEIGN = "feign"
+
+
+SERVICES = ("post-service", "comment-service")
+
+
+def env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper().replace(".", "_").replace("-", "_")
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, key + "."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return _flatten(tomllib.load(handle))
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from None
+
+
+def _coerce(key: str, raw: Any, like: Any) -> Any:
+    """Convert an override (often an environment string) to the type of the default."""
+    if isinstance(like, bool):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"setting {key} must be true or false, got {raw!r}")
+    if isinstance(like, int):
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {key} must be an integer, got {raw!r}") from None
+    if isinstance(like, float):
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {key} must be a number, got {raw!r}") from None
+    return str(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def publish_type(self, service: str) -> PublishType:
+        return self.values[f"publish-type.{service}"]
+
+    @property
+    def kafka_in_use(self) -> bool:
+        return any(self.publish_type(s) is PublishType.KAFKA for s in SERVICES)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
+        return load_settings(overrides, base=self)
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None,
+                  base: Settings | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    if base is None:
+        values = _read(DEFAULT_FILE)
+        extra = environ.get(ENV_PREFIX + "CONFIG")
+        layers = [_read(Path(extra))] if extra else []
+        layers.append({key: environ[env_name(key)] for key in values if env_name(key) in environ})
+    else:
+        values = {k: (v.value if isinstance(v, Enum) else v) for k, v in base.values.items()}
+        layers = []
+    layers.append(dict(overrides or {}))
+    for layer in layers:
+        for key, raw in layer.items():
+            if key not in values:
+                raise ConfigError(f"unknown setting {key}")
+            values[key] = _coerce(key, raw, values[key])
+    return Settings(_validate(values))
+
+
+def _validate(values: dict[str, Any]) -> dict[str, Any]:
+    for service in SERVICES:
+        key = f"publish-type.{service}"
+        raw = str(values[key]).strip().lower()
+        try:
+            values[key] = PublishType(raw)
+        except ValueError:
+            raise ConfigError(f"setting {key} ({env_name(key)}) is {values[key]!r}; allowed values: "
+                              f"{', '.join(p.value for p in PublishType)} (case-insensitive)") from None
+    uri = values["mongo.uri"]
+    if not (uri.startswith("mongomock://") or uri.startswith("mongodb://") or uri.startswith("mongodb+srv://")):
+        raise ConfigError(f"setting mongo.uri must start with mongomock:// or mongodb://, got {uri!r}")
+    try:
+        ZoneInfo(values["kafka.topic.timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"setting kafka.topic.timezone: unknown time zone {values['kafka.topic.timezone']!r}") from None
+    for key in ("kafka.topic.partitions", "kafka.topic.replication-factor", "kafka.producer.send-timeout-ms",
+                "feign.retry.attempts", "feign.circuit.window-size", "deadletters.lease-s"):
+        if values[key] < 1:
+            raise ConfigError(f"setting {key} must be at least 1, got {values[key]}")
+    if not 0 < values["feign.circuit.failure-rate"] <= 1:
+        raise ConfigError("setting feign.circuit.failure-rate must be in (0, 1]")
+    if len(values["auth.jwt-secret"]) < 32:
+        raise ConfigError("setting auth.jwt-secret must be at least 32 characters")
+    return values

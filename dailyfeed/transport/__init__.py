@@ -1,0 +1,43 @@
+"""Building the transport a service is configured to publish with (SPEC section 2: publish-type.*)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..config import PublishType, Settings
+from .base import CircuitOpen, Transport, TransportError, TransportRejected, TransportUnavailable
+from .circuit import CircuitBreaker
+from .http import HttpTransport
+
+__all__ = ["CircuitOpen", "Transport", "TransportError", "TransportRejected", "TransportUnavailable",
+           "build_http_transport", "build_kafka_transport"]
+
+
+def build_http_transport(settings: Settings, base_url: Callable[[], str]) -> HttpTransport:
+    breaker = CircuitBreaker(window_size=settings["feign.circuit.window-size"],
+                             minimum_calls=settings["feign.circuit.minimum-calls"],
+                             failure_rate=settings["feign.circuit.failure-rate"],
+                             open_wait_s=settings["feign.circuit.open-wait-s"])
+    return HttpTransport(base_url, settings["auth.jwt-secret"],
+                         connect_timeout=settings["feign.connect-timeout-s"],
+                         read_timeout=settings["feign.read-timeout-s"],
+                         attempts=settings["feign.retry.attempts"], backoff_s=settings["feign.retry.backoff-s"],
+                         breaker=breaker)
+
+
+def build_kafka_transport(settings: Settings) -> Transport:
+    from .kafka import KafkaTransport  # aiokafka is only imported when a service publishes by Kafka
+
+    return KafkaTransport.from_settings(settings)
+
+
+def build_transports(settings: Settings, base_url: Callable[[], str]) -> dict[str, Transport]:
+    """One transport per service; services configured alike share one instance (one producer, one breaker)."""
+    built: dict[PublishType, Transport] = {}
+    transports: dict[str, Transport] = {}
+    for service in ("post-service", "comment-service"):
+        kind = settings.publish_type(service)
+        if kind not in built:
+            built[kind] = (build_kafka_transport(settings) if kind is PublishType.KAFKA
+                           else build_http_transport(settings, base_url))
+        transports[service] = built[kind]
+    return transports

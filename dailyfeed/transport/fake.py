@@ -1,0 +1,34 @@
+"""An in-memory transport for tests: records what it was given, fails on demand."""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from ..events import ActivityEvent
+from .base import TransportError, TransportUnavailable
+
+
+class FakeTransport:
+    def __init__(self, kind: str = "feign", deliver: Callable[[ActivityEvent], None] | None = None):
+        self.kind = kind
+        self.published: list[ActivityEvent] = []
+        self.failure: TransportError | None = None
+        self._deliver = deliver
+        self._lock = threading.Lock()
+
+    def fail_with(self, error: TransportError | None = None) -> None:
+        self.failure = error or TransportUnavailable("fake transport is down")
+
+    def recover(self) -> None:
+        self.failure = None
+
+    def publish(self, event: ActivityEvent) -> None:
+        if self.failure is not None:
+            raise self.failure
+        if self._deliver is not None:
+            self._deliver(event)
+        with self._lock:
+            self.published.append(event)
+
+    def close(self) -> None:
+        pass

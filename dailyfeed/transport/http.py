@@ -1,0 +1,87 @@
+"""The "feign" transport: POST the event to the activity module's record endpoint over HTTP (requests).
+
+Timeouts (connect 5 s, read 10 s); up to 3 attempts 500 ms apart on connection errors, timeouts and 5xx, which
+is safe because the record endpoint is idempotent by message key; 4xx is not retried; a circuit breaker makes
+an unreachable activity service fail fast. A 5xx is a failure (the original counted it as success).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import requests
+
+from ..auth import issue_service_token
+from ..events import RECORD_PATHS, ActivityEvent, record_request_body
+from .base import CircuitOpen, TransportRejected, TransportUnavailable
+from .circuit import CircuitBreaker
+
+log = logging.getLogger(__name__)
+
+
+class HttpTransport:
+    kind = "feign"
+
+    def __init__(self, base_url: Callable[[], str], secret: str, *, connect_timeout: float = 5.0,
+                 read_timeout: float = 10.0, attempts: int = 3, backoff_s: float = 0.5,
+                 breaker: CircuitBreaker | None = None, session: requests.Session | None = None):
+        self._base_url = base_url  # resolved per call: by default the app's own URL
+        self._secret = secret
+        self.timeout = (connect_timeout, read_timeout)
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.breaker = breaker or CircuitBreaker()
+        self.session = session or requests.Session()
+        self._token: tuple[float, str] | None = None
+
+    def publish(self, event: ActivityEvent) -> None:
+        if not self.breaker.allow():
+            raise CircuitOpen("activity service circuit is open after repeated failures; not calling it")
+        try:
+            self._post_with_retries(event)
+        except TransportUnavailable:
+            self.breaker.record(failed=True)
+            raise
+        except TransportRejected:
+            # The service answered: it is reachable, so this does not count against the circuit.
+            self.breaker.record(failed=False)
+            raise
+        self.breaker.record(failed=False)
+
+    def _post_with_retries(self, event: ActivityEvent) -> None:
+        url = f"{self._base_url().rstrip('/')}/api/member-activities/{RECORD_PATHS[event.category]}"
+        body = record_request_body(event)
+        headers = {"Authorization": f"Bearer {self._service_token()}"}
+        for attempt in range(1, self.attempts + 1):
+            try:
+                response = self.session.post(url, json=body, headers=headers, timeout=self.timeout)
+            except requests.RequestException as exc:
+                error: TransportUnavailable = TransportUnavailable(f"POST {url}: {type(exc).__name__}: {exc}")
+            else:
+                if response.status_code < 300:
+                    return
+                if response.status_code < 500:
+                    raise TransportRejected(f"POST {url} answered {response.status_code}: {_message(response)}")
+                error = TransportUnavailable(f"POST {url} answered {response.status_code}: {_message(response)}")
+            if attempt < self.attempts:
+                log.info("record call for %s failed (attempt %d/%d): %s", event.message_key, attempt,
+                         self.attempts, error)
+                time.sleep(self.backoff_s)
+        raise error
+
+    def _service_token(self) -> str:
+        now = time.monotonic()
+        if self._token is None or now - self._token[0] > 240:
+            self._token = (now, issue_service_token(self._secret, ttl_seconds=300))
+        return self._token[1]
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))[:300]
+    except ValueError:
+        return response.text[:300]

@@ -1,0 +1,541 @@
+#!/usr/bin/env bash
+# Start and stop real local servers for dailyfeed, without Docker:
+#   kafka  Apache Kafka 3.9.1, single-node KRaft (broker+controller), 127.0.0.1:9092
+#   mongo  FerretDB 1.24.2 embedded in a small Go program, SQLite backend, 127.0.0.1:27017
+#
+# Usage: scripts/services.sh COMMAND [kafka|mongo|all]
+#   start [kafka|mongo|all]   build/resolve if needed, start, wait until ready (default: all)
+#   stop  [kafka|mongo|all]   SIGTERM, wait up to 20 s, then SIGKILL (default: all)
+#   restart [kafka|mongo|all]
+#   status [kafka|mongo|all]  exit 0 if every named service runs, 1 otherwise
+#   env                       print export lines for DAILYFEED_MONGO_URI / DAILYFEED_KAFKA_BOOTSTRAP
+#   check [kafka|mongo|all]   exit 0 if the tools to build and run are present, 3 if not
+#   logs  kafka|mongo         last 50 lines of the service log
+#   kafka-kill                kill -9 the broker (fault tests); `start kafka` brings it back
+#   kafka-start               same as `start kafka`
+#
+# State (jars, binary, data, logs, pid files) lives in $DAILYFEED_SERVICES_DIR,
+# default <repo>/.services/. Jars are reused while services/kafka/pom.xml is
+# unchanged; the FerretDB binary is reused while services/ferretdb/{go.mod,go.sum,main.go}
+# are unchanged.
+#
+# Exit codes: 0 ok, 1 failure (e.g. not ready in time), 2 usage, 3 missing prerequisite
+# (java, mvn or go) -- callers may skip integration tests on 3.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE_DIR="${DAILYFEED_SERVICES_DIR:-$REPO_ROOT/.services}"
+
+HOST=127.0.0.1
+KAFKA_PORT="${DAILYFEED_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${DAILYFEED_KAFKA_CONTROLLER_PORT:-9093}"
+MONGO_PORT="${DAILYFEED_MONGO_PORT:-27017}"
+
+KAFKA_READY_TIMEOUT="${DAILYFEED_KAFKA_READY_TIMEOUT:-90}"
+MONGO_READY_TIMEOUT="${DAILYFEED_MONGO_READY_TIMEOUT:-60}"
+STOP_TIMEOUT="${DAILYFEED_STOP_TIMEOUT:-20}"
+KAFKA_HEAP_OPTS="${DAILYFEED_KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+
+KAFKA_SRC="$REPO_ROOT/services/kafka"
+KAFKA_DIR="$STATE_DIR/kafka"
+KAFKA_LIBS="$KAFKA_DIR/libs"
+KAFKA_CONF_DIR="$KAFKA_DIR/config"
+KAFKA_DATA="$KAFKA_DIR/data"
+KAFKA_LOG="$KAFKA_DIR/kafka.log"
+KAFKA_PID="$KAFKA_DIR/kafka.pid"
+KAFKA_MAIN=kafka.Kafka
+
+FERRET_SRC="$REPO_ROOT/services/ferretdb"
+FERRET_BIN="$STATE_DIR/bin/ferretdb-dailyfeed"
+MONGO_DIR="$STATE_DIR/mongo"
+MONGO_DATA="$MONGO_DIR/data"
+MONGO_LOG="$MONGO_DIR/ferretdb.log"
+MONGO_PID="$MONGO_DIR/ferretdb.pid"
+
+say() { echo "services: $*"; }
+err() { echo "services: error: $*" >&2; }
+die() { err "$*"; exit 1; }
+
+# --- time ----------------------------------------------------------------------
+now() { echo "${EPOCHREALTIME:-$(date +%s.%N)}"; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+# --- hashing -------------------------------------------------------------------
+hash_files() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        cat "$@" | sha256sum | cut -d' ' -f1
+    else
+        cat "$@" | shasum -a 256 | cut -d' ' -f1
+    fi
+}
+
+# --- prerequisites ---------------------------------------------------------------
+missing_tools() { # prints the names of missing tools for the given service
+    local svc=$1 t
+    local -a need=()
+    case $svc in
+        kafka)
+            need+=(java)
+            kafka_libs_cached || need+=(mvn)
+            ;;
+        mongo)
+            ferret_bin_cached || need+=(go)
+            ;;
+    esac
+    for t in "${need[@]}"; do
+        command -v "$t" >/dev/null 2>&1 || echo "$t"
+    done
+}
+
+require_tools() {
+    local svc=$1 missing
+    missing="$(missing_tools "$svc" | tr '\n' ' ')"
+    if [[ -n "${missing// /}" ]]; then
+        err "$svc needs: ${missing% } (not found on PATH)"
+        exit 3
+    fi
+}
+
+# --- processes -------------------------------------------------------------------
+# pid_alive PIDFILE MARKER: the pid in PIDFILE runs and its command line contains MARKER
+# (guards against a recycled pid and against zombies, whose cmdline is empty).
+pid_alive() {
+    local pidfile=$1 marker=$2 pid
+    [[ -f "$pidfile" ]] || return 1
+    pid="$(cat "$pidfile" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    if [[ -r "/proc/$pid/cmdline" ]]; then
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker" || return 1
+    fi
+    return 0
+}
+
+read_pid() { cat "$1" 2>/dev/null || true; }
+
+port_open() { # port_open PORT
+    timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null
+}
+
+# launch PIDFILE LOGFILE CMD...: start CMD detached, stdout+stderr appended to LOGFILE.
+launch() {
+    local pidfile=$1 logfile=$2
+    shift 2
+    {
+        echo
+        echo "===== services.sh: starting at $(date -u +%Y-%m-%dT%H:%M:%SZ): $*"
+    } >>"$logfile"
+    if command -v setsid >/dev/null 2>&1; then
+        # Not a process-group leader here, so setsid execs in place: $! is the server's pid.
+        setsid "$@" >>"$logfile" 2>&1 </dev/null &
+    else
+        nohup "$@" >>"$logfile" 2>&1 </dev/null &
+    fi
+    echo $! >"$pidfile"
+}
+
+# stop_pid NAME PIDFILE MARKER
+stop_pid() {
+    local name=$1 pidfile=$2 marker=$3 pid t0 i
+    if ! pid_alive "$pidfile" "$marker"; then
+        rm -f "$pidfile"
+        say "$name: not running"
+        return 0
+    fi
+    pid="$(read_pid "$pidfile")"
+    t0="$(now)"
+    say "$name: stopping (pid $pid, SIGTERM)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+        pid_alive "$pidfile" "$marker" || break
+        sleep 0.1
+    done
+    if pid_alive "$pidfile" "$marker"; then
+        say "$name: still running after ${STOP_TIMEOUT}s, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do
+            pid_alive "$pidfile" "$marker" || break
+            sleep 0.1
+        done
+    fi
+    rm -f "$pidfile"
+    say "$name: stopped in $(since "$t0")"
+}
+
+show_log_tail() {
+    local logfile=$1
+    if [[ -f "$logfile" ]]; then
+        echo "services: ----- last 50 lines of $logfile -----" >&2
+        tail -n 50 "$logfile" >&2
+        echo "services: ----- end of $logfile -----" >&2
+    fi
+}
+
+# ================================ Kafka ================================
+
+kafka_pom_hash() { hash_files "$KAFKA_SRC/pom.xml"; }
+
+kafka_libs_cached() {
+    [[ -f "$KAFKA_LIBS/.pom.sha256" ]] &&
+        [[ "$(cat "$KAFKA_LIBS/.pom.sha256")" == "$(kafka_pom_hash)" ]] &&
+        compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null
+}
+
+kafka_resolve() {
+    local t0 tmp
+    if kafka_libs_cached; then
+        say "kafka: jars cached in $KAFKA_LIBS"
+        return 0
+    fi
+    t0="$(now)"
+    say "kafka: resolving jars with Maven (services/kafka/pom.xml) ..."
+    tmp="$KAFKA_DIR/libs.tmp"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    if ! mvn -q -B -f "$KAFKA_SRC/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmp" >"$KAFKA_DIR/mvn.log" 2>&1; then
+        show_log_tail "$KAFKA_DIR/mvn.log"
+        die "kafka: Maven could not resolve the broker jars"
+    fi
+    kafka_pom_hash >"$tmp/.pom.sha256"
+    rm -rf "$KAFKA_LIBS"
+    mv "$tmp" "$KAFKA_LIBS"
+    say "kafka: resolved $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars in $(since "$t0")"
+}
+
+kafka_java() { # kafka_java MAINCLASS ARGS... -- short-lived tool JVM, at most 60 s
+    timeout 60 java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+        -Dlog4j.configuration="file:$KAFKA_SRC/tools-log4j.properties" \
+        -cp "$KAFKA_LIBS/*" "$@"
+}
+
+kafka_config() {
+    mkdir -p "$KAFKA_CONF_DIR" "$KAFKA_DATA"
+    sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
+        -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+        -e "s|@LOG_DIRS@|$KAFKA_DATA|g" \
+        "$KAFKA_SRC/server.properties.template" >"$KAFKA_CONF_DIR/server.properties"
+    # Client settings for the readiness probe: fail fast, the loop retries.
+    cat >"$KAFKA_CONF_DIR/probe.properties" <<EOF
+request.timeout.ms=3000
+default.api.timeout.ms=5000
+reconnect.backoff.max.ms=500
+EOF
+}
+
+kafka_format() {
+    local t0 cid
+    if [[ -f "$KAFKA_DATA/meta.properties" ]]; then
+        return 0
+    fi
+    t0="$(now)"
+    if [[ -s "$KAFKA_DIR/cluster.id" ]]; then
+        cid="$(cat "$KAFKA_DIR/cluster.id")"
+    else
+        cid="$(kafka_java kafka.tools.StorageTool random-uuid | tail -n 1 | tr -d '[:space:]')"
+        [[ -n "$cid" ]] || die "kafka: could not generate a cluster id"
+        echo "$cid" >"$KAFKA_DIR/cluster.id"
+    fi
+    say "kafka: formatting storage in $KAFKA_DATA (cluster id $cid)"
+    if ! kafka_java kafka.tools.StorageTool format -t "$cid" \
+        -c "$KAFKA_CONF_DIR/server.properties" --ignore-formatted >>"$KAFKA_LOG" 2>&1; then
+        show_log_tail "$KAFKA_LOG"
+        die "kafka: storage format failed"
+    fi
+    say "kafka: storage formatted in $(since "$t0")"
+}
+
+kafka_ready() { # metadata round trip through the admin client
+    kafka_java org.apache.kafka.tools.TopicCommand \
+        --bootstrap-server "$HOST:$KAFKA_PORT" \
+        --command-config "$KAFKA_CONF_DIR/probe.properties" --list >/dev/null 2>&1
+}
+
+kafka_wait_ready() {
+    local t0=$1 deadline
+    deadline=$(($(date +%s) + KAFKA_READY_TIMEOUT))
+    while (($(date +%s) < deadline)); do
+        if ! pid_alive "$KAFKA_PID" "$KAFKA_MAIN"; then
+            show_log_tail "$KAFKA_LOG"
+            rm -f "$KAFKA_PID"
+            die "kafka: broker exited during startup (log: $KAFKA_LOG)"
+        fi
+        if port_open "$KAFKA_PORT" && kafka_ready; then
+            say "kafka: ready on $HOST:$KAFKA_PORT (pid $(read_pid "$KAFKA_PID")) in $(since "$t0")"
+            return 0
+        fi
+        sleep 1
+    done
+    show_log_tail "$KAFKA_LOG"
+    die "kafka: not ready after ${KAFKA_READY_TIMEOUT}s (pid $(read_pid "$KAFKA_PID") left running; \`$0 stop kafka\` ends it)"
+}
+
+start_kafka() {
+    local t0
+    mkdir -p "$KAFKA_DIR"
+    if pid_alive "$KAFKA_PID" "$KAFKA_MAIN"; then
+        if port_open "$KAFKA_PORT"; then
+            say "kafka: already running (pid $(read_pid "$KAFKA_PID")) on $HOST:$KAFKA_PORT"
+            return 0
+        fi
+        say "kafka: pid $(read_pid "$KAFKA_PID") is starting, waiting for it"
+        kafka_wait_ready "$(now)"
+        return 0
+    fi
+    rm -f "$KAFKA_PID"
+    require_tools kafka
+    if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
+        die "kafka: port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT on $HOST is taken by another process"
+    fi
+    kafka_resolve
+    kafka_config
+    kafka_format
+    t0="$(now)"
+    say "kafka: starting broker (log: $KAFKA_LOG)"
+    # shellcheck disable=SC2086 # heap options are a word list on purpose
+    launch "$KAFKA_PID" "$KAFKA_LOG" java $KAFKA_HEAP_OPTS \
+        -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        -Dlog4j.configuration="file:$KAFKA_SRC/log4j.properties" \
+        -Dkafka.logs.dir="$KAFKA_DIR" \
+        -cp "$KAFKA_LIBS/*" "$KAFKA_MAIN" "$KAFKA_CONF_DIR/server.properties"
+    kafka_wait_ready "$t0"
+}
+
+stop_kafka() { stop_pid kafka "$KAFKA_PID" "$KAFKA_MAIN"; }
+
+kafka_kill() {
+    local pid i
+    if ! pid_alive "$KAFKA_PID" "$KAFKA_MAIN"; then
+        rm -f "$KAFKA_PID"
+        say "kafka: not running"
+        return 0
+    fi
+    pid="$(read_pid "$KAFKA_PID")"
+    say "kafka: kill -9 $pid"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        pid_alive "$KAFKA_PID" "$KAFKA_MAIN" || break
+        sleep 0.1
+    done
+    rm -f "$KAFKA_PID"
+}
+
+# ================================ FerretDB ================================
+
+ferret_src_hash() { hash_files "$FERRET_SRC/go.mod" "$FERRET_SRC/go.sum" "$FERRET_SRC/main.go"; }
+
+ferret_bin_cached() {
+    [[ -x "$FERRET_BIN" && -f "$FERRET_BIN.sha256" ]] &&
+        [[ "$(cat "$FERRET_BIN.sha256")" == "$(ferret_src_hash)" ]]
+}
+
+ferret_build() {
+    local t0
+    if ferret_bin_cached; then
+        say "mongo: ferretdb binary cached at $FERRET_BIN"
+        return 0
+    fi
+    t0="$(now)"
+    mkdir -p "$(dirname "$FERRET_BIN")"
+    say "mongo: building FerretDB (services/ferretdb, go build; first build takes a minute or two) ..."
+    if ! (cd "$FERRET_SRC" && CGO_ENABLED=0 go build -trimpath -o "$FERRET_BIN.tmp" .) \
+        >"$STATE_DIR/bin/go-build.log" 2>&1; then
+        show_log_tail "$STATE_DIR/bin/go-build.log"
+        die "mongo: go build failed"
+    fi
+    mv -f "$FERRET_BIN.tmp" "$FERRET_BIN"
+    ferret_src_hash >"$FERRET_BIN.sha256"
+    say "mongo: built $FERRET_BIN in $(since "$t0")"
+}
+
+# A real round trip: OP_MSG {ping: 1} with the standard library only.
+MONGO_PING_PY='
+import socket, struct, sys
+def bson_doc(items):
+    body = b""
+    for k, v in items:
+        if isinstance(v, int):
+            body += b"\x10" + k.encode() + b"\x00" + struct.pack("<i", v)
+        else:
+            s = v.encode() + b"\x00"
+            body += b"\x02" + k.encode() + b"\x00" + struct.pack("<i", len(s)) + s
+    return struct.pack("<i", len(body) + 5) + body + b"\x00"
+doc = bson_doc([("ping", 1), ("$db", "admin")])
+payload = struct.pack("<I", 0) + b"\x00" + doc
+msg = struct.pack("<iiii", 16 + len(payload), 1, 0, 2013) + payload
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3) as s:
+    s.sendall(msg)
+    hdr = b""
+    while len(hdr) < 16:
+        chunk = s.recv(16 - len(hdr))
+        if not chunk:
+            sys.exit(1)
+        hdr += chunk
+    length, _, _, opcode = struct.unpack("<iiii", hdr)
+    rest = b""
+    while len(rest) < length - 16:
+        chunk = s.recv(length - 16 - len(rest))
+        if not chunk:
+            sys.exit(1)
+        rest += chunk
+# the reply must be an OP_MSG whose body says ok: 1.0
+ok = opcode == 2013 and (b"\x01ok\x00" + struct.pack("<d", 1.0)) in rest
+sys.exit(0 if ok else 1)
+'
+
+mongo_ready() {
+    port_open "$MONGO_PORT" || return 1
+    if command -v python3 >/dev/null 2>&1; then
+        timeout 10 python3 -c "$MONGO_PING_PY" "$HOST" "$MONGO_PORT" 2>/dev/null
+    fi
+}
+
+mongo_wait_ready() {
+    local t0=$1 deadline
+    deadline=$(($(date +%s) + MONGO_READY_TIMEOUT))
+    while (($(date +%s) < deadline)); do
+        if ! pid_alive "$MONGO_PID" ferretdb-dailyfeed; then
+            show_log_tail "$MONGO_LOG"
+            rm -f "$MONGO_PID"
+            die "mongo: FerretDB exited during startup (log: $MONGO_LOG)"
+        fi
+        if mongo_ready; then
+            say "mongo: ready on $HOST:$MONGO_PORT (pid $(read_pid "$MONGO_PID")) in $(since "$t0")"
+            return 0
+        fi
+        sleep 0.2
+    done
+    show_log_tail "$MONGO_LOG"
+    die "mongo: not ready after ${MONGO_READY_TIMEOUT}s (pid $(read_pid "$MONGO_PID") left running; \`$0 stop mongo\` ends it)"
+}
+
+start_mongo() {
+    local t0
+    mkdir -p "$MONGO_DIR"
+    if pid_alive "$MONGO_PID" ferretdb-dailyfeed; then
+        if port_open "$MONGO_PORT"; then
+            say "mongo: already running (pid $(read_pid "$MONGO_PID")) on $HOST:$MONGO_PORT"
+            return 0
+        fi
+        say "mongo: pid $(read_pid "$MONGO_PID") is starting, waiting for it"
+        mongo_wait_ready "$(now)"
+        return 0
+    fi
+    rm -f "$MONGO_PID"
+    require_tools mongo
+    if port_open "$MONGO_PORT"; then
+        die "mongo: port $MONGO_PORT on $HOST is taken by another process"
+    fi
+    ferret_build
+    mkdir -p "$MONGO_DATA"
+    t0="$(now)"
+    say "mongo: starting FerretDB (sqlite in $MONGO_DATA, log: $MONGO_LOG)"
+    launch "$MONGO_PID" "$MONGO_LOG" "$FERRET_BIN" \
+        -listen-addr "$HOST:$MONGO_PORT" -data-dir "$MONGO_DATA"
+    mongo_wait_ready "$t0"
+}
+
+stop_mongo() { stop_pid mongo "$MONGO_PID" ferretdb-dailyfeed; }
+
+# ================================ commands ================================
+
+services_of() { # expand kafka|mongo|all (default all)
+    case "${1:-all}" in
+        all) echo "kafka mongo" ;;
+        kafka) echo kafka ;;
+        mongo | ferretdb) echo mongo ;;
+        *) err "unknown service '${1}' (kafka, mongo or all)"; exit 2 ;;
+    esac
+}
+
+status_one() {
+    case $1 in
+        kafka)
+            if pid_alive "$KAFKA_PID" "$KAFKA_MAIN"; then
+                if port_open "$KAFKA_PORT"; then
+                    say "kafka: running (pid $(read_pid "$KAFKA_PID")) on $HOST:$KAFKA_PORT"
+                    return 0
+                fi
+                say "kafka: starting (pid $(read_pid "$KAFKA_PID")), port $KAFKA_PORT not open yet"
+                return 1
+            fi
+            say "kafka: stopped"
+            return 1
+            ;;
+        mongo)
+            if pid_alive "$MONGO_PID" ferretdb-dailyfeed; then
+                if port_open "$MONGO_PORT"; then
+                    say "mongo: running (pid $(read_pid "$MONGO_PID")) on $HOST:$MONGO_PORT"
+                    return 0
+                fi
+                say "mongo: starting (pid $(read_pid "$MONGO_PID")), port $MONGO_PORT not open yet"
+                return 1
+            fi
+            say "mongo: stopped"
+            return 1
+            ;;
+    esac
+}
+
+print_env() {
+    echo "export DAILYFEED_MONGO_URI=mongodb://$HOST:$MONGO_PORT/?directConnection=true"
+    echo "export DAILYFEED_KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT"
+}
+
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
+}
+
+main() {
+    local cmd="${1:-}" svc rc=0 t0
+    shift || true
+    case "$cmd" in
+        start)
+            t0="$(now)"
+            mkdir -p "$STATE_DIR"
+            for svc in $(services_of "${1:-all}"); do "start_$svc"; done
+            say "start done in $(since "$t0")"
+            ;;
+        stop)
+            for svc in $(services_of "${1:-all}"); do "stop_$svc"; done
+            ;;
+        restart)
+            for svc in $(services_of "${1:-all}"); do "stop_$svc"; done
+            for svc in $(services_of "${1:-all}"); do "start_$svc"; done
+            ;;
+        status)
+            for svc in $(services_of "${1:-all}"); do status_one "$svc" || rc=1; done
+            return "$rc"
+            ;;
+        env) print_env ;;
+        check)
+            for svc in $(services_of "${1:-all}"); do
+                local missing
+                missing="$(missing_tools "$svc" | tr '\n' ' ')"
+                if [[ -n "${missing// /}" ]]; then
+                    say "$svc: missing ${missing% }"
+                    rc=3
+                else
+                    say "$svc: prerequisites present"
+                fi
+            done
+            return "$rc"
+            ;;
+        logs)
+            case "${1:-}" in
+                kafka) tail -n 50 "$KAFKA_LOG" ;;
+                mongo | ferretdb) tail -n 50 "$MONGO_LOG" ;;
+                *) err "usage: $0 logs kafka|mongo"; exit 2 ;;
+            esac
+            ;;
+        kafka-kill) kafka_kill ;;
+        kafka-start) mkdir -p "$STATE_DIR"; start_kafka ;;
+        -h | --help | help) usage ;;
+        *)
+            usage >&2
+            exit 2
+            ;;
+    esac
+}
+
+main "$@"
