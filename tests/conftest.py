@@ -57,3 +57,51 @@ def token(app):
         return {"Authorization": f"Bearer {issue_member_token(secret, member_id, ttl)}"}
 
     return make
+
+
+# --- real services ---------------------------------------------------------------------------------------------
+# The integration tier runs when the services' addresses are set (scripts/services.sh env prints them). Locally a
+# missing server skips those tests with the reason; under CI (CI=true) it fails them.
+
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _service_address(variable: str, what: str, scheme: str = "") -> str:
+    value = os.environ.get(variable, "")
+    if not value or (scheme and not value.startswith(scheme)):
+        reason = f"{what} not configured: set {variable} (make services; eval \"$(scripts/services.sh env)\")"
+        if UNDER_CI:
+            pytest.fail(f"CI needs the real services: {reason}")
+        pytest.skip(reason)
+    return value
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> str:
+    """The real MongoDB-compatible server (FerretDB), from DAILYFEED_MONGO_URI."""
+    return _service_address("DAILYFEED_MONGO_URI", "MongoDB-compatible server", "mongodb")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The real Kafka broker, from DAILYFEED_KAFKA_BOOTSTRAP_SERVERS."""
+    return _service_address("DAILYFEED_KAFKA_BOOTSTRAP_SERVERS", "Kafka broker")
+
+
+@pytest.fixture(params=["mongomock", pytest.param("ferretdb", marks=[pytest.mark.integration, pytest.mark.mongo])])
+def store_uri(request) -> str:
+    """Contract fixture: a store-facing test runs once on the embedded store and once on the real server."""
+    if request.param == "mongomock":
+        return "mongomock://"
+    return request.getfixturevalue("mongo_uri")
+
+
+@pytest.fixture
+def store_app(store_uri):
+    """The app (feign to itself, in-process) on each store backend, on a database of its own."""
+    app = make_app({"mongo.uri": store_uri})
+    yield app
+    dailyfeed = app.extensions["dailyfeed"]
+    if store_uri.startswith("mongodb"):
+        dailyfeed.db.client.drop_database(dailyfeed.db.name)
+    dailyfeed.close()
