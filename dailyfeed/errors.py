@@ -70,6 +70,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
+        if error.code == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            return error_response(413, f"request body is too large (at most {limit} bytes)")
         return error_response(error.code or 500, error.description or error.name)
 
     @app.errorhandler(Exception)

@@ -65,23 +65,24 @@ class ActivityService:
     # --- queries ----------------------------------------------------------------------------------------------
 
     def followings_feed(self, member_id: int, page: int, size: int, activity_type: str | None) -> list[dict]:
+        query = _type_filter(activity_type)
         followings = self.follows.followings(member_id)
         if not followings:
             return []
-        return self._page({"member_id": {"$in": followings}}, page, size, activity_type)
+        return self._page({**query, "member_id": {"$in": followings}}, page, size)
 
     def member_activities(self, member_id: int, page: int, size: int, activity_type: str | None) -> list[dict]:
-        return self._page({"member_id": member_id}, page, size, activity_type)
+        return self._page({**_type_filter(activity_type), "member_id": member_id}, page, size)
 
-    def _page(self, query: dict[str, Any], page: int, size: int, activity_type: str | None) -> list[dict]:
-        if activity_type:
-            query["member_activity_type"] = _parse_type(activity_type).value
+    def _page(self, query: dict[str, Any], page: int, size: int) -> list[dict]:
         return [activity_json(doc) for doc in self.activities.find(query, page * size, size + 1)]
 
 
-def _parse_type(raw: str) -> ActivityType:
+def _type_filter(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
     try:
-        return ActivityType(raw.upper())
+        return {"member_activity_type": ActivityType(raw.upper()).value}
     except ValueError:
         raise InvalidInput(f"type must be one of {', '.join(t.value for t in ActivityType)}") from None
 

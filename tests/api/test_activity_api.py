@@ -1,0 +1,78 @@
+"""The activity module: follows, the followings feed, one member's activities, and the record endpoints."""
+from datetime import datetime, timezone
+
+from dailyfeed.auth import issue_service_token
+from dailyfeed.events import ActivityEvent, ActivityType, record_request_body
+
+
+def test_feed_shows_every_action_of_followed_members_once_newest_first(api, activities):
+    assert api.post(8, "/api/members/7/follow").status_code == 201
+    post = api.post(7, "/api/posts", json={"content": "p"}).json["data"]
+    comment = api.post(7, "/api/comments", json={"postId": post["id"], "content": "c"}).json["data"]
+    api.post(7, f"/api/posts/{post['id']}/like")
+    api.post(7, f"/api/comments/{comment['id']}/like")
+    api.put(7, f"/api/posts/{post['id']}", json={"content": "p2"})
+    api.post(9, "/api/posts", json={"content": "not followed"})
+
+    feed = api.get(8, "/api/member-activities/followings").json["data"]
+    types = [a["memberActivityType"] for a in feed["content"]]
+    assert types == ["POST_UPDATE", "LIKE_COMMENT", "LIKE_POST", "COMMENT_CREATE", "POST_CREATE"]
+    assert all(a["memberId"] == 7 for a in feed["content"])
+    assert len({a["messageKey"] for a in feed["content"]}) == 5
+
+    likes = api.get(8, "/api/member-activities/followings?type=like_post").json["data"]["content"]
+    assert [a["memberActivityType"] for a in likes] == ["LIKE_POST"]
+    paged = api.get(8, "/api/member-activities/followings?page=1&size=2").json["data"]
+    assert [a["memberActivityType"] for a in paged["content"]] == ["LIKE_POST", "COMMENT_CREATE"]
+    assert paged["hasNext"] is True
+
+
+def test_follow_rules_and_follow_activities(api, activities):
+    assert api.post(8, "/api/members/8/follow").status_code == 400
+    assert api.post(8, "/api/members/7/follow").status_code == 201
+    assert api.post(8, "/api/members/7/follow").status_code == 409
+    assert api.delete(8, "/api/members/7/follow").status_code == 200
+    assert api.delete(8, "/api/members/7/follow").status_code == 404
+    assert [(a["member_activity_type"], a["member_id"], a["following_id"]) for a in activities()] == [
+        ("MEMBER_FOLLOW", 8, 7), ("MEMBER_UNFOLLOW", 8, 7)]
+    assert api.get(8, "/api/member-activities/followings").json["data"]["content"] == []
+
+
+def test_a_member_follows_at_most_999(api, db):
+    db["follows"].insert_many([{"follower_id": 8, "following_id": 1000 + i} for i in range(999)])
+    response = api.post(8, "/api/members/7/follow")
+    assert response.status_code == 400 and "at most 999" in response.json["message"]
+    assert db["follows"].count_documents({"follower_id": 8}) == 999
+
+
+def test_member_activities_lists_one_members_actions(api):
+    api.post(7, "/api/posts", json={"content": "a"})
+    api.post(9, "/api/posts", json={"content": "b"})
+    content = api.get(None, "/api/members/7/activities").json["data"]["content"]
+    assert [(a["memberId"], a["memberActivityType"]) for a in content] == [(7, "POST_CREATE")]
+
+
+def _record(client, app, path, body):
+    token = issue_service_token(app.extensions["dailyfeed"].settings["auth.jwt-secret"])
+    return client.post(f"/api/member-activities/{path}", json=body, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_record_endpoint_is_idempotent_by_message_key(client, app, activities):
+    event = ActivityEvent.new(ActivityType.LIKE_POST, 7, post_id=12, at=datetime(2026, 1, 2, tzinfo=timezone.utc))
+    first = _record(client, app, "posts/likes", record_request_body(event))
+    again = _record(client, app, "posts/likes", record_request_body(event))
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json["data"]["messageKey"] == event.message_key
+    [stored] = activities()
+    assert (stored["member_id"], stored["post_id"], stored["member_activity_type"]) == (7, 12, "LIKE_POST")
+
+
+def test_record_endpoint_needs_a_service_token_and_a_matching_type(client, app, api, activities):
+    event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=12)
+    assert api.post(7, "/api/member-activities/posts", json=record_request_body(event)).status_code == 403
+    assert client.post("/api/member-activities/posts", json=record_request_body(event)).status_code == 401
+    wrong = _record(client, app, "comments", record_request_body(event))
+    assert wrong.status_code == 400 and "does not belong" in wrong.json["message"]
+    missing = _record(client, app, "posts", {"memberId": 7, "postId": 12, "activityType": "POST_CREATE"})
+    assert missing.status_code == 400 and "messageKey" in missing.json["message"]
+    assert activities() == []

@@ -1,0 +1,141 @@
+"""SPEC section 5 under failure, on both store backends: a failed publish becomes a dead letter and the write
+succeeds; when the dead letter cannot be stored either, the change is undone and the client gets 503."""
+import json
+
+import pytest
+from pymongo.errors import ServerSelectionTimeoutError
+
+from dailyfeed.store import COMMENT_LIKES, COMMENTS, FEIGN_DEAD_LETTERS, MEMBER_ACTIVITIES, POST_LIKES, POSTS
+from dailyfeed.transport.base import CircuitOpen
+from tests.conftest import make_app
+from tests.support.wsgi import WsgiAdapter
+
+CLOSED_PORT_URL = "http://127.0.0.1:9"  # nothing listens on the discard port here: connection refused
+
+
+@pytest.fixture
+def app(store_uri):
+    """Feign to an activity service that cannot be reached."""
+    app = make_app({"mongo.uri": store_uri, "activity.base-url": CLOSED_PORT_URL})
+    yield app
+    dailyfeed = app.extensions["dailyfeed"]
+    if store_uri.startswith("mongodb"):
+        dailyfeed.db.client.drop_database(dailyfeed.db.name)
+    dailyfeed.close()
+
+
+class BrokenCollection:
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise ServerSelectionTimeoutError("dead-letter store unreachable (injected)")
+        return fail
+
+
+class BrokenDatabase:
+    def __getitem__(self, name):
+        return BrokenCollection()
+
+
+def snapshot(db):
+    """Every stored document, except the ids of re-inserted likes (an undone unlike stores the like again)."""
+    return {name: sorted(repr(sorted((k, v) for k, v in doc.items() if not (k == "_id" and "likes" in name)))
+                         for doc in db[name].find())
+            for name in (POSTS, COMMENTS, POST_LIKES, COMMENT_LIKES, MEMBER_ACTIVITIES, FEIGN_DEAD_LETTERS)}
+
+
+def test_unreachable_activity_service_gives_success_and_a_canonical_dead_letter(api, db):
+    response = api.post(7, "/api/posts", json={"content": "kept"})
+    assert response.status_code == 201
+    post_id = response.json["data"]["id"]
+    assert db[POSTS].count_documents({"_id": post_id}) == 1
+    assert db[MEMBER_ACTIVITIES].count_documents({}) == 0
+    [letter] = db[FEIGN_DEAD_LETTERS].find()
+    assert letter["message_key"].startswith(f"member_activity:kafka_event:POST_CREATE###{post_id}###7###")
+    assert letter["category"] == "POST" and letter["status"] == "pending"
+    assert letter["is_completed"] is False and letter["is_editing"] is False and letter["attempts"] == 1
+    assert letter["error"]["type"] == "TransportUnavailable" and "127.0.0.1:9" in letter["error"]["message"]
+    payload = json.loads(letter["payload"])
+    assert payload["memberId"] == 7 and payload["postId"] == post_id and payload["memberActivityType"] == "POST_CREATE"
+    assert {"created_at", "updated_at", "last_attempt_at", "topic", "origin"} <= set(letter)
+
+
+def test_5xx_from_the_activity_service_is_a_failure_not_a_success(store_uri, db_cleanup):
+    app = db_cleanup(make_app({"mongo.uri": store_uri}))
+    transport = app.extensions["dailyfeed"].transports["post-service"]
+
+    class Failing(WsgiAdapter):
+        def send(self, request, **kwargs):
+            response = super().send(request, **kwargs)
+            response.status_code = 500
+            return response
+
+    adapter = Failing(app)
+    transport.session.mount("http://dailyfeed.test", adapter)
+    client, secret = app.test_client(), app.extensions["dailyfeed"].settings["auth.jwt-secret"]
+    from dailyfeed.auth import issue_member_token
+    response = client.post("/api/posts", json={"content": "x"},
+                           headers={"Authorization": "Bearer " + issue_member_token(secret, 7, 60)})
+    assert response.status_code == 201
+    assert adapter.calls == 3  # retried
+    db = app.extensions["dailyfeed"].db
+    assert db[FEIGN_DEAD_LETTERS].count_documents({"error.type": "TransportUnavailable"}) == 1
+
+
+@pytest.fixture
+def db_cleanup():
+    apps = []
+    yield lambda app: apps.append(app) or app
+    for app in apps:
+        dailyfeed = app.extensions["dailyfeed"]
+        if dailyfeed.settings["mongo.uri"].startswith("mongodb"):
+            dailyfeed.db.client.drop_database(dailyfeed.db.name)
+        dailyfeed.close()
+
+
+def test_an_open_circuit_still_keeps_every_event(api, app, db):
+    transport = app.extensions["dailyfeed"].transports["post-service"]
+    for _ in range(12):  # over the minimum calls with every call failing
+        assert api.post(7, "/api/posts", json={"content": "x"}).status_code == 201
+    assert transport.breaker.state == "open"
+    assert api.post(7, "/api/posts", json={"content": "fast"}).status_code == 201
+    assert db[FEIGN_DEAD_LETTERS].count_documents({}) == 13
+    assert db[FEIGN_DEAD_LETTERS].count_documents({"error.type": CircuitOpen.__name__}) >= 1
+
+
+def _setup(api):
+    post = api.post(7, "/api/posts", json={"title": "t", "content": "original"}).json["data"]
+    comment = api.post(8, "/api/comments", json={"postId": post["id"], "content": "c"}).json["data"]
+    api.post(9, "/api/comments/replies", json={"postId": post["id"], "parentId": comment["id"], "content": "r"})
+    api.post(9, f"/api/posts/{post['id']}/like")
+    api.post(9, f"/api/comments/{comment['id']}/like")
+    return post["id"], comment["id"]
+
+
+ACTIONS = {
+    "create post": lambda api, p, c: api.post(7, "/api/posts", json={"content": "new"}),
+    "update post": lambda api, p, c: api.put(7, f"/api/posts/{p}", json={"title": "T2", "content": "changed"}),
+    "delete post": lambda api, p, c: api.delete(7, f"/api/posts/{p}"),
+    "like post": lambda api, p, c: api.post(8, f"/api/posts/{p}/like"),
+    "unlike post": lambda api, p, c: api.delete(9, f"/api/posts/{p}/like"),
+    "comment": lambda api, p, c: api.post(7, "/api/comments", json={"postId": p, "content": "n"}),
+    "reply": lambda api, p, c: api.post(7, "/api/comments/replies", json={"postId": p, "parentId": c,
+                                                                           "content": "n"}),
+    "update comment": lambda api, p, c: api.put(8, f"/api/comments/{c}", json={"content": "changed"}),
+    "delete comment": lambda api, p, c: api.delete(8, f"/api/comments/{c}"),
+    "like comment": lambda api, p, c: api.post(7, f"/api/comments/{c}/like"),
+    "unlike comment": lambda api, p, c: api.delete(9, f"/api/comments/{c}/like"),
+}
+
+
+@pytest.mark.parametrize("action", list(ACTIONS))
+def test_dead_letter_store_failing_too_undoes_the_change_and_answers_503(api, app, db, action):
+    post_id, comment_id = _setup(api)  # stored with dead letters: the activity service is unreachable
+    before = snapshot(db)
+    dailyfeed = app.extensions["dailyfeed"]
+    dailyfeed.dead_letters.db = BrokenDatabase()
+
+    response = ACTIONS[action](api, post_id, comment_id)
+
+    assert response.status_code == 503, response.json
+    assert response.json["resultCode"] == "FAIL" and "not saved" in response.json["message"]
+    assert snapshot(db) == before  # nothing half-done: no change without its event

@@ -1,0 +1,57 @@
+"""Settings: files, environment overrides, and start-up validation that names the setting."""
+import pytest
+
+from dailyfeed.config import ConfigError, PublishType, env_name, load_settings
+
+
+def test_defaults_are_the_embedded_setup():
+    settings = load_settings(environ={})
+    assert settings["mongo.uri"] == "mongomock://"
+    assert settings.publish_type("post-service") is PublishType.FEIGN
+    assert settings["kafka.topic.prefix"] == "member-activity-"
+    assert settings["kafka.topic.partitions"] == 6
+    assert settings["kafka.consumer.group-id"] == "member-activity-consumer-group-activity-svc"
+
+
+def test_environment_overrides_with_type_conversion():
+    environ = {env_name("publish-type.post-service"): "KAFKA", "DAILYFEED_KAFKA_TOPIC_PARTITIONS": "3"}
+    settings = load_settings(environ=environ)
+    assert settings.publish_type("post-service") is PublishType.KAFKA
+    assert settings["kafka.topic.partitions"] == 3
+    assert settings.kafka_in_use
+
+
+def test_env_name_mapping():
+    assert env_name("publish-type.comment-service") == "DAILYFEED_PUBLISH_TYPE_COMMENT_SERVICE"
+    assert env_name("kafka.bootstrap-servers") == "DAILYFEED_KAFKA_BOOTSTRAP_SERVERS"
+
+
+def test_unknown_publish_type_is_a_start_up_error_naming_setting_and_values():
+    with pytest.raises(ConfigError) as err:
+        load_settings({"publish-type.comment-service": "rabbit"}, environ={})
+    message = str(err.value)
+    assert "publish-type.comment-service" in message and "kafka" in message and "feign" in message
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("kafka.topic.partitions", "many", "must be an integer"),
+    ("kafka.topic.partitions", 0, "at least 1"),
+    ("mongo.uri", "postgres://x", "mongo.uri"),
+    ("kafka.topic.timezone", "Mars/Base", "time zone"),
+    ("auth.jwt-secret", "short", "at least 32"),
+])
+def test_bad_values_are_rejected(key, value, problem):
+    with pytest.raises(ConfigError, match=problem):
+        load_settings({key: value}, environ={})
+
+
+def test_unknown_setting_is_rejected():
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings({"publish-type.user-service": "kafka"}, environ={})
+
+
+def test_settings_file_layer(tmp_path):
+    extra = tmp_path / "prod.toml"
+    extra.write_text('[publish-type]\npost-service = "kafka"\n')
+    settings = load_settings(environ={"DAILYFEED_CONFIG": str(extra)})
+    assert settings.publish_type("post-service") is PublishType.KAFKA
