@@ -33,10 +33,19 @@ class RunningServer:
         return f"http://{self.activity.effective_host}:{self.activity.effective_port}"
 
     def close(self) -> None:
+        """Stop accepting, close every open connection (keep-alive ones too), finish running tasks."""
         for server in (self.main, self.activity):
-            server.close()
+            server.trigger.pull_trigger(lambda server=server: _close_all(server))
+        for server in (self.main, self.activity):
+            server.task_dispatcher.shutdown(timeout=10)
         for thread in self.threads:
             thread.join(timeout=10)
+
+
+def _close_all(server) -> None:
+    # Runs in the server's own loop thread (through its trigger); an empty map ends server.run().
+    for dispatcher in list(server._map.values()):
+        dispatcher.close()
 
 
 def start(app_factory, *, host: str, port: int, activity_port: int, threads: int) -> RunningServer:
