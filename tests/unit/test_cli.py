@@ -1,0 +1,25 @@
+"""The `dailyfeed` command: tokens, and a start-up that refuses bad settings with a message naming them."""
+import jwt
+from click.testing import CliRunner
+
+from dailyfeed.cli import main
+from dailyfeed.config import load_settings
+
+
+def test_token_prints_a_jwt_for_the_member_signed_with_the_configured_secret():
+    result = CliRunner().invoke(main, ["token", "--member", "7"])
+    assert result.exit_code == 0, result.output
+    claims = jwt.decode(result.output.strip(), load_settings()["auth.jwt-secret"], algorithms=["HS256"],
+                        options={"verify_sub": False})
+    assert claims["sub"] == "7" and claims["exp"] > claims["iat"]
+
+
+def test_token_refuses_a_bad_member_id():
+    result = CliRunner().invoke(main, ["token", "--member", "0"])
+    assert result.exit_code == 2 and "--member" in result.output
+
+
+def test_unknown_publish_type_stops_start_up_naming_the_setting():
+    result = CliRunner().invoke(main, ["routes"], env={"DAILYFEED_PUBLISH_TYPE_POST_SERVICE": "rabbitmq"})
+    assert result.exit_code != 0
+    assert "publish-type.post-service" in result.output and "kafka, feign" in result.output
