@@ -55,3 +55,12 @@ def test_settings_file_layer(tmp_path):
     extra.write_text('[publish-type]\npost-service = "kafka"\n')
     settings = load_settings(environ={"DAILYFEED_CONFIG": str(extra)})
     assert settings.publish_type("post-service") is PublishType.KAFKA
+
+
+def test_readme_documents_every_setting_and_its_environment_variable():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [key for key in load_settings(environ={}).values
+               if f"| `{key}` | `{env_name(key)}` |" not in readme]
+    assert missing == [], f"README settings table lacks {missing}"
