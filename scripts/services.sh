@@ -8,7 +8,8 @@
 #   stop  [kafka|mongo|all]   SIGTERM, wait up to 20 s, then SIGKILL (default: all)
 #   restart [kafka|mongo|all]
 #   status [kafka|mongo|all]  exit 0 if every named service runs, 1 otherwise
-#   env                       print export lines for DAILYFEED_MONGO_URI / DAILYFEED_KAFKA_BOOTSTRAP
+#   env                       print export lines: DAILYFEED_MONGO_URI, DAILYFEED_KAFKA_BOOTSTRAP_SERVERS
+#                             (and DAILYFEED_KAFKA_BOOTSTRAP, same address)
 #   check [kafka|mongo|all]   exit 0 if the tools to build and run are present, 3 if not
 #   logs  kafka|mongo         last 50 lines of the service log
 #   kafka-kill                kill -9 the broker (fault tests); `start kafka` brings it back
@@ -35,6 +36,7 @@ KAFKA_READY_TIMEOUT="${DAILYFEED_KAFKA_READY_TIMEOUT:-90}"
 MONGO_READY_TIMEOUT="${DAILYFEED_MONGO_READY_TIMEOUT:-60}"
 STOP_TIMEOUT="${DAILYFEED_STOP_TIMEOUT:-20}"
 KAFKA_HEAP_OPTS="${DAILYFEED_KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+FERRETDB_LOG_LEVEL="${DAILYFEED_FERRETDB_LOG_LEVEL:-warn}" # info logs every client connection
 
 KAFKA_SRC="$REPO_ROOT/services/kafka"
 KAFKA_DIR="$STATE_DIR/kafka"
@@ -117,6 +119,22 @@ port_open() { # port_open PORT
     timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null
 }
 
+# wait_ports_free SECONDS PORT...: a killed process can linger briefly with its sockets
+# open after its pid stops looking alive; give the kernel a moment before deciding.
+wait_ports_free() {
+    local secs=$1 i p busy
+    shift
+    for ((i = 0; i < secs * 10; i++)); do
+        busy=0
+        for p in "$@"; do
+            if port_open "$p"; then busy=1; fi
+        done
+        ((busy == 0)) && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # launch PIDFILE LOGFILE CMD...: start CMD detached, stdout+stderr appended to LOGFILE.
 launch() {
     local pidfile=$1 logfile=$2
@@ -134,7 +152,7 @@ launch() {
     echo $! >"$pidfile"
 }
 
-# stop_pid NAME PIDFILE MARKER
+# stop_pid NAME PIDFILE MARKER [PORT...]
 stop_pid() {
     local name=$1 pidfile=$2 marker=$3 pid t0 i
     if ! pid_alive "$pidfile" "$marker"; then
@@ -159,6 +177,7 @@ stop_pid() {
         done
     fi
     rm -f "$pidfile"
+    wait_ports_free 5 "${@:4}" || true
     say "$name: stopped in $(since "$t0")"
 }
 
@@ -284,7 +303,7 @@ start_kafka() {
     fi
     rm -f "$KAFKA_PID"
     require_tools kafka
-    if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
+    if ! wait_ports_free 5 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; then
         die "kafka: port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT on $HOST is taken by another process"
     fi
     kafka_resolve
@@ -301,7 +320,7 @@ start_kafka() {
     kafka_wait_ready "$t0"
 }
 
-stop_kafka() { stop_pid kafka "$KAFKA_PID" "$KAFKA_MAIN"; }
+stop_kafka() { stop_pid kafka "$KAFKA_PID" "$KAFKA_MAIN" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; }
 
 kafka_kill() {
     local pid i
@@ -318,6 +337,7 @@ kafka_kill() {
         sleep 0.1
     done
     rm -f "$KAFKA_PID"
+    wait_ports_free 5 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" || true
 }
 
 # ================================ FerretDB ================================
@@ -415,6 +435,7 @@ start_mongo() {
     if pid_alive "$MONGO_PID" ferretdb-dailyfeed; then
         if port_open "$MONGO_PORT"; then
             say "mongo: already running (pid $(read_pid "$MONGO_PID")) on $HOST:$MONGO_PORT"
+            ferret_bin_cached || say "mongo: note: services/ferretdb changed since the build; \`$0 restart mongo\` rebuilds"
             return 0
         fi
         say "mongo: pid $(read_pid "$MONGO_PID") is starting, waiting for it"
@@ -423,7 +444,7 @@ start_mongo() {
     fi
     rm -f "$MONGO_PID"
     require_tools mongo
-    if port_open "$MONGO_PORT"; then
+    if ! wait_ports_free 5 "$MONGO_PORT"; then
         die "mongo: port $MONGO_PORT on $HOST is taken by another process"
     fi
     ferret_build
@@ -431,11 +452,11 @@ start_mongo() {
     t0="$(now)"
     say "mongo: starting FerretDB (sqlite in $MONGO_DATA, log: $MONGO_LOG)"
     launch "$MONGO_PID" "$MONGO_LOG" "$FERRET_BIN" \
-        -listen-addr "$HOST:$MONGO_PORT" -data-dir "$MONGO_DATA"
+        -listen-addr "$HOST:$MONGO_PORT" -data-dir "$MONGO_DATA" -log-level "$FERRETDB_LOG_LEVEL"
     mongo_wait_ready "$t0"
 }
 
-stop_mongo() { stop_pid mongo "$MONGO_PID" ferretdb-dailyfeed; }
+stop_mongo() { stop_pid mongo "$MONGO_PID" ferretdb-dailyfeed "$MONGO_PORT"; }
 
 # ================================ commands ================================
 
@@ -479,6 +500,9 @@ status_one() {
 
 print_env() {
     echo "export DAILYFEED_MONGO_URI=mongodb://$HOST:$MONGO_PORT/?directConnection=true"
+    # The app's setting kafka.bootstrap-servers reads DAILYFEED_KAFKA_BOOTSTRAP_SERVERS;
+    # DAILYFEED_KAFKA_BOOTSTRAP is the same address under its short name.
+    echo "export DAILYFEED_KAFKA_BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT"
     echo "export DAILYFEED_KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT"
 }
 
@@ -487,38 +511,46 @@ usage() {
 }
 
 main() {
-    local cmd="${1:-}" svc rc=0 t0
+    local cmd="${1:-}" svc svcs="" rc=0 t0
     shift || true
+    case "$cmd" in
+        start | stop | restart | status | check) svcs="$(services_of "${1:-all}")" ;;
+    esac
     case "$cmd" in
         start)
             t0="$(now)"
             mkdir -p "$STATE_DIR"
-            for svc in $(services_of "${1:-all}"); do "start_$svc"; done
+            for svc in $svcs; do "start_$svc"; done
             say "start done in $(since "$t0")"
             ;;
         stop)
-            for svc in $(services_of "${1:-all}"); do "stop_$svc"; done
+            for svc in $svcs; do "stop_$svc"; done
             ;;
         restart)
-            for svc in $(services_of "${1:-all}"); do "stop_$svc"; done
-            for svc in $(services_of "${1:-all}"); do "start_$svc"; done
+            for svc in $svcs; do "stop_$svc"; done
+            for svc in $svcs; do "start_$svc"; done
             ;;
         status)
-            for svc in $(services_of "${1:-all}"); do status_one "$svc" || rc=1; done
+            for svc in $svcs; do status_one "$svc" || rc=1; done
             return "$rc"
             ;;
         env) print_env ;;
         check)
-            for svc in $(services_of "${1:-all}"); do
-                local missing
+            local missing all_missing=""
+            for svc in $svcs; do
                 missing="$(missing_tools "$svc" | tr '\n' ' ')"
                 if [[ -n "${missing// /}" ]]; then
                     say "$svc: missing ${missing% }"
+                    all_missing+="$missing"
                     rc=3
                 else
                     say "$svc: prerequisites present"
                 fi
             done
+            # Last line: a one-line summary (callers show it as the reason to skip).
+            if ((rc == 3)); then
+                say "not found on PATH: $(echo "$all_missing" | tr ' ' '\n' | sed '/^$/d' | sort -u | tr '\n' ' ' | sed 's/ $//')"
+            fi
             return "$rc"
             ;;
         logs)

@@ -24,7 +24,7 @@ import (
 func main() {
 	addr := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
 	dataDir := flag.String("data-dir", "data", "directory for the SQLite database files")
-	logLevel := flag.String("log-level", "info", "log level: debug, info, warn, error")
+	logLevel := flag.String("log-level", "warn", "log level: debug, info (one line per client connection), warn, error")
 	flag.Parse()
 
 	var level slog.Level
@@ -68,13 +68,14 @@ func run(addr, dataDir string, logger *slog.Logger) error {
 		return err
 	}
 
-	logger.Info("ferretdb-dailyfeed listening", "addr", addr, "data_dir", dir)
+	// Always printed, whatever the log level, so the log shows each start.
+	fmt.Fprintf(os.Stderr, "ferretdb-dailyfeed: listening on %s, sqlite data in %s\n", addr, dir)
 
 	if err = f.Run(ctx); err != nil {
 		return err
 	}
 
-	logger.Info("ferretdb-dailyfeed stopped")
+	fmt.Fprintln(os.Stderr, "ferretdb-dailyfeed: stopped")
 
 	return nil
 }
