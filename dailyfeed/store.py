@@ -10,6 +10,7 @@ import threading
 import pymongo
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 MEMBER_ACTIVITIES = "member_activities"
 FOLLOWS = "follows"
@@ -22,6 +23,7 @@ KAFKA_PUBLISHER_DEAD_LETTERS = "kafka_publisher_dead_letters"
 FEIGN_DEAD_LETTERS = "feign_dead_letters"
 KAFKA_LISTENER_DEAD_LETTERS = "kafka_listener_dead_letters"
 DEAD_LETTER_COLLECTIONS = (KAFKA_PUBLISHER_DEAD_LETTERS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS)
+DEAD_LETTER_CLAIMS = "dead_letter_claims"  # restore claims: unique _id per (dead letter, lease generation)
 
 _mock_clients: dict[str, object] = {}
 _mock_lock = threading.Lock()
@@ -66,8 +68,35 @@ def ensure_indexes(db: Database) -> None:
         db[name].create_index([("status", ASCENDING), ("created_at", ASCENDING)], name="status_created")
 
 
-def next_id(db: Database, sequence: str) -> int:
-    """A per-sequence integer id from one atomic single-document update (ids are longs on the wire)."""
-    counter = db[COUNTERS].find_one_and_update({"_id": sequence}, {"$inc": {"value": 1}}, upsert=True,
-                                               return_document=pymongo.ReturnDocument.AFTER)
-    return int(counter["value"])
+def insert_with_next_id(db: Database, collection: str, doc: dict, attempts: int = 50) -> dict:
+    """Insert `doc` under the next integer id of its collection (ids are longs on the wire).
+
+    The counter is one $inc on one document, but FerretDB v1 does not make that atomic under concurrency (two
+    writers can be handed the same value). The unique _id is what guarantees uniqueness: a taken id is simply
+    skipped by drawing the next one.
+    """
+    for _ in range(attempts):
+        counter = db[COUNTERS].find_one_and_update({"_id": collection}, {"$inc": {"value": 1}}, upsert=True,
+                                                   return_document=pymongo.ReturnDocument.AFTER)
+        candidate = {**doc, "_id": int(counter["value"])}
+        try:
+            db[collection].insert_one(candidate)
+        except DuplicateKeyError:
+            continue
+        return candidate
+    raise RuntimeError(f"no free id for {collection} after {attempts} attempts")
+
+
+def set_on_insert(fields: dict, **update: dict) -> dict:
+    """An upsert's update document that writes `fields` only when it inserts.
+
+    FerretDB v1 drops null values given in $setOnInsert, so those go in $set instead: for an upsert keyed on a
+    message key the nulls are the same on every delivery, so setting them again changes nothing, and every
+    stored document keeps the full shape (comment_id: null and so on) on both backends.
+    """
+    present = {k: v for k, v in fields.items() if v is not None}
+    nulls = {k: None for k, v in fields.items() if v is None}
+    spec = {"$setOnInsert": present, **{k: dict(v) for k, v in update.items()}}
+    if nulls:
+        spec["$set"] = {**nulls, **spec.get("$set", {})}
+    return spec

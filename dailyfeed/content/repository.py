@@ -12,7 +12,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from ..events import utcnow
-from ..store import COMMENT_LIKES, COMMENTS, POST_LIKES, POSTS, next_id
+from ..store import COMMENT_LIKES, COMMENTS, POST_LIKES, POSTS, insert_with_next_id
 
 
 class ContentRepository:
@@ -27,10 +27,9 @@ class ContentRepository:
 
     def insert_post(self, author_id: int, title: str | None, content: str) -> dict[str, Any]:
         now = utcnow()
-        doc = {"_id": next_id(self.db, POSTS), "author_id": author_id, "title": title, "content": content,
-               "created_at": now, "updated_at": now, "is_deleted": False, "deleted_at": None}
-        self.posts.insert_one(doc)
-        return doc
+        return insert_with_next_id(self.db, POSTS, {
+            "author_id": author_id, "title": title, "content": content, "created_at": now, "updated_at": now,
+            "is_deleted": False, "deleted_at": None})
 
     def find_post(self, post_id: int, *, include_deleted: bool = False) -> dict[str, Any] | None:
         query: dict[str, Any] = {"_id": post_id}
@@ -55,11 +54,9 @@ class ContentRepository:
     def insert_comment(self, post_id: int, parent_id: int | None, depth: int, author_id: int,
                        content: str) -> dict[str, Any]:
         now = utcnow()
-        doc = {"_id": next_id(self.db, COMMENTS), "post_id": post_id, "parent_id": parent_id, "depth": depth,
-               "author_id": author_id, "content": content, "created_at": now, "updated_at": now,
-               "is_deleted": False, "deleted_at": None}
-        self.comments.insert_one(doc)
-        return doc
+        return insert_with_next_id(self.db, COMMENTS, {
+            "post_id": post_id, "parent_id": parent_id, "depth": depth, "author_id": author_id,
+            "content": content, "created_at": now, "updated_at": now, "is_deleted": False, "deleted_at": None})
 
     def find_comment(self, comment_id: int) -> dict[str, Any] | None:
         return self.comments.find_one({"_id": comment_id, "is_deleted": False})
