@@ -41,9 +41,10 @@ class Dailyfeed:
 
 
 def create_app(test_config: Mapping[str, Any] | None = None, *,
-               transports: Mapping[str, Transport] | None = None) -> Flask:
+               transports: Mapping[str, Transport] | None = None, run_background: bool | None = None) -> Flask:
     """Build the app. `test_config` overrides settings by their dotted names; `transports` (by service name)
-    replaces the configured transports, for tests."""
+    replaces the configured transports, for tests. `run_background` starts what a serving process runs beside
+    requests (dailyfeed.background: date topics, the Kafka listener); None means only under `flask run`."""
     from . import cli
     from .activity import api as activity_api
     from .activity.repository import ActivityRepository, FollowRepository
@@ -86,4 +87,8 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     app.register_blueprint(content_api.bp)
     app.register_blueprint(activity_api.bp)
     cli.init_app(app)
+    from .background import serving_under_flask_run, start_background
+
+    if serving_under_flask_run() if run_background is None else run_background:
+        start_background(app.extensions["dailyfeed"])
     return app

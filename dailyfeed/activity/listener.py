@@ -1,0 +1,333 @@
+"""The Kafka listener: consume the date topics and record each event as a member activity (SPEC section 6).
+
+Delivery is at least once: a batch is stored with one bulk upsert keyed on the message key, and only then are
+its offsets committed, so a redelivered record leaves exactly one document.
+
+| what happens to a batch                          | result                                              |
+|--------------------------------------------------|-----------------------------------------------------|
+| records parse and store                          | stored, offsets committed                           |
+| a record cannot be parsed (poison)               | listener dead letter with its origin, the rest go on|
+| storing fails `store-retries` more times         | each event of the batch becomes a dead letter       |
+| a dead letter cannot be stored either            | nothing committed: seek back, back off, try again   |
+| the listener stops (Ctrl-C, SIGTERM, app close)  | stops between batches: all it stored is committed   |
+
+It runs in a thread of its own with its own event loop; store calls go to a worker thread so the consumer's
+heartbeats keep going while the store is slow. Inside the app it is started by dailyfeed.background; standalone
+it is `dailyfeed listen`.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import threading
+from typing import Any, Callable, Mapping, Sequence
+
+from ..config import ConfigError, Settings
+from ..events import ActivityEvent
+from ..restore.deadletters import DeadLetterStore, DeadLetterStoreError
+from ..transport.topics import DateTopics
+from .service import ActivityService
+
+log = logging.getLogger(__name__)
+
+
+POLL_TIMEOUT_MS = 1000     # longest wait for records in one poll (a stop request ends it at once)
+RETRY_BACKOFF_S = 0.5      # first pause after a failed store or a consumer that cannot start; doubles each time
+MAX_BACKOFF_S = 30.0       # longest pause, e.g. while neither the store nor the dead letters can be written
+
+
+class BatchOutcome(str, enum.Enum):
+    EMPTY = "empty"              # nothing was polled
+    COMMITTED = "committed"      # stored (or dead-lettered) and committed
+    NOT_COMMITTED = "not-committed"  # handled, but the commit failed: it will be redelivered and deduplicated
+    REWOUND = "rewound"          # a dead letter could not be stored: offsets sought back, nothing committed
+    ABANDONED = "abandoned"      # the listener was stopped while retrying: nothing committed
+
+
+class Backoff:
+    """Exponential pauses between `base_s` and `max_s`."""
+
+    def __init__(self, base_s: float, max_s: float):
+        self.base_s = base_s
+        self.max_s = max(max_s, base_s)
+        self.failures = 0
+
+    def next(self) -> float:
+        delay = min(self.base_s * (2 ** self.failures), self.max_s)
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def record_origin(record: Any) -> dict[str, Any]:
+    """Where a consumed record came from, raw, as a listener dead letter keeps it."""
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset,
+            "key": record.key, "value": record.value}
+
+
+class ActivityListener:
+    def __init__(self, activities: ActivityService, dead_letters: DeadLetterStore, *,
+                 consumer_factory: Callable[[], Any], pattern: str, group_id: str = "",
+                 max_records: int = 500, poll_timeout_ms: int = POLL_TIMEOUT_MS, store_retries: int = 3,
+                 retry_backoff_s: float = RETRY_BACKOFF_S, max_backoff_s: float = MAX_BACKOFF_S, describe: str = ""):
+        self.activities = activities
+        self.dead_letters = dead_letters
+        self.consumer_factory = consumer_factory  # called on the listener's loop (aiokafka needs a running loop)
+        self.pattern = pattern
+        self.group_id = group_id
+        self.max_records = max_records
+        self.poll_timeout_ms = poll_timeout_ms
+        self.store_retries = store_retries
+        self.retry_backoff_s = retry_backoff_s
+        self.describe = describe or f"pattern {pattern}"
+        self._backoff = Backoff(retry_backoff_s, max_backoff_s)
+        self._stop_requested = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, activities: ActivityService,
+                      dead_letters: DeadLetterStore) -> "ActivityListener":
+        for key in ("kafka.consumer.max-records", "kafka.consumer.metadata-max-age-ms"):
+            if settings[key] < 1:
+                raise ConfigError(f"setting {key} must be at least 1, got {settings[key]}")
+        if settings["kafka.consumer.store-retries"] < 0:
+            raise ConfigError("setting kafka.consumer.store-retries must not be negative")
+        topics = DateTopics.from_settings(settings)
+        bootstrap = settings["kafka.bootstrap-servers"]
+        group_id = settings["kafka.consumer.group-id"]
+        metadata_max_age_ms = settings["kafka.consumer.metadata-max-age-ms"]
+
+        def consumer_factory() -> Any:
+            from aiokafka import AIOKafkaConsumer
+
+            return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, client_id="dailyfeed-listener",
+                                    auto_offset_reset="earliest", enable_auto_commit=False,
+                                    metadata_max_age_ms=metadata_max_age_ms)
+
+        return cls(activities, dead_letters, consumer_factory=consumer_factory, pattern=topics.pattern,
+                   group_id=group_id, max_records=settings["kafka.consumer.max-records"],
+                   store_retries=settings["kafka.consumer.store-retries"],
+                   describe=f"topics {topics.pattern} on {bootstrap} as group {group_id}")
+
+    # --- lifecycle: a thread of its own -----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="dailyfeed-listener",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop between batches (what was stored is committed) and wait for the thread to end."""
+        self._stop_requested.set()
+        with self._lock:
+            loop, thread = self._loop, self._thread
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._wake_up)
+            except RuntimeError:  # the loop already ended
+                pass
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join(timeout)
+        if thread.is_alive() and loop is not None:
+            log.warning("listener did not stop within %.0f s; cancelling it", timeout)
+            try:
+                loop.call_soon_threadsafe(self._cancel)
+            except RuntimeError:
+                pass
+            thread.join(5)
+        if thread.is_alive():
+            log.error("listener thread did not stop")
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _main(self) -> None:
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+            self._wake = asyncio.Event()
+            self._task = asyncio.current_task()
+        if self._stop_requested.is_set():
+            return
+        try:
+            await self.run()
+        except asyncio.CancelledError:
+            log.warning("listener cancelled")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested.is_set()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Pause, but wake up at once when the listener is asked to stop."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self.stopping:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume until stopped; a consumer that cannot start or fails is replaced after a pause."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        connect_backoff = Backoff(self.retry_backoff_s, self._backoff.max_s)
+        while not self.stopping:
+            consumer = self.consumer_factory()
+            consumer.subscribe(pattern=self.pattern)
+            try:
+                await consumer.start()
+            except Exception as exc:
+                delay = connect_backoff.next()
+                log.warning("listener cannot reach Kafka (%s: %s); retrying in %.1f s", type(exc).__name__, exc,
+                            delay)
+                await self._close(consumer)
+                await self._sleep(delay)
+                continue
+            connect_backoff.reset()
+            log.info("listener consuming %s", self.describe)
+            try:
+                while not self.stopping:
+                    await self.poll_once(consumer)
+            except Exception as exc:
+                delay = connect_backoff.next()
+                log.error("listener consumer failed (%s: %s); restarting it in %.1f s", type(exc).__name__, exc,
+                          delay, exc_info=True)
+                await self._sleep(delay)
+            finally:
+                await self._close(consumer)
+        log.info("listener stopped")
+
+    async def _close(self, consumer: Any) -> None:
+        try:
+            await asyncio.wait_for(consumer.stop(), 10)
+        except Exception as exc:
+            log.debug("closing the consumer: %s: %s", type(exc).__name__, exc)
+
+    async def poll_once(self, consumer: Any) -> BatchOutcome:
+        """Poll one batch and handle it. The wait for records ends early when the listener is stopped."""
+        poll = asyncio.ensure_future(consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records))
+        wake = asyncio.ensure_future(self._wake.wait()) if self._wake is not None else None
+        try:
+            await asyncio.wait([f for f in (poll, wake) if f is not None], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if wake is not None:
+                wake.cancel()
+        if not poll.done():
+            poll.cancel()
+            try:
+                await poll
+            except asyncio.CancelledError:
+                pass
+            return BatchOutcome.EMPTY
+        batches = poll.result()
+        if not batches:
+            return BatchOutcome.EMPTY
+        return await self.handle_batch(consumer, batches)
+
+    async def handle_batch(self, consumer: Any, batches: Mapping[Any, Sequence[Any]]) -> BatchOutcome:
+        batches = {tp: list(records) for tp, records in batches.items() if records}
+        if not batches:
+            return BatchOutcome.EMPTY
+        records = [record for partition_records in batches.values() for record in partition_records]
+        events: list[tuple[Any, ActivityEvent]] = []
+        poison: list[tuple[Any, Exception]] = []
+        for record in records:
+            try:
+                events.append((record, ActivityEvent.from_bytes(record.value, record.key)))
+            except Exception as exc:  # InvalidEvent mostly; whatever it is, this record cannot be recorded
+                poison.append((record, exc))
+        try:
+            stored = await self._store(events)
+            if stored is None:
+                return BatchOutcome.ABANDONED
+            new, failed = stored
+            for record, error in poison:
+                log.warning("poison record %s[%d]@%d: %s; keeping it as a listener dead letter", record.topic,
+                            record.partition, record.offset, error)
+                await asyncio.to_thread(self.dead_letters.record_listener_failure, origin=record_origin(record),
+                                        error=error)
+        except DeadLetterStoreError as exc:
+            delay = self._backoff.next()
+            log.error("a listener dead letter could not be stored (%s); nothing committed, the batch of %d "
+                      "records is read again in %.1f s", exc, len(records), delay)
+            self._rewind(consumer, batches)
+            await self._sleep(delay)
+            return BatchOutcome.REWOUND
+        self._backoff.reset()
+        offsets = {tp: partition_records[-1].offset + 1 for tp, partition_records in batches.items()}
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:  # rebalanced away, broker gone: the next owner reads them again, upserts dedupe
+            log.warning("could not commit offsets %s (%s: %s); those records will be delivered again",
+                        _describe_offsets(offsets), type(exc).__name__, exc)
+            return BatchOutcome.NOT_COMMITTED
+        log.debug("batch of %d records from %s: %d new activities, %d dead letters; committed %s", len(records),
+                  ", ".join(sorted({tp.topic for tp in batches})), new, len(poison) + failed,
+                  _describe_offsets(offsets))
+        return BatchOutcome.COMMITTED
+
+    async def _store(self, events: list[tuple[Any, ActivityEvent]]) -> tuple[int, int] | None:
+        """Store the events with one bulk upsert, retried; after the last retry each one becomes a dead letter.
+        Returns (new activities, dead-lettered events), or None when stopped while retrying."""
+        if not events:
+            return 0, 0
+        by_key: dict[str, ActivityEvent] = {}
+        for _, event in events:  # a key twice in one batch (a redelivery) is one upsert
+            by_key.setdefault(event.message_key, event)
+        unique = list(by_key.values())
+        error: Exception | None = None
+        for attempt in range(1, self.store_retries + 2):
+            try:
+                return await asyncio.to_thread(self.activities.record_activities, unique), 0
+            except Exception as exc:
+                error = exc
+                if attempt > self.store_retries:
+                    break
+                delay = min(self.retry_backoff_s * (2 ** (attempt - 1)), self._backoff.max_s)
+                log.warning("storing %d activities failed (attempt %d/%d: %s: %s); retrying in %.2f s",
+                            len(unique), attempt, self.store_retries + 1, type(exc).__name__, exc, delay)
+                await self._sleep(delay)
+                if self.stopping:
+                    return None
+        log.error("storing %d activities failed after %d attempts (%s: %s); keeping each as a listener dead letter",
+                  len(unique), self.store_retries + 1, type(error).__name__, error)
+        for record, event in events:
+            await asyncio.to_thread(self.dead_letters.record_listener_failure, origin=record_origin(record),
+                                    error=error, event=event)
+        return 0, len(events)
+
+    def _rewind(self, consumer: Any, batches: Mapping[Any, Sequence[Any]]) -> None:
+        for tp, records in batches.items():
+            try:
+                consumer.seek(tp, records[0].offset)
+            except Exception as exc:  # no longer assigned: its next owner starts from the committed offset
+                log.info("could not seek %s back to %d: %s", tp, records[0].offset, exc)
+
+
+def _describe_offsets(offsets: Mapping[Any, int]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]={offset}" for tp, offset in sorted(
+        offsets.items(), key=lambda item: (item[0].topic, item[0].partition)))

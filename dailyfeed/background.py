@@ -1,0 +1,48 @@
+"""What a serving process runs beside answering requests: the date topics at start-up and the Kafka listener.
+
+Only the process that serves starts it — `dailyfeed serve`, `flask run` (in the reloader's child, not in the
+watcher process that only restarts it), or a WSGI entry point that asks for it with
+`create_app(run_background=True)` — never a plain CLI command such as `dailyfeed token` or the restore jobs.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def serving_under_flask_run() -> bool:
+    """True when the app is being built by `flask run` (or `dailyfeed run`) in the process that will serve it.
+
+    With the reloader on, `flask run` loads the app in two processes: the watcher, which only restarts the
+    other, and the child (WERKZEUG_RUN_MAIN=true), which serves. Without it, the one process serves."""
+    import click
+    from flask.cli import get_debug_flag, run_command
+    from werkzeug.serving import is_running_from_reloader
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.command is not run_command:
+        return False
+    reload = ctx.params.get("reload")
+    if reload is None:
+        reload = get_debug_flag()
+    return is_running_from_reloader() or not reload
+
+
+def start_background(dailyfeed: Any) -> None:
+    """Start the serving process's background work and register it in `dailyfeed.background`."""
+    settings = dailyfeed.settings
+    if not settings.kafka_in_use:
+        return
+    from .transport.topics import ensure_topics_at_startup
+
+    ensure_topics_at_startup(settings)
+    from .activity.listener import ActivityListener
+
+    listener = ActivityListener.from_settings(settings, dailyfeed.activity_service, dailyfeed.dead_letters)
+    listener.start()
+    dailyfeed.background.append(listener)
+    # `flask run` ends with Ctrl-C and no app teardown: stop between batches so what is stored is committed.
+    atexit.register(listener.stop)

@@ -1,0 +1,162 @@
+"""The Kafka transport: publish an activity event to its date topic and wait for the broker's acknowledgement.
+
+Unlike the original's fire-and-forget send, `publish` returns only once the broker acknowledged the record
+(`acks=all`, idempotent producer) and raises TransportUnavailable, with the topic, when it did not within
+`kafka.producer.send-timeout-ms` — so a broker failure reaches the publisher dead letters. Record key = the
+message key, value = the event JSON, topic = the day of the action.
+
+One aiokafka producer per transport, on one event-loop thread (LoopThread), started on the first publish and
+again on a later one if starting failed (the broker was down). After a timed-out send the producer is kept: an
+idempotent producer retries what it holds until the broker is back, and a record that arrives after its event
+was kept as a dead letter is harmless, because recording is an upsert by message key.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ..config import ConfigError, Settings
+from ..events import ActivityEvent
+from .base import TransportUnavailable
+from .loop import LoopClosed, LoopThread
+from .topics import DateTopics, TopicAdminError, create_topics, describe_error
+
+log = logging.getLogger(__name__)
+
+# Errors after which the producer is replaced: it will not recover from them by retrying.
+_FATAL_PRODUCER_ERRORS = ("ProducerFenced", "OutOfOrderSequenceNumber", "UnknownProducerIdError",
+                          "InvalidProducerEpoch", "IllegalStateError")
+
+
+def unavailable(message: str, topic: str | None) -> TransportUnavailable:
+    error = TransportUnavailable(message)
+    error.topic = topic
+    return error
+
+
+class KafkaTransport:
+    kind = "kafka"
+
+    def __init__(self, bootstrap_servers: str, topics: DateTopics, *, send_timeout_s: float = 5.0,
+                 client_id: str = "dailyfeed-producer", create_topics: bool = True):
+        self.bootstrap_servers = bootstrap_servers
+        self.topics = topics
+        self.send_timeout_s = send_timeout_s
+        self.client_id = client_id
+        self.create_topics = create_topics
+        self._loop = LoopThread("dailyfeed-kafka-producer")
+        # Touched only on the loop thread:
+        self._producer: Any = None
+        self._admin: Any = None
+        self._known_topics: set[str] = set()
+        self._start_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "KafkaTransport":
+        timeout_ms = settings["kafka.producer.send-timeout-ms"]
+        if timeout_ms < 100:
+            raise ConfigError(f"setting kafka.producer.send-timeout-ms must be at least 100, got {timeout_ms}")
+        return cls(settings["kafka.bootstrap-servers"], DateTopics.from_settings(settings),
+                   send_timeout_s=timeout_ms / 1000)
+
+    # --- the port ---------------------------------------------------------------------------------------------
+
+    def publish(self, event: ActivityEvent) -> None:
+        topic = self.topics.at(event.created_at)
+        try:
+            # The coroutine bounds itself; the extra second only guards against a stuck loop thread.
+            self._loop.run(self._send(topic, event), timeout=self.send_timeout_s + 1.0)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise unavailable(f"Kafka at {self.bootstrap_servers} did not acknowledge {event.message_key} on "
+                              f"{topic} within {self.send_timeout_s * 1000:.0f} ms", topic) from None
+        except LoopClosed:
+            raise unavailable("the Kafka transport is closed", topic) from None
+        except Exception as exc:
+            raise unavailable(f"publishing {event.message_key} to {topic} on Kafka at {self.bootstrap_servers} "
+                              f"failed: {describe_error(exc)}", topic) from exc
+
+    def close(self) -> None:
+        self._loop.close(self._shutdown, timeout=self.send_timeout_s)
+
+    # --- on the loop thread -----------------------------------------------------------------------------------
+
+    async def _send(self, topic: str, event: ActivityEvent) -> None:
+        async def attempt() -> None:
+            producer = await self._started_producer()
+            if self.create_topics and topic not in self._known_topics:
+                await self._ensure_topic(topic)
+            try:
+                await producer.send_and_wait(topic, value=event.to_bytes(), key=event.message_key.encode())
+            except Exception as exc:
+                if type(exc).__name__ in _FATAL_PRODUCER_ERRORS:
+                    log.warning("Kafka producer failed for good (%s); a new one is used for the next publish",
+                                type(exc).__name__)
+                    await self._discard_producer(producer)
+                raise
+
+        await asyncio.wait_for(attempt(), self.send_timeout_s)
+
+    async def _started_producer(self) -> Any:
+        async with self._start_lock:
+            if self._producer is None:
+                from aiokafka import AIOKafkaProducer
+
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers, client_id=self.client_id,
+                    acks="all", enable_idempotence=True,
+                    request_timeout_ms=max(int(self.send_timeout_s * 1000), 1000),
+                    retry_backoff_ms=100)
+                try:
+                    await producer.start()
+                except BaseException:
+                    await _quietly(producer.stop())
+                    raise
+                self._producer = producer
+                log.info("Kafka producer connected to %s", self.bootstrap_servers)
+            return self._producer
+
+    async def _discard_producer(self, producer: Any) -> None:
+        if self._producer is producer:
+            self._producer = None
+        asyncio.get_running_loop().create_task(_quietly(asyncio.wait_for(producer.stop(), self.send_timeout_s)))
+
+    async def _ensure_topic(self, topic: str) -> None:
+        """Create a date topic before its first send (with the configured partitions and retention), so a day
+        whose topic the cron did not create still publishes. A broker that refuses to create topics (e.g. not
+        authorized) is logged and the send goes ahead: the topic may well exist."""
+        if self._admin is None:
+            from aiokafka.admin import AIOKafkaAdminClient
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id + "-admin",
+                                        request_timeout_ms=max(int(self.send_timeout_s * 1000), 1000))
+            try:
+                await admin.start()
+            except BaseException:
+                await _quietly(admin.close())
+                raise
+            self._admin = admin
+        try:
+            outcome = await create_topics(self._admin, self.topics, [topic])
+        except TopicAdminError as exc:
+            log.warning("could not create topic %s (%s); sending to it anyway", topic, exc)
+        else:
+            if outcome.get(topic) == "created":
+                log.info("created date topic %s", topic)
+        self._known_topics.add(topic)
+
+    async def _shutdown(self) -> None:
+        producer, admin = self._producer, self._admin
+        self._producer = self._admin = None
+        if admin is not None:
+            await _quietly(admin.close())
+        if producer is not None:
+            # Flushes what is still pending; bounded by LoopThread.close, which then cancels the rest.
+            await producer.stop()
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except Exception as exc:
+        log.debug("ignored while closing a Kafka client: %s: %s", type(exc).__name__, exc)

@@ -1,0 +1,119 @@
+"""The Kafka transport without a broker: an unreachable or silent broker is a TransportUnavailable that names
+the topic, raised within the send timeout, never a hang; and the settings it is built from."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from dailyfeed.config import ConfigError, load_settings
+from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.transport import TransportUnavailable, build_kafka_transport
+from dailyfeed.transport.kafka import KafkaTransport
+from dailyfeed.transport.topics import DateTopics
+
+TOPICS = DateTopics(prefix="member-activity-", timezone="UTC")
+EVENT = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=12,
+                          at=datetime(2026, 11, 22, 23, 59, 59, tzinfo=timezone.utc))
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def silent_broker():
+    """A port that accepts connections and never answers: a hung broker."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def test_an_unreachable_broker_is_transport_unavailable_naming_the_topic():
+    transport = KafkaTransport(f"127.0.0.1:{closed_port()}", TOPICS, send_timeout_s=2.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportUnavailable) as caught:
+            transport.publish(EVENT)
+        elapsed = time.monotonic() - started
+        # and again: a failed start is retried on the next publish, not cached as broken or hung
+        with pytest.raises(TransportUnavailable):
+            transport.publish(EVENT)
+    finally:
+        transport.close()
+    assert caught.value.topic == "member-activity-20261122"
+    assert "member-activity-20261122" in str(caught.value)
+    assert elapsed < 2.0 + 1.0  # within the send timeout (it is refused at once), not a hang
+
+
+def test_a_broker_that_never_answers_fails_the_publish_at_the_send_timeout(silent_broker):
+    transport = KafkaTransport(silent_broker, TOPICS, send_timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportUnavailable) as caught:
+            transport.publish(EVENT)
+        elapsed = time.monotonic() - started
+    finally:
+        transport.close()
+    assert "within 500 ms" in str(caught.value)
+    assert caught.value.topic == "member-activity-20261122"
+    assert elapsed < 0.5 + 1.0
+
+
+def test_publishing_after_close_is_transport_unavailable_and_close_ends_the_loop_thread():
+    transport = KafkaTransport(f"127.0.0.1:{closed_port()}", TOPICS, send_timeout_s=1.0)
+    with pytest.raises(TransportUnavailable):
+        transport.publish(EVENT)  # starts the loop thread
+    transport.close()
+    transport.close()  # twice is fine
+    with pytest.raises(TransportUnavailable, match="closed"):
+        transport.publish(EVENT)
+    assert not any(t.name == "dailyfeed-kafka-producer" for t in threading.enumerate())
+
+
+def test_a_transport_that_never_published_starts_no_thread():
+    transport = KafkaTransport(f"127.0.0.1:{closed_port()}", TOPICS)
+    transport.close()
+    assert not any(t.name == "dailyfeed-kafka-producer" for t in threading.enumerate())
+
+
+def test_the_topic_follows_the_configured_prefix_and_time_zone():
+    settings = load_settings({"kafka.topic.prefix": "t1-member-activity-", "kafka.topic.timezone": "Asia/Seoul",
+                              "kafka.producer.send-timeout-ms": 1500}, environ={})
+    transport = build_kafka_transport(settings)
+    try:
+        assert transport.kind == "kafka"
+        assert transport.send_timeout_s == 1.5
+        assert transport.topics.at(EVENT.created_at) == "t1-member-activity-20261123"  # already Monday in Seoul
+    finally:
+        transport.close()
+
+
+def test_a_send_timeout_too_short_to_work_is_a_settings_error():
+    settings = load_settings({"kafka.producer.send-timeout-ms": 10}, environ={})
+    with pytest.raises(ConfigError, match="kafka.producer.send-timeout-ms"):
+        build_kafka_transport(settings)
