@@ -5,17 +5,36 @@ not hand over; listener dead letters (`kafka_listener_dead_letters`) hold record
 parse or store. Every document is keyed by its message key (unique index), so recording the same failure twice
 updates one document. The payload is always the canonical event JSON (as a string, like the original's), so
 every dead letter restores to the activity the live path would have stored.
+
+Restores claim a dead letter before working on it (SPEC section 8). A claim is a document in
+`dead_letter_claims` whose `_id` names the dead letter and a lease generation, so the unique `_id` index decides
+who holds it. A conditional find_one_and_update alone is not enough on FerretDB v1: its findAndModify reads the
+document and then rewrites it by `_id` (internal/handler/msg_findandmodify.go, backends/sqlite UpdateAll), so two
+claimants can both "win". The dead letter mirrors its claim (`is_editing`, `lease_until`, `claim_token`,
+`lease_generation`) for operators and the original's tools; only the claim holder writes it after that.
 """
 from __future__ import annotations
 
+import heapq
 import json
+import threading
+import uuid
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Mapping
+from itertools import islice
+from typing import Any, Iterable, Iterator, Mapping
 
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
-from ..events import ActivityEvent, utcnow
-from ..store import FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS
+from ..events import ActivityEvent, Category, InvalidEvent, utcnow
+from ..store import (DEAD_LETTER_CLAIMS, DEAD_LETTER_COLLECTIONS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS,
+                     KAFKA_PUBLISHER_DEAD_LETTERS, set_on_insert)
 
 
 class Status(str, Enum):
@@ -26,7 +45,15 @@ class Status(str, Enum):
 
 
 PUBLISHER_COLLECTIONS = {"kafka": KAFKA_PUBLISHER_DEAD_LETTERS, "feign": FEIGN_DEAD_LETTERS}
+PUBLISHER_DEAD_LETTERS = (KAFKA_PUBLISHER_DEAD_LETTERS, FEIGN_DEAD_LETTERS)
+LISTENER_DEAD_LETTERS = (KAFKA_LISTENER_DEAD_LETTERS,)
 MAX_RAW_CHARS = 64 * 1024  # a listener dead letter keeps at most this much of a raw record
+OLDEST_FIRST = [("created_at", ASCENDING), ("_id", ASCENDING)]
+_CLAIM_FIELDS = {"lease_until": "", "claim_token": ""}
+# mongomock checks a unique index and then stores with no lock between, and copies documents that other threads
+# are updating in place: in-process claims on the embedded store take this lock, so that the unique _id decides
+# as it does on a real server. (mongomock is not thread-safe beyond that; concurrent restores need a server.)
+_mock_claim_lock = threading.Lock()
 
 
 class DeadLetterStoreError(Exception):
@@ -74,14 +101,280 @@ class DeadLetterStore:
         try:
             self.db[collection].update_one(
                 {"message_key": key},
-                {"$setOnInsert": {"message_key": key, "category": category, "payload": payload,
-                                  "created_at": now, "topic": topic, "origin": origin},
-                 "$set": {"error": error_info(error), "last_attempt_at": now, "updated_at": now,
-                          "status": Status.PENDING.value, "is_completed": False, "is_editing": False},
-                 "$inc": {"attempts": 1}},
+                set_on_insert({"message_key": key, "category": category, "payload": payload,
+                               "created_at": now, "topic": topic, "origin": origin},
+                              **{"$set": {"error": error_info(error), "last_attempt_at": now, "updated_at": now,
+                                          "status": Status.PENDING.value, "is_completed": False,
+                                          "is_editing": False},
+                                 "$inc": {"attempts": 1}}),
                 upsert=True)
         except Exception as exc:  # any store fault: the caller decides (undo the write / do not commit)
             raise DeadLetterStoreError(f"could not store dead letter in {collection}: {exc}") from exc
+
+    # --- claiming (restore jobs) ------------------------------------------------------------------------------
+
+    def candidates(self, collection: str, selection: "Selection", *, after: tuple[datetime, Any] | None = None,
+                   limit: int = 50, projection: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Pending dead letters nobody holds (or whose lease ran out), oldest first, after a position."""
+        query = selection.claimable_query(utcnow())
+        if after is not None:
+            created_at, doc_id = after
+            query = {"$and": [query, {"$or": [{"created_at": {"$gt": created_at}},
+                                              {"created_at": created_at, "_id": {"$gt": doc_id}}]}]}
+        cursor = self.db[collection].find(query, projection).sort(OLDEST_FIRST).limit(limit)
+        return list(cursor)
+
+    def count_claimable(self, collections: Iterable[str], selection: "Selection") -> int:
+        query = selection.claimable_query(utcnow())
+        return sum(self.db[name].count_documents(query) for name in collections)
+
+    def iter_claimable(self, collections: Iterable[str], selection: "Selection") -> Iterator[tuple[str, dict]]:
+        """Every claimable dead letter of the collections, oldest first across them; reads only (dry runs)."""
+        query = selection.claimable_query(utcnow())
+        yield from _oldest_first([(name, self.db[name].find(query).sort(OLDEST_FIRST)) for name in collections])
+
+    def claim(self, collection: str, doc_id: Any, token: str,
+              statuses: tuple[Status, ...] = (Status.PENDING,)) -> dict[str, Any] | None:
+        """Take a dead letter for `token` until its lease runs out; the claimed document, or None when it is no
+        longer in one of `statuses` or someone else holds it."""
+        with self._atomic():
+            return self._claim(collection, doc_id, token, statuses)
+
+    def _claim(self, collection: str, doc_id: Any, token: str, statuses: tuple[Status, ...]) -> dict[str, Any] | None:
+        now = utcnow()
+        doc = self.db[collection].find_one({"_id": doc_id})
+        if not _claimable(doc, now, statuses):
+            return None
+        lease_until = now + timedelta(seconds=self.lease_seconds)
+        generation = int(doc.get("lease_generation") or 0) + 1
+        claims = self.db[DEAD_LETTER_CLAIMS]
+        for _ in range(10):
+            claim_id = _claim_id(collection, doc_id, generation)
+            try:
+                claims.insert_one({"_id": claim_id, "token": token, "lease_until": lease_until, "created_at": now})
+                break
+            except DuplicateKeyError:
+                held = claims.find_one({"_id": claim_id})
+                if held is None or as_utc(held["lease_until"]) > now:
+                    return None  # someone holds it, or finished it and let go of it a moment ago
+                generation += 1  # a claim abandoned before it reached the dead letter (its holder crashed)
+        else:
+            return None
+        self.db[collection].update_one(
+            {"_id": doc_id, "status": {"$in": [s.value for s in statuses]}},
+            {"$set": {"is_editing": True, "lease_until": lease_until, "claim_token": token,
+                      "lease_generation": generation, "updated_at": now}})
+        doc = self.db[collection].find_one({"_id": doc_id})
+        if doc and doc.get("claim_token") == token and doc.get("lease_generation") == generation:
+            return doc
+        return None  # finished by its previous holder between our read and our claim
+
+    def complete(self, collection: str, doc_id: Any, token: str) -> bool:
+        """Mark a claimed dead letter processed; False when the claim had been lost (lease run out)."""
+        now = utcnow()
+        return self._finish(collection, doc_id, token, {
+            "$set": {"status": Status.COMPLETED.value, "is_completed": True, "is_editing": False,
+                     "updated_at": now, "completed_at": now},
+            "$unset": _CLAIM_FIELDS})
+
+    def fail(self, collection: str, doc_id: Any, token: str, reason: BaseException | str) -> bool:
+        """Mark a claimed dead letter as one that cannot be restored, with the reason."""
+        now = utcnow()
+        return self._finish(collection, doc_id, token, {
+            "$set": {"status": Status.FAILED.value, "is_completed": False, "is_editing": False,
+                     "error": error_info(reason), "last_attempt_at": now, "updated_at": now},
+            "$inc": {"attempts": 1},
+            "$unset": _CLAIM_FIELDS})
+
+    def discard(self, collection: str, doc_id: Any, token: str) -> bool:
+        now = utcnow()
+        return self._finish(collection, doc_id, token, {
+            "$set": {"status": Status.DISCARDED.value, "is_completed": False, "is_editing": False,
+                     "updated_at": now, "discarded_at": now},
+            "$unset": _CLAIM_FIELDS})
+
+    def release(self, collection: str, doc_id: Any, token: str, error: BaseException | str | None = None) -> bool:
+        """Give a claimed dead letter back, still pending; with an error it counts as a failed attempt."""
+        now = utcnow()
+        update: dict[str, Any] = {"$set": {"is_editing": False, "updated_at": now}, "$unset": _CLAIM_FIELDS}
+        if error is not None:
+            update["$set"].update({"error": error_info(error), "last_attempt_at": now})
+            update["$inc"] = {"attempts": 1}
+        result = self.db[collection].update_one({"_id": doc_id, "claim_token": token}, update)
+        return result.matched_count == 1
+
+    def release_all(self, token: str) -> int:
+        """Give back every dead letter still held by `token` (an interrupted run), without counting an attempt."""
+        released = 0
+        for name in DEAD_LETTER_COLLECTIONS:
+            result = self.db[name].update_many({"claim_token": token, "is_editing": True},
+                                               {"$set": {"is_editing": False, "updated_at": utcnow()},
+                                                "$unset": _CLAIM_FIELDS})
+            released += result.modified_count
+        return released
+
+    def _finish(self, collection: str, doc_id: Any, token: str, update: dict[str, Any]) -> bool:
+        doc = self.db[collection].find_one({"_id": doc_id, "claim_token": token}, {"lease_generation": 1})
+        if doc is None:
+            return False
+        self.db[collection].update_one({"_id": doc_id, "claim_token": token}, update)
+        # The dead letter is final now; its claim can go. (A released claim stays: a stale claimant of the same
+        # generation must still collide with it.)
+        self.db[DEAD_LETTER_CLAIMS].delete_one({"_id": _claim_id(collection, doc_id, doc.get("lease_generation"))})
+        return True
+
+    def hand_off(self, source: str, doc: Mapping[str, Any], event: ActivityEvent) -> bool:
+        """Copy a publisher dead letter into the listener collection, pending, as the original did; False when
+        a listener dead letter with that key already existed (handed off before)."""
+        now = utcnow()
+        try:
+            self.db[KAFKA_LISTENER_DEAD_LETTERS].insert_one({
+                "message_key": event.message_key, "category": event.category.value,
+                "payload": json.dumps(event.to_json()), "is_completed": False, "is_editing": False,
+                "created_at": doc.get("created_at", now), "updated_at": now, "topic": doc.get("topic"),
+                "error": doc.get("error"), "attempts": 0, "last_attempt_at": None,
+                "origin": {"handoff_from": source, "dead_letter_id": str(doc["_id"])},
+                "status": Status.PENDING.value})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def _atomic(self):
+        return _mock_claim_lock if type(self.db).__module__.startswith("mongomock") else nullcontext()
+
+    # --- looking at them (dailyfeed deadletters) --------------------------------------------------------------
+
+    def list_dead_letters(self, *, status: Status | None = None, category: str | None = None,
+             collections: Iterable[str] = DEAD_LETTER_COLLECTIONS, limit: int = 50) -> tuple[list, int]:
+        """Up to `limit` (collection, document) pairs, oldest first across the collections, and how many match."""
+        query: dict[str, Any] = {}
+        if status is not None:
+            query["status"] = status.value
+        if category is not None:
+            query["category"] = category
+        names = list(collections)
+        found = list(islice(_oldest_first([(name, self.db[name].find(query).sort(OLDEST_FIRST).limit(limit))
+                                           for name in names]), limit))
+        return found, sum(self.db[name].count_documents(query) for name in names)
+
+    def lookup(self, id_or_key: str, collections: Iterable[str] = DEAD_LETTER_COLLECTIONS) -> list[tuple[str, dict]]:
+        """Dead letters by `_id` or by message key (one key can be in a publisher and the listener collection)."""
+        try:
+            query: dict[str, Any] = {"$or": [{"_id": ObjectId(id_or_key)}, {"message_key": id_or_key}]}
+        except (InvalidId, TypeError):
+            query = {"message_key": id_or_key}
+        return [(name, doc) for name in collections for doc in self.db[name].find(query)]
+
+    def stats(self) -> "DeadLetterStats":
+        """Counts by collection, status and category, and the oldest pending dead letter of each collection.
+        Plain count queries: FerretDB v1 has few $group accumulators."""
+        counts: dict[str, dict[str, dict[str | None, int]]] = {}
+        oldest: dict[str, datetime | None] = {}
+        categories: list[str | None] = [c.value for c in Category] + [None]
+        for name in DEAD_LETTER_COLLECTIONS:
+            by_status: dict[str, dict[str | None, int]] = {}
+            for status in Status:
+                if not self.db[name].count_documents({"status": status.value}, limit=1):
+                    continue
+                by_category = {c: self.db[name].count_documents({"status": status.value, "category": c})
+                               for c in categories}
+                by_status[status.value] = {c: n for c, n in by_category.items() if n}
+            counts[name] = by_status
+            first = self.db[name].find_one({"status": Status.PENDING.value}, {"created_at": 1}, sort=OLDEST_FIRST)
+            oldest[name] = as_utc(first["created_at"]) if first else None
+        return DeadLetterStats(counts=counts, oldest_pending=oldest)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters a restore takes: filters of `--category`, `--since`, `--key`."""
+
+    category: str | None = None
+    since: datetime | None = None
+    key: str | None = None
+
+    def claimable_query(self, now: datetime) -> dict[str, Any]:
+        query: dict[str, Any] = {
+            "status": Status.PENDING.value,
+            # not held, or held by a run whose lease ran out (it crashed)
+            "$or": [{"is_editing": {"$ne": True}}, {"lease_until": {"$lte": now}}, {"lease_until": None}],
+        }
+        if self.category is not None:
+            query["category"] = self.category
+        if self.since is not None:
+            query["created_at"] = {"$gte": self.since}
+        if self.key is not None:
+            query["message_key"] = self.key
+        return query
+
+
+@dataclass(frozen=True)
+class DeadLetterStats:
+    counts: dict[str, dict[str, dict[str | None, int]]]  # collection -> status -> category -> count
+    oldest_pending: dict[str, datetime | None]
+
+    def total(self, collection: str, status: str) -> int:
+        return sum(self.counts.get(collection, {}).get(status, {}).values())
+
+
+def new_claim_token() -> str:
+    return uuid.uuid4().hex
+
+
+def dead_letter_event(doc: Mapping[str, Any]) -> ActivityEvent:
+    """The event a dead letter holds: its canonical payload, keyed by the dead letter's message key; for a
+    listener dead letter of a record that could not be parsed (payload null), one more try at its raw record.
+    Raises InvalidEvent with the reason when there is no event to be had."""
+    payload = doc.get("payload")
+    if payload is None:
+        origin = doc.get("origin") or {}
+        if origin.get("value") is None:
+            raise InvalidEvent("dead letter has no payload and no raw record to parse")
+        event = ActivityEvent.from_bytes(origin["value"], origin.get("key"))
+    else:
+        if isinstance(payload, Mapping):
+            body = payload
+        else:
+            try:
+                body = json.loads(payload)
+            except (TypeError, ValueError) as exc:
+                raise InvalidEvent(f"payload is not JSON: {exc}") from None
+        key = doc.get("message_key")
+        event = ActivityEvent.from_json(body, key if isinstance(key, str) and key else None)
+    category = doc.get("category")
+    if category is not None and category != event.category.value:
+        raise InvalidEvent(f"category {category} does not match the payload's type "
+                           f"{event.activity_type.value} ({event.category.value})")
+    return event
+
+
+def _oldest_first(cursors: list[tuple[str, Iterable[dict]]]) -> Iterator[tuple[str, dict]]:
+    """(collection, document) pairs of several collections' oldest-first cursors, merged oldest first."""
+    def tagged(name: str, docs: Iterable[dict]) -> Iterator[tuple[str, dict]]:
+        return ((name, doc) for doc in docs)
+
+    return heapq.merge(*(tagged(name, docs) for name, docs in cursors),
+                       key=lambda item: (as_utc(item[1]["created_at"]), item[1]["_id"]))
+
+
+def _claim_id(collection: str, doc_id: Any, generation: Any) -> str:
+    return f"{collection}/{doc_id}/{generation}"
+
+
+def _claimable(doc: Mapping[str, Any] | None, now: datetime, statuses: tuple[Status, ...]) -> bool:
+    if doc is None or doc.get("status") not in {s.value for s in statuses}:
+        return False
+    if not doc.get("is_editing"):
+        return True
+    lease_until = doc.get("lease_until")
+    return lease_until is None or as_utc(lease_until) <= now
+
+
+def as_utc(at: datetime | None) -> datetime | None:
+    """Datetimes as UTC-aware (mongomock returns naive UTC ones)."""
+    if at is None or at.tzinfo is not None:
+        return at
+    return at.replace(tzinfo=timezone.utc)
 
 
 def _clip(value: Any) -> Any:

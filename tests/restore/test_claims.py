@@ -1,0 +1,107 @@
+"""Claiming dead letters (SPEC section 8: "safe to run twice at once"), on both store backends. Whole restores
+racing each other (threads, and two `dailyfeed restore-listener` processes) are in
+tests/integration/test_restore_concurrency.py: they need a real server (mongomock is not thread-safe)."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from dailyfeed.restore.deadletters import DeadLetterStore, Status, new_claim_token
+
+from .conftest import KAFKA_LISTENER_DEAD_LETTERS, documents, listener_dead_letter, post_event
+
+
+def test_racing_claimants_each_get_a_dead_letter_once(db, dead_letters):
+    for n in range(20):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    ids = [doc["_id"] for doc in documents(db, KAFKA_LISTENER_DEAD_LETTERS)]
+    wins: list[tuple[str, object]] = []
+    start = threading.Barrier(6)
+
+    def claimant():
+        token = new_claim_token()
+        start.wait()
+        for doc_id in ids:
+            if dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc_id, token) is not None:
+                wins.append((token, doc_id))
+
+    threads = [threading.Thread(target=claimant) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(Counter(doc_id for _, doc_id in wins).values()) == [1] * 20
+    holders = {doc_id: token for token, doc_id in wins}
+    for doc in documents(db, KAFKA_LISTENER_DEAD_LETTERS):
+        assert doc["is_editing"] is True and doc["claim_token"] == holders[doc["_id"]]
+
+
+def test_a_held_dead_letter_is_not_claimed_again(db, dead_letters):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "first") is not None
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "second") is None
+
+
+def test_the_claim_of_a_crashed_run_is_taken_over_when_its_lease_ends(db, dead_letters):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    crashed = DeadLetterStore(db, lease_seconds=0)  # its lease is over as soon as it is taken
+    assert crashed.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "crashed") is not None
+
+    taken = dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "next")
+    assert taken is not None and taken["claim_token"] == "next"
+    # The crashed run, were it to wake up, no longer holds it and cannot mark it.
+    assert crashed.complete(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "crashed") is False
+    assert db[KAFKA_LISTENER_DEAD_LETTERS].find_one({"_id": doc["_id"]})["status"] == "pending"
+
+
+def test_a_claim_abandoned_before_it_reached_the_dead_letter_is_taken_over_after_its_lease(db, dead_letters):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert DeadLetterStore(db, lease_seconds=0).claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "crashed")
+    # As if the run died between taking the claim and writing it onto the dead letter:
+    db[KAFKA_LISTENER_DEAD_LETTERS].update_one({"_id": doc["_id"]}, {
+        "$set": {"is_editing": False}, "$unset": {"lease_until": "", "claim_token": "", "lease_generation": ""}})
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "next")["claim_token"] == "next"
+
+
+def test_complete_fail_and_release_mark_only_a_held_dead_letter(db, dead_letters):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    done, bad, given_back = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    for doc in (done, bad, given_back):
+        assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "run") is not None
+    assert dead_letters.complete(KAFKA_LISTENER_DEAD_LETTERS, done["_id"], "someone else") is False
+    assert dead_letters.complete(KAFKA_LISTENER_DEAD_LETTERS, done["_id"], "run") is True
+    assert dead_letters.fail(KAFKA_LISTENER_DEAD_LETTERS, bad["_id"], "run", ValueError("no event")) is True
+    assert dead_letters.release(KAFKA_LISTENER_DEAD_LETTERS, given_back["_id"], "run", error="broker down") is True
+
+    done, bad, given_back = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert (done["status"], done["is_completed"], done["is_editing"]) == ("completed", True, False)
+    assert done["attempts"] == 1  # the original failure only: completing is not an attempt that failed
+    assert (bad["status"], bad["is_completed"], bad["is_editing"]) == ("failed", False, False)
+    assert bad["error"] == {"type": "ValueError", "message": "no event"} and bad["attempts"] == 2
+    assert (given_back["status"], given_back["is_editing"]) == ("pending", False)
+    assert given_back["error"]["message"] == "broker down" and given_back["attempts"] == 2
+    for doc in (done, bad, given_back):
+        assert "claim_token" not in doc and "lease_until" not in doc
+    # Given back, it can be claimed again; finished, it cannot.
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, given_back["_id"], "again") is not None
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, done["_id"], "again") is None
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, bad["_id"], "again") is None
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, bad["_id"], "discarder",
+                              statuses=(Status.PENDING, Status.FAILED)) is not None
+
+
+def test_release_all_gives_back_what_a_run_holds_without_counting_an_attempt(db, dead_letters):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    first, second, third = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, first["_id"], "run")
+    dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, second["_id"], "run")
+    dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, third["_id"], "other run")
+    assert dead_letters.release_all("run") == 2
+    first, second, third = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert (first["is_editing"], second["is_editing"], third["is_editing"]) == (False, False, True)
+    assert first["attempts"] == second["attempts"] == 1
