@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..config import ConfigError, Settings
 from ..events import ActivityEvent
 from ..restore.deadletters import DeadLetterStore, DeadLetterStoreError
-from ..transport.topics import DateTopics
+from ..transport.topics import DateTopics, describe_error
 from .service import ActivityService
 
 log = logging.getLogger(__name__)
@@ -202,8 +202,7 @@ class ActivityListener:
                 await consumer.start()
             except Exception as exc:
                 delay = connect_backoff.next()
-                log.warning("listener cannot reach Kafka (%s: %s); retrying in %.1f s", type(exc).__name__, exc,
-                            delay)
+                log.warning("listener cannot reach Kafka (%s); retrying in %.1f s", describe_error(exc), delay)
                 await self._close(consumer)
                 await self._sleep(delay)
                 continue
@@ -214,8 +213,8 @@ class ActivityListener:
                     await self.poll_once(consumer)
             except Exception as exc:
                 delay = connect_backoff.next()
-                log.error("listener consumer failed (%s: %s); restarting it in %.1f s", type(exc).__name__, exc,
-                          delay, exc_info=True)
+                log.error("listener consumer failed (%s); restarting it in %.1f s", describe_error(exc), delay,
+                          exc_info=True)
                 await self._sleep(delay)
             finally:
                 await self._close(consumer)
