@@ -1,5 +1,6 @@
-"""`flask run` starts the Kafka listener and the start-up topic work in the process that serves, once: with the
-reloader that is its child, not the watcher that also loads the app; other flask commands start nothing.
+"""`flask run` and `dailyfeed serve` start the Kafka listener and the start-up topic work in the process that
+serves, once: under the reloader that is its child, not the watcher that also loads the app; other commands start
+nothing.
 
 Kafka is a closed port here, so each start-up says once that it could not create the date topics: counting that
 line counts the processes that started the background work."""
@@ -17,7 +18,6 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-FLASK = Path(sys.executable).with_name("flask")
 STARTED = "could not make sure the date topics"
 
 
@@ -33,13 +33,18 @@ def kafka_env() -> dict[str, str]:
             "DAILYFEED_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "PYTHONUNBUFFERED": "1"}
 
 
-@pytest.mark.parametrize("reload_flag", ["--reload", "--no-reload"])
-def test_flask_run_starts_the_background_work_in_the_serving_process_only(tmp_path, reload_flag):
+@pytest.mark.parametrize("command", [
+    ["flask", "--app", "dailyfeed", "run", "--reload"],
+    ["flask", "--app", "dailyfeed", "run", "--no-reload"],
+    ["dailyfeed", "serve"],
+], ids=["flask-run-reload", "flask-run-no-reload", "dailyfeed-serve"])
+def test_a_server_starts_the_background_work_once_in_the_serving_process(tmp_path, command):
     port = free_port()
-    log = tmp_path / "flask.log"
+    log = tmp_path / "server.log"
+    env = {**kafka_env(), "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port())}
     with open(log, "w") as out:
-        process = subprocess.Popen([str(FLASK), "--app", "dailyfeed", "run", reload_flag, "--port", str(port)],
-                                   env=kafka_env(), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([str(Path(sys.executable).with_name(command[0])), *command[1:], "--port", str(port)],
+                                   env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
         deadline = time.monotonic() + 60
@@ -60,12 +65,12 @@ def test_flask_run_starts_the_background_work_in_the_serving_process_only(tmp_pa
             process.wait()
     output = log.read_text()
     assert output.count(STARTED) == 1, output
-    assert ("Restarting with" in output) is (reload_flag == "--reload")
+    assert ("Restarting with" in output) is ("--reload" in command)
 
 
 def test_other_flask_commands_start_no_background_work(tmp_path):
-    result = subprocess.run([str(FLASK), "--app", "dailyfeed", "routes"], env=kafka_env(), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(Path(sys.executable).with_name("flask")), "--app", "dailyfeed", "routes"],
+                            env=kafka_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "/api/posts" in result.stdout
     assert STARTED not in result.stdout + result.stderr

@@ -5,12 +5,10 @@ Each test has its own topic prefix, consumer group and database (tests/support/k
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
