@@ -6,13 +6,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
+from requests.adapters import BaseAdapter
 
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.store import (DEAD_LETTER_COLLECTIONS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS,
                              KAFKA_PUBLISHER_DEAD_LETTERS, MEMBER_ACTIVITIES)
 from dailyfeed.transport.base import TransportUnavailable
+from dailyfeed.transport.fake import FakeTransport
 
-from ..conftest import make_app
+from ..conftest import SELF_URL, make_app
+from ..support.wsgi import WsgiAdapter
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
 
@@ -35,6 +39,50 @@ def db(dailyfeed):
 @pytest.fixture
 def dead_letters(dailyfeed):
     return dailyfeed.dead_letters
+
+
+class Unreachable(BaseAdapter):
+    """The activity service is down: every record call is refused."""
+
+    def send(self, request, **kwargs):
+        raise requests.ConnectionError(f"connection refused: {request.url}")
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def activity_service_down(app):
+    """Turns the feign transport's target off and on again: `down()`, `up()`."""
+    sessions = {id(t.session): t.session for t in app.extensions["dailyfeed"].transports.values()}.values()
+
+    class Switch:
+        def down(self):
+            for session in sessions:
+                session.mount(SELF_URL, Unreachable())
+
+        def up(self):
+            for session in sessions:
+                session.mount(SELF_URL, WsgiAdapter(app))
+
+    return Switch()
+
+
+@pytest.fixture
+def fake(store_uri):
+    """An app whose services publish through one FakeTransport that, when up, records like the real path.
+    Yields the transport; `fake.app` is the app."""
+    holder = {}
+    transport = FakeTransport("kafka", deliver=lambda event: holder["service"].record_activity(event))
+    app = make_app({"mongo.uri": store_uri},
+                   transports={"post-service": transport, "comment-service": transport})
+    holder["service"] = app.extensions["dailyfeed"].activity_service
+    transport.app = app
+    yield transport
+    dailyfeed = app.extensions["dailyfeed"]
+    if store_uri.startswith("mongodb"):
+        dailyfeed.db.client.drop_database(dailyfeed.db.name)
+    dailyfeed.close()
 
 
 def post_event(n: int, member_id: int = 7, *, type_=ActivityType.POST_CREATE) -> ActivityEvent:

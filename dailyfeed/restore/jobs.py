@@ -1,0 +1,374 @@
+"""The restore jobs of SPEC section 8, without click: `restore-publisher` and `restore-listener`.
+
+A pass walks the pending dead letters oldest first (a keyset cursor per collection, so a dead letter given back
+during the pass is not taken again in the same pass) and claims each one before working on it. Only what was
+processed is marked completed; a dead letter with no event to be had is marked failed with the reason; a
+transport or store failure gives it back, still pending, with attempts + 1. Whatever the pass still holds when it
+stops (finished, crashed, interrupted) it gives back.
+
+| outcome  | meaning                                                                                   |
+|----------|-------------------------------------------------------------------------------------------|
+| restored | delivered (republish), copied to the listener side (handoff) or stored (listener restore);  |
+|          | an activity that was already recorded counts here: the upsert by message key is a no-op    |
+| skipped  | not touched: another restore holds it, or its transport is down for the rest of this pass |
+| failed   | marked failed (no event in it), or given back pending after a transport or store failure  |
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from itertools import islice
+from typing import Any, Callable, Iterable, Mapping
+
+from pymongo.errors import PyMongoError
+
+from ..events import ActivityEvent, Category, InvalidEvent, publishing_service
+from ..store import KAFKA_LISTENER_DEAD_LETTERS
+from ..transport.base import Transport, TransportError, TransportUnavailable
+from .deadletters import (LISTENER_DEAD_LETTERS, PUBLISHER_DEAD_LETTERS, DeadLetterStore, Selection, as_utc,
+                          dead_letter_event, new_claim_token)
+
+log = logging.getLogger(__name__)
+
+#: a publisher restore stops using a service's transport for the rest of a pass after this many failures in a row
+TRANSPORT_DOWN_AFTER = 3
+
+
+class Outcome(str, Enum):
+    RESTORED = "restored"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class Mode(str, Enum):
+    REPUBLISH = "republish"  # through the transport configured for the event's service
+    HANDOFF = "handoff"  # into kafka_listener_dead_letters, as the original did
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    outcome: Outcome
+    collection: str
+    key: str
+    detail: str = ""
+
+
+@dataclass
+class Summary:
+    restored: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def add(self, result: RecordResult) -> None:
+        setattr(self, result.outcome.value, getattr(self, result.outcome.value) + 1)
+
+    def merge(self, other: "Summary") -> None:
+        self.restored += other.restored
+        self.skipped += other.skipped
+        self.failed += other.failed
+
+    @property
+    def total(self) -> int:
+        return self.restored + self.skipped + self.failed
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def line(self) -> str:
+        return f"restored {self.restored}, skipped {self.skipped}, failed {self.failed}"
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    batch_size: int = 50
+    limit: int | None = None  # dead letters taken per pass
+    rate: float | None = None  # dead letters per second
+    selection: Selection = field(default_factory=Selection)
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("limit must be at least 1")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError("rate must be positive")
+
+
+class Pacer:
+    """At most `rate` dead letters a second: a token bucket holding a single token, so no burst after a pause."""
+
+    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.interval = 1.0 / rate if rate else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next: float | None = None
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = self._clock()
+        if self._next is not None and now < self._next:
+            self._sleep(self._next - now)
+            now = self._next
+        self._next = now + self.interval
+
+
+Report = Callable[[RecordResult], None]
+
+
+class RestoreJob:
+    """One restore: `run()` is one pass over the pending dead letters, `preview()` the same pass read-only."""
+
+    collections: tuple[str, ...] = ()
+    _PROJECTION = {"created_at": 1, "message_key": 1, "category": 1}
+
+    def __init__(self, dead_letters: DeadLetterStore, options: RestoreOptions | None = None, *,
+                 pacer: Pacer | None = None):
+        self.dead_letters = dead_letters
+        self.options = options or RestoreOptions()
+        self.pacer = pacer or Pacer(self.options.rate)
+        self.token = new_claim_token()  # this run's claims
+
+    def pending(self) -> int:
+        """How many dead letters a pass would take now (for a progress bar)."""
+        count = self.dead_letters.count_claimable(self.collections, self.options.selection)
+        return count if self.options.limit is None else min(count, self.options.limit)
+
+    def run(self, report: Report | None = None, summary: Summary | None = None) -> Summary:
+        """One pass. `summary` is updated as records are done, so an interrupted pass still has its counts."""
+        summary = Summary() if summary is None else summary
+
+        def emit(results: Iterable[RecordResult]) -> None:
+            for result in results:
+                summary.add(result)
+                if report is not None:
+                    report(result)
+
+        limit = self.options.limit
+        cursors: dict[str, tuple[Any, Any] | None] = dict.fromkeys(self.collections)
+        taken = 0
+        self._start_pass()
+        try:
+            while limit is None or taken < limit:
+                candidates = self._next_candidates(cursors, self._batch_size(taken))
+                if not candidates:
+                    break
+                for collection, candidate in candidates:
+                    if limit is not None and taken >= limit:
+                        break
+                    cursors[collection] = (candidate["created_at"], candidate["_id"])
+                    key = candidate.get("message_key", str(candidate["_id"]))
+                    reason = self._not_now(candidate)
+                    if reason:
+                        emit([RecordResult(Outcome.SKIPPED, collection, key, reason)])
+                        continue
+                    self.pacer.wait()
+                    doc = self.dead_letters.claim(collection, candidate["_id"], self.token)
+                    if doc is None:
+                        emit([RecordResult(Outcome.SKIPPED, collection, key, "taken by another restore")])
+                        continue
+                    taken += 1
+                    emit(self._handle(collection, doc))
+                emit(self._flush())
+        finally:
+            self._abandon()
+            try:
+                self.dead_letters.release_all(self.token)
+            except Exception as exc:  # the store is failing: the leases will run out instead
+                log.warning("could not give back this run's claims (%s); they free up when their lease ends", exc)
+        return summary
+
+    def preview(self, report: Report | None = None) -> Summary:
+        """What `run()` would do now, changing nothing: no claims, no marks, no deliveries."""
+        summary = Summary()
+        claimable = self.dead_letters.iter_claimable(self.collections, self.options.selection)
+        for collection, doc in islice(claimable, self.options.limit):
+            result = self._preview(collection, doc)
+            summary.add(result)
+            if report is not None:
+                report(result)
+        return summary
+
+    # --- for subclasses ---------------------------------------------------------------------------------------
+
+    def _start_pass(self) -> None:
+        pass
+
+    def _not_now(self, candidate: Mapping[str, Any]) -> str | None:
+        """A reason to leave a candidate alone in this pass, without claiming it."""
+        return None
+
+    def _handle(self, collection: str, doc: dict[str, Any]) -> list[RecordResult]:
+        raise NotImplementedError
+
+    def _flush(self) -> list[RecordResult]:
+        """Finish the work `_handle` deferred to the end of a batch."""
+        return []
+
+    def _abandon(self) -> None:
+        """Forget deferred work (its claims are given back)."""
+
+    def _preview(self, collection: str, doc: dict[str, Any]) -> RecordResult:
+        raise NotImplementedError
+
+    # --- helpers ----------------------------------------------------------------------------------------------
+
+    def _batch_size(self, taken: int) -> int:
+        size = self.options.batch_size
+        if self.options.rate:
+            size = min(size, max(1, int(self.options.rate)))  # about a second of work: claims never go stale
+        if self.options.limit is not None:
+            size = min(size, self.options.limit - taken)
+        return size
+
+    def _next_candidates(self, cursors: dict[str, Any], size: int) -> list[tuple[str, dict[str, Any]]]:
+        found = [(name, doc) for name in self.collections
+                 for doc in self.dead_letters.candidates(name, self.options.selection, after=cursors[name],
+                                                          limit=size, projection=dict(self._PROJECTION))]
+        found.sort(key=lambda item: (as_utc(item[1]["created_at"]), item[1]["_id"]))
+        return found[:size]
+
+    def _fail(self, collection: str, doc: Mapping[str, Any], error: InvalidEvent) -> RecordResult:
+        self.dead_letters.fail(collection, doc["_id"], self.token, error)
+        return RecordResult(Outcome.FAILED, collection, doc["message_key"], f"marked failed: {error}")
+
+
+class PublisherRestore(RestoreJob):
+    """`restore-publisher`: publisher dead letters of both collections, republished or handed off."""
+
+    collections = PUBLISHER_DEAD_LETTERS
+
+    def __init__(self, dead_letters: DeadLetterStore, transports: Mapping[str, Transport],
+                 options: RestoreOptions | None = None, *, mode: Mode = Mode.REPUBLISH, pacer: Pacer | None = None):
+        super().__init__(dead_letters, options, pacer=pacer)
+        self.transports = transports
+        self.mode = Mode(mode)
+        self._failures_in_a_row: dict[str, int] = {}
+        self._down: dict[str, str] = {}
+
+    def _start_pass(self) -> None:
+        self._failures_in_a_row.clear()
+        self._down.clear()
+
+    def _not_now(self, candidate: Mapping[str, Any]) -> str | None:
+        service = _service_of(candidate.get("category"))
+        if self.mode is Mode.REPUBLISH and service in self._down:
+            return f"left pending: the {service} transport is down ({self._down[service]})"
+        return None
+
+    def _handle(self, collection: str, doc: dict[str, Any]) -> list[RecordResult]:
+        key = doc["message_key"]
+        try:
+            event = dead_letter_event(doc)
+        except InvalidEvent as exc:
+            return [self._fail(collection, doc, exc)]
+        if self.mode is Mode.HANDOFF:
+            copied = self.dead_letters.hand_off(collection, doc, event)
+            self.dead_letters.complete(collection, doc["_id"], self.token)
+            detail = (f"handed off to {KAFKA_LISTENER_DEAD_LETTERS}" if copied
+                      else f"already in {KAFKA_LISTENER_DEAD_LETTERS}")
+            return [RecordResult(Outcome.RESTORED, collection, key, detail)]
+
+        service = publishing_service(event.category)
+        transport = self.transports.get(service) if service else None
+        if transport is None:
+            reason = (f"no content service publishes {event.category.value} events; "
+                      "left pending, restore it with --mode handoff")
+            self.dead_letters.release(collection, doc["_id"], self.token, error=reason)
+            return [RecordResult(Outcome.FAILED, collection, key, reason)]
+        try:
+            transport.publish(event)
+        except TransportError as exc:
+            self.dead_letters.release(collection, doc["_id"], self.token, error=exc)
+            if isinstance(exc, TransportUnavailable):
+                failures = self._failures_in_a_row[service] = self._failures_in_a_row.get(service, 0) + 1
+                if failures >= TRANSPORT_DOWN_AFTER:
+                    self._down[service] = f"{failures} failures in a row"
+            return [RecordResult(Outcome.FAILED, collection, key,
+                                 f"{service} ({transport.kind}) did not take it, left pending: "
+                                 f"{type(exc).__name__}: {exc}")]
+        self._failures_in_a_row[service] = 0
+        self.dead_letters.complete(collection, doc["_id"], self.token)
+        return [RecordResult(Outcome.RESTORED, collection, key, f"republished via {service} ({transport.kind})")]
+
+    def _preview(self, collection: str, doc: dict[str, Any]) -> RecordResult:
+        key = doc["message_key"]
+        try:
+            event = dead_letter_event(doc)
+        except InvalidEvent as exc:
+            return RecordResult(Outcome.FAILED, collection, key, f"cannot be restored: {exc}")
+        if self.mode is Mode.HANDOFF:
+            return RecordResult(Outcome.RESTORED, collection, key, f"hand off to {KAFKA_LISTENER_DEAD_LETTERS}")
+        service = publishing_service(event.category)
+        transport = self.transports.get(service) if service else None
+        if transport is None:
+            return RecordResult(Outcome.FAILED, collection, key,
+                                f"no content service publishes {event.category.value} events")
+        return RecordResult(Outcome.RESTORED, collection, key, f"republish via {service} ({transport.kind})")
+
+
+class ListenerRestore(RestoreJob):
+    """`restore-listener`: listener dead letters upserted into member_activities by message key, a batch at a
+    time, through the activity service (the same write the live path does)."""
+
+    collections = LISTENER_DEAD_LETTERS
+
+    def __init__(self, dead_letters: DeadLetterStore, activity_service: Any,
+                 options: RestoreOptions | None = None, *, pacer: Pacer | None = None):
+        super().__init__(dead_letters, options, pacer=pacer)
+        self.activity_service = activity_service
+        self._batch: list[tuple[str, dict[str, Any], ActivityEvent]] = []
+
+    def _handle(self, collection: str, doc: dict[str, Any]) -> list[RecordResult]:
+        try:
+            event = dead_letter_event(doc)
+        except InvalidEvent as exc:
+            return [self._fail(collection, doc, exc)]
+        self._batch.append((collection, doc, event))
+        return []
+
+    def _flush(self) -> list[RecordResult]:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return []
+        try:
+            self.activity_service.record_activities([event for _, _, event in batch])
+        except PyMongoError as exc:
+            for collection, doc, _ in batch:
+                self.dead_letters.release(collection, doc["_id"], self.token, error=exc)
+            return [RecordResult(Outcome.FAILED, collection, doc["message_key"],
+                                 f"could not store the activity, left pending: {type(exc).__name__}: {exc}")
+                    for collection, doc, _ in batch]
+        results = []
+        for collection, doc, event in batch:
+            self.dead_letters.complete(collection, doc["_id"], self.token)
+            results.append(RecordResult(Outcome.RESTORED, collection, doc["message_key"], _as_key(doc, event)))
+        return results
+
+    def _abandon(self) -> None:
+        self._batch = []
+
+    def _preview(self, collection: str, doc: dict[str, Any]) -> RecordResult:
+        key = doc["message_key"]
+        try:
+            event = dead_letter_event(doc)
+        except InvalidEvent as exc:
+            return RecordResult(Outcome.FAILED, collection, key, f"cannot be restored: {exc}")
+        known = self.activity_service.activity_by_key(event.message_key) is not None
+        detail = "already recorded" if known else "not recorded yet"
+        return RecordResult(Outcome.RESTORED, collection, key, f"{detail} {_as_key(doc, event)}".strip())
+
+
+def _as_key(doc: Mapping[str, Any], event: ActivityEvent) -> str:
+    return "" if doc.get("message_key") == event.message_key else f"as {event.message_key}"
+
+
+def _service_of(category: Any) -> str | None:
+    try:
+        return publishing_service(Category(category))
+    except ValueError:
+        return None

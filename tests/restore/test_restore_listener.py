@@ -1,0 +1,253 @@
+"""`dailyfeed restore-listener` and the options both restores share, through the CLI runner, on both backends."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.restore import cli as restore_cli
+
+from .conftest import (KAFKA_LISTENER_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS, MEMBER_ACTIVITIES, T0,
+                       activity_documents, documents, listener_dead_letter, mixed_events, post_event,
+                       publisher_dead_letter, snapshot)
+
+
+def summary_line(result) -> str:
+    return result.output.splitlines()[-1]
+
+
+def test_listener_dead_letters_of_every_origin_restore_to_what_the_live_path_stores(db, dead_letters, runner,
+                                                                                      live_store):
+    events = mixed_events()
+    java_value = json.dumps({"memberId": 11, "postId": 12, "memberActivityType": "LIKE_POST",
+                             "createdAt": [2026, 11, 22, 9, 0, 0, 5000], "__extra": "ignored"}).encode()
+    java_key = "member_activity:kafka_event:LIKE_POST###12###11###2026-11-22 09:00:00.000005000"
+    # The records the live Kafka listener would have consumed for the same actions: (value, key).
+    records = [(e.to_bytes(), e.message_key.encode()) for e in events] + [(java_value, java_key.encode())]
+
+    for event in events[:2]:  # the content side could not publish them; handed off below
+        publisher_dead_letter(dead_letters, event, kind="kafka")
+    for n, event in enumerate(events[2:4]):  # parsed by the listener, the store failed
+        listener_dead_letter(dead_letters, event, offset=n)
+    for n, (value, key) in enumerate(records[4:], start=10):  # raw records the listener kept unparsed
+        listener_dead_letter(dead_letters, None, value=value, key=key, offset=n, error=ValueError("poison?"))
+    assert db[KAFKA_LISTENER_DEAD_LETTERS].count_documents({"payload": None}) == 4
+
+    assert runner.invoke(args=["restore-publisher", "--mode", "handoff"]).exit_code == 0
+    result = runner.invoke(args=["restore-listener"])
+
+    assert result.exit_code == 0, result.output
+    assert summary_line(result) == "restored 8, skipped 0, failed 0"
+    restored = activity_documents(db)
+    assert restored == live_store(records, via_bytes=True)  # the Kafka listener's path
+    assert restored == live_store([ActivityEvent.from_bytes(v, k) for v, k in records])  # record_activity
+    assert restored[events[-1].message_key]["following_id"] == 7
+    # the Jackson date array [.., 9, 0, 0, 5000 ns], to the millisecond a store keeps
+    assert restored[java_key]["created_at"].replace(tzinfo=None) == datetime(2026, 11, 22, 9, 0, 0)
+
+
+def test_a_corrupt_dead_letter_is_marked_failed_the_rest_restored_and_the_run_fails(db, dead_letters, runner):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    listener_dead_letter(dead_letters, None, value=b"\x00not json{", key=b"k", offset=99,
+                         error=ValueError("record value is not JSON"))
+    corrupt = db[KAFKA_LISTENER_DEAD_LETTERS].find_one({"payload": None})
+
+    result = runner.invoke(args=["restore-listener"])
+
+    assert result.exit_code == 1
+    assert summary_line(result) == "restored 3, skipped 0, failed 1"
+    assert (f"failed   {corrupt['message_key']} [{KAFKA_LISTENER_DEAD_LETTERS}]: marked failed: record value is "
+            "not JSON") in result.output
+    doc = db[KAFKA_LISTENER_DEAD_LETTERS].find_one({"_id": corrupt["_id"]})
+    assert (doc["status"], doc["is_completed"], doc["is_editing"], doc["attempts"]) == ("failed", False, False, 2)
+    assert doc["error"]["type"] == "InvalidEvent" and "not JSON" in doc["error"]["message"]
+    assert db[KAFKA_LISTENER_DEAD_LETTERS].count_documents({"status": "completed"}) == 3
+    assert db[MEMBER_ACTIVITIES].count_documents({}) == 3
+
+    again = runner.invoke(args=["restore-listener"])  # a failed one is left for a human: not taken again
+    assert again.exit_code == 0 and summary_line(again) == "restored 0, skipped 0, failed 0"
+    assert "nothing to restore" in again.output
+
+
+def test_dry_run_changes_nothing_and_says_what_it_would_do(db, dead_letters, runner):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    listener_dead_letter(dead_letters, None, value=b"garbage", offset=50)
+    for n in range(3, 5):
+        publisher_dead_letter(dead_letters, post_event(n))
+    before = snapshot(db)
+
+    listener = runner.invoke(args=["restore-listener", "--dry-run"])
+    republish = runner.invoke(args=["restore-publisher", "--dry-run"])
+    handoff = runner.invoke(args=["restore-publisher", "--dry-run", "--mode", "handoff", "--limit", "1"])
+
+    assert snapshot(db) == before
+    assert (listener.exit_code, republish.exit_code, handoff.exit_code) == (0, 0, 0)
+    assert summary_line(listener) == "dry run, nothing changed: would restore 3, skip 0, fail 1"
+    assert listener.output.count("would restore member_activity:") == 3 and "would fail    unparsed:" in listener.output
+    assert f"would restore {post_event(3).message_key} [feign_dead_letters]: republish via post-service (feign)" \
+        in republish.output
+    assert summary_line(handoff) == "dry run, nothing changed: would restore 1, skip 0, fail 0"
+    assert "hand off to kafka_listener_dead_letters" in handoff.output
+
+
+def test_dry_run_does_not_call_the_transport(fake):
+    app = fake.app
+    db = app.extensions["dailyfeed"].db
+    publisher_dead_letter(app.extensions["dailyfeed"].dead_letters, post_event(1), kind="kafka")
+    before = snapshot(db)
+    result = app.test_cli_runner().invoke(args=["restore-publisher", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert fake.published == [] and snapshot(db) == before
+
+
+def test_limit_takes_the_oldest_and_stops(db, dead_letters, runner):
+    for n in (4, 0, 3, 1, 2, 5, 6, 7, 8, 9):  # written out of order: "oldest" is the dead letter's age
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+        time.sleep(0.002)
+    oldest = [d["message_key"] for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)][:4]
+
+    result = runner.invoke(args=["restore-listener", "--limit", "4", "--batch-size", "3"])
+
+    assert result.exit_code == 0, result.output
+    assert summary_line(result) == "restored 4, skipped 0, failed 0"
+    assert sorted(a["message_key"] for a in documents(db, MEMBER_ACTIVITIES)) == sorted(oldest)
+    assert db[KAFKA_LISTENER_DEAD_LETTERS].count_documents({"status": "pending"}) == 6
+
+
+def test_small_batches_still_restore_everything_once(db, dead_letters, runner):
+    for n in range(11):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    result = runner.invoke(args=["restore-listener", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    assert summary_line(result) == "restored 11, skipped 0, failed 0"
+    assert result.output.count("restored member_activity:") == 11
+    assert db[MEMBER_ACTIVITIES].count_documents({}) == 11
+
+
+def test_rate_paces_the_restore(db, dead_letters, runner):
+    for n in range(20):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    started = time.monotonic()
+    result = runner.invoke(args=["restore-listener", "--rate", "40"])
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    assert summary_line(result) == "restored 20, skipped 0, failed 0"
+    assert elapsed >= 0.4  # 20 records at 40 a second: the last one starts 19/40 s after the first
+
+
+def test_filters_take_only_matching_dead_letters(db, dead_letters, runner):
+    like = ActivityEvent.new(ActivityType.LIKE_POST, 9, post_id=101, at=T0)
+    listener_dead_letter(dead_letters, like, offset=1)
+    for n in range(2, 5):
+        time.sleep(0.005)  # distinct dead-letter times (a store keeps milliseconds)
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    docs = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+
+    by_category = runner.invoke(args=["restore-listener", "--category", "post_like"])
+    assert summary_line(by_category) == "restored 1, skipped 0, failed 0"
+    assert [a["message_key"] for a in documents(db, MEMBER_ACTIVITIES)] == [like.message_key]
+
+    by_key = runner.invoke(args=["restore-listener", "--key", docs[2]["message_key"]])
+    assert summary_line(by_key) == "restored 1, skipped 0, failed 0"
+
+    since = docs[3]["created_at"]  # the dead letter's own time, as the store keeps it
+    by_since = runner.invoke(args=["restore-listener", "--since", _iso(since + timedelta(milliseconds=1))])
+    assert summary_line(by_since) == "restored 0, skipped 0, failed 0"
+    by_since = runner.invoke(args=["restore-listener", "--since", _iso(since)])
+    assert summary_line(by_since) == "restored 1, skipped 0, failed 0"
+    assert db[KAFKA_LISTENER_DEAD_LETTERS].count_documents({"status": "pending"}) == 1  # docs[1] remains
+
+
+@pytest.mark.parametrize("args, message", [
+    (["restore-listener", "--batch-size", "0"], "--batch-size"),
+    (["restore-listener", "--limit", "-1"], "--limit"),
+    (["restore-listener", "--rate", "0"], "--rate"),
+    (["restore-listener", "--category", "LIKES"], "'LIKES' is not one of"),
+    (["restore-listener", "--since", "last tuesday"], "is not an ISO date"),
+    (["restore-listener", "--key", " "], "must not be empty"),
+    (["restore-listener", "--watch", "0"], "--watch"),
+    (["restore-listener", "--dry-run", "--watch", "5"], "--dry-run cannot be combined with --watch"),
+    (["restore-publisher", "--mode", "replay"], "'replay' is not one of"),
+])
+def test_bad_options_are_usage_errors(runner, db, dead_letters, args, message):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    before = snapshot(db)
+    result = runner.invoke(args=args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert snapshot(db) == before
+
+
+def test_watch_runs_passes_until_interrupted_and_gives_back_what_it_holds(db, dead_letters, runner, monkeypatch):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    pauses = []
+
+    def pause(seconds):
+        pauses.append(seconds)
+        if len(pauses) == 1:  # a new failure arrives while the restore waits
+            listener_dead_letter(dead_letters, post_event(2), offset=2)
+        else:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(restore_cli, "_wait_between_passes", pause)
+    result = runner.invoke(args=["restore-listener", "--watch", "2"])
+
+    assert result.exit_code == 0, result.output
+    assert pauses == [2.0, 2.0]
+    assert summary_line(result) == "restored 2, skipped 0, failed 0"
+    assert "interrupted" in result.output
+    assert db[MEMBER_ACTIVITIES].count_documents({}) == 2
+
+
+def test_an_interrupted_run_gives_back_its_claims_and_says_so(fake):
+    app = fake.app
+    db = app.extensions["dailyfeed"].db
+    store = app.extensions["dailyfeed"].dead_letters
+    for n in range(4):
+        publisher_dead_letter(store, post_event(n), kind="kafka")
+    deliver = fake._deliver
+
+    def ctrl_c_on_the_third(event):
+        if len(fake.published) == 2:
+            raise KeyboardInterrupt
+        deliver(event)
+
+    fake._deliver = ctrl_c_on_the_third
+    result = app.test_cli_runner().invoke(args=["restore-publisher", "--batch-size", "4"])
+
+    assert result.exit_code == 130
+    assert "interrupted: this run's claims were given back" in result.output
+    assert summary_line(result) == "restored 2, skipped 0, failed 0"
+    docs = documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    assert [d["status"] for d in docs] == ["completed", "completed", "pending", "pending"]
+    assert not any(d["is_editing"] for d in docs) and all("claim_token" not in d for d in docs)
+    assert [d["attempts"] for d in docs[2:]] == [1, 1]  # an interruption is not a failed attempt
+
+    fake._deliver = deliver
+    again = app.test_cli_runner().invoke(args=["restore-publisher"])
+    assert summary_line(again) == "restored 2, skipped 0, failed 0"
+
+
+def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_failures_are_listed(db, dead_letters, runner,
+                                                                                monkeypatch):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    listener_dead_letter(dead_letters, None, value=b"garbage", offset=9)
+    monkeypatch.setattr(restore_cli, "_stdout_is_a_terminal", lambda: True)
+
+    result = runner.invoke(args=["restore-listener"])
+
+    assert result.exit_code == 1
+    assert "restore-listener" in result.output  # the bar's label
+    assert "restored member_activity:" not in result.output  # no line per restored record
+    assert "failed   unparsed:member-activity-20261122:0:9" in result.output
+    assert summary_line(result) == "restored 3, skipped 0, failed 1"
+
+
+def _iso(at) -> str:
+    return at.replace(tzinfo=None).isoformat() + "Z"
