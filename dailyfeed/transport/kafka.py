@@ -50,6 +50,7 @@ class KafkaTransport:
         self._producer: Any = None
         self._admin: Any = None
         self._known_topics: set[str] = set()
+        self._closing: set[asyncio.Task] = set()
         self._start_lock = asyncio.Lock()
 
     @classmethod
@@ -119,7 +120,10 @@ class KafkaTransport:
     async def _discard_producer(self, producer: Any) -> None:
         if self._producer is producer:
             self._producer = None
-        asyncio.get_running_loop().create_task(_quietly(asyncio.wait_for(producer.stop(), self.send_timeout_s)))
+        closing = asyncio.get_running_loop().create_task(
+            _quietly(asyncio.wait_for(producer.stop(), self.send_timeout_s)))
+        self._closing.add(closing)  # the loop keeps only weak references to tasks
+        closing.add_done_callback(self._closing.discard)
 
     async def _ensure_topic(self, topic: str) -> None:
         """Create a date topic before its first send (with the configured partitions and retention), so a day
