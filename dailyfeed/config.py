@@ -134,11 +134,11 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"setting kafka.topic.timezone: unknown time zone {values['kafka.topic.timezone']!r}") from None
     for key in ("kafka.topic.partitions", "kafka.topic.replication-factor", "kafka.producer.send-timeout-ms",
-                "feign.retry.attempts", "feign.circuit.window-size", "deadletters.lease-s"):
+                "feign.retry.attempts", "circuit.window-size", "deadletters.lease-s"):
         if values[key] < 1:
             raise ConfigError(f"setting {key} must be at least 1, got {values[key]}")
-    if not 0 < values["feign.circuit.failure-rate"] <= 1:
-        raise ConfigError("setting feign.circuit.failure-rate must be in (0, 1]")
+    if not 0 < values["circuit.failure-rate"] <= 1:
+        raise ConfigError("setting circuit.failure-rate must be in (0, 1]")
     if len(values["auth.jwt-secret"]) < 32:
         raise ConfigError("setting auth.jwt-secret must be at least 32 characters")
     return values

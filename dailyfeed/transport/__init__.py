@@ -13,15 +13,11 @@ __all__ = ["CircuitOpen", "Transport", "TransportError", "TransportRejected", "T
 
 
 def build_http_transport(settings: Settings, base_url: Callable[[], str]) -> HttpTransport:
-    breaker = CircuitBreaker(window_size=settings["feign.circuit.window-size"],
-                             minimum_calls=settings["feign.circuit.minimum-calls"],
-                             failure_rate=settings["feign.circuit.failure-rate"],
-                             open_wait_s=settings["feign.circuit.open-wait-s"])
     return HttpTransport(base_url, settings["auth.jwt-secret"],
                          connect_timeout=settings["feign.connect-timeout-s"],
                          read_timeout=settings["feign.read-timeout-s"],
                          attempts=settings["feign.retry.attempts"], backoff_s=settings["feign.retry.backoff-s"],
-                         breaker=breaker)
+                         breaker=CircuitBreaker.from_settings(settings))
 
 
 def build_kafka_transport(settings: Settings) -> Transport:

@@ -3,12 +3,16 @@ calls, once at least `minimum_calls` were made and the failure rate reaches `fai
 and calls fail fast for `open_wait_s`; then one trial call decides whether it closes again.
 
 Small enough to keep here: pybreaker, the maintained Python option, counts consecutive failures only.
+Each transport has its own breaker (settings circuit.*).
 """
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+
+from ..events import ActivityEvent
+from .base import CircuitOpen, TransportError, TransportUnavailable
 
 
 class CircuitBreaker:
@@ -26,6 +30,11 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._trial_running = False
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings) -> "CircuitBreaker":
+        return cls(window_size=settings["circuit.window-size"], minimum_calls=settings["circuit.minimum-calls"],
+                   failure_rate=settings["circuit.failure-rate"], open_wait_s=settings["circuit.open-wait-s"])
 
     @property
     def state(self) -> str:
@@ -67,3 +76,36 @@ class CircuitBreaker:
         self._state = self.OPEN
         self._opened_at = self._clock()
         self._outcomes.clear()
+
+
+class BreakerGuarded:
+    """Base of the real transports: `publish` goes through the breaker, subclasses implement `_deliver`.
+
+    Only unavailability (timeouts, refused connections, 5xx, a broker that does not acknowledge) counts as a
+    failure; a rejection (4xx) proves the other side is there. While the circuit is open a publish fails at once,
+    so a write keeps its event as a dead letter without holding a server thread for the whole timeout.
+    """
+
+    kind: str
+    breaker: CircuitBreaker
+
+    def publish(self, event: ActivityEvent) -> None:
+        if not self.breaker.allow():
+            error = CircuitOpen(f"{self.kind} transport: circuit open after repeated failures; not trying")
+            error.topic = self._topic_of(event)
+            raise error
+        try:
+            self._deliver(event)
+        except TransportUnavailable:
+            self.breaker.record(failed=True)
+            raise
+        except TransportError:
+            self.breaker.record(failed=False)
+            raise
+        self.breaker.record(failed=False)
+
+    def _deliver(self, event: ActivityEvent) -> None:
+        raise NotImplementedError
+
+    def _topic_of(self, event: ActivityEvent) -> str | None:
+        return None

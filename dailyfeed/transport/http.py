@@ -14,13 +14,13 @@ import requests
 
 from ..auth import issue_service_token
 from ..events import RECORD_PATHS, ActivityEvent, record_request_body
-from .base import CircuitOpen, TransportRejected, TransportUnavailable
-from .circuit import CircuitBreaker
+from .base import TransportRejected, TransportUnavailable
+from .circuit import BreakerGuarded, CircuitBreaker
 
 log = logging.getLogger(__name__)
 
 
-class HttpTransport:
+class HttpTransport(BreakerGuarded):
     kind = "feign"
 
     def __init__(self, base_url: Callable[[], str], secret: str, *, connect_timeout: float = 5.0,
@@ -35,21 +35,7 @@ class HttpTransport:
         self.session = session or requests.Session()
         self._token: tuple[float, str] | None = None
 
-    def publish(self, event: ActivityEvent) -> None:
-        if not self.breaker.allow():
-            raise CircuitOpen("activity service circuit is open after repeated failures; not calling it")
-        try:
-            self._post_with_retries(event)
-        except TransportUnavailable:
-            self.breaker.record(failed=True)
-            raise
-        except TransportRejected:
-            # The service answered: it is reachable, so this does not count against the circuit.
-            self.breaker.record(failed=False)
-            raise
-        self.breaker.record(failed=False)
-
-    def _post_with_retries(self, event: ActivityEvent) -> None:
+    def _deliver(self, event: ActivityEvent) -> None:
         url = f"{self._base_url().rstrip('/')}/api/member-activities/{RECORD_PATHS[event.category]}"
         body = record_request_body(event)
         headers = {"Authorization": f"Bearer {self._service_token()}"}

@@ -19,6 +19,7 @@ from typing import Any
 from ..config import ConfigError, Settings
 from ..events import ActivityEvent
 from .base import TransportUnavailable
+from .circuit import BreakerGuarded, CircuitBreaker
 from .loop import LoopClosed, LoopThread
 from .topics import DateTopics, TopicAdminError, create_topics, describe_error
 
@@ -35,16 +36,18 @@ def unavailable(message: str, topic: str | None) -> TransportUnavailable:
     return error
 
 
-class KafkaTransport:
+class KafkaTransport(BreakerGuarded):
     kind = "kafka"
 
     def __init__(self, bootstrap_servers: str, topics: DateTopics, *, send_timeout_s: float = 5.0,
-                 client_id: str = "dailyfeed-producer", create_topics: bool = True):
+                 client_id: str = "dailyfeed-producer", create_topics: bool = True,
+                 breaker: CircuitBreaker | None = None):
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
         self.send_timeout_s = send_timeout_s
         self.client_id = client_id
         self.create_topics = create_topics
+        self.breaker = breaker or CircuitBreaker()
         self._loop = LoopThread("dailyfeed-kafka-producer")
         # Touched only on the loop thread:
         self._producer: Any = None
@@ -59,11 +62,14 @@ class KafkaTransport:
         if timeout_ms < 100:
             raise ConfigError(f"setting kafka.producer.send-timeout-ms must be at least 100, got {timeout_ms}")
         return cls(settings["kafka.bootstrap-servers"], DateTopics.from_settings(settings),
-                   send_timeout_s=timeout_ms / 1000)
+                   send_timeout_s=timeout_ms / 1000, breaker=CircuitBreaker.from_settings(settings))
 
     # --- the port ---------------------------------------------------------------------------------------------
 
-    def publish(self, event: ActivityEvent) -> None:
+    def _topic_of(self, event: ActivityEvent) -> str:
+        return self.topics.at(event.created_at)
+
+    def _deliver(self, event: ActivityEvent) -> None:
         topic = self.topics.at(event.created_at)
         try:
             # The coroutine bounds itself; the extra second only guards against a stuck loop thread.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.kafka import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 STARTED = "could not make sure the date topics"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def kafka_env() -> dict[str, str]:
