@@ -28,7 +28,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -160,14 +160,19 @@ class DeadLetterStore:
                 generation += 1  # a claim abandoned before it reached the dead letter (its holder crashed)
         else:
             return None
-        self.db[collection].update_one(
-            {"_id": doc_id, "status": {"$in": [s.value for s in statuses]}},
-            {"$set": {"is_editing": True, "lease_until": lease_until, "claim_token": token,
-                      "lease_generation": generation, "updated_at": now}})
-        doc = self.db[collection].find_one({"_id": doc_id})
-        if doc and doc.get("claim_token") == token and doc.get("lease_generation") == generation:
-            return doc
-        return None  # finished by its previous holder between our read and our claim
+        # Filters by _id alone from here on: FerretDB v1 pushes only that down to SQLite (any other condition
+        # scans the collection), and holding the claim makes us the only writer.
+        doc = self.db[collection].find_one_and_update(
+            {"_id": doc_id}, {"$set": {"is_editing": True, "lease_until": lease_until, "claim_token": token,
+                                       "lease_generation": generation, "updated_at": now}},
+            return_document=ReturnDocument.AFTER)
+        if doc is None or doc.get("claim_token") != token or doc.get("lease_generation") != generation:
+            return None
+        if doc.get("status") not in {s.value for s in statuses}:
+            # Its previous holder (lease run out, but still alive) finished it meanwhile: leave it as it is.
+            self._finish(collection, doc_id, token, {"$set": {"is_editing": False}, "$unset": _CLAIM_FIELDS})
+            return None
+        return doc
 
     def complete(self, collection: str, doc_id: Any, token: str) -> bool:
         """Mark a claimed dead letter processed; False when the claim had been lost (lease run out)."""
@@ -200,8 +205,10 @@ class DeadLetterStore:
         if error is not None:
             update["$set"].update({"error": error_info(error), "last_attempt_at": now})
             update["$inc"] = {"attempts": 1}
-        result = self.db[collection].update_one({"_id": doc_id, "claim_token": token}, update)
-        return result.matched_count == 1
+        if not self._holds(collection, doc_id, token):
+            return False
+        self.db[collection].update_one({"_id": doc_id}, update)
+        return True
 
     def release_all(self, token: str) -> int:
         """Give back every dead letter still held by `token` (an interrupted run), without counting an attempt."""
@@ -213,11 +220,15 @@ class DeadLetterStore:
             released += result.modified_count
         return released
 
+    def _holds(self, collection: str, doc_id: Any, token: str) -> dict[str, Any] | None:
+        doc = self.db[collection].find_one({"_id": doc_id}, {"claim_token": 1, "lease_generation": 1})
+        return doc if doc is not None and doc.get("claim_token") == token else None
+
     def _finish(self, collection: str, doc_id: Any, token: str, update: dict[str, Any]) -> bool:
-        doc = self.db[collection].find_one({"_id": doc_id, "claim_token": token}, {"lease_generation": 1})
+        doc = self._holds(collection, doc_id, token)
         if doc is None:
             return False
-        self.db[collection].update_one({"_id": doc_id, "claim_token": token}, update)
+        self.db[collection].update_one({"_id": doc_id}, update)
         # The dead letter is final now; its claim can go. (A released claim stays: a stale claimant of the same
         # generation must still collide with it.)
         self.db[DEAD_LETTER_CLAIMS].delete_one({"_id": _claim_id(collection, doc_id, doc.get("lease_generation"))})
