@@ -150,6 +150,7 @@ def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str) -> 
             summary = job.preview(report=_dry_run_line)
             if summary.total == 0:
                 click.echo("nothing to restore: no pending dead letter matches")
+                _hint_if_embedded()
             click.echo(f"dry run, nothing changed: would restore {summary.restored}, skip {summary.skipped}, "
                        f"fail {summary.failed}")
             return
@@ -158,11 +159,18 @@ def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str) -> 
         raise click.ClickException(f"the store failed: {type(exc).__name__}: {exc}") from None
     if total.total == 0 and watch is None and not interrupted:
         click.echo("nothing to restore: no pending dead letter matches")
+        _hint_if_embedded()
     click.echo(total.line())
     if interrupted and watch is None:
         ctx.exit(EXIT_INTERRUPTED)
     if not total.ok:
         ctx.exit(1)
+
+
+def _hint_if_embedded() -> None:
+    if str(_container().settings["mongo.uri"]).startswith("mongomock://"):
+        click.echo("note: mongo.uri is the embedded store (mongomock://), which lives inside one process: this "
+                   "command cannot see another process's dead letters; set DAILYFEED_MONGO_URI", err=True)
 
 
 def _passes(job: RestoreJob, *, watch: float | None, tty: bool, label: str) -> tuple[Summary, bool]:

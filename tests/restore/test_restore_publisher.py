@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+from pymongo.errors import ServerSelectionTimeoutError
+
+from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.restore.deadletters import dead_letter_event
 
 from .conftest import (FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS,
-                       MEMBER_ACTIVITIES, documents)
+                       MEMBER_ACTIVITIES, activity_documents, documents, post_event)
 
 
 def write_posts(client, token, count: int, member_id: int = 7) -> list[int]:
@@ -118,7 +121,6 @@ def test_handoff_then_restore_listener_reaches_the_activities_the_live_path_stor
     assert restore.exit_code == 0, restore.output
     assert restore.output.splitlines()[-1] == "restored 5, skipped 0, failed 0"
     assert {d["status"] for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)} == {"completed"}
-    from .conftest import activity_documents
     assert activity_documents(db) == live_store([dead_letter_event(d) for d in dead])
 
 
@@ -166,3 +168,34 @@ def _token(app):
 
     secret = app.extensions["dailyfeed"].settings["auth.jwt-secret"]
     return lambda member_id: {"Authorization": f"Bearer {issue_member_token(secret, member_id, 3600)}"}
+
+
+def test_an_event_no_content_service_publishes_is_left_pending_for_a_handoff(db, dead_letters, runner):
+    follow = ActivityEvent.new(ActivityType.MEMBER_FOLLOW, 9, following_id=7)
+    dead_letters.record_publisher_failure("kafka", follow, RuntimeError("unreachable"))
+
+    republish = runner.invoke(args=["restore-publisher"])
+
+    assert republish.exit_code == 1
+    assert "no content service publishes MEMBER events; left pending, restore it with --mode handoff" \
+        in republish.output
+    (doc,) = documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    assert (doc["status"], doc["attempts"]) == ("pending", 2)
+    handoff = runner.invoke(args=["restore-publisher", "--mode", "handoff"])
+    assert handoff.exit_code == 0 and handoff.output.splitlines()[-1] == "restored 1, skipped 0, failed 0"
+
+
+def test_a_store_that_fails_mid_run_is_reported_plainly(app, db, dead_letters, runner, monkeypatch):
+    for n in range(3):
+        dead_letters.record_publisher_failure("feign", post_event(n), RuntimeError("unreachable"))
+
+    def store_gone(*args, **kwargs):
+        raise ServerSelectionTimeoutError("127.0.0.1:27017: connection refused")
+
+    monkeypatch.setattr(dead_letters, "claim", store_gone)
+    result = runner.invoke(args=["restore-publisher"])
+
+    assert result.exit_code == 1
+    assert "Error: the store failed: ServerSelectionTimeoutError: 127.0.0.1:27017: connection refused" \
+        in result.output
+    assert "Traceback" not in result.output
