@@ -1,0 +1,78 @@
+"""restore-publisher over real Kafka, with FerretDB: posts written while the app cannot reach the broker become
+kafka publisher dead letters; restored with the real broker, they reach the topic with their original keys and the
+listener records each once. "Broker down" is the writing app pointed at a closed port: the shared broker is never
+touched."""
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS, MEMBER_ACTIVITIES
+
+from ..conftest import make_app
+from ..support.kafka import Api, KafkaApps, free_port, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
+
+
+@pytest.fixture
+def kafka_apps(kafka_bootstrap, mongo_uri):
+    apps = KafkaApps(make_app, kafka_bootstrap, mongo_uri)
+    yield apps
+    apps.close()
+
+
+def test_posts_written_while_kafka_is_unreachable_are_recorded_after_restore_publisher(kafka_apps):
+    tag = uuid.uuid4().hex[:8]
+    unreachable = kafka_apps.app(run_background=False, tag=tag, **{
+        "kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "kafka.producer.send-timeout-ms": 1000})
+    api = Api(unreachable)
+    post_ids = []
+    for n in range(5):
+        response = api.post(7, "/api/posts", json={"content": f"written while Kafka was away {n}"})
+        assert response.status_code == 201, response.json
+        post_ids.append(response.json["data"]["id"])
+    db = unreachable.extensions["dailyfeed"].db
+    dead = list(db[KAFKA_PUBLISHER_DEAD_LETTERS].find().sort("created_at", 1))
+    assert len(dead) == 5 and {d["status"] for d in dead} == {"pending"}
+    assert all(d["topic"].startswith(f"t{tag}-member-activity-") for d in dead)
+    assert db[MEMBER_ACTIVITIES].count_documents({}) == 0
+
+    # The same store, the real broker, the listener running: the state after the broker came back.
+    restored = kafka_apps.app(tag=tag)
+    result = restored.test_cli_runner().invoke(args=["restore-publisher"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "restored 5, skipped 0, failed 0"
+    assert len(re.findall(r"republished via post-service \(kafka\)", result.output)) == 5
+    activities = wait_until(lambda: (docs := list(db[MEMBER_ACTIVITIES].find().sort("created_at", 1)))
+                            and len(docs) >= 5 and docs, timeout=60, what="the listener records 5 activities")
+    assert [a["message_key"] for a in activities] == [d["message_key"] for d in dead]  # the original keys
+    assert [(a["post_id"], a["member_id"], a["member_activity_type"]) for a in activities] == [
+        (post_id, 7, "POST_CREATE") for post_id in post_ids]
+    assert {(d["status"], d["is_completed"]) for d in db[KAFKA_PUBLISHER_DEAD_LETTERS].find()} == {
+        ("completed", True)}
+
+    again = restored.test_cli_runner().invoke(args=["restore-publisher"])
+    assert again.exit_code == 0 and again.output.splitlines()[-1] == "restored 0, skipped 0, failed 0"
+    assert db[MEMBER_ACTIVITIES].count_documents({}) == 5
+
+
+def test_restore_publisher_with_kafka_still_unreachable_leaves_every_dead_letter_pending(kafka_apps):
+    tag = uuid.uuid4().hex[:8]
+    closed_port = {"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "kafka.producer.send-timeout-ms": 1000}
+    app = kafka_apps.app(run_background=False, tag=tag, **closed_port)
+    for n in range(4):
+        assert Api(app).post(7, "/api/posts", json={"content": f"p{n}"}).status_code == 201
+    db = app.extensions["dailyfeed"].db
+
+    result = app.test_cli_runner().invoke(args=["restore-publisher"])
+
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == "restored 0, skipped 1, failed 3"
+    assert "post-service (kafka) did not take it, left pending: TransportUnavailable" in result.output
+    docs = list(db[KAFKA_PUBLISHER_DEAD_LETTERS].find().sort("created_at", 1))
+    assert [(d["status"], d["is_editing"], d["attempts"]) for d in docs] == [
+        ("pending", False, 2), ("pending", False, 2), ("pending", False, 2), ("pending", False, 1)]
