@@ -11,9 +11,9 @@ import json
 import signal
 import sys
 import threading
-import time as clock
+import time
 from contextlib import contextmanager
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, timezone
 from typing import Any, Callable
 
 import click
@@ -22,8 +22,8 @@ from flask.cli import AppGroup, with_appcontext
 from pymongo.errors import PyMongoError
 
 from ..events import Category, utcnow
-from ..store import DEAD_LETTER_COLLECTIONS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, \
-    KAFKA_PUBLISHER_DEAD_LETTERS
+from ..store import (DEAD_LETTER_COLLECTIONS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS,
+                     KAFKA_PUBLISHER_DEAD_LETTERS)
 from .deadletters import Selection, Status, as_utc, new_claim_token
 from .jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreJob, RestoreOptions, Summary
 
@@ -52,7 +52,7 @@ class SinceType(click.ParamType):
         text = str(value).strip()
         try:
             if len(text) == 10:
-                parsed = datetime.combine(date.fromisoformat(text), time.min)
+                parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
             else:
                 parsed = datetime.fromisoformat(text)
         except ValueError:
@@ -195,7 +195,7 @@ def _passes(job: RestoreJob, *, watch: float | None, tty: bool, label: str) -> t
 
 
 def _wait_between_passes(seconds: float) -> None:
-    clock.sleep(seconds)
+    time.sleep(seconds)
 
 
 def _one_pass(job: RestoreJob, summary: Summary, *, tty: bool, label: str) -> None:
