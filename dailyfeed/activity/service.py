@@ -23,11 +23,11 @@ class ActivityService:
 
     def record_activity(self, event: ActivityEvent) -> bool:
         """Store one activity; True on first record, False when its key was already recorded."""
-        return self.activities.upsert(event)
+        return self.activities.insert_if_absent(event)
 
     def record_activities(self, events: Iterable[ActivityEvent]) -> int:
-        """Store a batch with one bulk upsert; returns how many were new."""
-        return self.activities.upsert_many(events)
+        """Store a batch with one bulk write; returns how many were new."""
+        return self.activities.insert_all_if_absent(events)
 
     def activity_by_key(self, key: str) -> dict[str, Any] | None:
         doc = self.activities.find_by_key(key)
