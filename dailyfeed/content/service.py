@@ -54,7 +54,7 @@ class ContentService:
         return self._post_json({**post, **after})
 
     def delete_post(self, member_id: int, post_id: int) -> dict[str, Any]:
-        post = self._own(self._live_post(post_id), member_id, "post")
+        self._own(self._live_post(post_id), member_id, "post")
         deleted = {"is_deleted": True, "deleted_at": utcnow()}
         self.repo.set_post_fields(post_id, deleted)
         self._publish(POST_SERVICE, ActivityEvent.new(ActivityType.POST_DELETE, member_id, post_id=post_id),

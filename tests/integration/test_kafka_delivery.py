@@ -19,18 +19,11 @@ from dailyfeed.store import (FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, KA
                              MEMBER_ACTIVITIES)
 from dailyfeed.transport.topics import DateTopics
 
-from ..conftest import ROOT, make_app
-from ..support.kafka import (Api, KafkaApps, activities, committed_offsets, describe_topic, make_topics, produce,
+from ..conftest import ROOT
+from ..support.kafka import (Api, activities, committed_offsets, describe_topic, make_topics, produce,
                              topic_names, wait_until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
-
-
-@pytest.fixture
-def kafka_apps(kafka_bootstrap, mongo_uri):
-    apps = KafkaApps(make_app, kafka_bootstrap, mongo_uri)
-    yield apps
-    apps.close()
 
 
 def dailyfeed_of(app):

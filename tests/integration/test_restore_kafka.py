@@ -11,17 +11,9 @@ import pytest
 
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS, MEMBER_ACTIVITIES
 
-from ..conftest import make_app
-from ..support.kafka import Api, KafkaApps, free_port, wait_until
+from ..support.kafka import Api, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
-
-
-@pytest.fixture
-def kafka_apps(kafka_bootstrap, mongo_uri):
-    apps = KafkaApps(make_app, kafka_bootstrap, mongo_uri)
-    yield apps
-    apps.close()
 
 
 def test_posts_written_while_kafka_is_unreachable_are_recorded_after_restore_publisher(kafka_apps):

@@ -1,0 +1,13 @@
+"""Fixtures of the integration tier: apps on the real broker and the real MongoDB-compatible server."""
+import pytest
+
+from ..conftest import make_app
+from ..support.kafka import KafkaApps
+
+
+@pytest.fixture
+def kafka_apps(kafka_bootstrap, mongo_uri):
+    """Apps that publish by Kafka on the shared broker, each with its own topics, group and database."""
+    apps = KafkaApps(make_app, kafka_bootstrap, mongo_uri)
+    yield apps
+    apps.close()
