@@ -1,0 +1,1 @@
+"""Benchmarks of dailyfeed against the real services: `make bench` (bench/run.sh). See docs/benchmarks.md."""
