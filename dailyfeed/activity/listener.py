@@ -1,6 +1,6 @@
 """The Kafka listener: consume the date topics and record each event as a member activity (SPEC section 6).
 
-Delivery is at least once: a batch is stored with one bulk upsert keyed on the message key, and only then are
+Delivery is at least once: a batch is stored with one bulk insert that the unique message-key index deduplicates, and only then are
 its offsets committed, so a redelivered record leaves exactly one document.
 
 | what happens to a batch                          | result                                              |
@@ -280,7 +280,7 @@ class ActivityListener:
         offsets = {tp: partition_records[-1].offset + 1 for tp, partition_records in batches.items()}
         try:
             await consumer.commit(offsets)
-        except Exception as exc:  # rebalanced away, broker gone: the next owner reads them again, upserts dedupe
+        except Exception as exc:  # rebalanced away, broker gone: the next owner reads them again, the unique key dedupes
             log.warning("could not commit offsets %s (%s: %s); those records will be delivered again",
                         _describe_offsets(offsets), type(exc).__name__, exc)
             return BatchOutcome.NOT_COMMITTED
@@ -290,12 +290,12 @@ class ActivityListener:
         return BatchOutcome.COMMITTED
 
     async def _store(self, events: list[tuple[Any, ActivityEvent]]) -> tuple[int, int] | None:
-        """Store the events with one bulk upsert, retried; after the last retry each one becomes a dead letter.
+        """Store the events with one bulk write, retried; after the last retry each one becomes a dead letter.
         Returns (new activities, dead-lettered events), or None when stopped while retrying."""
         if not events:
             return 0, 0
         by_key: dict[str, ActivityEvent] = {}
-        for _, event in events:  # a key twice in one batch (a redelivery) is one upsert
+        for _, event in events:  # a key twice in one batch (a redelivery) is stored once
             by_key.setdefault(event.message_key, event)
         unique = list(by_key.values())
         error: Exception | None = None

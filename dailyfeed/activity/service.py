@@ -1,4 +1,4 @@
-"""The activity log: recording activities (upsert by message key) and reading them back."""
+"""The activity log: recording activities (once per message key) and reading them back."""
 from __future__ import annotations
 
 import logging

@@ -8,7 +8,7 @@ message key, value = the event JSON, topic = the day of the action.
 One aiokafka producer per transport, on one event-loop thread (LoopThread), started on the first publish and
 again on a later one if starting failed (the broker was down). After a timed-out send the producer is kept: an
 idempotent producer retries what it holds until the broker is back, and a record that arrives after its event
-was kept as a dead letter is harmless, because recording is an upsert by message key.
+was kept as a dead letter is harmless, because an activity is recorded once per message key.
 """
 from __future__ import annotations
 
