@@ -1,7 +1,7 @@
 """The Kafka listener: consume the date topics and record each event as a member activity (SPEC section 6).
 
-Delivery is at least once: a batch is stored with one bulk insert that the unique message-key index deduplicates, and only then are
-its offsets committed, so a redelivered record leaves exactly one document.
+Delivery is at least once: a batch is stored with one bulk insert that the unique message-key index deduplicates,
+and only then are its offsets committed, so a redelivered record leaves exactly one document.
 
 | what happens to a batch                          | result                                              |
 |--------------------------------------------------|-----------------------------------------------------|
@@ -280,7 +280,7 @@ class ActivityListener:
         offsets = {tp: partition_records[-1].offset + 1 for tp, partition_records in batches.items()}
         try:
             await consumer.commit(offsets)
-        except Exception as exc:  # rebalanced away, broker gone: the next owner reads them again, the unique key dedupes
+        except Exception as exc:  # rebalanced away, broker gone: the next owner reads them again (deduplicated)
             log.warning("could not commit offsets %s (%s: %s); those records will be delivered again",
                         _describe_offsets(offsets), type(exc).__name__, exc)
             return BatchOutcome.NOT_COMMITTED
