@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -229,17 +230,69 @@ def _rss_at(samples: list[tuple[float, int, int]], n: int) -> dict[str, int]:
 
 # ==== 3 + 4 write path and end to end ====
 
-WRITE_MODES = {  # name: (serve_app --transport, in-app listener)
-    "none": ("none", False),
-    "kafka": ("kafka", False),
-    "kafka+listener": ("kafka", True),
-    "feign": ("feign", False),
+WRITE_MODES = {  # name: (serve_app --transport, in-app listener, activities stored before the run)
+    "none": ("none", False, 0),
+    "kafka": ("kafka", False, 0),
+    "kafka+listener": ("kafka", True, 0),
+    "feign": ("feign", False, 0),
+    "feign@5k": ("feign", False, 5_000),
 }
 
 
+def write_store_rep(run: Run, rep: int, n: int, concurrency: int) -> dict[str, Any]:
+    """What the store alone allows a post write, with pymongo from `concurrency` threads and no HTTP: the
+    counter $inc + insert that dailyfeed.store.insert_with_next_id does, and a plain insert for comparison."""
+    client = common.mongo()
+    db = client[run.db(f"s{rep}")]
+
+    failures: list[str] = []
+
+    def hammer(one: Callable[[int], None]) -> float:
+        counter = iter(range(n))
+        lock = threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                try:
+                    one(i)
+                except Exception as exc:  # noqa: BLE001 - counted: insert_with_next_id gives up after 50 draws
+                    failures.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return n / (time.perf_counter() - started)
+
+    def counter_insert(i: int) -> None:
+        from dailyfeed.store import insert_with_next_id
+
+        insert_with_next_id(db, "posts", {"author_id": i % 8 + 1, "title": "bench", "content": "x" * 100})
+
+    def plain_insert(i: int) -> None:
+        db["posts_plain"].insert_one({"_id": i + 1, "author_id": i % 8 + 1, "title": "bench", "content": "x" * 100})
+
+    try:
+        result = {"counter_insert_per_s": hammer(counter_insert)}
+        result["counter_insert_failures"] = len(failures)
+        result["insert_per_s"] = hammer(plain_insert)
+        return result
+    finally:
+        client.drop_database(db.name)
+        client.close()
+
+
 def write_rep(run: Run, rep: int, mode: str, sizes: Sizes, tokens: dict[int, str]) -> dict[str, Any]:
-    transport, listener = WRITE_MODES[mode]
-    label = f"w{rep}{mode.replace('+', '')}"
+    transport, listener, preload = WRITE_MODES[mode]
+    label = f"w{rep}{re.sub(r'[^a-z0-9]', '', mode)}"
+    if preload:
+        _preload_activities(run.db(label), preload)
     args = [common.PYTHON, str(common.REPO / "bench" / "serve_app.py"), "--transport", transport,
             "--database", run.db(label), "--topic-prefix", run.prefix(label), "--group-id", run.group(label)]
     if listener:
@@ -270,7 +323,9 @@ def write_rep(run: Run, rep: int, mode: str, sizes: Sizes, tokens: dict[int, str
         stored_before = len(get_json(f"{url}/_bench/stored?from=0"))
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        results, elapsed = post_many(url, "/api/posts", sizes.writes, sizes.concurrency, headers, body)
+        # a store that slows with every stored activity gets fewer requests, to keep the run short
+        requests = max(50, sizes.writes // 6) if preload else sizes.writes
+        results, elapsed = post_many(url, "/api/posts", requests, sizes.concurrency, headers, body)
         ok = [r for r in results if r.status == 201]
         out: dict[str, Any] = {
             "req_per_s": len(ok) / elapsed, "errors": len(results) - len(ok),
@@ -286,6 +341,18 @@ def write_rep(run: Run, rep: int, mode: str, sizes: Sizes, tokens: dict[int, str
     finally:
         stop_sampling.set()
         common.stop_process(proc)
+
+
+def _preload_activities(database: str, n: int) -> None:
+    """n member_activities of other members, as if the app had been running for a while."""
+    client = common.mongo()
+    try:
+        records = [(e.to_bytes(), e.message_key.encode()) for e in common.make_events(n, start=10**8, members=1000)]
+        collection = client[database]["member_activities"]
+        for start in range(0, n, 5000):
+            write_batch(collection, records[start:start + 5000])
+    finally:
+        client.close()
 
 
 def _wait_stored(url: str, count: int, start: int, timeout: float) -> list:
@@ -356,6 +423,11 @@ def restore_rep(run: Run, rep: int, m: int) -> dict[str, Any]:
         for start in range(0, m, 50):
             write_batch(raw, records[start:start + 50])
         out["raw_store_per_s"] = m / (time.perf_counter() - t)
+        ids = [doc["_id"] for doc in raw.find({}, {"_id": 1})]
+        t = time.perf_counter()
+        for doc_id in ids:  # one document updated by _id: what claiming or marking a dead letter costs at least
+            raw.update_one({"_id": doc_id}, {"$set": {"bench_mark": True}})
+        out["raw_update_per_s"] = len(ids) / (time.perf_counter() - t)
 
         pub_events = common.make_events(m, start=10**6)
         for event in pub_events:
@@ -372,6 +444,7 @@ def restore_rep(run: Run, rep: int, m: int) -> dict[str, Any]:
 
         async def raw_sends() -> float:
             await common.create_topic(raw_topic)
+            await common.produce(raw_topic, pub_events[:1])  # the new topic has a leader before the clock starts
             return await common.produce(raw_topic, pub_events, awaited_one_by_one=True)
 
         seconds = asyncio.run(raw_sends())
@@ -421,7 +494,17 @@ def machine_notes() -> dict[str, Any]:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=common.REPO, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+
+    dirty = [line[3:] for line in git("status", "--porcelain").splitlines()
+             if line[3:].startswith("dailyfeed/") and not line.startswith("??")]
     return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty,
             "load_before": os.getloadavg(), "busy_before": busy_share(1.0)}
 
 
@@ -467,6 +550,7 @@ def run_bench(sizes: Sizes, sections: set[str], run: Run) -> dict[str, Any]:
             step("ceiling#", lambda: ceiling_rep(run, rep, sizes.ingest))
             step("ingest#", lambda: ingest_rep(run, rep, sizes.ingest))
         if "write" in sections:
+            step("write:store#", lambda: write_store_rep(run, rep, sizes.writes, sizes.concurrency))
             for mode in WRITE_MODES:
                 step(f"write:{mode}#", lambda mode=mode: write_rep(run, rep, mode, sizes, tokens))
         if "restore" in sections:
@@ -480,8 +564,8 @@ def run_bench(sizes: Sizes, sections: set[str], run: Run) -> dict[str, Any]:
 
 
 def _brief(result: dict) -> str:
-    keys = ("events_per_s", "store", "req_per_s", "p99_ms", "e2e_events_per_s", "listener_dl_per_s",
-            "publisher_dl_per_s")
+    keys = ("events_per_s", "store", "counter_insert_per_s", "req_per_s", "p99_ms", "e2e_events_per_s",
+            "listener_dl_per_s", "publisher_dl_per_s")
     return " ".join(f"{k}={result[k]:.1f}" for k in keys if isinstance(result.get(k), (int, float)))
 
 
@@ -534,16 +618,28 @@ def build_rows(data: dict) -> list[list[str]]:
     w = f"{s['writes']:,} × {s['concurrency']} clients"
     base = values(data, "write:none", "req_per_s")
     base_p50, base_p99 = values(data, "write:none", "p50_ms"), values(data, "write:none", "p99_ms")
-    row("3a write, no publish (FakeTransport) (req/s)", w, base, "", None)
+    store_ceiling = values(data, "write:store", "counter_insert_per_s")
+    row("3s store alone: counter $inc + insert, 8 threads, pymongo (/s)", w, store_ceiling, "", None)
+    store_failures = sum(values(data, "write:store", "counter_insert_failures"))
+    if store_failures:
+        rows[-1][6] = f"{store_failures:.0f} gave up (no free id)"
+    row("3s   store alone: plain insert_one, 8 threads (/s)", w, values(data, "write:store", "insert_per_s"),
+        "3s", store_ceiling)
+    row("3a write, no publish (FakeTransport) (req/s)", w, base, "3s", store_ceiling)
     row("3a   p50 / p99 latency (ms)", w, base_p50, "", None)
     rows[-1][2] = f"{fmt(median(base_p50))} / {fmt(median(base_p99))}"
     for mode, label in (("kafka", "3b write, kafka publish (listener off)"),
                         ("kafka+listener", "3c write, kafka + in-app listener (as `serve`)"),
-                        ("feign", "3d write, feign to own activity pool")):
+                        ("feign", "3d write, feign to own activity pool"),
+                        ("feign@5k", "3e write, feign, 5k activities already stored")):
         section = f"write:{mode}"
         target = "≥ 0.7× 3a (cost ≤ 30 %)" if mode == "kafka" else "report" if mode == "feign" else ""
-        row(f"{label} (req/s)", w, values(data, section, "req_per_s"), "3a", base, target,
-            check=(lambda m, r: r >= 0.7) if mode == "kafka" else None)
+        if mode == "feign@5k":
+            row(f"{label} (req/s)", w, values(data, section, "req_per_s"), "3d",
+                values(data, "write:feign", "req_per_s"))
+        else:
+            row(f"{label} (req/s)", w, values(data, section, "req_per_s"), "3a", base, target,
+                check=(lambda m, r: r >= 0.7) if mode == "kafka" else None)
         p50, p99 = values(data, section, "p50_ms"), values(data, section, "p99_ms")
         r50 = median(p50) / median(base_p50) if base_p50 else float("nan")
         r99 = median(p99) / median(base_p99) if base_p99 else float("nan")
@@ -554,7 +650,8 @@ def build_rows(data: dict) -> list[list[str]]:
             rows[-1][6] = f"{errors:.0f} failed requests"
 
     e2e = values(data, "write:kafka+listener", "e2e_events_per_s")
-    row("4a end to end: first POST → last activity stored (ev/s)", w, e2e, "1c", ceiling)
+    row("4a end to end: first POST → last activity stored (ev/s)", w, e2e, "3c req/s",
+        values(data, "write:kafka+listener", "req_per_s"))
     d50, d99 = values(data, "write:kafka+listener", "delay_p50_s"), values(data, "write:kafka+listener", "delay_p99_s")
     k50, k99 = values(data, "write:kafka+listener", "p50_ms"), values(data, "write:kafka+listener", "p99_ms")
     rows.append(["4b   post createdAt → activity stored, p50 / p99 (s)", w,
@@ -565,17 +662,19 @@ def build_rows(data: dict) -> list[list[str]]:
 
     m = f"{s['restore']:,}"
     row("5a restore-listener (dead letters/s)", m, values(data, "restore", "listener_dl_per_s"),
-        "raw insert", values(data, "restore", "raw_store_per_s"), "≥ 1,000/s", check=lambda v, r: v >= 1000)
+        "5d", values(data, "restore", "raw_update_per_s"), "≥ 1,000/s", check=lambda v, r: v >= 1000)
     row("5b restore-publisher, republish by kafka (dead letters/s)", m, values(data, "restore", "publisher_dl_per_s"),
         "raw serial send", values(data, "restore", "raw_serial_send_per_s"), "≥ 1,000/s",
         check=lambda v, r: v >= 1000)
     row("5c   recording a dead letter (DeadLetterStore, /s)", m, values(data, "restore", "record_dl_per_s"),
-        "raw insert", values(data, "restore", "raw_store_per_s"))
+        "5d", values(data, "restore", "raw_update_per_s"))
+    row("5d   store: one document updated by _id, pymongo (/s)", m, values(data, "restore", "raw_update_per_s"),
+        "insert_many", values(data, "restore", "raw_store_per_s"))
 
     mib = 1 / 1024
     hwm_base = [v * mib for v in values(data, "write:none", "hwm_kib")]
     row("6a app peak RSS, no publish (MiB)", w, hwm_base, "", None)
-    for mode in ("kafka", "kafka+listener", "feign"):
+    for mode in ("kafka", "kafka+listener", "feign", "feign@5k"):
         row(f"6a app peak RSS, {mode} (MiB)", w, [v * mib for v in values(data, f"write:{mode}", "hwm_kib")],
             "6a none", hwm_base)
     at10 = [v * mib for v in values(data, "ingest", "rss_at", "10%")]
@@ -602,7 +701,10 @@ def render(data: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     mach = data["machine"]
-    notes = (f"Run {data['run']} {data['started']} → {data['finished']}; {data['sizes']['reps']} repetitions, "
+    code = f"code at {mach.get('commit', '?')}"
+    if mach.get("uncommitted"):
+        code += f" plus uncommitted changes to {', '.join(mach['uncommitted'])}"
+    notes = (f"Run {data['run']} {data['started']} → {data['finished']}, {code}; {data['sizes']['reps']} repetitions, "
              f"median shown; {mach['cpus']} × {mach['cpu']}; Python {mach['python']}; load average before "
              f"{mach['load_before'][0]:.2f}, after {mach['load_after'][0]:.2f}; CPU busy before start "
              f"{mach['busy_before'] * 100:.0f} % (others' work); scale {data['sizes']['scale']}.")
