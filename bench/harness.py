@@ -704,8 +704,8 @@ def render(data: dict) -> str:
     code = f"code at {mach.get('commit', '?')}"
     if mach.get("uncommitted"):
         code += f" plus uncommitted changes to {', '.join(mach['uncommitted'])}"
-    notes = (f"Run {data['run']} {data['started']} → {data['finished']}, {code}; {data['sizes']['reps']} repetitions, "
-             f"median shown; {mach['cpus']} × {mach['cpu']}; Python {mach['python']}; load average before "
+    notes = (f"Run {data['run']} {data['started']} → {data['finished']}, {code}; "
+             f"{data['sizes']['reps']} repetitions, median shown; {mach['cpus']} × {mach['cpu']}; Python {mach['python']}; load average before "
              f"{mach['load_before'][0]:.2f}, after {mach['load_after'][0]:.2f}; CPU busy before start "
              f"{mach['busy_before'] * 100:.0f} % (others' work); scale {data['sizes']['scale']}.")
     return "\n".join(lines) + "\n\n" + notes + "\n"
