@@ -334,7 +334,14 @@ def write_rep(run: Run, rep: int, mode: str, sizes: Sizes, tokens: dict[int, str
         if listener:
             out.update(_end_to_end(url, ok, stored_before))
         stop_sampling.set()
-        out["store_failures"] = len(STORE_FAILED.findall(log_path.read_text()))
+        failed_statuses: dict[str, int] = {}
+        for result in results:
+            if result.status != 201:
+                failed_statuses[str(result.status)] = failed_statuses.get(str(result.status), 0) + 1
+        out["failed_statuses"] = failed_statuses
+        server_log = log_path.read_text()
+        out["store_failures"] = len(STORE_FAILED.findall(server_log))
+        out["no_free_id"] = server_log.count("RuntimeError: no free id")
         out["hwm_kib"] = common.proc_status(proc.pid).get("VmHWM", 0)
         out["rss_kib"] = max(rss) if rss else 0
         return out
@@ -627,7 +634,7 @@ def build_rows(data: dict) -> list[list[str]]:
         "3s", store_ceiling)
     row("3a write, no publish (FakeTransport) (req/s)", w, base, "3s", store_ceiling)
     row("3a   p50 / p99 latency (ms)", w, base_p50, "", None)
-    rows[-1][2] = f"{fmt(median(base_p50))} / {fmt(median(base_p99))}"
+    rows[-1][2], rows[-1][3] = f"{fmt(median(base_p50))} / {fmt(median(base_p99))}", ""
     for mode, label in (("kafka", "3b write, kafka publish (listener off)"),
                         ("kafka+listener", "3c write, kafka + in-app listener (as `serve`)"),
                         ("feign", "3d write, feign to own activity pool"),
@@ -647,7 +654,13 @@ def build_rows(data: dict) -> list[list[str]]:
                      "", f"3a {fmt(median(base_p50))} / {fmt(median(base_p99))}", f"{r50:.2f}× / {r99:.2f}×", ""])
         errors = sum(values(data, section, "errors"))
         if errors:
-            rows[-1][6] = f"{errors:.0f} failed requests"
+            statuses: dict[str, int] = {}
+            for rep in data["reps"].get(section, []):
+                for status, count in (rep.get("failed_statuses") or {}).items():
+                    statuses[status] = statuses.get(status, 0) + count
+            no_free_id = sum(values(data, section, "no_free_id"))
+            rows[-1][6] = (f"{errors:.0f} failed: " + ", ".join(f"{n} × HTTP {s}" for s, n in sorted(statuses.items()))
+                           + (f" ({no_free_id:.0f} × 'no free id')" if no_free_id else ""))
 
     e2e = values(data, "write:kafka+listener", "e2e_events_per_s")
     row("4a end to end: first POST → last activity stored (ev/s)", w, e2e, "3c req/s",
@@ -705,7 +718,8 @@ def render(data: dict) -> str:
     if mach.get("uncommitted"):
         code += f" plus uncommitted changes to {', '.join(mach['uncommitted'])}"
     notes = (f"Run {data['run']} {data['started']} → {data['finished']}, {code}; "
-             f"{data['sizes']['reps']} repetitions, median shown; {mach['cpus']} × {mach['cpu']}; Python {mach['python']}; load average before "
+             f"{data['sizes']['reps']} repetitions, median shown; {mach['cpus']} × {mach['cpu']}; "
+             f"Python {mach['python']}; load average before "
              f"{mach['load_before'][0]:.2f}, after {mach['load_after'][0]:.2f}; CPU busy before start "
              f"{mach['busy_before'] * 100:.0f} % (others' work); scale {data['sizes']['scale']}.")
     return "\n".join(lines) + "\n\n" + notes + "\n"
