@@ -12,6 +12,13 @@ who holds it. A conditional find_one_and_update alone is not enough on FerretDB 
 document and then rewrites it by `_id` (internal/handler/msg_findandmodify.go, backends/sqlite UpdateAll), so two
 claimants can both "win". The dead letter mirrors its claim (`is_editing`, `lease_until`, `claim_token`,
 `lease_generation`) for operators and the original's tools; only the claim holder writes it after that.
+
+The restore jobs claim, mark and finish a batch at a time: one unordered insert of the batch's claims (a claim
+refused by the unique `_id` is someone else's), one update of the dead letters by `_id $in`, one update and one
+delete to finish them: a handful of round trips per batch instead of several per dead letter. FerretDB v1
+(SQLite) still writes each document an update changes with an UPDATE of its own, in its own transaction, whose
+`_id` condition (`->'$._id'`) does not match the `_id` index (`->"_id"`) and so scans the table: those two
+writes per dead letter, not round trips, are what a restore costs there, and they grow with the collection.
 """
 from __future__ import annotations
 
@@ -28,9 +35,10 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
+from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from ..events import ActivityEvent, Category, InvalidEvent, utcnow
 from ..store import (DEAD_LETTER_CLAIMS, DEAD_LETTER_COLLECTIONS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS,
@@ -138,49 +146,101 @@ class DeadLetterStore:
         """Take a dead letter for `token` until its lease runs out; the claimed document, or None when it is no
         longer in one of `statuses` or someone else holds it."""
         with self._atomic():
-            return self._claim(collection, doc_id, token, statuses)
+            doc = self.db[collection].find_one({"_id": doc_id})
+            claimed = self._claim_batch(collection, [] if doc is None else [doc], token, statuses)
+        return claimed[0] if claimed else None
 
-    def _claim(self, collection: str, doc_id: Any, token: str, statuses: tuple[Status, ...]) -> dict[str, Any] | None:
+    def claim_batch(self, collection: str, candidates: Iterable[Mapping[str, Any]], token: str,
+                    statuses: tuple[Status, ...] = (Status.PENDING,)) -> list[dict[str, Any]]:
+        """Take dead letters of one collection for `token` until their lease runs out.
+
+        `candidates` are whole dead letters as read (by `candidates()`). Returns the claimed ones, in the order
+        given, as they are once claimed; a candidate no longer in one of `statuses` or held by someone else is
+        left out. Round trips: one insert of every claim and one mark per lease generation among them (usually
+        one); more only for claims abandoned by a crashed run or a dead letter finished meanwhile.
+        """
+        with self._atomic():
+            return self._claim_batch(collection, list(candidates), token, statuses)
+
+    def _claim_batch(self, collection: str, candidates: list[Mapping[str, Any]], token: str,
+                     statuses: tuple[Status, ...]) -> list[dict[str, Any]]:
         now = utcnow()
-        doc = self.db[collection].find_one({"_id": doc_id})
-        if not _claimable(doc, now, statuses):
-            return None
         lease_until = now + timedelta(seconds=self.lease_seconds)
-        generation = int(doc.get("lease_generation") or 0) + 1
+        docs = {doc["_id"]: doc for doc in candidates if _claimable(doc, now, statuses)}
+        won = self._insert_claims(collection, {doc_id: int(doc.get("lease_generation") or 0) + 1
+                                               for doc_id, doc in docs.items()}, token, lease_until, now)
+        # Holding the claim makes us the only writer of the dead letter: mark it, unless its previous holder (lease
+        # run out, but still alive) finished it meanwhile.
+        mark = {"is_editing": True, "lease_until": lease_until, "claim_token": token, "updated_at": now}
+        in_status = {"$in": [s.value for s in statuses]}
+        marked = 0
+        for generation in sorted(set(won.values())):
+            ids = [doc_id for doc_id, claimed in won.items() if claimed == generation]
+            marked += self.db[collection].update_many({"_id": {"$in": ids}, "status": in_status},
+                                                      {"$set": {**mark, "lease_generation": generation}}
+                                                      ).matched_count
+        if marked < len(won):
+            stored = {doc["_id"]: doc for doc in self.db[collection].find({"_id": {"$in": list(won)}},
+                                                                          {"claim_token": 1, "lease_generation": 1})}
+            for doc_id, generation in list(won.items()):
+                held = stored.get(doc_id) or {}
+                if held.get("claim_token") != token or held.get("lease_generation") != generation:
+                    del won[doc_id]  # finished meanwhile: the dead letter is final, our claim on it can go
+                    self.db[DEAD_LETTER_CLAIMS].delete_one({"_id": _claim_id(collection, doc_id, generation)})
+        return [{**doc, **mark, "lease_generation": won[doc_id]} for doc_id, doc in docs.items() if doc_id in won]
+
+    def _insert_claims(self, collection: str, generations: Mapping[Any, int], token: str, lease_until: datetime,
+                       now: datetime) -> dict[Any, int]:
+        """Insert the claim of each dead letter (`_id` -> the lease generation to claim) with one unordered insert;
+        the dead letters whose claim went in, with its generation. A claim `_id` already taken by a live claim,
+        or by one let go a moment ago (its claim document is gone by now), is lost; one whose lease ran out was
+        abandoned before it reached the dead letter (its holder crashed): the next generation is tried."""
         claims = self.db[DEAD_LETTER_CLAIMS]
+        won: dict[Any, int] = {}
+        todo = dict(generations)
         for _ in range(10):
-            claim_id = _claim_id(collection, doc_id, generation)
-            try:
-                claims.insert_one({"_id": claim_id, "token": token, "lease_until": lease_until, "created_at": now})
+            if not todo:
                 break
-            except DuplicateKeyError:
-                held = claims.find_one({"_id": claim_id})
-                if held is None or as_utc(held["lease_until"]) > now:
-                    return None  # someone holds it, or finished it and let go of it a moment ago
-                generation += 1  # a claim abandoned before it reached the dead letter (its holder crashed)
-        else:
-            return None
-        # Filters by _id alone from here on: FerretDB v1 pushes only that down to SQLite (any other condition
-        # scans the collection), and holding the claim makes us the only writer.
-        doc = self.db[collection].find_one_and_update(
-            {"_id": doc_id}, {"$set": {"is_editing": True, "lease_until": lease_until, "claim_token": token,
-                                       "lease_generation": generation, "updated_at": now}},
-            return_document=ReturnDocument.AFTER)
-        if doc is None or doc.get("claim_token") != token or doc.get("lease_generation") != generation:
-            return None
-        if doc.get("status") not in {s.value for s in statuses}:
-            # Its previous holder (lease run out, but still alive) finished it meanwhile: leave it as it is.
-            self._finish(collection, doc_id, token, {"$set": {"is_editing": False}, "$unset": _CLAIM_FIELDS})
-            return None
-        return doc
+            ids = list(todo)
+            docs = [{"_id": _claim_id(collection, doc_id, todo[doc_id]), "token": token, "lease_until": lease_until,
+                     "created_at": now} for doc_id in ids]
+            refused = _insert_unordered(claims, docs)
+            won.update((doc_id, todo[doc_id]) for n, doc_id in enumerate(ids) if n not in refused)
+            if not refused:
+                break
+            held = {claim["_id"]: claim for claim in
+                    claims.find({"_id": {"$in": [docs[n]["_id"] for n in refused]}}, {"lease_until": 1})}
+            abandoned = {}
+            for n in refused:
+                claim = held.get(docs[n]["_id"])
+                if claim is not None and as_utc(claim["lease_until"]) <= now:
+                    abandoned[ids[n]] = todo[ids[n]] + 1
+            todo = abandoned
+        return won
 
     def complete(self, collection: str, doc_id: Any, token: str) -> bool:
         """Mark a claimed dead letter processed; False when the claim had been lost (lease run out)."""
-        now = utcnow()
-        return self._finish(collection, doc_id, token, {
-            "$set": {"status": Status.COMPLETED.value, "is_completed": True, "is_editing": False,
-                     "updated_at": now, "completed_at": now},
-            "$unset": _CLAIM_FIELDS})
+        return self._finish(collection, doc_id, token, _completed(utcnow()))
+
+    def complete_batch(self, collection: str, docs: Iterable[Mapping[str, Any]], token: str) -> list[Any]:
+        """Mark claimed dead letters of one collection processed (`docs` as `claim_batch` returned them): one
+        update for all, one delete of their claims. The `_id`s completed now; one whose claim had been lost
+        (lease run out) to a run that still holds it, or gave it back, is left alone."""
+        docs = list(docs)
+        if not docs:
+            return []
+        ids = [doc["_id"] for doc in docs]
+        result = self.db[collection].update_many({"_id": {"$in": ids}, "claim_token": token}, _completed(utcnow()))
+        if result.matched_count < len(ids):  # some claims were lost meanwhile
+            now_stored = self.db[collection].find({"_id": {"$in": ids}}, {"status": 1, "claim_token": 1})
+            final = {doc["_id"] for doc in now_stored
+                     if doc.get("status") == Status.COMPLETED.value and "claim_token" not in doc}
+            ids = [doc_id for doc_id in ids if doc_id in final]
+        # The dead letters are final now; their claims can go (see _finish).
+        generations = {doc["_id"]: doc.get("lease_generation") for doc in docs}
+        self.db[DEAD_LETTER_CLAIMS].delete_many(
+            {"_id": {"$in": [_claim_id(collection, doc_id, generations[doc_id]) for doc_id in ids]}})
+        return ids
 
     def fail(self, collection: str, doc_id: Any, token: str, reason: BaseException | str) -> bool:
         """Mark a claimed dead letter as one that cannot be restored, with the reason."""
@@ -200,15 +260,20 @@ class DeadLetterStore:
 
     def release(self, collection: str, doc_id: Any, token: str, error: BaseException | str | None = None) -> bool:
         """Give a claimed dead letter back, still pending; with an error it counts as a failed attempt."""
-        now = utcnow()
-        update: dict[str, Any] = {"$set": {"is_editing": False, "updated_at": now}, "$unset": _CLAIM_FIELDS}
-        if error is not None:
-            update["$set"].update({"error": error_info(error), "last_attempt_at": now})
-            update["$inc"] = {"attempts": 1}
         if not self._holds(collection, doc_id, token):
             return False
-        self.db[collection].update_one({"_id": doc_id}, update)
+        self.db[collection].update_one({"_id": doc_id}, _released(utcnow(), error))
         return True
+
+    def release_batch(self, collection: str, docs: Iterable[Mapping[str, Any]], token: str,
+                      error: BaseException | str | None = None) -> int:
+        """Give claimed dead letters of one collection back, still pending, with one update; with an error each
+        counts as a failed attempt. How many were still held."""
+        ids = [doc["_id"] for doc in docs]
+        if not ids:
+            return 0
+        return self.db[collection].update_many({"_id": {"$in": ids}, "claim_token": token},
+                                               _released(utcnow(), error)).matched_count
 
     def release_all(self, token: str) -> int:
         """Give back every dead letter still held by `token` (an interrupted run), without counting an attempt."""
@@ -237,18 +302,21 @@ class DeadLetterStore:
     def hand_off(self, source: str, doc: Mapping[str, Any], event: ActivityEvent) -> bool:
         """Copy a publisher dead letter into the listener collection, pending, as the original did; False when
         a listener dead letter with that key already existed (handed off before)."""
+        return self.hand_off_batch([(source, doc, event)])[0]
+
+    def hand_off_batch(self, items: Iterable[tuple[str, Mapping[str, Any], ActivityEvent]]) -> list[bool]:
+        """`hand_off` for (source collection, dead letter, event) triples with one unordered insert: for each,
+        whether it was copied (False: already there)."""
         now = utcnow()
-        try:
-            self.db[KAFKA_LISTENER_DEAD_LETTERS].insert_one({
-                "message_key": event.message_key, "category": event.category.value,
-                "payload": json.dumps(event.to_json()), "is_completed": False, "is_editing": False,
-                "created_at": doc.get("created_at", now), "updated_at": now, "topic": doc.get("topic"),
-                "error": doc.get("error"), "attempts": 0, "last_attempt_at": None,
-                "origin": {"handoff_from": source, "dead_letter_id": str(doc["_id"])},
-                "status": Status.PENDING.value})
-        except DuplicateKeyError:
-            return False
-        return True
+        copies = [{"message_key": event.message_key, "category": event.category.value,
+                   "payload": json.dumps(event.to_json()), "is_completed": False, "is_editing": False,
+                   "created_at": doc.get("created_at", now), "updated_at": now, "topic": doc.get("topic"),
+                   "error": doc.get("error"), "attempts": 0, "last_attempt_at": None,
+                   "origin": {"handoff_from": source, "dead_letter_id": str(doc["_id"])},
+                   "status": Status.PENDING.value}
+                  for source, doc, event in items]
+        refused = _insert_unordered(self.db[KAFKA_LISTENER_DEAD_LETTERS], copies)
+        return [n not in refused for n in range(len(copies))]
 
     def _atomic(self):
         return _mock_claim_lock if type(self.db).__module__.startswith("mongomock") else nullcontext()
@@ -366,6 +434,35 @@ def _oldest_first(cursors: list[tuple[str, Iterable[dict]]]) -> Iterator[tuple[s
 
     return heapq.merge(*(tagged(name, docs) for name, docs in cursors),
                        key=lambda item: (as_utc(item[1]["created_at"]), item[1]["_id"]))
+
+
+def _completed(now: datetime) -> dict[str, Any]:
+    return {"$set": {"status": Status.COMPLETED.value, "is_completed": True, "is_editing": False,
+                     "updated_at": now, "completed_at": now},
+            "$unset": _CLAIM_FIELDS}
+
+
+def _released(now: datetime, error: BaseException | str | None) -> dict[str, Any]:
+    update: dict[str, Any] = {"$set": {"is_editing": False, "updated_at": now}, "$unset": _CLAIM_FIELDS}
+    if error is not None:
+        update["$set"].update({"error": error_info(error), "last_attempt_at": now})
+        update["$inc"] = {"attempts": 1}
+    return update
+
+
+def _insert_unordered(collection: Collection, docs: list[dict[str, Any]]) -> set[int]:
+    """Insert `docs` with one unordered insert_many: the positions of those a unique index refused (their key is
+    already stored); every other one is stored. Any other write error is raised."""
+    if not docs:
+        return set()
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != 11000 for error in errors):
+            raise
+        return {error["index"] for error in errors}
+    return set()
 
 
 def _claim_id(collection: str, doc_id: Any, generation: Any) -> str:

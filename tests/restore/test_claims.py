@@ -105,3 +105,92 @@ def test_release_all_gives_back_what_a_run_holds_without_counting_an_attempt(db,
     first, second, third = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
     assert (first["is_editing"], second["is_editing"], third["is_editing"]) == (False, False, True)
     assert first["attempts"] == second["attempts"] == 1
+
+
+# --- a batch at a time (what the restore jobs do) -------------------------------------------------------------------
+
+def test_racing_batch_claimants_each_get_a_dead_letter_once(db, dead_letters):
+    for n in range(20):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    candidates = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    wins: list[tuple[str, object]] = []
+    start = threading.Barrier(6)
+
+    def claimant():
+        token = new_claim_token()
+        start.wait()
+        for at in range(0, 20, 5):
+            wins.extend((token, doc["_id"]) for doc in
+                        dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, candidates[at:at + 5], token))
+
+    threads = [threading.Thread(target=claimant) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(Counter(doc_id for _, doc_id in wins).values()) == [1] * 20
+    holders = {doc_id: token for token, doc_id in wins}
+    for doc in documents(db, KAFKA_LISTENER_DEAD_LETTERS):
+        assert doc["is_editing"] is True and doc["claim_token"] == holders[doc["_id"]]
+
+
+def test_a_batch_claim_skips_what_is_held_and_takes_over_what_a_crashed_run_held(db, dead_letters):
+    for n in range(4):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    free, held, crashed, done = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, held["_id"], "other run") is not None
+    assert DeadLetterStore(db, lease_seconds=0).claim(KAFKA_LISTENER_DEAD_LETTERS, crashed["_id"], "crashed")
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, done["_id"], "finisher") is not None
+    assert dead_letters.complete(KAFKA_LISTENER_DEAD_LETTERS, done["_id"], "finisher")
+    # As read by a restore before the others got to them: all four looked free.
+    candidates = [free, held, crashed, done]
+
+    claimed = dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, candidates, "run")
+
+    assert [doc["_id"] for doc in claimed] == [free["_id"], crashed["_id"]]
+    stored = {doc["_id"]: doc for doc in documents(db, KAFKA_LISTENER_DEAD_LETTERS)}
+    for doc in claimed:  # as stored, with the claim on it
+        assert {k: stored[doc["_id"]][k] for k in ("claim_token", "lease_generation", "is_editing", "status")} == \
+            {k: doc[k] for k in ("claim_token", "lease_generation", "is_editing", "status")}
+    assert (stored[free["_id"]]["lease_generation"], stored[crashed["_id"]]["lease_generation"]) == (1, 2)
+    assert stored[held["_id"]]["claim_token"] == "other run"
+    assert stored[done["_id"]]["status"] == "completed" and "claim_token" not in stored[done["_id"]]
+    assert not [c for c in db["dead_letter_claims"].find() if c["_id"].startswith(
+        f"{KAFKA_LISTENER_DEAD_LETTERS}/{done['_id']}/")]  # its claim, taken a moment too late, let go again
+
+
+def test_complete_batch_marks_only_what_the_run_still_holds_and_lets_go_of_the_claims(db, dead_letters):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    docs = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    short = DeadLetterStore(db, lease_seconds=0)
+    claimed = short.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, docs, "slow run")
+    # The slow run's lease ran out; another run took the last one over.
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, docs[2]["_id"], "next") is not None
+
+    done = short.complete_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed, "slow run")
+
+    assert done == [docs[0]["_id"], docs[1]["_id"]]
+    first, second, third = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert {(d["status"], d["is_completed"], d["is_editing"]) for d in (first, second)} == {("completed", True, False)}
+    assert (third["status"], third["claim_token"]) == ("pending", "next")
+    # The finished ones' claims are gone; the slow run's lost claim stays, so that a stale claimant collides.
+    assert sorted(c["_id"] for c in db["dead_letter_claims"].find()) == [
+        f"{KAFKA_LISTENER_DEAD_LETTERS}/{third['_id']}/{generation}" for generation in (1, 2)]
+
+
+def test_release_batch_gives_back_with_an_attempt_counted_only_for_an_error(db, dead_letters):
+    for n in range(4):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    docs = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    claimed = dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, docs, "run")
+
+    assert dead_letters.release_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed[:2], "run", error="store down") == 2
+    assert dead_letters.release_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed[2:], "someone else") == 0
+    assert dead_letters.release_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed[2:], "run") == 2
+
+    stored = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert [(d["status"], d["is_editing"], d["attempts"]) for d in stored] == [
+        ("pending", False, 2), ("pending", False, 2), ("pending", False, 1), ("pending", False, 1)]
+    assert stored[0]["error"]["message"] == "store down" and "claim_token" not in stored[0]
+    assert len(dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, stored, "again")) == 4
