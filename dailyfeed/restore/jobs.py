@@ -1,10 +1,16 @@
 """The restore jobs of SPEC section 8, without click: `restore-publisher` and `restore-listener`.
 
 A pass walks the pending dead letters oldest first (a keyset cursor per collection, so a dead letter given back
-during the pass is not taken again in the same pass) and claims each one before working on it. Only what was
-processed is marked completed; a dead letter with no event to be had is marked failed with the reason; a
-transport or store failure gives it back, still pending, with attempts + 1. Whatever the pass still holds when it
-stops (finished, crashed, interrupted) it gives back.
+during the pass is not taken again in the same pass), a batch at a time, and claims them before working on them.
+Only what was processed is marked completed; a dead letter with no event to be had is marked failed with the
+reason; a transport or store failure gives it back, still pending, with attempts + 1. Whatever the pass still
+holds when it stops (finished, crashed, interrupted) it gives back.
+
+A batch costs the same few round trips whatever its size: one read of the candidates (per collection), one insert
+of their claims, one update marking them, then one bulk insert of the activities (restore-listener) or of the
+copies (handoff), and one update completing them with one delete of their claims. Republishing still sends one
+event at a time (a transport has no batch); its completions are batched. The rare paths (a dead letter marked
+failed, a transport failure) are written one dead letter at a time.
 
 | outcome  | meaning                                                                                   |
 |----------|-------------------------------------------------------------------------------------------|
@@ -118,13 +124,13 @@ class Pacer:
 
 
 Report = Callable[[RecordResult], None]
+Emit = Callable[[Iterable[RecordResult]], None]
 
 
 class RestoreJob:
     """One restore: `run()` is one pass over the pending dead letters, `preview()` the same pass read-only."""
 
     collections: tuple[str, ...] = ()
-    _PROJECTION = {"created_at": 1, "message_key": 1, "category": 1}
 
     def __init__(self, dead_letters: DeadLetterStore, options: RestoreOptions | None = None, *,
                  pacer: Pacer | None = None):
@@ -157,25 +163,21 @@ class RestoreJob:
                 candidates = self._next_candidates(cursors, self._batch_size(taken))
                 if not candidates:
                     break
+                wanted = []
                 for collection, candidate in candidates:
-                    if limit is not None and taken >= limit:
-                        break
                     cursors[collection] = (candidate["created_at"], candidate["_id"])
-                    key = candidate.get("message_key", str(candidate["_id"]))
                     reason = self._not_now(candidate)
                     if reason:
-                        emit([RecordResult(Outcome.SKIPPED, collection, key, reason)])
-                        continue
-                    self.pacer.wait()
-                    doc = self.dead_letters.claim(collection, candidate["_id"], self.token)
-                    if doc is None:
-                        emit([RecordResult(Outcome.SKIPPED, collection, key, "taken by another restore")])
-                        continue
-                    taken += 1
-                    emit(self._handle(collection, doc))
-                emit(self._flush())
+                        emit([RecordResult(Outcome.SKIPPED, collection, _key(candidate), reason)])
+                    else:
+                        wanted.append((collection, candidate))
+                batch = self._claim(wanted)
+                held = {(collection, doc["_id"]) for collection, doc in batch}
+                emit(RecordResult(Outcome.SKIPPED, collection, _key(candidate), "taken by another restore")
+                     for collection, candidate in wanted if (collection, candidate["_id"]) not in held)
+                taken += len(batch)
+                self._handle(batch, emit)
         finally:
-            self._abandon()
             try:
                 self.dead_letters.release_all(self.token)
             except Exception as exc:  # the store is failing: the leases will run out instead
@@ -202,15 +204,10 @@ class RestoreJob:
         """A reason to leave a candidate alone in this pass, without claiming it."""
         return None
 
-    def _handle(self, collection: str, doc: dict[str, Any]) -> list[RecordResult]:
+    def _handle(self, batch: list[tuple[str, dict[str, Any]]], emit: Emit) -> None:
+        """Restore a batch of claimed dead letters, oldest first; `emit` the result of each as it is settled (so
+        that an interrupted batch still counts what it finished). Whatever it leaves held, the pass gives back."""
         raise NotImplementedError
-
-    def _flush(self) -> list[RecordResult]:
-        """Finish the work `_handle` deferred to the end of a batch."""
-        return []
-
-    def _abandon(self) -> None:
-        """Forget deferred work (its claims are given back)."""
 
     def _preview(self, collection: str, doc: dict[str, Any]) -> RecordResult:
         raise NotImplementedError
@@ -228,13 +225,40 @@ class RestoreJob:
     def _next_candidates(self, cursors: dict[str, Any], size: int) -> list[tuple[str, dict[str, Any]]]:
         found = [(name, doc) for name in self.collections
                  for doc in self.dead_letters.candidates(name, self.options.selection, after=cursors[name],
-                                                          limit=size, projection=dict(self._PROJECTION))]
+                                                          limit=size)]
         found.sort(key=lambda item: (as_utc(item[1]["created_at"]), item[1]["_id"]))
         return found[:size]
+
+    def _claim(self, wanted: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        """Claim the candidates, a batch per collection: the claimed ones, in the candidates' order."""
+        claimed = {}
+        for collection, candidates in _by_collection(wanted).items():
+            for doc in self.dead_letters.claim_batch(collection, candidates, self.token):
+                claimed[collection, doc["_id"]] = doc
+        return [(collection, claimed[collection, candidate["_id"]]) for collection, candidate in wanted
+                if (collection, candidate["_id"]) in claimed]
 
     def _fail(self, collection: str, doc: Mapping[str, Any], error: InvalidEvent) -> RecordResult:
         self.dead_letters.fail(collection, doc["_id"], self.token, error)
         return RecordResult(Outcome.FAILED, collection, doc["message_key"], f"marked failed: {error}")
+
+    def _events(self, batch: list[tuple[str, dict[str, Any]]],
+                emit: Emit) -> list[tuple[str, dict[str, Any], ActivityEvent]]:
+        """The event of each dead letter, paced; one without an event is marked failed (and emitted) here."""
+        events = []
+        for collection, doc in batch:
+            self.pacer.wait()
+            try:
+                events.append((collection, doc, dead_letter_event(doc)))
+            except InvalidEvent as exc:
+                emit([self._fail(collection, doc, exc)])
+        return events
+
+    def _complete(self, done: list[tuple[str, dict[str, Any], str]], emit: Emit) -> None:
+        """Mark processed dead letters completed, one update per collection, and emit them restored."""
+        for collection, docs in _by_collection([(collection, doc) for collection, doc, _ in done]).items():
+            self.dead_letters.complete_batch(collection, docs, self.token)
+        emit(RecordResult(Outcome.RESTORED, collection, doc["message_key"], detail) for collection, doc, detail in done)
 
 
 class PublisherRestore(RestoreJob):
@@ -260,26 +284,62 @@ class PublisherRestore(RestoreJob):
             return f"left pending: the {service} transport is down ({self._down[service]})"
         return None
 
-    def _handle(self, collection: str, doc: dict[str, Any]) -> list[RecordResult]:
-        key = doc["message_key"]
-        try:
-            event = dead_letter_event(doc)
-        except InvalidEvent as exc:
-            return [self._fail(collection, doc, exc)]
+    def _handle(self, batch: list[tuple[str, dict[str, Any]]], emit: Emit) -> None:
         if self.mode is Mode.HANDOFF:
-            copied = self.dead_letters.hand_off(collection, doc, event)
-            self.dead_letters.complete(collection, doc["_id"], self.token)
-            detail = (f"handed off to {KAFKA_LISTENER_DEAD_LETTERS}" if copied
-                      else f"already in {KAFKA_LISTENER_DEAD_LETTERS}")
-            return [RecordResult(Outcome.RESTORED, collection, key, detail)]
+            self._hand_off(batch, emit)
+        else:
+            self._republish(batch, emit)
 
+    def _hand_off(self, batch: list[tuple[str, dict[str, Any]]], emit: Emit) -> None:
+        events = self._events(batch, emit)
+        copied = self.dead_letters.hand_off_batch(events)
+        self._complete([(collection, doc, f"handed off to {KAFKA_LISTENER_DEAD_LETTERS}" if new
+                         else f"already in {KAFKA_LISTENER_DEAD_LETTERS}")
+                        for (collection, doc, _), new in zip(events, copied)], emit)
+
+    def _republish(self, batch: list[tuple[str, dict[str, Any]]], emit: Emit) -> None:
+        """One publish per dead letter (a transport takes one event at a time); those delivered are marked
+        completed together, also when the batch is interrupted, so that the next run does not deliver them again."""
+        delivered: list[tuple[str, dict[str, Any], str]] = []
+        later: list[tuple[str, dict[str, Any]]] = []
+        try:
+            for collection, doc in batch:
+                reason = self._not_now(doc)  # its transport went down earlier in this batch
+                if reason:
+                    later.append((collection, doc))
+                    emit([RecordResult(Outcome.SKIPPED, collection, doc["message_key"], reason)])
+                    continue
+                self.pacer.wait()
+                try:
+                    event = dead_letter_event(doc)
+                except InvalidEvent as exc:
+                    emit([self._fail(collection, doc, exc)])
+                    continue
+                result = self._publish(collection, doc, event)
+                if isinstance(result, RecordResult):
+                    emit([result])
+                else:
+                    delivered.append((collection, doc, result))
+        except BaseException:
+            try:
+                self._complete(delivered, emit)
+            except Exception as exc:  # already failing: the leases run out, and they are delivered again
+                log.warning("could not mark %d delivered dead letters completed (%s)", len(delivered), exc)
+            raise
+        self._complete(delivered, emit)
+        for collection, docs in _by_collection(later).items():
+            self.dead_letters.release_batch(collection, docs, self.token)
+
+    def _publish(self, collection: str, doc: dict[str, Any], event: ActivityEvent) -> RecordResult | str:
+        """Publish one event: the detail of a delivery, or the result of a failure (the dead letter given back)."""
+        key = doc["message_key"]
         service = publishing_service(event.category)
         transport = self.transports.get(service) if service else None
         if transport is None:
             reason = (f"no content service publishes {event.category.value} events; "
                       "left pending, restore it with --mode handoff")
             self.dead_letters.release(collection, doc["_id"], self.token, error=reason)
-            return [RecordResult(Outcome.FAILED, collection, key, reason)]
+            return RecordResult(Outcome.FAILED, collection, key, reason)
         try:
             transport.publish(event)
         except TransportError as exc:
@@ -288,12 +348,11 @@ class PublisherRestore(RestoreJob):
                 failures = self._failures_in_a_row[service] = self._failures_in_a_row.get(service, 0) + 1
                 if failures >= TRANSPORT_DOWN_AFTER:
                     self._down[service] = f"{failures} failures in a row"
-            return [RecordResult(Outcome.FAILED, collection, key,
-                                 f"{service} ({transport.kind}) did not take it, left pending: "
-                                 f"{type(exc).__name__}: {exc}")]
+            return RecordResult(Outcome.FAILED, collection, key,
+                                f"{service} ({transport.kind}) did not take it, left pending: "
+                                f"{type(exc).__name__}: {exc}")
         self._failures_in_a_row[service] = 0
-        self.dead_letters.complete(collection, doc["_id"], self.token)
-        return [RecordResult(Outcome.RESTORED, collection, key, f"republished via {service} ({transport.kind})")]
+        return f"republished via {service} ({transport.kind})"
 
     def _preview(self, collection: str, doc: dict[str, Any]) -> RecordResult:
         key = doc["message_key"]
@@ -321,36 +380,21 @@ class ListenerRestore(RestoreJob):
                  options: RestoreOptions | None = None, *, pacer: Pacer | None = None):
         super().__init__(dead_letters, options, pacer=pacer)
         self.activity_service = activity_service
-        self._batch: list[tuple[str, dict[str, Any], ActivityEvent]] = []
 
-    def _handle(self, collection: str, doc: dict[str, Any]) -> list[RecordResult]:
+    def _handle(self, batch: list[tuple[str, dict[str, Any]]], emit: Emit) -> None:
+        events = self._events(batch, emit)
+        if not events:
+            return
         try:
-            event = dead_letter_event(doc)
-        except InvalidEvent as exc:
-            return [self._fail(collection, doc, exc)]
-        self._batch.append((collection, doc, event))
-        return []
-
-    def _flush(self) -> list[RecordResult]:
-        batch, self._batch = self._batch, []
-        if not batch:
-            return []
-        try:
-            self.activity_service.record_activities([event for _, _, event in batch])
+            self.activity_service.record_activities([event for _, _, event in events])
         except PyMongoError as exc:
-            for collection, doc, _ in batch:
-                self.dead_letters.release(collection, doc["_id"], self.token, error=exc)
-            return [RecordResult(Outcome.FAILED, collection, doc["message_key"],
-                                 f"could not store the activity, left pending: {type(exc).__name__}: {exc}")
-                    for collection, doc, _ in batch]
-        results = []
-        for collection, doc, event in batch:
-            self.dead_letters.complete(collection, doc["_id"], self.token)
-            results.append(RecordResult(Outcome.RESTORED, collection, doc["message_key"], _as_key(doc, event)))
-        return results
-
-    def _abandon(self) -> None:
-        self._batch = []
+            for collection, docs in _by_collection([(collection, doc) for collection, doc, _ in events]).items():
+                self.dead_letters.release_batch(collection, docs, self.token, error=exc)
+            emit(RecordResult(Outcome.FAILED, collection, doc["message_key"],
+                              f"could not store the activity, left pending: {type(exc).__name__}: {exc}")
+                 for collection, doc, _ in events)
+            return
+        self._complete([(collection, doc, _as_key(doc, event)) for collection, doc, event in events], emit)
 
     def _preview(self, collection: str, doc: dict[str, Any]) -> RecordResult:
         key = doc["message_key"]
@@ -361,6 +405,17 @@ class ListenerRestore(RestoreJob):
         known = self.activity_service.activity_by_key(event.message_key) is not None
         detail = "already recorded" if known else "not recorded yet"
         return RecordResult(Outcome.RESTORED, collection, key, f"{detail} {_as_key(doc, event)}".strip())
+
+
+def _by_collection(items: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = {}
+    for collection, item in items:
+        grouped.setdefault(collection, []).append(item)
+    return grouped
+
+
+def _key(doc: Mapping[str, Any]) -> str:
+    return doc.get("message_key", str(doc["_id"]))
 
 
 def _as_key(doc: Mapping[str, Any], event: ActivityEvent) -> str:

@@ -6,6 +6,7 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.restore import cli as restore_cli
@@ -251,3 +252,28 @@ def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_failures_are_listed
 
 def _iso(at) -> str:
     return at.replace(tzinfo=None).isoformat() + "Z"
+
+
+def test_a_store_failure_on_recording_gives_the_batch_back_with_the_error(db, dead_letters, dailyfeed, runner,
+                                                                         monkeypatch):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+
+    def refused(events):
+        raise AutoReconnect("member_activities: connection reset")
+
+    monkeypatch.setattr(dailyfeed.activity_service, "record_activities", refused)
+    result = runner.invoke(args=["restore-listener"])
+
+    assert result.exit_code == 1
+    assert summary_line(result) == "restored 0, skipped 0, failed 3"
+    assert result.output.count("could not store the activity, left pending: AutoReconnect") == 3
+    docs = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert [(d["status"], d["is_editing"], d["attempts"]) for d in docs] == [("pending", False, 2)] * 3
+    assert {d["error"]["message"] for d in docs} == {"member_activities: connection reset"}
+    assert all("claim_token" not in d for d in docs)
+
+    monkeypatch.undo()
+    again = runner.invoke(args=["restore-listener"])
+    assert summary_line(again) == "restored 3, skipped 0, failed 0"
+    assert db[MEMBER_ACTIVITIES].count_documents({}) == 3

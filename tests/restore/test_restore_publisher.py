@@ -192,7 +192,7 @@ def test_a_store_that_fails_mid_run_is_reported_plainly(app, db, dead_letters, r
     def store_gone(*args, **kwargs):
         raise ServerSelectionTimeoutError("127.0.0.1:27017: connection refused")
 
-    monkeypatch.setattr(dead_letters, "claim", store_gone)
+    monkeypatch.setattr(dead_letters, "claim_batch", store_gone)
     result = runner.invoke(args=["restore-publisher"])
 
     assert result.exit_code == 1
