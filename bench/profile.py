@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import logging
 import subprocess
 import sys
 import threading
@@ -204,6 +205,7 @@ def profile_listener(n: int) -> None:
 
 
 def main() -> None:
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # leader-not-yet warnings of just-created topics
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("restore").add_argument("--m", type=int, default=200)
