@@ -68,20 +68,46 @@ def ensure_indexes(db: Database) -> None:
         db[name].create_index([("status", ASCENDING), ("created_at", ASCENDING)], name="status_created")
 
 
-def insert_with_next_id(db: Database, collection: str, doc: dict, attempts: int = 50) -> dict:
-    """Insert `doc` under the next integer id of its collection (ids are longs on the wire).
+class IdBlocks:
+    """Integer ids (longs on the wire) handed out from blocks: one counter $inc per `size` ids, per process.
 
-    The counter is one $inc on one document, but FerretDB v1 does not make that atomic under concurrency (two
-    writers can be handed the same value). The unique _id is what guarantees uniqueness: a taken id is simply
-    skipped by drawing the next one.
+    FerretDB v1 does not make a $inc atomic under concurrency, so two writers can be handed the same counter
+    value; drawing one id per write made concurrent writers collide (79 % refusals at 8 threads, bench/). Here a
+    block is drawn under a process-local lock, so threads never collide, and only another process that drew the
+    same block can: the unique _id refuses that insert and the writer takes a fresh block. Ids from different
+    processes interleave, and a restart skips the rest of its blocks.
     """
+
+    def __init__(self, size: int = 100):
+        self.size = size
+        self._lock = threading.Lock()
+        self._blocks: dict[tuple[str, str], tuple[int, int]] = {}  # (database, collection) -> (next, end)
+
+    def draw(self, db: Database, collection: str, *, fresh: bool = False) -> int:
+        key = (db.name, collection)
+        with self._lock:
+            next_id, end = (0, 0) if fresh else self._blocks.get(key, (0, 0))
+            if next_id >= end:
+                counter = db[COUNTERS].find_one_and_update({"_id": collection}, {"$inc": {"value": self.size}},
+                                                           upsert=True, return_document=pymongo.ReturnDocument.AFTER)
+                end = int(counter["value"]) + 1
+                next_id = end - self.size
+            self._blocks[key] = (next_id + 1, end)
+            return next_id
+
+
+_ids = IdBlocks()
+
+
+def insert_with_next_id(db: Database, collection: str, doc: dict, attempts: int = 50) -> dict:
+    """Insert `doc` under the next integer id of its collection. The unique _id is what guarantees uniqueness."""
+    fresh = False
     for _ in range(attempts):
-        counter = db[COUNTERS].find_one_and_update({"_id": collection}, {"$inc": {"value": 1}}, upsert=True,
-                                                   return_document=pymongo.ReturnDocument.AFTER)
-        candidate = {**doc, "_id": int(counter["value"])}
+        candidate = {**doc, "_id": _ids.draw(db, collection, fresh=fresh)}
         try:
             db[collection].insert_one(candidate)
         except DuplicateKeyError:
+            fresh = True  # another process drew this block too: take a new one
             continue
         return candidate
     raise RuntimeError(f"no free id for {collection} after {attempts} attempts")

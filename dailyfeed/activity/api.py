@@ -22,8 +22,8 @@ def _record_view(category):
             event = event_from_record_request(request.get_json(silent=True), category)
         except InvalidEvent as exc:
             raise InvalidInput(str(exc)) from None
-        created = _service().record_activity(event)
-        return success(_service().activity_by_key(event.message_key), 201 if created else 200)
+        created, activity = _service().record_activity(event)
+        return success(activity, 201 if created else 200)
 
     record.__name__ = f"record_{category.value.lower()}"
     return record

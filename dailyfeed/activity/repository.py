@@ -35,13 +35,15 @@ class ActivityRepository:
     # rather than upserts because FerretDB v1 runs an upsert as a scan of the collection (it only pushes _id
     # down), so upserts slowed with every stored activity, while unordered inserts stay flat (bench/).
 
-    def insert_if_absent(self, event: ActivityEvent) -> bool:
-        """Store the activity unless its message key is already stored; True when this call stored it."""
+    def insert_if_absent(self, event: ActivityEvent) -> dict[str, Any] | None:
+        """Store the activity unless its message key is already stored; the stored document when this call
+        stored it, None when the key was there already."""
+        doc = activity_document(event)
         try:
-            self.collection.insert_one(activity_document(event))
+            self.collection.insert_one(doc)  # sets doc["_id"]
         except DuplicateKeyError:
-            return False
-        return True
+            return None
+        return doc
 
     def insert_all_if_absent(self, events: Iterable[ActivityEvent]) -> int:
         """One unordered bulk insert; returns how many were new. Keys already stored are skipped, not errors."""

@@ -21,9 +21,15 @@ class ActivityService:
 
     # --- recording --------------------------------------------------------------------------------------------
 
-    def record_activity(self, event: ActivityEvent) -> bool:
-        """Store one activity; True on first record, False when its key was already recorded."""
-        return self.activities.insert_if_absent(event)
+    def record_activity(self, event: ActivityEvent) -> tuple[bool, dict[str, Any]]:
+        """Store one activity: (True, it) on first record, (False, the one stored before) for a known key.
+
+        The first record answers from the document it inserted: reading it back by key would scan the
+        collection on FerretDB v1."""
+        doc = self.activities.insert_if_absent(event)
+        if doc is not None:
+            return True, activity_json(doc)
+        return False, self.activity_by_key(event.message_key)
 
     def record_activities(self, events: Iterable[ActivityEvent]) -> int:
         """Store a batch with one bulk write; returns how many were new."""
