@@ -1,9 +1,16 @@
 """How fast `restore-listener` and `restore-publisher --mode handoff` drain dead letters on a store.
 
     .venv/bin/python bench/restore_throughput.py [--uri mongodb://127.0.0.1:27017/?directConnection=true] [-n 500]
+        [--batch-size 50] [--seed copy|real] [--commands]
 
 Writes N listener dead letters and N feign publisher dead letters into a scratch database, runs each restore
 once through its job (the CLI's code path without click) and prints dead letters per second; drops the database.
+
+The dead letters are written by the real write path (DeadLetterStore.record_*). With `--seed copy` (the default)
+they are written into an in-process store first and copied over with one insert per collection: the same
+documents, but seeding does not take minutes on FerretDB v1, where each of those upserts scans the collection.
+`--commands` (a mongodb:// store) prints the commands each restore sent, by command and collection, with their
+count and total time.
 """
 from __future__ import annotations
 
@@ -12,16 +19,56 @@ import os
 import sys
 import time
 import uuid
+from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from pymongo import monitoring
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DAILYFEED_CONFIG", str(Path(__file__).resolve().parent.parent / "config" / "test.toml"))
 
 from dailyfeed import create_app  # noqa: E402
 from dailyfeed.events import ActivityEvent, ActivityType  # noqa: E402
+from dailyfeed.restore.deadletters import DeadLetterStore  # noqa: E402
 from dailyfeed.restore.jobs import ListenerRestore, Mode, PublisherRestore, RestoreOptions  # noqa: E402
+from dailyfeed.store import FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, connect  # noqa: E402
 from dailyfeed.transport.base import TransportUnavailable  # noqa: E402
+
+
+class Commands(monitoring.CommandListener):
+    """Count and time the commands sent to a real server, by (command, collection)."""
+
+    def __init__(self):
+        self.seen: dict[tuple[str, str], list[float]] = defaultdict(list)
+        self._collections: dict[int, str] = {}
+
+    def started(self, event):
+        self._collections[event.request_id] = str(event.command.get(event.command_name, ""))
+
+    def succeeded(self, event):
+        self._record(event)
+
+    def failed(self, event):
+        self._record(event)
+
+    def _record(self, event):
+        collection = self._collections.pop(event.request_id, "")
+        self.seen[event.command_name, collection].append(event.duration_micros / 1000)
+
+    def take(self) -> dict[tuple[str, str], list[float]]:
+        seen, self.seen = self.seen, defaultdict(list)
+        return seen
+
+
+def seed(store: DeadLetterStore, n: int) -> None:
+    at = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    for k in range(n):
+        event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=k + 1, at=at + timedelta(seconds=k))
+        store.record_listener_failure(origin={"topic": "t", "partition": 0, "offset": k, "key": None,
+                                              "value": None}, error=RuntimeError("bench"), event=event)
+        liked = ActivityEvent.new(ActivityType.LIKE_POST, 9, post_id=k + 1, at=at + timedelta(seconds=k))
+        store.record_publisher_failure("feign", liked, TransportUnavailable("bench"))
 
 
 def main() -> None:
@@ -29,18 +76,26 @@ def main() -> None:
     parser.add_argument("--uri", default="mongomock://")
     parser.add_argument("-n", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--seed", choices=["copy", "real"], default="copy")
+    parser.add_argument("--commands", action="store_true")
     args = parser.parse_args()
+    commands = Commands()
+    if args.commands:
+        monitoring.register(commands)
     app = create_app({"mongo.uri": args.uri, "mongo.database": f"bench_restore_{uuid.uuid4().hex[:8]}"})
     dailyfeed = app.extensions["dailyfeed"]
     store = dailyfeed.dead_letters
-    at = datetime(2026, 11, 22, tzinfo=timezone.utc)
     try:
-        for n in range(args.n):
-            event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=n + 1, at=at + timedelta(seconds=n))
-            store.record_listener_failure(origin={"topic": "t", "partition": 0, "offset": n, "key": None,
-                                                  "value": None}, error=RuntimeError("bench"), event=event)
-            liked = ActivityEvent.new(ActivityType.LIKE_POST, 9, post_id=n + 1, at=at + timedelta(seconds=n))
-            store.record_publisher_failure("feign", liked, TransportUnavailable("bench"))
+        started = time.perf_counter()
+        if args.seed == "real":
+            seed(store, args.n)
+        else:
+            scratch = connect(f"mongomock://seed-{uuid.uuid4().hex}", "seed")
+            seed(DeadLetterStore(scratch), args.n)
+            for name in (KAFKA_LISTENER_DEAD_LETTERS, FEIGN_DEAD_LETTERS):
+                dailyfeed.db[name].insert_many(list(scratch[name].find().sort("_id", 1)), ordered=True)
+        print(f"seeded {args.n} + {args.n} dead letters ({args.seed}) in {time.perf_counter() - started:.1f} s")
+        commands.take()
         options = RestoreOptions(batch_size=args.batch_size)
         for name, job in (("restore-listener", ListenerRestore(store, dailyfeed.activity_service, options)),
                           ("restore-publisher --mode handoff",
@@ -50,6 +105,9 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             print(f"{name:<34} {summary.line():<36} {elapsed:6.2f} s  {summary.restored / elapsed:8.1f} /s "
                   f"({args.uri.split('?')[0]}, batch {args.batch_size})")
+            for (command, collection), times in sorted(commands.take().items(), key=lambda item: -sum(item[1])):
+                print(f"    {command:<10} {collection:<28} {len(times):6d} x {sum(times) / len(times):8.2f} ms"
+                      f" = {sum(times) / 1000:7.2f} s")
     finally:
         if args.uri.startswith("mongodb"):
             dailyfeed.db.client.drop_database(dailyfeed.db.name)
