@@ -15,10 +15,11 @@ claimants can both "win". The dead letter mirrors its claim (`is_editing`, `leas
 
 The restore jobs claim, mark and finish a batch at a time: one unordered insert of the batch's claims (a claim
 refused by the unique `_id` is someone else's), one update of the dead letters by `_id $in`, one update and one
-delete to finish them: a handful of round trips per batch instead of several per dead letter. FerretDB v1
-(SQLite) still writes each document an update changes with an UPDATE of its own, in its own transaction, whose
-`_id` condition (`->'$._id'`) does not match the `_id` index (`->"_id"`) and so scans the table: those two
-writes per dead letter, not round trips, are what a restore costs there, and they grow with the collection.
+delete to finish them (updates of at most MAX_UPDATE dead letters each): a handful of round trips per batch
+instead of several per dead letter. FerretDB v1 (SQLite) still writes each document an update changes with an
+UPDATE of its own, in its own transaction, whose `_id` condition (`->'$._id'`) does not match the `_id` index
+(`->"_id"`) and so scans the table: those two writes per dead letter (mark, complete), not round trips, are what
+a restore costs there, and they grow with the collection.
 """
 from __future__ import annotations
 
@@ -57,6 +58,10 @@ PUBLISHER_DEAD_LETTERS = (KAFKA_PUBLISHER_DEAD_LETTERS, FEIGN_DEAD_LETTERS)
 LISTENER_DEAD_LETTERS = (KAFKA_LISTENER_DEAD_LETTERS,)
 MAX_RAW_CHARS = 64 * 1024  # a listener dead letter keeps at most this much of a raw record
 OLDEST_FIRST = [("created_at", ASCENDING), ("_id", ASCENDING)]
+# The most dead letters one update command rewrites. FerretDB v1 writes each document an update matches with a
+# statement of its own that scans the table, so one update of a few hundred can outlast the socket timeout (10 s:
+# 500 in a collection of 2,000 did, with another load on the server), and the server goes on with it regardless.
+MAX_UPDATE = 50
 _CLAIM_FIELDS = {"lease_until": "", "claim_token": ""}
 # mongomock checks a unique index and then stores with no lock between, and copies documents that other threads
 # are updating in place: in-process claims on the embedded store take this lock, so that the unique _id decides
@@ -157,7 +162,7 @@ class DeadLetterStore:
         `candidates` are whole dead letters as read (by `candidates()`). Returns the claimed ones, in the order
         given, as they are once claimed; a candidate no longer in one of `statuses` or held by someone else is
         left out. Round trips: one insert of every claim and one mark per lease generation among them (usually
-        one); more only for claims abandoned by a crashed run or a dead letter finished meanwhile.
+        one; per MAX_UPDATE); more only for claims abandoned by a crashed run or a dead letter finished meanwhile.
         """
         with self._atomic():
             return self._claim_batch(collection, list(candidates), token, statuses)
@@ -176,9 +181,8 @@ class DeadLetterStore:
         marked = 0
         for generation in sorted(set(won.values())):
             ids = [doc_id for doc_id, claimed in won.items() if claimed == generation]
-            marked += self.db[collection].update_many({"_id": {"$in": ids}, "status": in_status},
-                                                      {"$set": {**mark, "lease_generation": generation}}
-                                                      ).matched_count
+            marked += self._update_by_id(collection, ids, {"status": in_status},
+                                         {"$set": {**mark, "lease_generation": generation}})
         if marked < len(won):
             stored = {doc["_id"]: doc for doc in self.db[collection].find({"_id": {"$in": list(won)}},
                                                                           {"claim_token": 1, "lease_generation": 1})}
@@ -224,14 +228,14 @@ class DeadLetterStore:
 
     def complete_batch(self, collection: str, docs: Iterable[Mapping[str, Any]], token: str) -> list[Any]:
         """Mark claimed dead letters of one collection processed (`docs` as `claim_batch` returned them): one
-        update for all, one delete of their claims. The `_id`s completed now; one whose claim had been lost
+        update (per MAX_UPDATE), one delete of their claims. The `_id`s completed now; one whose claim had been lost
         (lease run out) to a run that still holds it, or gave it back, is left alone."""
         docs = list(docs)
         if not docs:
             return []
         ids = [doc["_id"] for doc in docs]
-        result = self.db[collection].update_many({"_id": {"$in": ids}, "claim_token": token}, _completed(utcnow()))
-        if result.matched_count < len(ids):  # some claims were lost meanwhile
+        if self._update_by_id(collection, ids, {"claim_token": token}, _completed(utcnow())) < len(ids):
+            # some claims were lost meanwhile
             now_stored = self.db[collection].find({"_id": {"$in": ids}}, {"status": 1, "claim_token": 1})
             final = {doc["_id"] for doc in now_stored
                      if doc.get("status") == Status.COMPLETED.value and "claim_token" not in doc}
@@ -267,13 +271,12 @@ class DeadLetterStore:
 
     def release_batch(self, collection: str, docs: Iterable[Mapping[str, Any]], token: str,
                       error: BaseException | str | None = None) -> int:
-        """Give claimed dead letters of one collection back, still pending, with one update; with an error each
-        counts as a failed attempt. How many were still held."""
+        """Give claimed dead letters of one collection back, still pending, with one update (per MAX_UPDATE); with
+        an error each counts as a failed attempt. How many were still held."""
         ids = [doc["_id"] for doc in docs]
         if not ids:
             return 0
-        return self.db[collection].update_many({"_id": {"$in": ids}, "claim_token": token},
-                                               _released(utcnow(), error)).matched_count
+        return self._update_by_id(collection, ids, {"claim_token": token}, _released(utcnow(), error))
 
     def release_all(self, token: str) -> int:
         """Give back every dead letter still held by `token` (an interrupted run), without counting an attempt."""
@@ -284,6 +287,14 @@ class DeadLetterStore:
                                                 "$unset": _CLAIM_FIELDS})
             released += result.modified_count
         return released
+
+    def _update_by_id(self, collection: str, ids: list[Any], condition: dict[str, Any],
+                      update: dict[str, Any]) -> int:
+        """`update` the dead letters with these `_id`s that meet `condition`, at most MAX_UPDATE a command; how
+        many matched."""
+        return sum(self.db[collection].update_many({"_id": {"$in": ids[at:at + MAX_UPDATE]}, **condition},
+                                                   update).matched_count
+                   for at in range(0, len(ids), MAX_UPDATE))
 
     def _holds(self, collection: str, doc_id: Any, token: str) -> dict[str, Any] | None:
         doc = self.db[collection].find_one({"_id": doc_id}, {"claim_token": 1, "lease_generation": 1})

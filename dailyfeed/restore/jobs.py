@@ -6,9 +6,10 @@ Only what was processed is marked completed; a dead letter with no event to be h
 reason; a transport or store failure gives it back, still pending, with attempts + 1. Whatever the pass still
 holds when it stops (finished, crashed, interrupted) it gives back.
 
-A batch costs the same few round trips whatever its size: one read of the candidates (per collection), one insert
-of their claims, one update marking them, then one bulk insert of the activities (restore-listener) or of the
-copies (handoff), and one update completing them with one delete of their claims. Republishing still sends one
+A batch costs a few round trips, not a few per dead letter: one read of the candidates (per collection), one
+insert of their claims, one update marking them, then one bulk insert of the activities (restore-listener) or of
+the copies (handoff), and one update completing them with one delete of their claims (updates of at most
+deadletters.MAX_UPDATE dead letters each). Republishing still sends one
 event at a time (a transport has no batch); its completions are batched. The rare paths (a dead letter marked
 failed, a transport failure) are written one dead letter at a time.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from dailyfeed.restore import deadletters
 from dailyfeed.restore.deadletters import DeadLetterStore, Status, new_claim_token
 
 from .conftest import KAFKA_LISTENER_DEAD_LETTERS, documents, listener_dead_letter, post_event
@@ -194,3 +195,17 @@ def test_release_batch_gives_back_with_an_attempt_counted_only_for_an_error(db, 
         ("pending", False, 2), ("pending", False, 2), ("pending", False, 1), ("pending", False, 1)]
     assert stored[0]["error"]["message"] == "store down" and "claim_token" not in stored[0]
     assert len(dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, stored, "again")) == 4
+
+
+def test_batches_larger_than_one_update_are_marked_and_finished_in_several(db, dead_letters, monkeypatch):
+    monkeypatch.setattr(deadletters, "MAX_UPDATE", 2)
+    for n in range(5):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    docs = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+
+    claimed = dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, docs, "run")
+    assert [doc["_id"] for doc in claimed] == [doc["_id"] for doc in docs]
+    assert {doc["claim_token"] for doc in documents(db, KAFKA_LISTENER_DEAD_LETTERS)} == {"run"}
+    assert dead_letters.release_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed[:3], "run") == 3
+    assert dead_letters.complete_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed[3:], "run") == [d["_id"] for d in docs[3:]]
+    assert [d["status"] for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)] == ["pending"] * 3 + ["completed"] * 2
