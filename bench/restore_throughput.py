@@ -44,7 +44,8 @@ class Commands(monitoring.CommandListener):
         self._collections: dict[int, str] = {}
 
     def started(self, event):
-        self._collections[event.request_id] = str(event.command.get(event.command_name, ""))
+        name = event.command.get("collection" if event.command_name == "getMore" else event.command_name, "")
+        self._collections[event.request_id] = str(name)
 
     def succeeded(self, event):
         self._record(event)
