@@ -9,9 +9,9 @@ holds when it stops (finished, crashed, interrupted) it gives back.
 A batch costs a few round trips, not a few per dead letter: one read of the candidates (per collection), one
 insert of their claims, one update marking them, then one bulk insert of the activities (restore-listener) or of
 the copies (handoff), and one update completing them with one delete of their claims (updates of at most
-deadletters.MAX_UPDATE dead letters each). Republishing still sends one
-event at a time (a transport has no batch); its completions are batched. The rare paths (a dead letter marked
-failed, a transport failure) are written one dead letter at a time.
+deadletters.MAX_UPDATE dead letters each). Republishing still sends one event at a time (a transport has no
+batch); its completions are batched. The rare paths (a dead letter marked failed, a transport failure) are
+written one dead letter at a time.
 
 | outcome  | meaning                                                                                   |
 |----------|-------------------------------------------------------------------------------------------|
