@@ -112,17 +112,3 @@ def insert_with_next_id(db: Database, collection: str, doc: dict, attempts: int 
         return candidate
     raise RuntimeError(f"no free id for {collection} after {attempts} attempts")
 
-
-def set_on_insert(fields: dict, **update: dict) -> dict:
-    """An upsert's update document that writes `fields` only when it inserts.
-
-    FerretDB v1 drops null values given in $setOnInsert, so those go in $set instead: for an upsert keyed on a
-    message key the nulls are the same on every delivery, so setting them again changes nothing, and every
-    stored document keeps the full shape (comment_id: null and so on) on both backends.
-    """
-    present = {k: v for k, v in fields.items() if v is not None}
-    nulls = {k: None for k, v in fields.items() if v is None}
-    spec = {"$setOnInsert": present, **{k: dict(v) for k, v in update.items()}}
-    if nulls:
-        spec["$set"] = {**nulls, **spec.get("$set", {})}
-    return spec

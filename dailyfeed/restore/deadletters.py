@@ -39,11 +39,11 @@ from bson.errors import InvalidId
 from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..events import ActivityEvent, Category, InvalidEvent, utcnow
 from ..store import (DEAD_LETTER_CLAIMS, DEAD_LETTER_COLLECTIONS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS,
-                     KAFKA_PUBLISHER_DEAD_LETTERS, set_on_insert)
+                     KAFKA_PUBLISHER_DEAD_LETTERS)
 
 
 class Status(str, Enum):
@@ -110,17 +110,19 @@ class DeadLetterStore:
 
     def _record(self, collection: str, key: str, category: str | None, payload: str | None,
                 error: BaseException, *, topic: str | None, origin: Mapping[str, Any] | None) -> None:
+        """Insert the dead letter; when its key is there already (the same event failed again), count the new
+        attempt on it instead. Insert first: an upsert by key scans the collection on FerretDB v1, and dead
+        letters are written exactly when something is already failing."""
         now = utcnow()
+        failure = {"error": error_info(error), "last_attempt_at": now, "updated_at": now,
+                   "status": Status.PENDING.value, "is_completed": False, "is_editing": False}
         try:
-            self.db[collection].update_one(
-                {"message_key": key},
-                set_on_insert({"message_key": key, "category": category, "payload": payload,
-                               "created_at": now, "topic": topic, "origin": origin},
-                              **{"$set": {"error": error_info(error), "last_attempt_at": now, "updated_at": now,
-                                          "status": Status.PENDING.value, "is_completed": False,
-                                          "is_editing": False},
-                                 "$inc": {"attempts": 1}}),
-                upsert=True)
+            try:
+                self.db[collection].insert_one({"message_key": key, "category": category, "payload": payload,
+                                                "created_at": now, "topic": topic, "origin": origin, "attempts": 1,
+                                                **failure})
+            except DuplicateKeyError:
+                self.db[collection].update_one({"message_key": key}, {"$set": failure, "$inc": {"attempts": 1}})
         except Exception as exc:  # any store fault: the caller decides (undo the write / do not commit)
             raise DeadLetterStoreError(f"could not store dead letter in {collection}: {exc}") from exc
 

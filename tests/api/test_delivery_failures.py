@@ -139,3 +139,17 @@ def test_dead_letter_store_failing_too_undoes_the_change_and_answers_503(api, ap
     assert response.status_code == 503, response.json
     assert response.json["resultCode"] == "FAIL" and "not saved" in response.json["message"]
     assert snapshot(db) == before  # nothing half-done: no change without its event
+
+
+def test_the_same_event_failing_again_is_one_dead_letter_with_its_attempts_counted(app, db):
+    from dailyfeed.events import ActivityEvent, ActivityType
+    from dailyfeed.transport.base import TransportUnavailable
+
+    dead_letters = app.extensions["dailyfeed"].dead_letters
+    event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=3)
+    dead_letters.record_publisher_failure("feign", event, TransportUnavailable("first"))
+    db[FEIGN_DEAD_LETTERS].update_one({"message_key": event.message_key}, {"$set": {"status": "failed"}})
+    dead_letters.record_publisher_failure("feign", event, TransportUnavailable("second"))
+    [letter] = db[FEIGN_DEAD_LETTERS].find({"message_key": event.message_key})
+    assert letter["attempts"] == 2 and letter["error"]["message"] == "second" and letter["status"] == "pending"
+    assert json.loads(letter["payload"])["postId"] == 3 and letter["origin"] is None and letter["topic"] is None
