@@ -211,6 +211,15 @@ class RestoreJob:
         raise NotImplementedError
 
     def _preview(self, collection: str, doc: dict[str, Any]) -> RecordResult:
+        """What a --dry-run says of a dead letter: cannot be restored, or what restoring it would do."""
+        try:
+            event = dead_letter_event(doc)
+        except InvalidEvent as exc:
+            return RecordResult(Outcome.FAILED, collection, doc["message_key"], f"cannot be restored: {exc}")
+        outcome, detail = self._plan(doc, event)
+        return RecordResult(outcome, collection, doc["message_key"], detail)
+
+    def _plan(self, doc: dict[str, Any], event: ActivityEvent) -> tuple[Outcome, str]:
         raise NotImplementedError
 
     # --- helpers ----------------------------------------------------------------------------------------------
@@ -355,20 +364,14 @@ class PublisherRestore(RestoreJob):
         self._failures_in_a_row[service] = 0
         return f"republished via {service} ({transport.kind})"
 
-    def _preview(self, collection: str, doc: dict[str, Any]) -> RecordResult:
-        key = doc["message_key"]
-        try:
-            event = dead_letter_event(doc)
-        except InvalidEvent as exc:
-            return RecordResult(Outcome.FAILED, collection, key, f"cannot be restored: {exc}")
+    def _plan(self, doc: dict[str, Any], event: ActivityEvent) -> tuple[Outcome, str]:
         if self.mode is Mode.HANDOFF:
-            return RecordResult(Outcome.RESTORED, collection, key, f"hand off to {KAFKA_LISTENER_DEAD_LETTERS}")
+            return Outcome.RESTORED, f"hand off to {KAFKA_LISTENER_DEAD_LETTERS}"
         service = publishing_service(event.category)
         transport = self.transports.get(service) if service else None
         if transport is None:
-            return RecordResult(Outcome.FAILED, collection, key,
-                                f"no content service publishes {event.category.value} events")
-        return RecordResult(Outcome.RESTORED, collection, key, f"republish via {service} ({transport.kind})")
+            return Outcome.FAILED, f"no content service publishes {event.category.value} events"
+        return Outcome.RESTORED, f"republish via {service} ({transport.kind})"
 
 
 class ListenerRestore(RestoreJob):
@@ -397,15 +400,9 @@ class ListenerRestore(RestoreJob):
             return
         self._complete([(collection, doc, _as_key(doc, event)) for collection, doc, event in events], emit)
 
-    def _preview(self, collection: str, doc: dict[str, Any]) -> RecordResult:
-        key = doc["message_key"]
-        try:
-            event = dead_letter_event(doc)
-        except InvalidEvent as exc:
-            return RecordResult(Outcome.FAILED, collection, key, f"cannot be restored: {exc}")
+    def _plan(self, doc: dict[str, Any], event: ActivityEvent) -> tuple[Outcome, str]:
         known = self.activity_service.activity_by_key(event.message_key) is not None
-        detail = "already recorded" if known else "not recorded yet"
-        return RecordResult(Outcome.RESTORED, collection, key, f"{detail} {_as_key(doc, event)}".strip())
+        return Outcome.RESTORED, f"{'already recorded' if known else 'not recorded yet'} {_as_key(doc, event)}".strip()
 
 
 def _by_collection(items: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
