@@ -152,6 +152,15 @@ launch() {
     echo $! >"$pidfile"
 }
 
+# launched_alive PIDFILE: is the process we just launched still there? Only kill -0: until setsid has exec'd
+# the server, /proc/PID/cmdline still shows this script, so the marker check of pid_alive would call a server
+# that is starting "exited" (and leave it running without a pid file).
+launched_alive() {
+    local pid
+    pid="$(read_pid "$1")"
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
 # stop_pid NAME PIDFILE MARKER [PORT...]
 stop_pid() {
     local name=$1 pidfile=$2 marker=$3 pid t0 i
@@ -274,7 +283,7 @@ kafka_wait_ready() {
     local t0=$1 deadline
     deadline=$(($(date +%s) + KAFKA_READY_TIMEOUT))
     while (($(date +%s) < deadline)); do
-        if ! pid_alive "$KAFKA_PID" "$KAFKA_MAIN"; then
+        if ! launched_alive "$KAFKA_PID"; then
             show_log_tail "$KAFKA_LOG"
             rm -f "$KAFKA_PID"
             die "kafka: broker exited during startup (log: $KAFKA_LOG)"
@@ -414,7 +423,7 @@ mongo_wait_ready() {
     local t0=$1 deadline
     deadline=$(($(date +%s) + MONGO_READY_TIMEOUT))
     while (($(date +%s) < deadline)); do
-        if ! pid_alive "$MONGO_PID" ferretdb-dailyfeed; then
+        if ! launched_alive "$MONGO_PID"; then
             show_log_tail "$MONGO_LOG"
             rm -f "$MONGO_PID"
             die "mongo: FerretDB exited during startup (log: $MONGO_LOG)"

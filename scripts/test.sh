@@ -31,10 +31,11 @@ else
         SKIP_REASON="java, mvn or go is missing on this machine ($(bash scripts/services.sh check all 2>&1 | tail -1))"
     elif bash scripts/services.sh status all >/dev/null 2>&1; then
         say "the services are already running; using them and leaving them running"
-    elif bash scripts/services.sh start all; then
-        STARTED=1
     else
-        SKIP_REASON="the services failed to start (see the log tail above)"
+        STARTED=1  # before starting: a start that fails half-way must still be stopped by the trap
+        if ! bash scripts/services.sh start all; then
+            SKIP_REASON="the services failed to start (see the log tail above)"
+        fi
     fi
     if [ -z "$SKIP_REASON" ]; then
         eval "$(bash scripts/services.sh env)"
