@@ -12,29 +12,42 @@ from dailyfeed.restore.deadletters import DeadLetterStore, Status, new_claim_tok
 from .conftest import KAFKA_LISTENER_DEAD_LETTERS, documents, listener_dead_letter, post_event
 
 
-def test_racing_claimants_each_get_a_dead_letter_once(db, dead_letters):
-    for n in range(20):
-        listener_dead_letter(dead_letters, post_event(n), offset=n)
-    ids = [doc["_id"] for doc in documents(db, KAFKA_LISTENER_DEAD_LETTERS)]
+
+def race(claim, claimants=6):
+    """Start `claimants` threads together, each claiming with its own token; (token, id) of every win."""
     wins: list[tuple[str, object]] = []
-    start = threading.Barrier(6)
+    start = threading.Barrier(claimants)
 
     def claimant():
         token = new_claim_token()
         start.wait()
-        for doc_id in ids:
-            if dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc_id, token) is not None:
-                wins.append((token, doc_id))
+        wins.extend((token, doc_id) for doc_id in claim(token))
 
-    threads = [threading.Thread(target=claimant) for _ in range(6)]
+    threads = [threading.Thread(target=claimant) for _ in range(claimants)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(Counter(doc_id for _, doc_id in wins).values()) == [1] * 20
+    return wins
+
+
+def assert_each_claimed_once(db, wins, count):
+    assert sorted(Counter(doc_id for _, doc_id in wins).values()) == [1] * count
     holders = {doc_id: token for token, doc_id in wins}
     for doc in documents(db, KAFKA_LISTENER_DEAD_LETTERS):
         assert doc["is_editing"] is True and doc["claim_token"] == holders[doc["_id"]]
+
+
+def test_racing_claimants_each_get_a_dead_letter_once(db, dead_letters):
+    for n in range(20):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    ids = [doc["_id"] for doc in documents(db, KAFKA_LISTENER_DEAD_LETTERS)]
+
+    def claim_each(token):
+        return [doc_id for doc_id in ids
+                if dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc_id, token) is not None]
+
+    assert_each_claimed_once(db, race(claim_each), 20)
 
 
 def test_a_held_dead_letter_is_not_claimed_again(db, dead_letters):
@@ -114,25 +127,12 @@ def test_racing_batch_claimants_each_get_a_dead_letter_once(db, dead_letters):
     for n in range(20):
         listener_dead_letter(dead_letters, post_event(n), offset=n)
     candidates = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
-    wins: list[tuple[str, object]] = []
-    start = threading.Barrier(6)
 
-    def claimant():
-        token = new_claim_token()
-        start.wait()
-        for at in range(0, 20, 5):
-            wins.extend((token, doc["_id"]) for doc in
-                        dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, candidates[at:at + 5], token))
+    def claim_in_batches(token):
+        return [doc["_id"] for at in range(0, 20, 5)
+                for doc in dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, candidates[at:at + 5], token)]
 
-    threads = [threading.Thread(target=claimant) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(Counter(doc_id for _, doc_id in wins).values()) == [1] * 20
-    holders = {doc_id: token for token, doc_id in wins}
-    for doc in documents(db, KAFKA_LISTENER_DEAD_LETTERS):
-        assert doc["is_editing"] is True and doc["claim_token"] == holders[doc["_id"]]
+    assert_each_claimed_once(db, race(claim_in_batches), 20)
 
 
 def test_a_batch_claim_skips_what_is_held_and_takes_over_what_a_crashed_run_held(db, dead_letters):
