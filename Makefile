@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run serve test test-unit test-integration services services-stop services-status bench clean
+.PHONY: venv lint run serve test test-unit test-integration services services-stop services-status bench clean
 
 venv: $(STAMP)
 
@@ -13,6 +13,9 @@ $(STAMP): setup.cfg setup.py
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+lint: venv  ## ruff: lint and import order (ruff.toml); make test runs it first
+	$(BIN)/ruff check .
 
 run: venv  ## the app on its embedded default (mongomock store, feign transport to itself) on :5000
 	$(BIN)/flask --app dailyfeed run --port 5000

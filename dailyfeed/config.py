@@ -132,7 +132,8 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     try:
         ZoneInfo(values["kafka.topic.timezone"])
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"setting kafka.topic.timezone: unknown time zone {values['kafka.topic.timezone']!r}") from None
+        zone = values["kafka.topic.timezone"]
+        raise ConfigError(f"setting kafka.topic.timezone: unknown time zone {zone!r}") from None
     for key in ("kafka.topic.partitions", "kafka.topic.replication-factor", "kafka.producer.send-timeout-ms",
                 "feign.retry.attempts", "circuit.window-size", "deadletters.lease-s"):
         if values[key] < 1:

@@ -21,6 +21,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+say "lint (ruff)"
+if ! "$BIN/ruff" check .; then
+    say "FAILED: ruff found problems (make lint)"
+    exit 1
+fi
+
 SKIP_REASON=""
 if [ -n "${DAILYFEED_MONGO_URI:-}" ] && [ -n "${DAILYFEED_KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
     say "using the services named by DAILYFEED_MONGO_URI and DAILYFEED_KAFKA_BOOTSTRAP_SERVERS"

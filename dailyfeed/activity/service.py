@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable
 
-from ..errors import AlreadyFollowing, ActivityNotRecorded, InvalidInput, NotFound
+from ..errors import ActivityNotRecorded, AlreadyFollowing, InvalidInput, NotFound
 from ..events import ActivityEvent, ActivityType
 from ..web import json_time
 from .repository import ActivityRepository, FollowRepository

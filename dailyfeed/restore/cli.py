@@ -22,8 +22,12 @@ from flask.cli import AppGroup, with_appcontext
 from pymongo.errors import PyMongoError
 
 from ..events import Category, utcnow
-from ..store import (DEAD_LETTER_COLLECTIONS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS,
-                     KAFKA_PUBLISHER_DEAD_LETTERS)
+from ..store import (
+    DEAD_LETTER_COLLECTIONS,
+    FEIGN_DEAD_LETTERS,
+    KAFKA_LISTENER_DEAD_LETTERS,
+    KAFKA_PUBLISHER_DEAD_LETTERS,
+)
 from .deadletters import Selection, Status, as_utc, new_claim_token
 from .jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreJob, RestoreOptions, Summary
 

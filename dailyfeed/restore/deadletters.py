@@ -42,8 +42,13 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..events import ActivityEvent, Category, InvalidEvent, utcnow
-from ..store import (DEAD_LETTER_CLAIMS, DEAD_LETTER_COLLECTIONS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS,
-                     KAFKA_PUBLISHER_DEAD_LETTERS)
+from ..store import (
+    DEAD_LETTER_CLAIMS,
+    DEAD_LETTER_COLLECTIONS,
+    FEIGN_DEAD_LETTERS,
+    KAFKA_LISTENER_DEAD_LETTERS,
+    KAFKA_PUBLISHER_DEAD_LETTERS,
+)
 
 
 class Status(str, Enum):

@@ -34,8 +34,15 @@ from pymongo.errors import PyMongoError
 from ..events import ActivityEvent, Category, InvalidEvent, publishing_service
 from ..store import KAFKA_LISTENER_DEAD_LETTERS
 from ..transport.base import Transport, TransportError, TransportUnavailable
-from .deadletters import (LISTENER_DEAD_LETTERS, PUBLISHER_DEAD_LETTERS, DeadLetterStore, Selection, as_utc,
-                          dead_letter_event, new_claim_token)
+from .deadletters import (
+    LISTENER_DEAD_LETTERS,
+    PUBLISHER_DEAD_LETTERS,
+    DeadLetterStore,
+    Selection,
+    as_utc,
+    dead_letter_event,
+    new_claim_token,
+)
 
 log = logging.getLogger(__name__)
 

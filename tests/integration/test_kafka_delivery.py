@@ -15,13 +15,25 @@ import pytest
 
 from dailyfeed.activity.listener import ActivityListener
 from dailyfeed.events import ActivityEvent, ActivityType
-from dailyfeed.store import (FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS,
-                             MEMBER_ACTIVITIES)
+from dailyfeed.store import (
+    FEIGN_DEAD_LETTERS,
+    KAFKA_LISTENER_DEAD_LETTERS,
+    KAFKA_PUBLISHER_DEAD_LETTERS,
+    MEMBER_ACTIVITIES,
+)
 from dailyfeed.transport.topics import DateTopics
 
 from ..conftest import ROOT
-from ..support.kafka import (Api, activities, committed_offsets, describe_topic, make_topics, produce,
-                             topic_names, wait_until)
+from ..support.kafka import (
+    Api,
+    activities,
+    committed_offsets,
+    describe_topic,
+    make_topics,
+    produce,
+    topic_names,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
 

@@ -10,8 +10,13 @@ import requests
 from requests.adapters import BaseAdapter
 
 from dailyfeed.events import ActivityEvent, ActivityType
-from dailyfeed.store import (DEAD_LETTER_COLLECTIONS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS,
-                             KAFKA_PUBLISHER_DEAD_LETTERS, MEMBER_ACTIVITIES)
+from dailyfeed.store import (
+    DEAD_LETTER_COLLECTIONS,
+    FEIGN_DEAD_LETTERS,
+    KAFKA_LISTENER_DEAD_LETTERS,
+    KAFKA_PUBLISHER_DEAD_LETTERS,
+    MEMBER_ACTIVITIES,
+)
 from dailyfeed.transport.base import TransportUnavailable
 from dailyfeed.transport.fake import FakeTransport
 

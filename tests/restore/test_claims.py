@@ -12,7 +12,6 @@ from dailyfeed.restore.deadletters import DeadLetterStore, Status, new_claim_tok
 from .conftest import KAFKA_LISTENER_DEAD_LETTERS, documents, listener_dead_letter, post_event
 
 
-
 def race(claim, claimants=6):
     """Start `claimants` threads together, each claiming with its own token; (token, id) of every win."""
     wins: list[tuple[str, object]] = []

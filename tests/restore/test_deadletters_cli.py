@@ -5,8 +5,15 @@ import json
 
 from dailyfeed.events import ActivityEvent, ActivityType
 
-from .conftest import (FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS, documents,
-                       listener_dead_letter, post_event, publisher_dead_letter)
+from .conftest import (
+    FEIGN_DEAD_LETTERS,
+    KAFKA_LISTENER_DEAD_LETTERS,
+    KAFKA_PUBLISHER_DEAD_LETTERS,
+    documents,
+    listener_dead_letter,
+    post_event,
+    publisher_dead_letter,
+)
 
 
 def test_list_shows_dead_letters_oldest_first_with_filters_and_a_cap(db, dead_letters, runner):

@@ -11,9 +11,19 @@ from pymongo.errors import AutoReconnect
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.restore import cli as restore_cli
 
-from .conftest import (KAFKA_LISTENER_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS, MEMBER_ACTIVITIES, T0,
-                       activity_documents, documents, listener_dead_letter, mixed_events, post_event,
-                       publisher_dead_letter, snapshot)
+from .conftest import (
+    KAFKA_LISTENER_DEAD_LETTERS,
+    KAFKA_PUBLISHER_DEAD_LETTERS,
+    MEMBER_ACTIVITIES,
+    T0,
+    activity_documents,
+    documents,
+    listener_dead_letter,
+    mixed_events,
+    post_event,
+    publisher_dead_letter,
+    snapshot,
+)
 
 
 def summary_line(result) -> str:

@@ -9,8 +9,15 @@ from pymongo.errors import ServerSelectionTimeoutError
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.restore.deadletters import dead_letter_event
 
-from .conftest import (FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS,
-                       MEMBER_ACTIVITIES, activity_documents, documents, post_event)
+from .conftest import (
+    FEIGN_DEAD_LETTERS,
+    KAFKA_LISTENER_DEAD_LETTERS,
+    KAFKA_PUBLISHER_DEAD_LETTERS,
+    MEMBER_ACTIVITIES,
+    activity_documents,
+    documents,
+    post_event,
+)
 
 
 def write_posts(client, token, count: int, member_id: int = 7) -> list[int]:

@@ -3,8 +3,18 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dailyfeed.events import (ActivityEvent, ActivityType, Category, InvalidEvent, event_from_record_request,
-                              key_timestamp, message_key, record_request_body, topic_day, topic_name)
+from dailyfeed.events import (
+    ActivityEvent,
+    ActivityType,
+    Category,
+    InvalidEvent,
+    event_from_record_request,
+    key_timestamp,
+    message_key,
+    record_request_body,
+    topic_day,
+    topic_name,
+)
 
 AT = datetime(2026, 11, 22, 10, 20, 30, 123456, tzinfo=timezone.utc)
 
@@ -61,7 +71,8 @@ def test_record_without_key_gets_the_key_the_producer_would_have_made():
 
 @pytest.mark.parametrize("value, problem", [
     (b"not json", "not JSON"),
-    (b'{"memberId":7,"postId":1,"memberActivityType":"NOPE","createdAt":"2026-01-01T00:00:00Z"}', "unknown activity type"),
+    (b'{"memberId":7,"postId":1,"memberActivityType":"NOPE","createdAt":"2026-01-01T00:00:00Z"}',
+     "unknown activity type"),
     (b'{"postId":1,"memberActivityType":"POST_CREATE","createdAt":"2026-01-01T00:00:00Z"}', "memberId is required"),
     (b'{"memberId":7,"memberActivityType":"POST_CREATE","createdAt":"2026-01-01T00:00:00Z"}', "postId is required"),
     (b'{"memberId":"x","postId":1,"memberActivityType":"POST_CREATE","createdAt":"2026-01-01T00:00:00Z"}', "integer"),
