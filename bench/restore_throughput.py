@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DAILYFEED_CONFIG", str(Path(__file__).resolve().parent.parent / "config" / "test.toml"))
 
 from dailyfeed import create_app  # noqa: E402
+from dailyfeed.deadletters import DeadLetterStore  # noqa: E402
 from dailyfeed.events import ActivityEvent, ActivityType  # noqa: E402
-from dailyfeed.restore.deadletters import DeadLetterStore  # noqa: E402
 from dailyfeed.restore.jobs import ListenerRestore, Mode, PublisherRestore, RestoreOptions  # noqa: E402
 from dailyfeed.store import FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, connect  # noqa: E402
 from dailyfeed.transport.base import TransportUnavailable  # noqa: E402

@@ -53,8 +53,8 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     from .content.publishing import ActivityPublisher
     from .content.repository import ContentRepository
     from .content.service import ContentService
+    from .deadletters import DeadLetterStore
     from .errors import register_error_handlers
-    from .restore.deadletters import DeadLetterStore
     from .store import connect, ensure_indexes
     from .transport import build_transports
     from .web import IdConverter

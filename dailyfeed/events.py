@@ -84,6 +84,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(at: datetime | None) -> datetime | None:
+    """Datetimes as UTC-aware (mongomock returns naive UTC ones)."""
+    if at is None or at.tzinfo is not None:
+        return at
+    return at.replace(tzinfo=timezone.utc)
+
+
 def message_key(activity_type: ActivityType, target_id: int, member_id: int, at: datetime) -> str:
     """`member_activity:kafka_event:{CODE}###{id}###{memberId}###{yyyy-MM-dd HH:mm:ss.nnnnnnnnn}` (UTC)."""
     at = at.astimezone(timezone.utc)

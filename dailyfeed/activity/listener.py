@@ -24,8 +24,8 @@ import threading
 from typing import Any, Callable, Mapping, Sequence
 
 from ..config import ConfigError, Settings
+from ..deadletters import DeadLetterStore, DeadLetterStoreError
 from ..events import ActivityEvent
-from ..restore.deadletters import DeadLetterStore, DeadLetterStoreError
 from ..transport.topics import DateTopics, describe_error
 from .service import ActivityService
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Mapping
 
+from ..deadletters import DeadLetterStore, DeadLetterStoreError
 from ..events import ActivityEvent
-from ..restore.deadletters import DeadLetterStore, DeadLetterStoreError
 from ..transport.base import Transport, TransportError
 
 log = logging.getLogger(__name__)

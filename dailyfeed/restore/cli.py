@@ -1,6 +1,6 @@
 """The restore and dead-letter commands of SPEC section 8: `restore-publisher`, `restore-listener` and
 `deadletters list | show | discard | stats`. They run inside the app (its store, transports and activity service);
-the work itself is in jobs.py and deadletters.py.
+the work itself is in jobs.py and the dailyfeed.deadletters package.
 
 Exit status: 0 when nothing failed, 1 when a dead letter failed or the store could not be reached, 2 for bad
 options (click's usage error), 130 when a run without --watch was interrupted.
@@ -21,14 +21,14 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 from pymongo.errors import PyMongoError
 
-from ..events import Category, utcnow
+from ..deadletters import Selection, Status, new_claim_token
+from ..events import Category, as_utc, utcnow
 from ..store import (
     DEAD_LETTER_COLLECTIONS,
     FEIGN_DEAD_LETTERS,
     KAFKA_LISTENER_DEAD_LETTERS,
     KAFKA_PUBLISHER_DEAD_LETTERS,
 )
-from .deadletters import Selection, Status, as_utc, new_claim_token
 from .jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreJob, RestoreOptions, Summary
 
 SHORT_NAMES = {KAFKA_PUBLISHER_DEAD_LETTERS: "kafka-publisher", FEIGN_DEAD_LETTERS: "feign",

@@ -31,18 +31,17 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pymongo.errors import PyMongoError
 
-from ..events import ActivityEvent, Category, InvalidEvent, publishing_service
-from ..store import KAFKA_LISTENER_DEAD_LETTERS
-from ..transport.base import Transport, TransportError, TransportUnavailable
-from .deadletters import (
+from ..deadletters import (
     LISTENER_DEAD_LETTERS,
     PUBLISHER_DEAD_LETTERS,
     DeadLetterStore,
     Selection,
-    as_utc,
     dead_letter_event,
     new_claim_token,
 )
+from ..events import ActivityEvent, Category, InvalidEvent, as_utc, publishing_service
+from ..store import KAFKA_LISTENER_DEAD_LETTERS
+from ..transport.base import Transport, TransportError, TransportUnavailable
 
 log = logging.getLogger(__name__)
 

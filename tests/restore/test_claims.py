@@ -6,8 +6,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from dailyfeed.restore import deadletters
-from dailyfeed.restore.deadletters import DeadLetterStore, Status, new_claim_token
+from dailyfeed.deadletters import DeadLetterStore, Status, claims, new_claim_token
 
 from .conftest import KAFKA_LISTENER_DEAD_LETTERS, documents, listener_dead_letter, post_event
 
@@ -197,7 +196,7 @@ def test_release_batch_gives_back_with_an_attempt_counted_only_for_an_error(db, 
 
 
 def test_batches_larger_than_one_update_are_marked_and_finished_in_several(db, dead_letters, monkeypatch):
-    monkeypatch.setattr(deadletters, "MAX_UPDATE", 2)
+    monkeypatch.setattr(claims, "MAX_UPDATE", 2)
     for n in range(5):
         listener_dead_letter(dead_letters, post_event(n), offset=n)
     docs = documents(db, KAFKA_LISTENER_DEAD_LETTERS)

@@ -6,8 +6,8 @@ import json
 
 from pymongo.errors import ServerSelectionTimeoutError
 
+from dailyfeed.deadletters import dead_letter_event
 from dailyfeed.events import ActivityEvent, ActivityType
-from dailyfeed.restore.deadletters import dead_letter_event
 
 from .conftest import (
     FEIGN_DEAD_LETTERS,

@@ -18,8 +18,8 @@ from aiokafka.structs import TopicPartition
 from dailyfeed.activity.listener import ActivityListener, BatchOutcome
 from dailyfeed.activity.repository import ActivityRepository, FollowRepository
 from dailyfeed.activity.service import ActivityService
+from dailyfeed.deadletters import DeadLetterStore, DeadLetterStoreError
 from dailyfeed.events import ActivityEvent, ActivityType
-from dailyfeed.restore.deadletters import DeadLetterStore, DeadLetterStoreError
 from dailyfeed.store import KAFKA_LISTENER_DEAD_LETTERS, MEMBER_ACTIVITIES, connect, ensure_indexes, forget_mock
 
 TOPIC = "member-activity-20261122"

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 import click
 import pytest
 
+from dailyfeed.deadletters import Selection, dead_letter_event
 from dailyfeed.events import ActivityEvent, ActivityType, InvalidEvent
 from dailyfeed.restore.cli import SinceType
-from dailyfeed.restore.deadletters import Selection, dead_letter_event
 from dailyfeed.restore.jobs import Outcome, Pacer, RecordResult, RestoreOptions, Summary
 
 AT = datetime(2026, 11, 22, 10, 20, 30, 123456, tzinfo=timezone.utc)

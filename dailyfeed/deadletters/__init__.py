@@ -1,0 +1,26 @@
+"""Dead letters: where an activity that could not be delivered or stored is kept until it is restored.
+
+    model.py    the vocabulary: statuses, collections, the error kept, the event a dead letter holds
+    store.py    DeadLetterStore: keeping a failure (the write path), handing off; with the two parts below
+    claims.py   the claim/lease protocol that lets restores (CLI and console) run at once
+    queries.py  the read side: selections, lists, lookups, stats
+
+The write path (content publishing, the Kafka listener) imports this package; the restore jobs build on it, never
+the reverse.
+"""
+from .claims import MAX_UPDATE, new_claim_token
+from .model import (
+    LISTENER_DEAD_LETTERS,
+    PUBLISHER_COLLECTIONS,
+    PUBLISHER_DEAD_LETTERS,
+    DeadLetterStoreError,
+    Status,
+    dead_letter_event,
+    error_info,
+)
+from .queries import DeadLetterStats, Selection
+from .store import DeadLetterStore
+
+__all__ = ["MAX_UPDATE", "LISTENER_DEAD_LETTERS", "PUBLISHER_COLLECTIONS", "PUBLISHER_DEAD_LETTERS",
+           "DeadLetterStats", "DeadLetterStore", "DeadLetterStoreError", "Selection", "Status", "dead_letter_event",
+           "error_info", "new_claim_token"]
