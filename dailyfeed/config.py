@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .events import PublishType, Service
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_FILE = CONFIG_DIR / "default.toml"
 ENV_PREFIX = "DAILYFEED_"
@@ -22,12 +24,7 @@ class ConfigError(ValueError):
     """A setting is missing or has a value we cannot use; the message names the setting."""
 
 
-class PublishType(str, Enum):
-    KAFKA = "kafka"
-    FEIGN = "feign"
-
-
-SERVICES = ("post-service", "comment-service")
+SERVICES = tuple(Service)
 
 
 def env_name(key: str) -> str:
@@ -86,8 +83,8 @@ class Settings:
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
 
-    def publish_type(self, service: str) -> PublishType:
-        return self.values[f"publish-type.{service}"]
+    def publish_type(self, service: Service | str) -> PublishType:
+        return self.values[f"publish-type.{Service(service).value}"]
 
     @property
     def kafka_in_use(self) -> bool:
@@ -119,7 +116,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mappin
 
 def _validate(values: dict[str, Any]) -> dict[str, Any]:
     for service in SERVICES:
-        key = f"publish-type.{service}"
+        key = f"publish-type.{service.value}"
         raw = str(values[key]).strip().lower()
         try:
             values[key] = PublishType(raw)

@@ -76,6 +76,26 @@ _CATEGORIES = {
 }
 
 
+class Service(str, Enum):
+    """The content services of the original: each publishes its events by the transport its setting names."""
+
+    POST = "post-service"  # posts and post likes
+    COMMENT = "comment-service"  # comments, replies and comment likes
+
+    def __str__(self) -> str:  # as written in settings and messages
+        return self.value
+
+
+class PublishType(str, Enum):
+    """How a service publishes (setting publish-type.{service}); also the kind of a transport."""
+
+    KAFKA = "kafka"
+    FEIGN = "feign"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class InvalidEvent(ValueError):
     """A record or request that cannot be turned into an ActivityEvent."""
 
@@ -276,12 +296,12 @@ def key_timestamp(key: str) -> datetime | None:
     return base + timedelta(microseconds=nanos // 1000)
 
 
-def publishing_service(category: Category) -> str | None:
+def publishing_service(category: Category) -> Service | None:
     """Which content service publishes events of a category (and so which publish-type setting applies)."""
     if category in (Category.POST, Category.POST_LIKE):
-        return "post-service"
+        return Service.POST
     if category in (Category.COMMENT, Category.COMMENT_LIKE):
-        return "comment-service"
+        return Service.COMMENT
     return None
 
 

@@ -6,7 +6,7 @@ import logging
 from typing import Mapping
 
 from ..deadletters import DeadLetterStore, DeadLetterStoreError
-from ..events import ActivityEvent
+from ..events import ActivityEvent, Service
 from ..transport.base import Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -17,11 +17,11 @@ class PublishFailed(Exception):
 
 
 class ActivityPublisher:
-    def __init__(self, transports: Mapping[str, Transport], dead_letters: DeadLetterStore):
-        self.transports = transports  # by service name: "post-service", "comment-service"
+    def __init__(self, transports: Mapping[Service, Transport], dead_letters: DeadLetterStore):
+        self.transports = transports
         self.dead_letters = dead_letters
 
-    def publish_activity(self, service: str, event: ActivityEvent) -> bool:
+    def publish_activity(self, service: Service, event: ActivityEvent) -> bool:
         """True when delivered, False when kept as a dead letter; raises PublishFailed when neither."""
         transport = self.transports[service]
         try:

@@ -10,15 +10,15 @@ import logging
 from typing import Any, Callable
 
 from ..errors import ActivityNotRecorded, DuplicateLike, Forbidden, InvalidInput, NotFound
-from ..events import ActivityEvent, ActivityType, utcnow
+from ..events import ActivityEvent, ActivityType, Service, utcnow
 from ..web import json_time
 from .publishing import ActivityPublisher, PublishFailed
 from .repository import ContentRepository
 
 log = logging.getLogger(__name__)
 
-POST_SERVICE = "post-service"
-COMMENT_SERVICE = "comment-service"
+POST_SERVICE = Service.POST
+COMMENT_SERVICE = Service.COMMENT
 MAX_REPLY_DEPTH = 2
 
 

@@ -17,7 +17,7 @@ from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
-from ..events import ActivityEvent, InvalidEvent
+from ..events import ActivityEvent, InvalidEvent, PublishType
 from ..store import FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS
 
 
@@ -28,7 +28,7 @@ class Status(str, Enum):
     DISCARDED = "discarded"
 
 
-PUBLISHER_COLLECTIONS = {"kafka": KAFKA_PUBLISHER_DEAD_LETTERS, "feign": FEIGN_DEAD_LETTERS}
+PUBLISHER_COLLECTIONS = {PublishType.KAFKA: KAFKA_PUBLISHER_DEAD_LETTERS, PublishType.FEIGN: FEIGN_DEAD_LETTERS}
 PUBLISHER_DEAD_LETTERS = (KAFKA_PUBLISHER_DEAD_LETTERS, FEIGN_DEAD_LETTERS)
 LISTENER_DEAD_LETTERS = (KAFKA_LISTENER_DEAD_LETTERS,)
 MAX_RAW_CHARS = 64 * 1024  # a listener dead letter keeps at most this much of a raw record

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..config import PublishType, Settings
+from ..config import Settings
+from ..events import PublishType, Service
 from .base import CircuitOpen, Transport, TransportError, TransportRejected, TransportUnavailable
 from .circuit import CircuitBreaker
 from .http import HttpTransport
@@ -26,11 +27,11 @@ def build_kafka_transport(settings: Settings) -> Transport:
     return KafkaTransport.from_settings(settings)
 
 
-def build_transports(settings: Settings, base_url: Callable[[], str]) -> dict[str, Transport]:
+def build_transports(settings: Settings, base_url: Callable[[], str]) -> dict[Service, Transport]:
     """One transport per service; services configured alike share one instance (one producer, one breaker)."""
     built: dict[PublishType, Transport] = {}
-    transports: dict[str, Transport] = {}
-    for service in ("post-service", "comment-service"):
+    transports: dict[Service, Transport] = {}
+    for service in Service:
         kind = settings.publish_type(service)
         if kind not in built:
             built[kind] = (build_kafka_transport(settings) if kind is PublishType.KAFKA

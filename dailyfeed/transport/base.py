@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..events import ActivityEvent
+from ..events import ActivityEvent, PublishType
 
 
 class TransportError(Exception):
@@ -31,8 +31,8 @@ class TransportRejected(TransportError):
 
 
 class Transport(Protocol):
-    #: "kafka" or "feign": which publisher dead-letter collection a failure goes to
-    kind: str
+    #: which publisher dead-letter collection a failure goes to
+    kind: PublishType
 
     def publish(self, event: ActivityEvent) -> None: ...
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from ..events import ActivityEvent
+from ..events import ActivityEvent, PublishType
 from .base import TransportError, TransportUnavailable
 
 
 class FakeTransport:
-    def __init__(self, kind: str = "feign", deliver: Callable[[ActivityEvent], None] | None = None):
-        self.kind = kind
+    def __init__(self, kind: PublishType | str = PublishType.FEIGN,
+                 deliver: Callable[[ActivityEvent], None] | None = None):
+        self.kind = PublishType(kind)
         self.published: list[ActivityEvent] = []
         self.failure: TransportError | None = None
         self._deliver = deliver

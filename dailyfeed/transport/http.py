@@ -13,7 +13,7 @@ from typing import Callable
 import requests
 
 from ..auth import issue_service_token
-from ..events import RECORD_PATHS, ActivityEvent, record_request_body
+from ..events import RECORD_PATHS, ActivityEvent, PublishType, record_request_body
 from .base import TransportRejected, TransportUnavailable
 from .circuit import BreakerGuarded, CircuitBreaker
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class HttpTransport(BreakerGuarded):
-    kind = "feign"
+    kind = PublishType.FEIGN
 
     def __init__(self, base_url: Callable[[], str], secret: str, *, connect_timeout: float = 5.0,
                  read_timeout: float = 10.0, attempts: int = 3, backoff_s: float = 0.5,

@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from ..config import ConfigError, Settings
-from ..events import ActivityEvent
+from ..events import ActivityEvent, PublishType
 from .base import TransportUnavailable
 from .circuit import BreakerGuarded, CircuitBreaker
 from .loop import LoopClosed, LoopThread
@@ -37,7 +37,7 @@ def unavailable(message: str, topic: str | None) -> TransportUnavailable:
 
 
 class KafkaTransport(BreakerGuarded):
-    kind = "kafka"
+    kind = PublishType.KAFKA
 
     def __init__(self, bootstrap_servers: str, topics: DateTopics, *, send_timeout_s: float = 5.0,
                  client_id: str = "dailyfeed-producer", create_topics: bool = True,
