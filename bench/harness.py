@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from dailyfeed.extension import get_container
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pymongo.errors import BulkWriteError  # noqa: E402
@@ -406,7 +408,7 @@ def restore_rep(run: Run, rep: int, m: int) -> dict[str, Any]:
                       "kafka.bootstrap-servers": common.BOOTSTRAP, "kafka.topic.prefix": prefix,
                       "publish-type.post-service": "kafka", "publish-type.comment-service": "kafka"},
                      run_background=False)
-    dailyfeed = app.extensions["dailyfeed"]
+    dailyfeed = get_container(app)
     store = dailyfeed.dead_letters
     out: dict[str, Any] = {}
     try:

@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from dailyfeed.extension import get_container
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pymongo import monitoring  # noqa: E402
@@ -75,7 +77,7 @@ def profile_restore(m: int) -> None:
                       "kafka.bootstrap-servers": common.BOOTSTRAP, "kafka.topic.prefix": prefix,
                       "publish-type.post-service": "kafka", "publish-type.comment-service": "kafka"},
                      run_background=False)
-    dailyfeed = app.extensions["dailyfeed"]
+    dailyfeed = get_container(app)
     store = dailyfeed.dead_letters
     OUT.mkdir(parents=True, exist_ok=True)
     try:

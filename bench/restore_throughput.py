@@ -25,6 +25,8 @@ from pathlib import Path
 
 from pymongo import monitoring
 
+from dailyfeed.extension import get_container
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DAILYFEED_CONFIG", str(Path(__file__).resolve().parent.parent / "config" / "test.toml"))
 
@@ -84,7 +86,7 @@ def main() -> None:
     if args.commands:
         monitoring.register(commands)
     app = create_app({"mongo.uri": args.uri, "mongo.database": f"bench_restore_{uuid.uuid4().hex[:8]}"})
-    dailyfeed = app.extensions["dailyfeed"]
+    dailyfeed = get_container(app)
     store = dailyfeed.dead_letters
     try:
         started = time.perf_counter()

@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from dailyfeed.extension import get_container
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import jsonify, request  # noqa: E402
@@ -87,7 +89,7 @@ def main() -> None:
             transports = {"post-service": fake, "comment-service": fake}
         app = create_app({**overrides, "activity.base-url": activity_url}, transports=transports,
                          run_background=False)
-        dailyfeed = app.extensions["dailyfeed"]
+        dailyfeed = get_container(app)
         stored.wrap(dailyfeed.activity_service)  # before the listener takes its reference's methods
         if args.listener:
             start_background(dailyfeed)  # date topics + the listener, as `dailyfeed serve` starts them
@@ -109,7 +111,7 @@ def main() -> None:
     stop.wait()
     running.close()
     for app in built:
-        app.extensions["dailyfeed"].close()
+        get_container(app).close()
     print("STOPPED", flush=True)
 
 

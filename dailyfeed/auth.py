@@ -9,10 +9,11 @@ from datetime import timedelta
 from functools import wraps
 
 import jwt
-from flask import current_app, g, request
+from flask import g, request
 
 from .errors import Forbidden, Unauthenticated
 from .events import utcnow
+from .extension import get_container
 
 RECORD_SCOPE = "activity:record"
 MAX_TOKEN_CHARS = 4096
@@ -38,7 +39,7 @@ def _claims() -> dict:
         raise Unauthenticated("missing bearer token (Authorization: Bearer <JWT>)")
     if len(token) > MAX_TOKEN_CHARS:
         raise Unauthenticated("bearer token is too long")
-    secret = current_app.extensions["dailyfeed"].settings["auth.jwt-secret"]
+    secret = get_container().settings["auth.jwt-secret"]
     try:
         return jwt.decode(token.strip(), secret, algorithms=["HS256"], options={"require": ["exp", "sub"],
                                                                                  "verify_sub": False})

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from dailyfeed.extension import get_container
+
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("DAILYFEED_CONFIG", str(ROOT / "config" / "test.toml"))
 
@@ -26,7 +28,7 @@ def make_app(overrides=None, **kwargs):
     config.update(overrides or {})
     app = create_app(config, **kwargs)
     app.config["TESTING"] = True
-    for transport in app.extensions["dailyfeed"].transports.values():
+    for transport in get_container(app).transports.values():
         if isinstance(transport, HttpTransport):
             transport.session.mount(SELF_URL, WsgiAdapter(app))
     return app
@@ -36,7 +38,7 @@ def make_app(overrides=None, **kwargs):
 def app():
     app = make_app()
     yield app
-    app.extensions["dailyfeed"].close()
+    get_container(app).close()
 
 
 @pytest.fixture
@@ -51,7 +53,7 @@ def runner(app):
 
 @pytest.fixture
 def token(app):
-    secret = app.extensions["dailyfeed"].settings["auth.jwt-secret"]
+    secret = get_container(app).settings["auth.jwt-secret"]
 
     def make(member_id: int, ttl: int = 3600) -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_member_token(secret, member_id, ttl)}"}
@@ -101,7 +103,7 @@ def store_app(store_uri):
     """The app (feign to itself, in-process) on each store backend, on a database of its own."""
     app = make_app({"mongo.uri": store_uri})
     yield app
-    dailyfeed = app.extensions["dailyfeed"]
+    dailyfeed = get_container(app)
     if store_uri.startswith("mongodb"):
         dailyfeed.db.client.drop_database(dailyfeed.db.name)
     dailyfeed.close()

@@ -23,6 +23,7 @@ from pymongo.errors import PyMongoError
 
 from ..deadletters import Selection, Status, new_claim_token
 from ..events import Category, as_utc, utcnow
+from ..extension import get_container
 from ..store import (
     DEAD_LETTER_COLLECTIONS,
     FEIGN_DEAD_LETTERS,
@@ -35,12 +36,6 @@ SHORT_NAMES = {KAFKA_PUBLISHER_DEAD_LETTERS: "kafka-publisher", FEIGN_DEAD_LETTE
                KAFKA_LISTENER_DEAD_LETTERS: "listener"}
 DRY_RUN_VERBS = {Outcome.RESTORED: "restore", Outcome.SKIPPED: "skip", Outcome.FAILED: "fail"}
 EXIT_INTERRUPTED = 130
-
-
-def _container():
-    from ..cli import dailyfeed_of
-
-    return dailyfeed_of()
 
 
 # --- option types -----------------------------------------------------------------------------------------------
@@ -127,7 +122,7 @@ def _options(batch_size: int, limit: int | None, rate: float | None, category: s
 @with_appcontext
 def restore_publisher_command(mode: str, batch_size, limit, rate, dry_run, category, since, key, watch) -> None:
     """Restore pending publisher dead letters (kafka_publisher_dead_letters, feign_dead_letters), oldest first."""
-    dailyfeed = _container()
+    dailyfeed = get_container()
     job = PublisherRestore(dailyfeed.dead_letters, dailyfeed.transports,
                            _options(batch_size, limit, rate, category, since, key), mode=Mode(mode))
     _run(job, dry_run=dry_run, watch=watch, label=f"restore-publisher ({mode})")
@@ -138,7 +133,7 @@ def restore_publisher_command(mode: str, batch_size, limit, rate, dry_run, categ
 @with_appcontext
 def restore_listener_command(batch_size, limit, rate, dry_run, category, since, key, watch) -> None:
     """Restore pending listener dead letters (kafka_listener_dead_letters) into member_activities, oldest first."""
-    dailyfeed = _container()
+    dailyfeed = get_container()
     job = ListenerRestore(dailyfeed.dead_letters, dailyfeed.activity_service,
                           _options(batch_size, limit, rate, category, since, key))
     _run(job, dry_run=dry_run, watch=watch, label="restore-listener")
@@ -172,7 +167,7 @@ def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str) -> 
 
 
 def _hint_if_embedded() -> None:
-    if str(_container().settings["mongo.uri"]).startswith("mongomock://"):
+    if str(get_container().settings["mongo.uri"]).startswith("mongomock://"):
         click.echo("note: mongo.uri is the embedded store (mongomock://), which lives inside one process: this "
                    "command cannot see another process's dead letters; set DAILYFEED_MONGO_URI", err=True)
 
@@ -268,7 +263,7 @@ deadletters_group = AppGroup("deadletters", help="Look at dead letters: list, sh
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 def list_command(status: str, category: str | None, collection: str | None, limit: int) -> None:
     """List dead letters, oldest first."""
-    store = _container().dead_letters
+    store = get_container().dead_letters
     found, total = _store_call(lambda: store.list_dead_letters(
         status=None if status == "all" else Status(status), category=category,
         collections=[collection] if collection else DEAD_LETTER_COLLECTIONS, limit=limit))
@@ -290,7 +285,7 @@ def list_command(status: str, category: str | None, collection: str | None, limi
 @click.argument("id_or_key")
 def show_command(id_or_key: str) -> None:
     """Show every dead letter with this id or message key, as stored."""
-    store = _container().dead_letters
+    store = get_container().dead_letters
     matches = _store_call(lambda: store.lookup(id_or_key))
     if not matches:
         raise click.ClickException(f"no dead letter has the id or message key {id_or_key!r}")
@@ -306,7 +301,7 @@ def show_command(id_or_key: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def discard_command(id_or_key: str, collection: str | None, yes: bool) -> None:
     """Mark a pending or failed dead letter discarded: no restore will take it."""
-    store = _container().dead_letters
+    store = get_container().dead_letters
     matches = _store_call(lambda: store.lookup(id_or_key, [collection] if collection else DEAD_LETTER_COLLECTIONS))
     if not matches:
         where = f" in {collection}" if collection else ""
@@ -334,7 +329,7 @@ def discard_command(id_or_key: str, collection: str | None, yes: bool) -> None:
 @deadletters_group.command("stats")
 def stats_command() -> None:
     """Counts by collection, status and category, and the age of the oldest pending dead letter."""
-    stats = _store_call(lambda: _container().dead_letters.stats())
+    stats = _store_call(lambda: get_container().dead_letters.stats())
     now = utcnow()
     for name in DEAD_LETTER_COLLECTIONS:
         by_status = stats.counts.get(name, {})
@@ -385,8 +380,8 @@ def _json_value(value: Any) -> str:
     return str(value)
 
 
-def register(app: Flask) -> None:
-    """Add the commands to the app's CLI (dailyfeed.cli.init_app calls this)."""
+def init_app(app: Flask) -> None:
+    """Add the commands to the app's CLI (create_app calls this)."""
     app.cli.add_command(restore_publisher_command)
     app.cli.add_command(restore_listener_command)
     app.cli.add_command(deadletters_group)

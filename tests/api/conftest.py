@@ -2,6 +2,7 @@
 store-facing contract. The feign transport calls the record endpoints in-process (tests/support/wsgi.py)."""
 import pytest
 
+from dailyfeed.extension import get_container
 from dailyfeed.store import MEMBER_ACTIVITIES
 
 
@@ -12,7 +13,7 @@ def app(store_app):
 
 @pytest.fixture
 def db(app):
-    return app.extensions["dailyfeed"].db
+    return get_container(app).db
 
 
 @pytest.fixture

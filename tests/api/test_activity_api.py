@@ -3,6 +3,7 @@ from datetime import datetime, timezone
 
 from dailyfeed.auth import issue_service_token
 from dailyfeed.events import ActivityEvent, ActivityType, record_request_body
+from dailyfeed.extension import get_container
 
 
 def test_feed_shows_every_action_of_followed_members_once_newest_first(api, activities):
@@ -53,7 +54,7 @@ def test_member_activities_lists_one_members_actions(api):
 
 
 def _record(client, app, path, body):
-    token = issue_service_token(app.extensions["dailyfeed"].settings["auth.jwt-secret"])
+    token = issue_service_token(get_container(app).settings["auth.jwt-secret"])
     return client.post(f"/api/member-activities/{path}", json=body, headers={"Authorization": f"Bearer {token}"})
 
 

@@ -4,6 +4,7 @@ from datetime import datetime, timedelta, timezone
 import jwt
 import pytest
 
+from dailyfeed.extension import get_container
 from dailyfeed.store import COMMENTS, MEMBER_ACTIVITIES, POSTS
 
 
@@ -89,7 +90,7 @@ def _token(secret, **claims):
 
 
 def test_tokens_are_verified_on_every_write(client, app, db):
-    secret = app.extensions["dailyfeed"].settings["auth.jwt-secret"]
+    secret = get_container(app).settings["auth.jwt-secret"]
     past = datetime.now(timezone.utc) - timedelta(minutes=1)
     cases = [
         ({}, "missing bearer token"),

@@ -5,6 +5,7 @@ import json
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
+from dailyfeed.extension import get_container
 from dailyfeed.store import COMMENT_LIKES, COMMENTS, FEIGN_DEAD_LETTERS, MEMBER_ACTIVITIES, POST_LIKES, POSTS
 from dailyfeed.transport.base import CircuitOpen
 from tests.conftest import make_app
@@ -18,7 +19,7 @@ def app(store_uri):
     """Feign to an activity service that cannot be reached."""
     app = make_app({"mongo.uri": store_uri, "activity.base-url": CLOSED_PORT_URL})
     yield app
-    dailyfeed = app.extensions["dailyfeed"]
+    dailyfeed = get_container(app)
     if store_uri.startswith("mongodb"):
         dailyfeed.db.client.drop_database(dailyfeed.db.name)
     dailyfeed.close()
@@ -61,7 +62,7 @@ def test_unreachable_activity_service_gives_success_and_a_canonical_dead_letter(
 
 def test_5xx_from_the_activity_service_is_a_failure_not_a_success(store_uri, db_cleanup):
     app = db_cleanup(make_app({"mongo.uri": store_uri}))
-    transport = app.extensions["dailyfeed"].transports["post-service"]
+    transport = get_container(app).transports["post-service"]
 
     class Failing(WsgiAdapter):
         def send(self, request, **kwargs):
@@ -71,13 +72,13 @@ def test_5xx_from_the_activity_service_is_a_failure_not_a_success(store_uri, db_
 
     adapter = Failing(app)
     transport.session.mount("http://dailyfeed.test", adapter)
-    client, secret = app.test_client(), app.extensions["dailyfeed"].settings["auth.jwt-secret"]
+    client, secret = app.test_client(), get_container(app).settings["auth.jwt-secret"]
     from dailyfeed.auth import issue_member_token
     response = client.post("/api/posts", json={"content": "x"},
                            headers={"Authorization": "Bearer " + issue_member_token(secret, 7, 60)})
     assert response.status_code == 201
     assert adapter.calls == 3  # retried
-    db = app.extensions["dailyfeed"].db
+    db = get_container(app).db
     assert db[FEIGN_DEAD_LETTERS].count_documents({"error.type": "TransportUnavailable"}) == 1
 
 
@@ -86,14 +87,14 @@ def db_cleanup():
     apps = []
     yield lambda app: apps.append(app) or app
     for app in apps:
-        dailyfeed = app.extensions["dailyfeed"]
+        dailyfeed = get_container(app)
         if dailyfeed.settings["mongo.uri"].startswith("mongodb"):
             dailyfeed.db.client.drop_database(dailyfeed.db.name)
         dailyfeed.close()
 
 
 def test_an_open_circuit_still_keeps_every_event(api, app, db):
-    transport = app.extensions["dailyfeed"].transports["post-service"]
+    transport = get_container(app).transports["post-service"]
     for _ in range(12):  # over the minimum calls with every call failing
         assert api.post(7, "/api/posts", json={"content": "x"}).status_code == 201
     assert transport.breaker.state == "open"
@@ -131,7 +132,7 @@ ACTIONS = {
 def test_dead_letter_store_failing_too_undoes_the_change_and_answers_503(api, app, db, action):
     post_id, comment_id = _setup(api)  # stored with dead letters: the activity service is unreachable
     before = snapshot(db)
-    dailyfeed = app.extensions["dailyfeed"]
+    dailyfeed = get_container(app)
     dailyfeed.dead_letters.db = BrokenDatabase()
 
     response = ACTIONS[action](api, post_id, comment_id)
@@ -145,7 +146,7 @@ def test_the_same_event_failing_again_is_one_dead_letter_with_its_attempts_count
     from dailyfeed.events import ActivityEvent, ActivityType
     from dailyfeed.transport.base import TransportUnavailable
 
-    dead_letters = app.extensions["dailyfeed"].dead_letters
+    dead_letters = get_container(app).dead_letters
     event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=3)
     dead_letters.record_publisher_failure("feign", event, TransportUnavailable("first"))
     db[FEIGN_DEAD_LETTERS].update_one({"message_key": event.message_key}, {"$set": {"status": "failed"}})

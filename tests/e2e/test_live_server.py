@@ -10,6 +10,7 @@ import requests
 
 from dailyfeed import create_app, server
 from dailyfeed.auth import issue_member_token
+from dailyfeed.extension import get_container
 from dailyfeed.store import FEIGN_DEAD_LETTERS, MEMBER_ACTIVITIES, POSTS
 
 THREADS = 3
@@ -28,7 +29,7 @@ def live(store_uri):
     running = server.start(factory, host="127.0.0.1", port=0, activity_port=0, threads=THREADS)
     yield running, apps[0]
     running.close()
-    dailyfeed = apps[0].extensions["dailyfeed"]
+    dailyfeed = get_container(apps[0])
     if store_uri.startswith("mongodb"):
         dailyfeed.db.client.drop_database(dailyfeed.db.name)
     dailyfeed.close()
@@ -36,7 +37,7 @@ def live(store_uri):
 
 def test_burst_of_concurrent_writes_through_feign_to_itself(live):
     running, app = live
-    secret = app.extensions["dailyfeed"].settings["auth.jwt-secret"]
+    secret = get_container(app).settings["auth.jwt-secret"]
     headers = {"Authorization": "Bearer " + issue_member_token(secret, 7, 600)}
 
     def write(i):
@@ -48,7 +49,7 @@ def test_burst_of_concurrent_writes_through_feign_to_itself(live):
         statuses = list(pool.map(write, range(BURST)))
 
     assert statuses == [201] * BURST
-    db = app.extensions["dailyfeed"].db
+    db = get_container(app).db
     assert db[POSTS].count_documents({}) == BURST
     assert db[MEMBER_ACTIVITIES].count_documents({"member_activity_type": "POST_CREATE"}) == BURST
     assert db[FEIGN_DEAD_LETTERS].count_documents({}) == 0  # every one delivered, none timed out

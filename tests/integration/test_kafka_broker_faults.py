@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from dailyfeed.extension import get_container
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS
 from dailyfeed.transport.topics import DateTopics
 
@@ -48,12 +49,12 @@ def post(api, member, content):
 
 
 def publisher_dead_letters(app):
-    return list(app.extensions["dailyfeed"].db[KAFKA_PUBLISHER_DEAD_LETTERS].find().sort("created_at", 1))
+    return list(get_container(app).db[KAFKA_PUBLISHER_DEAD_LETTERS].find().sort("created_at", 1))
 
 
 def test_writes_survive_a_killed_broker_as_dead_letters_and_flow_again_once_it_is_back(private_broker, kafka_apps):
     app = kafka_apps.app()
-    settings = app.extensions["dailyfeed"].settings
+    settings = get_container(app).settings
     timeout_s = settings["kafka.producer.send-timeout-ms"] / 1000
     api = Api(app)
     first, _ = post(api, 7, "before")
@@ -95,7 +96,7 @@ def test_an_app_started_while_the_broker_is_down_publishes_and_listens_once_it_i
     caplog.set_level(logging.ERROR, logger="dailyfeed")
     app = kafka_apps.app()  # start-up cannot create its topics: it says so and serves anyway
     assert any("could not make sure the date topics" in r.getMessage() for r in caplog.records)
-    timeout_s = app.extensions["dailyfeed"].settings["kafka.producer.send-timeout-ms"] / 1000
+    timeout_s = get_container(app).settings["kafka.producer.send-timeout-ms"] / 1000
     api = Api(app)
 
     down, elapsed = post(api, 5, "while down")

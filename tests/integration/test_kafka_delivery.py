@@ -15,6 +15,7 @@ import pytest
 
 from dailyfeed.activity.listener import ActivityListener
 from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.extension import get_container
 from dailyfeed.store import (
     FEIGN_DEAD_LETTERS,
     KAFKA_LISTENER_DEAD_LETTERS,
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
 
 
 def dailyfeed_of(app):
-    return app.extensions["dailyfeed"]
+    return get_container(app)
 
 
 def today_topic(app) -> str:

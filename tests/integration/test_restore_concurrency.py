@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dailyfeed.extension import get_container
 from dailyfeed.restore.jobs import ListenerRestore, RestoreOptions
 from dailyfeed.store import KAFKA_LISTENER_DEAD_LETTERS, MEMBER_ACTIVITIES
 
@@ -28,13 +29,13 @@ RESTORED_LINE = re.compile(rf"^restored (.+) \[{KAFKA_LISTENER_DEAD_LETTERS}\]$"
 def server_app(mongo_uri):
     app = make_app({"mongo.uri": mongo_uri})
     yield app
-    dailyfeed = app.extensions["dailyfeed"]
+    dailyfeed = get_container(app)
     dailyfeed.db.client.drop_database(dailyfeed.db.name)
     dailyfeed.close()
 
 
 def test_two_restore_jobs_in_threads_record_each_dead_letter_once(server_app):
-    dailyfeed = server_app.extensions["dailyfeed"]
+    dailyfeed = get_container(server_app)
     for n in range(60):
         listener_dead_letter(dailyfeed.dead_letters, post_event(n), offset=n)
     recorded: list[str] = []
@@ -67,7 +68,7 @@ def test_two_restore_jobs_in_threads_record_each_dead_letter_once(server_app):
 
 
 def test_two_restore_listener_processes_started_together_restore_each_dead_letter_once(server_app, mongo_uri):
-    dailyfeed = server_app.extensions["dailyfeed"]
+    dailyfeed = get_container(server_app)
     keys = set()
     for n in range(120):
         event = post_event(n)

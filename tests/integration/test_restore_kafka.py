@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from dailyfeed.extension import get_container
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS, MEMBER_ACTIVITIES
 
 from ..support.kafka import Api, free_port, wait_until
@@ -26,7 +27,7 @@ def test_posts_written_while_kafka_is_unreachable_are_recorded_after_restore_pub
         response = api.post(7, "/api/posts", json={"content": f"written while Kafka was away {n}"})
         assert response.status_code == 201, response.json
         post_ids.append(response.json["data"]["id"])
-    db = unreachable.extensions["dailyfeed"].db
+    db = get_container(unreachable).db
     dead = list(db[KAFKA_PUBLISHER_DEAD_LETTERS].find().sort("created_at", 1))
     assert len(dead) == 5 and {d["status"] for d in dead} == {"pending"}
     assert all(d["topic"].startswith(f"t{tag}-member-activity-") for d in dead)
@@ -58,7 +59,7 @@ def test_restore_publisher_with_kafka_still_unreachable_leaves_every_dead_letter
     app = kafka_apps.app(run_background=False, tag=tag, **closed_port)
     for n in range(4):
         assert Api(app).post(7, "/api/posts", json={"content": f"p{n}"}).status_code == 201
-    db = app.extensions["dailyfeed"].db
+    db = get_container(app).db
 
     result = app.test_cli_runner().invoke(args=["restore-publisher"])
 

@@ -10,6 +10,7 @@ import requests
 from requests.adapters import BaseAdapter
 
 from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.extension import get_container
 from dailyfeed.store import (
     DEAD_LETTER_COLLECTIONS,
     FEIGN_DEAD_LETTERS,
@@ -33,7 +34,7 @@ def app(store_app):
 
 @pytest.fixture
 def dailyfeed(app):
-    return app.extensions["dailyfeed"]
+    return get_container(app)
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ class Unreachable(BaseAdapter):
 @pytest.fixture
 def activity_service_down(app):
     """Turns the feign transport's target off and on again: `down()`, `up()`."""
-    sessions = {id(t.session): t.session for t in app.extensions["dailyfeed"].transports.values()}.values()
+    sessions = {id(t.session): t.session for t in get_container(app).transports.values()}.values()
 
     class Switch:
         def down(self):
@@ -81,10 +82,10 @@ def fake(store_uri):
     transport = FakeTransport("kafka", deliver=lambda event: holder["service"].record_activity(event))
     app = make_app({"mongo.uri": store_uri},
                    transports={"post-service": transport, "comment-service": transport})
-    holder["service"] = app.extensions["dailyfeed"].activity_service
+    holder["service"] = get_container(app).activity_service
     transport.app = app
     yield transport
-    dailyfeed = app.extensions["dailyfeed"]
+    dailyfeed = get_container(app)
     if store_uri.startswith("mongodb"):
         dailyfeed.db.client.drop_database(dailyfeed.db.name)
     dailyfeed.close()
@@ -145,17 +146,17 @@ def live_store(store_uri):
     def record(events, *, via_bytes: bool = False) -> dict[str, dict]:
         app = make_app({"mongo.uri": store_uri})
         apps.append(app)
-        service = app.extensions["dailyfeed"].activity_service
+        service = get_container(app).activity_service
         if via_bytes:  # the Kafka listener's path: parse the record, one bulk upsert
             service.record_activities([ActivityEvent.from_bytes(value, key) for value, key in events])
         else:
             for event in events:
                 service.record_activity(event)
-        return activity_documents(app.extensions["dailyfeed"].db)
+        return activity_documents(get_container(app).db)
 
     yield record
     for app in apps:
-        dailyfeed = app.extensions["dailyfeed"]
+        dailyfeed = get_container(app)
         if store_uri.startswith("mongodb"):
             dailyfeed.db.client.drop_database(dailyfeed.db.name)
         dailyfeed.close()

@@ -9,6 +9,7 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.extension import get_container
 from dailyfeed.restore import cli as restore_cli
 
 from .conftest import (
@@ -108,8 +109,8 @@ def test_dry_run_changes_nothing_and_says_what_it_would_do(db, dead_letters, run
 
 def test_dry_run_does_not_call_the_transport(fake):
     app = fake.app
-    db = app.extensions["dailyfeed"].db
-    publisher_dead_letter(app.extensions["dailyfeed"].dead_letters, post_event(1), kind="kafka")
+    db = get_container(app).db
+    publisher_dead_letter(get_container(app).dead_letters, post_event(1), kind="kafka")
     before = snapshot(db)
     result = app.test_cli_runner().invoke(args=["restore-publisher", "--dry-run"])
     assert result.exit_code == 0, result.output
@@ -217,8 +218,8 @@ def test_watch_runs_passes_until_interrupted_and_gives_back_what_it_holds(db, de
 
 def test_an_interrupted_run_gives_back_its_claims_and_says_so(fake):
     app = fake.app
-    db = app.extensions["dailyfeed"].db
-    store = app.extensions["dailyfeed"].dead_letters
+    db = get_container(app).db
+    store = get_container(app).dead_letters
     for n in range(4):
         publisher_dead_letter(store, post_event(n), kind="kafka")
     deliver = fake._deliver

@@ -8,6 +8,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from dailyfeed.deadletters import dead_letter_event
 from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.extension import get_container
 
 from .conftest import (
     FEIGN_DEAD_LETTERS,
@@ -57,7 +58,7 @@ def test_posts_written_while_the_activity_service_is_down_are_recorded_by_restor
 
 def test_a_transport_still_down_leaves_dead_letters_pending_and_the_run_fails(fake):
     app = fake.app
-    client, runner, db = app.test_client(), app.test_cli_runner(), app.extensions["dailyfeed"].db
+    client, runner, db = app.test_client(), app.test_cli_runner(), get_container(app).db
     token = _token(app)
     fake.fail_with()
     write_posts(client, token, 5)
@@ -87,13 +88,13 @@ def test_a_transport_still_down_leaves_dead_letters_pending_and_the_run_fails(fa
 
 def test_republishing_something_already_recorded_is_a_success_not_a_duplicate(fake):
     app = fake.app
-    db = app.extensions["dailyfeed"].db
+    db = get_container(app).db
     fake.fail_with()
     write_posts(app.test_client(), _token(app), 2)
     fake.recover()
     # One of them got through after all (e.g. the broker took it just after the timeout).
     first = documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)[0]
-    app.extensions["dailyfeed"].activity_service.record_activity(dead_letter_event(first))
+    get_container(app).activity_service.record_activity(dead_letter_event(first))
 
     result = app.test_cli_runner().invoke(args=["restore-publisher"])
 
@@ -149,7 +150,7 @@ def test_handing_off_twice_keeps_one_listener_dead_letter(app, client, token, db
 
 def test_a_publisher_dead_letter_without_an_event_is_marked_failed_with_the_reason(fake):
     app = fake.app
-    db = app.extensions["dailyfeed"].db
+    db = get_container(app).db
     fake.fail_with()
     write_posts(app.test_client(), _token(app), 3)
     fake.recover()
@@ -173,7 +174,7 @@ def test_a_publisher_dead_letter_without_an_event_is_marked_failed_with_the_reas
 def _token(app):
     from dailyfeed.auth import issue_member_token
 
-    secret = app.extensions["dailyfeed"].settings["auth.jwt-secret"]
+    secret = get_container(app).settings["auth.jwt-secret"]
     return lambda member_id: {"Authorization": f"Bearer {issue_member_token(secret, member_id, 3600)}"}
 
 

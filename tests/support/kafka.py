@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from dailyfeed.auth import issue_member_token
+from dailyfeed.extension import get_container
 from dailyfeed.store import MEMBER_ACTIVITIES
 from dailyfeed.transport.topics import DateTopics, create_topics, delete_topics
 
@@ -149,7 +150,7 @@ class KafkaApps:
     def close(self) -> None:
         databases = set()
         for app in self.apps:
-            dailyfeed = app.extensions["dailyfeed"]
+            dailyfeed = get_container(app)
             dailyfeed.close()
             databases.add((dailyfeed.db.client, dailyfeed.db.name))
         for client, name in databases:
@@ -163,7 +164,7 @@ class Api:
 
     def __init__(self, app: Any):
         self.client = app.test_client()
-        self.secret = app.extensions["dailyfeed"].settings["auth.jwt-secret"]
+        self.secret = get_container(app).settings["auth.jwt-secret"]
 
     def __getattr__(self, method: str):
         def call(member_id: int, path: str, **kwargs):
@@ -174,7 +175,7 @@ class Api:
 
 
 def activities(app: Any, **query: Any) -> list[dict[str, Any]]:
-    return list(app.extensions["dailyfeed"].db[MEMBER_ACTIVITIES].find(query, {"_id": 0}))
+    return list(get_container(app).db[MEMBER_ACTIVITIES].find(query, {"_id": 0}))
 
 
 class PrivateBroker:

@@ -12,6 +12,7 @@ from flask.cli import routes_command, run_command
 
 from dailyfeed.activity.listener import ActivityListener
 from dailyfeed.background import serving_under_flask_run
+from dailyfeed.extension import get_container
 
 from ..conftest import make_app
 
@@ -30,7 +31,7 @@ def kafka_app(run_background, **overrides):
 
 
 def listeners(app) -> list[ActivityListener]:
-    return [item for item in app.extensions["dailyfeed"].background if isinstance(item, ActivityListener)]
+    return [item for item in get_container(app).background if isinstance(item, ActivityListener)]
 
 
 @pytest.mark.parametrize("reload, reloader_child, serving", [
@@ -57,15 +58,15 @@ def test_other_commands_and_plain_imports_do_not_count_as_serving(monkeypatch):
 def test_an_app_built_outside_a_server_starts_no_listener():
     app = kafka_app(run_background=None)
     try:
-        assert app.extensions["dailyfeed"].background == []
+        assert get_container(app).background == []
     finally:
-        app.extensions["dailyfeed"].close()
+        get_container(app).close()
 
 
 def test_a_serving_app_on_kafka_starts_the_listener_even_when_kafka_is_down(caplog):
     caplog.set_level(logging.INFO)
     app = kafka_app(run_background=True, **{"kafka.topic.prefix": "wiring-member-activity-"})
-    dailyfeed = app.extensions["dailyfeed"]
+    dailyfeed = get_container(app)
     try:
         [listener] = listeners(app)
         assert listener.running
@@ -81,9 +82,9 @@ def test_a_serving_app_on_kafka_starts_the_listener_even_when_kafka_is_down(capl
 def test_a_serving_app_on_feign_only_runs_nothing_in_the_background():
     app = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{closed_port()}"}, run_background=True)
     try:
-        assert app.extensions["dailyfeed"].background == []
+        assert get_container(app).background == []
     finally:
-        app.extensions["dailyfeed"].close()
+        get_container(app).close()
 
 
 def test_one_kafka_service_is_enough_for_the_listener():
@@ -91,7 +92,7 @@ def test_one_kafka_service_is_enough_for_the_listener():
     try:
         assert len(listeners(app)) == 1
     finally:
-        app.extensions["dailyfeed"].close()
+        get_container(app).close()
 
 
 @pytest.mark.parametrize("args", [["topics", "ensure"], ["topics", "prune", "--keep-days", "3"],
@@ -101,6 +102,6 @@ def test_topic_commands_fail_with_a_message_when_kafka_is_unreachable(args):
     try:
         result = app.test_cli_runner().invoke(args=args)
     finally:
-        app.extensions["dailyfeed"].close()
+        get_container(app).close()
     assert result.exit_code == 1
     assert "Kafka at 127.0.0.1:" in result.output

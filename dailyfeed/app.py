@@ -1,0 +1,54 @@
+"""The Flask application factory: the container from dailyfeed.bootstrap, plus blueprints and commands."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flask import Flask, has_request_context, request
+
+from . import extension
+from .bootstrap import FALLBACK_BASE_URL, bootstrap
+from .config import load_settings
+from .errors import register_error_handlers
+from .events import Service
+from .transport.base import Transport
+from .web import IdConverter
+
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+def create_app(test_config: Mapping[str, Any] | None = None, *,
+               transports: Mapping[Service, Transport] | None = None, run_background: bool | None = None) -> Flask:
+    """Build the app. `test_config` overrides settings by their dotted names; `transports` (by service) replaces
+    the configured transports, for tests. `run_background` starts what a serving process runs beside requests
+    (dailyfeed.background: date topics, the Kafka listener); None means only under `flask run`."""
+    from .activity import api as activity_api
+    from .activity import cli as activity_cli
+    from .background import serving_under_flask_run, start_background
+    from .content import api as content_api
+    from .restore import cli as restore_cli
+    from .transport import cli as transport_cli
+
+    settings = load_settings(test_config)
+    configured_url = settings["activity.base-url"]
+
+    def activity_base_url() -> str:
+        # Empty setting: the feign transport calls the app's own URL, as the request that publishes reached it.
+        if configured_url:
+            return configured_url
+        return request.host_url if has_request_context() else FALLBACK_BASE_URL
+
+    container = bootstrap(settings=settings, transports=transports, activity_base_url=activity_base_url)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.json.sort_keys = False
+    app.url_map.converters["id"] = IdConverter
+    extension.init_app(app, container)
+
+    register_error_handlers(app)
+    app.register_blueprint(content_api.bp)
+    app.register_blueprint(activity_api.bp)
+    for module in (activity_cli, transport_cli, restore_cli):
+        module.init_app(app)
+    if serving_under_flask_run() if run_background is None else run_background:
+        start_background(container)
+    return app

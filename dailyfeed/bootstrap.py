@@ -1,0 +1,76 @@
+"""The composition root: builds every service from settings, without Flask.
+
+`bootstrap()` returns the typed Container; `create_app` (app.py) calls it and only adds blueprints and commands,
+while benchmarks, the listener and the CLI jobs may call it directly. Tests override settings by their dotted
+names, or replace the transports.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+from pymongo.database import Database
+
+from .activity.repository import ActivityRepository, FollowRepository
+from .activity.service import ActivityService
+from .config import Settings, load_settings
+from .content.publishing import ActivityPublisher
+from .content.repository import ContentRepository
+from .content.service import ContentService
+from .deadletters import DeadLetterStore
+from .events import Service
+from .store import connect, ensure_indexes
+from .transport import build_transports
+from .transport.base import Transport
+
+#: where the feign transport sends record calls when activity.base-url is empty and no request tells the app's URL
+FALLBACK_BASE_URL = "http://127.0.0.1:5000"
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Container:
+    """Everything the app, the CLI jobs and the benchmarks work with."""
+
+    settings: Settings
+    db: Database
+    transports: dict[Service, Transport]
+    dead_letters: DeadLetterStore
+    activity_service: ActivityService
+    content_service: ContentService
+    background: list[Stoppable] = field(default_factory=list)  # the listener, started by dailyfeed.background
+
+    def close(self) -> None:
+        for item in reversed(self.background):
+            item.stop()
+        for transport in {id(t): t for t in self.transports.values()}.values():
+            transport.close()
+
+
+def bootstrap(overrides: Mapping[str, Any] | None = None, *, settings: Settings | None = None,
+              transports: Mapping[Service, Transport] | None = None,
+              activity_base_url: Callable[[], str] | None = None) -> Container:
+    """Build the container. `overrides` change settings by their dotted names (on top of `settings`, or of the
+    files and environment); `transports` (by service) replace the configured ones; `activity_base_url` tells the
+    feign transport where the record endpoints are when activity.base-url is empty."""
+    if settings is None:
+        settings = load_settings(overrides)
+    elif overrides:
+        settings = settings.with_overrides(overrides)
+    db = connect(settings["mongo.uri"], settings["mongo.database"])
+    ensure_indexes(db)
+    if activity_base_url is None:
+        configured = settings["activity.base-url"] or FALLBACK_BASE_URL
+
+        def activity_base_url() -> str:
+            return configured
+
+    dead_letters = DeadLetterStore(db, lease_seconds=settings["deadletters.lease-s"])
+    built = {Service(name): t for name, t in transports.items()} if transports is not None \
+        else build_transports(settings, activity_base_url)
+    return Container(settings=settings, db=db, transports=built, dead_letters=dead_letters,
+                     activity_service=ActivityService(ActivityRepository(db), FollowRepository(db)),
+                     content_service=ContentService(ContentRepository(db), ActivityPublisher(built, dead_letters)))
