@@ -1,7 +1,11 @@
 """Bearer tokens: HS256 JWTs signed with `auth.jwt-secret`.
 
-Member tokens carry `sub` = member id. The feign transport calls the record endpoints with a service token
-(`scope` = activity:record), so a member token can never write activities in someone else's name.
+Three kinds, told apart by the `scope` claim (SPEC section 8a):
+- member (`sub` = member id, no scope): acts as that member on the content and follow endpoints;
+- service (`scope` = activity:record): the only one that may call the record endpoints (the feign transport uses
+  one), so a member token can never write activities in someone else's name;
+- admin (`scope` = admin): the dead-letter console and the admin API.
+A scoped token never acts as a member, and a member token never acts as either of the others.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from .events import utcnow
 from .extension import get_container
 
 RECORD_SCOPE = "activity:record"
+ADMIN_SCOPE = "admin"
+SERVICE_SUBJECT = "dailyfeed-content"
 MAX_TOKEN_CHARS = 4096
 
 
@@ -25,10 +31,17 @@ def issue_member_token(secret: str, member_id: int, ttl_seconds: int) -> str:
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def issue_service_token(secret: str, ttl_seconds: int = 300) -> str:
+def issue_service_token(secret: str, ttl_seconds: int = 300, subject: str = SERVICE_SUBJECT) -> str:
+    return _scoped_token(secret, subject, RECORD_SCOPE, ttl_seconds)
+
+
+def issue_admin_token(secret: str, ttl_seconds: int, subject: str = "admin") -> str:
+    return _scoped_token(secret, subject, ADMIN_SCOPE, ttl_seconds)
+
+
+def _scoped_token(secret: str, subject: str, scope: str, ttl_seconds: int) -> str:
     now = utcnow()
-    claims = {"sub": "dailyfeed-content", "scope": RECORD_SCOPE, "iat": now,
-              "exp": now + timedelta(seconds=ttl_seconds)}
+    claims = {"sub": subject, "scope": scope, "iat": now, "exp": now + timedelta(seconds=ttl_seconds)}
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -55,8 +68,8 @@ def member_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         claims = _claims()
-        if claims.get("scope") == RECORD_SCOPE:
-            raise Forbidden("a service token cannot act as a member")
+        if claims.get("scope") is not None:
+            raise Forbidden(f"a token with scope {claims.get('scope')!r} cannot act as a member")
         sub = claims.get("sub")
         try:
             member_id = int(str(sub))
@@ -70,13 +83,22 @@ def member_required(view):
     return wrapper
 
 
-def service_required(view):
-    """Only the content side (a service token) may record activities through the HTTP endpoints."""
+def scope_required(scope: str, what: str):
+    """A view that only a token with `scope` may call; `what` names the action in the 403 message."""
 
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        if _claims().get("scope") != RECORD_SCOPE:
-            raise Forbidden(f"recording activities needs a service token with scope {RECORD_SCOPE}")
-        return view(*args, **kwargs)
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if _claims().get("scope") != scope:
+                raise Forbidden(f"{what} needs a token with scope {scope}")
+            return view(*args, **kwargs)
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+#: Only the content side (a service token) may record activities through the HTTP endpoints.
+service_required = scope_required(RECORD_SCOPE, "recording activities")
+#: The dead-letter console and the admin API.
+admin_required = scope_required(ADMIN_SCOPE, "the admin API")

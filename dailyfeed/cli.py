@@ -33,17 +33,30 @@ def main() -> None:
 
 
 @main.command("token")
-@click.option("--member", "member_id", type=click.IntRange(min=1), required=True, help="member id (JWT sub)")
-@click.option("--ttl", type=click.IntRange(min=1), default=None, help="lifetime in seconds")
-def token_command(member_id: int, ttl: int | None) -> None:
-    """Print a development JWT for a member, signed with auth.jwt-secret."""
-    from .auth import issue_member_token
+@click.option("--member", "member_id", type=click.IntRange(min=1, max=2**63 - 1), default=None,
+              help="a member token: acts as this member (JWT sub)")
+@click.option("--service", "service", is_flag=True,
+              help="a service token (scope activity:record): the only one that may call the record endpoints")
+@click.option("--admin", "admin", is_flag=True, help="an admin token (scope admin): the console and /api/admin")
+@click.option("--ttl", type=click.IntRange(min=1), default=None,
+              help="lifetime in seconds (default: auth.token-ttl-s)")
+def token_command(member_id: int | None, service: bool, admin: bool, ttl: int | None) -> None:
+    """Print a JWT signed with auth.jwt-secret: --member N, --service or --admin (exactly one)."""
+    from .auth import issue_admin_token, issue_member_token, issue_service_token
 
+    if sum((member_id is not None, service, admin)) != 1:
+        raise click.UsageError("give exactly one of --member N, --service, --admin")
     try:
         settings = load_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(issue_member_token(settings["auth.jwt-secret"], member_id, ttl or settings["auth.token-ttl-s"]))
+    secret, ttl = settings["auth.jwt-secret"], ttl or settings["auth.token-ttl-s"]
+    if service:
+        click.echo(issue_service_token(secret, ttl))
+    elif admin:
+        click.echo(issue_admin_token(secret, ttl))
+    else:
+        click.echo(issue_member_token(secret, member_id, ttl))
 
 
 @main.command("serve")

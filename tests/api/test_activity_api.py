@@ -1,7 +1,7 @@
 """The activity module: follows, the followings feed, one member's activities, and the record endpoints."""
 from datetime import datetime, timezone
 
-from dailyfeed.auth import issue_service_token
+from dailyfeed.auth import issue_admin_token, issue_service_token
 from dailyfeed.events import ActivityEvent, ActivityType, record_request_body
 from dailyfeed.extension import get_container
 
@@ -77,3 +77,16 @@ def test_record_endpoint_needs_a_service_token_and_a_matching_type(client, app, 
     missing = _record(client, app, "posts", {"memberId": 7, "postId": 12, "activityType": "POST_CREATE"})
     assert missing.status_code == 400 and "messageKey" in missing.json["message"]
     assert activities() == []
+
+
+def test_scoped_tokens_open_only_their_own_door(client, app, activities):
+    """A service or admin token never acts as a member; an admin token cannot record activities."""
+    secret = get_container(app).settings["auth.jwt-secret"]
+    for token in (issue_service_token(secret), issue_admin_token(secret, 60)):
+        response = client.post("/api/posts", json={"content": "not mine"}, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 403 and "cannot act as a member" in response.json["message"]
+    event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=12)
+    admin = client.post("/api/member-activities/posts", json=record_request_body(event),
+                        headers={"Authorization": f"Bearer {issue_admin_token(secret, 60)}"})
+    assert admin.status_code == 403 and "activity:record" in admin.json["message"]
+    assert activities() == [] and get_container(app).db["posts"].count_documents({}) == 0

@@ -23,3 +23,22 @@ def test_unknown_publish_type_stops_start_up_naming_the_setting():
     result = CliRunner().invoke(main, ["routes"], env={"DAILYFEED_PUBLISH_TYPE_POST_SERVICE": "rabbitmq"})
     assert result.exit_code != 0
     assert "publish-type.post-service" in result.output and "kafka, feign" in result.output
+
+
+def _claims_of(result):
+    assert result.exit_code == 0, result.output
+    return jwt.decode(result.output.strip(), load_settings()["auth.jwt-secret"], algorithms=["HS256"],
+                      options={"verify_sub": False})
+
+
+def test_token_prints_a_record_scope_service_token_and_an_admin_token():
+    service = _claims_of(CliRunner().invoke(main, ["token", "--service"]))
+    admin = _claims_of(CliRunner().invoke(main, ["token", "--admin", "--ttl", "60"]))
+    assert service["scope"] == "activity:record" and admin["scope"] == "admin"
+    assert admin["exp"] - admin["iat"] == 60
+
+
+def test_token_needs_exactly_one_kind():
+    for args in (["token"], ["token", "--member", "7", "--admin"], ["token", "--service", "--admin"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and "exactly one of --member N, --service, --admin" in result.output
