@@ -39,17 +39,13 @@ from ..support.kafka import (
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
 
 
-def dailyfeed_of(app):
-    return get_container(app)
-
-
 def today_topic(app) -> str:
-    return DateTopics.from_settings(dailyfeed_of(app).settings).upcoming()[0]
+    return DateTopics.from_settings(get_container(app).settings).upcoming()[0]
 
 
 def consumed(app) -> int:
     """How many records the app's consumer group has committed, over all its topics."""
-    settings = dailyfeed_of(app).settings
+    settings = get_container(app).settings
     return sum(committed_offsets(settings["kafka.bootstrap-servers"], settings["kafka.consumer.group-id"]).values())
 
 
@@ -88,14 +84,14 @@ def test_every_content_action_is_recorded_once_with_the_acting_member(kafka_apps
     docs = activities(app)
     assert sorted((d["member_id"], d["member_activity_type"], d["post_id"], d["comment_id"]) for d in docs) == expected
     assert len({d["message_key"] for d in docs}) == len(expected)
-    db = dailyfeed_of(app).db
+    db = get_container(app).db
     assert db[KAFKA_PUBLISHER_DEAD_LETTERS].count_documents({}) == 0
     assert db[KAFKA_LISTENER_DEAD_LETTERS].count_documents({}) == 0
 
 
 def test_the_same_record_delivered_three_times_is_one_document(kafka_apps):
     app = kafka_apps.app()
-    transport = dailyfeed_of(app).transports["post-service"]
+    transport = get_container(app).transports["post-service"]
     event = ActivityEvent.new(ActivityType.LIKE_POST, 5, post_id=77)
     transport.publish(event)
     transport.publish(event)  # a retry of the same action: same key
@@ -118,7 +114,7 @@ def test_a_poison_record_becomes_one_listener_dead_letter_and_the_records_after_
     wait_consumed(app, 3)
 
     assert {d["message_key"] for d in activities(app)} == {e.message_key for e in after}
-    [letter] = dailyfeed_of(app).db[KAFKA_LISTENER_DEAD_LETTERS].find()
+    [letter] = get_container(app).db[KAFKA_LISTENER_DEAD_LETTERS].find()
     assert letter["origin"] == {"topic": topic, "partition": 0, "offset": poison_offset, "key": "junk-key",
                                 "value": "\x00 not an event"}
     assert letter["status"] == "pending" and "not JSON" in letter["error"]["message"]
@@ -145,7 +141,7 @@ def test_records_in_the_java_originals_format_are_stored(kafka_apps):
 
 def test_records_on_yesterdays_topic_and_on_a_date_topic_created_later_are_stored(kafka_apps):
     app = kafka_apps.app()
-    topics = DateTopics.from_settings(dailyfeed_of(app).settings)
+    topics = DateTopics.from_settings(get_container(app).settings)
     assert consumed(app) == 0
     old = ActivityEvent.new(ActivityType.POST_CREATE, 11, post_id=1,
                             at=datetime.now(timezone.utc) - timedelta(days=3))
@@ -163,7 +159,7 @@ def test_records_on_yesterdays_topic_and_on_a_date_topic_created_later_are_store
 
 def test_a_listener_killed_after_storing_before_committing_loses_and_duplicates_nothing(kafka_apps):
     app = kafka_apps.app(run_background=False)  # no listener in the app: this test runs its own
-    dailyfeed = dailyfeed_of(app)
+    dailyfeed = get_container(app)
     api = Api(app)
     posts = [ok(api.post(4, "/api/posts", json={"content": f"p{i}"}))["id"] for i in range(5)]
 
@@ -219,20 +215,20 @@ def test_post_service_on_kafka_and_comment_service_on_feign_are_both_recorded(ka
     assert sorted((d["member_activity_type"], d["member_id"]) for d in activities(app)) == [
         ("COMMENT_CREATE", 2), ("LIKE_COMMENT", 3), ("LIKE_POST", 1), ("POST_CREATE", 1)]
     assert consumed(app) == 2
-    db = dailyfeed_of(app).db
+    db = get_container(app).db
     assert db[FEIGN_DEAD_LETTERS].count_documents({}) == 0
     assert db[KAFKA_PUBLISHER_DEAD_LETTERS].count_documents({}) == 0
 
 
 def test_start_up_creates_today_and_tomorrow_with_the_configured_partitions_and_retention(kafka_apps):
     app = kafka_apps.app(**{"kafka.topic.partitions": 3, "kafka.topic.retention-ms": 172800000})
-    for topic in DateTopics.from_settings(dailyfeed_of(app).settings).upcoming():
+    for topic in DateTopics.from_settings(get_container(app).settings).upcoming():
         assert describe_topic(kafka_apps.bootstrap, topic) == {"partitions": 3, "retention.ms": "172800000"}
 
 
 def test_topics_ensure_and_prune_from_the_command_line(kafka_apps):
     app = kafka_apps.app(run_background=False)
-    topics = DateTopics.from_settings(dailyfeed_of(app).settings)
+    topics = DateTopics.from_settings(get_container(app).settings)
     today = topics.today()
     runner = app.test_cli_runner()
 
@@ -263,10 +259,10 @@ def test_topics_ensure_and_prune_from_the_command_line(kafka_apps):
 
 def test_dailyfeed_listen_records_until_sigterm_and_commits_what_it_stored(kafka_apps):
     app = kafka_apps.app(run_background=False)
-    settings = dailyfeed_of(app).settings
+    settings = get_container(app).settings
     events = [ActivityEvent.new(ActivityType.POST_CREATE, 21, post_id=200 + i) for i in range(3)]
     for event in events:
-        dailyfeed_of(app).transports["post-service"].publish(event)
+        get_container(app).transports["post-service"].publish(event)
     env = {**os.environ, "DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"),
            "DAILYFEED_MONGO_URI": settings["mongo.uri"], "DAILYFEED_MONGO_DATABASE": settings["mongo.database"],
            "DAILYFEED_KAFKA_BOOTSTRAP_SERVERS": settings["kafka.bootstrap-servers"],
@@ -289,4 +285,4 @@ def test_dailyfeed_listen_records_until_sigterm_and_commits_what_it_stored(kafka
     assert process.returncode == 0, output
     assert "dailyfeed listening: topics" in output and "dailyfeed listener stopped" in output
     assert {d["message_key"] for d in activities(app)} == {e.message_key for e in events}
-    assert dailyfeed_of(app).db[MEMBER_ACTIVITIES].count_documents({}) == 3
+    assert get_container(app).db[MEMBER_ACTIVITIES].count_documents({}) == 3
