@@ -194,6 +194,16 @@ class ClaimProtocol:
                                                    update).matched_count
                    for at in range(0, len(ids), MAX_UPDATE))
 
+    def claim_of(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Who holds a dead letter (as read) right now: {token, lease_until}, or None when nobody does (never
+        claimed, given back, finished, or a lease that ran out). The one place that answers it, for the console."""
+        if not doc.get("is_editing") or doc.get("lease_until") is None:
+            return None
+        lease_until = as_utc(doc["lease_until"])
+        if lease_until <= utcnow():
+            return None
+        return {"token": doc.get("claim_token"), "lease_until": lease_until}
+
     def _holds(self, collection: str, doc_id: Any, token: str) -> dict[str, Any] | None:
         doc = self.db[collection].find_one({"_id": doc_id}, {"claim_token": 1, "lease_generation": 1})
         return doc if doc is not None and doc.get("claim_token") == token else None

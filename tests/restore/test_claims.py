@@ -207,3 +207,15 @@ def test_batches_larger_than_one_update_are_marked_and_finished_in_several(db, d
     assert dead_letters.release_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed[:3], "run") == 3
     assert dead_letters.complete_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed[3:], "run") == [d["_id"] for d in docs[3:]]
     assert [d["status"] for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)] == ["pending"] * 3 + ["completed"] * 2
+
+
+def test_claim_of_tells_who_holds_a_dead_letter_until_it_is_given_back(db, dead_letters):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert dead_letters.claim_of(doc) is None
+    claimed = dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "holder")
+    (held,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert dead_letters.claim_of(held)["token"] == "holder" == dead_letters.claim_of(claimed)["token"]
+    dead_letters.release(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "holder")
+    (released,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert dead_letters.claim_of(released) is None
