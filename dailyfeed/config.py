@@ -114,6 +114,17 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mappin
     return Settings(_validate(values))
 
 
+#: Every numeric limit, checked once here at start-up (no module checks a setting again).
+LOWER_BOUNDS = {
+    "kafka.topic.partitions": 1, "kafka.topic.replication-factor": 1,
+    "kafka.producer.send-timeout-ms": 100,  # below that no broker round trip fits
+    "kafka.consumer.max-records": 1, "kafka.consumer.metadata-max-age-ms": 1, "kafka.consumer.store-retries": 0,
+    "feign.retry.attempts": 1, "feign.retry.backoff-s": 0, "circuit.window-size": 1, "circuit.minimum-calls": 1,
+    "deadletters.lease-s": 1, "server.threads": 1, "server.port": 0, "server.activity-port": 0,
+}
+POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s")
+
+
 def _validate(values: dict[str, Any]) -> dict[str, Any]:
     for service in SERVICES:
         key = f"publish-type.{service.value}"
@@ -131,10 +142,12 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     except (ZoneInfoNotFoundError, ValueError):
         zone = values["kafka.topic.timezone"]
         raise ConfigError(f"setting kafka.topic.timezone: unknown time zone {zone!r}") from None
-    for key in ("kafka.topic.partitions", "kafka.topic.replication-factor", "kafka.producer.send-timeout-ms",
-                "feign.retry.attempts", "circuit.window-size", "deadletters.lease-s"):
-        if values[key] < 1:
-            raise ConfigError(f"setting {key} must be at least 1, got {values[key]}")
+    for key, low in LOWER_BOUNDS.items():
+        if values[key] < low:
+            raise ConfigError(f"setting {key} ({env_name(key)}) must be at least {low}, got {values[key]}")
+    for key in POSITIVE:
+        if values[key] <= 0:
+            raise ConfigError(f"setting {key} ({env_name(key)}) must be greater than 0, got {values[key]}")
     if not 0 < values["circuit.failure-rate"] <= 1:
         raise ConfigError("setting circuit.failure-rate must be in (0, 1]")
     if len(values["auth.jwt-secret"]) < 32:

@@ -8,7 +8,6 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
-from ..config import ConfigError
 from ..extension import get_container
 
 
@@ -19,11 +18,7 @@ def listen_command() -> None:
     from .listener import ActivityListener
 
     dailyfeed = get_container()
-    try:
-        listener = ActivityListener.from_settings(dailyfeed.settings, dailyfeed.activity_service,
-                                                  dailyfeed.dead_letters)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    listener = ActivityListener.from_settings(dailyfeed.settings, dailyfeed.activity_service, dailyfeed.dead_letters)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -23,18 +23,14 @@ import logging
 import threading
 from typing import Any, Callable, Mapping, Sequence
 
-from ..config import ConfigError, Settings
+from ..config import Settings
 from ..deadletters import DeadLetterStore, DeadLetterStoreError
+from ..delivery import Backoff, ConsumerOptions, consumer_options
 from ..events import ActivityEvent
 from ..transport.topics import DateTopics, describe_error
 from .service import ActivityService
 
 log = logging.getLogger(__name__)
-
-
-POLL_TIMEOUT_MS = 1000     # longest wait for records in one poll (a stop request ends it at once)
-RETRY_BACKOFF_S = 0.5      # first pause after a failed store or a consumer that cannot start; doubles each time
-MAX_BACKOFF_S = 30.0       # longest pause, e.g. while neither the store nor the dead letters can be written
 
 
 class BatchOutcome(str, enum.Enum):
@@ -45,23 +41,6 @@ class BatchOutcome(str, enum.Enum):
     ABANDONED = "abandoned"      # the listener was stopped while retrying: nothing committed
 
 
-class Backoff:
-    """Exponential pauses between `base_s` and `max_s`."""
-
-    def __init__(self, base_s: float, max_s: float):
-        self.base_s = base_s
-        self.max_s = max(max_s, base_s)
-        self.failures = 0
-
-    def next(self) -> float:
-        delay = min(self.base_s * (2 ** self.failures), self.max_s)
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
 def record_origin(record: Any) -> dict[str, Any]:
     """Where a consumed record came from, raw, as a listener dead letter keeps it."""
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset,
@@ -70,20 +49,13 @@ def record_origin(record: Any) -> dict[str, Any]:
 
 class ActivityListener:
     def __init__(self, activities: ActivityService, dead_letters: DeadLetterStore, *,
-                 consumer_factory: Callable[[], Any], pattern: str, group_id: str = "",
-                 max_records: int = 500, poll_timeout_ms: int = POLL_TIMEOUT_MS, store_retries: int = 3,
-                 retry_backoff_s: float = RETRY_BACKOFF_S, max_backoff_s: float = MAX_BACKOFF_S, describe: str = ""):
+                 consumer_factory: Callable[[], Any], options: ConsumerOptions, describe: str = ""):
         self.activities = activities
         self.dead_letters = dead_letters
         self.consumer_factory = consumer_factory  # called on the listener's loop (aiokafka needs a running loop)
-        self.pattern = pattern
-        self.group_id = group_id
-        self.max_records = max_records
-        self.poll_timeout_ms = poll_timeout_ms
-        self.store_retries = store_retries
-        self.retry_backoff_s = retry_backoff_s
-        self.describe = describe or f"pattern {pattern}"
-        self._backoff = Backoff(retry_backoff_s, max_backoff_s)
+        self.options = options
+        self.describe = describe or f"pattern {options.pattern}"
+        self._backoff = Backoff(options.reconnect)  # pauses while dead letters cannot be stored either
         self._stop_requested = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -94,27 +66,17 @@ class ActivityListener:
     @classmethod
     def from_settings(cls, settings: Settings, activities: ActivityService,
                       dead_letters: DeadLetterStore) -> "ActivityListener":
-        for key in ("kafka.consumer.max-records", "kafka.consumer.metadata-max-age-ms"):
-            if settings[key] < 1:
-                raise ConfigError(f"setting {key} must be at least 1, got {settings[key]}")
-        if settings["kafka.consumer.store-retries"] < 0:
-            raise ConfigError("setting kafka.consumer.store-retries must not be negative")
-        topics = DateTopics.from_settings(settings)
-        bootstrap = settings["kafka.bootstrap-servers"]
-        group_id = settings["kafka.consumer.group-id"]
-        metadata_max_age_ms = settings["kafka.consumer.metadata-max-age-ms"]
+        options = consumer_options(settings, DateTopics.from_settings(settings).pattern)
 
         def consumer_factory() -> Any:
             from aiokafka import AIOKafkaConsumer
 
-            return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, client_id="dailyfeed-listener",
-                                    auto_offset_reset="earliest", enable_auto_commit=False,
-                                    metadata_max_age_ms=metadata_max_age_ms)
+            return AIOKafkaConsumer(bootstrap_servers=options.bootstrap_servers, group_id=options.group_id,
+                                    client_id="dailyfeed-listener", auto_offset_reset=options.offset_reset,
+                                    enable_auto_commit=False, metadata_max_age_ms=options.metadata_max_age_ms)
 
-        return cls(activities, dead_letters, consumer_factory=consumer_factory, pattern=topics.pattern,
-                   group_id=group_id, max_records=settings["kafka.consumer.max-records"],
-                   store_retries=settings["kafka.consumer.store-retries"],
-                   describe=f"topics {topics.pattern} on {bootstrap} as group {group_id}")
+        return cls(activities, dead_letters, consumer_factory=consumer_factory, options=options,
+                   describe=f"topics {options.pattern} on {options.bootstrap_servers} as group {options.group_id}")
 
     # --- lifecycle: a thread of its own -----------------------------------------------------------------------
 
@@ -194,10 +156,10 @@ class ActivityListener:
         """Consume until stopped; a consumer that cannot start or fails is replaced after a pause."""
         if self._wake is None:
             self._wake = asyncio.Event()
-        connect_backoff = Backoff(self.retry_backoff_s, self._backoff.max_s)
+        connect_backoff = Backoff(self.options.reconnect)
         while not self.stopping:
             consumer = self.consumer_factory()
-            consumer.subscribe(pattern=self.pattern)
+            consumer.subscribe(pattern=self.options.pattern)
             try:
                 await consumer.start()
             except Exception as exc:
@@ -228,7 +190,8 @@ class ActivityListener:
 
     async def poll_once(self, consumer: Any) -> BatchOutcome:
         """Poll one batch and handle it. The wait for records ends early when the listener is stopped."""
-        poll = asyncio.ensure_future(consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records))
+        poll = asyncio.ensure_future(consumer.getmany(timeout_ms=self.options.poll_timeout_ms,
+                                                      max_records=self.options.max_records))
         wake = asyncio.ensure_future(self._wake.wait()) if self._wake is not None else None
         try:
             await asyncio.wait([f for f in (poll, wake) if f is not None], return_when=asyncio.FIRST_COMPLETED)
@@ -299,21 +262,23 @@ class ActivityListener:
             by_key.setdefault(event.message_key, event)
         unique = list(by_key.values())
         error: Exception | None = None
-        for attempt in range(1, self.store_retries + 2):
+        policy, attempt = self.options.store_retry, 0
+        while True:
+            attempt += 1
             try:
                 return await asyncio.to_thread(self.activities.record_activities, unique), 0
             except Exception as exc:
                 error = exc
-                if attempt > self.store_retries:
+                if not policy.retries_left(attempt):
                     break
-                delay = min(self.retry_backoff_s * (2 ** (attempt - 1)), self._backoff.max_s)
-                log.warning("storing %d activities failed (attempt %d/%d: %s: %s); retrying in %.2f s",
-                            len(unique), attempt, self.store_retries + 1, type(exc).__name__, exc, delay)
+                delay = policy.delay(attempt)
+                log.warning("storing %d activities failed (attempt %d/%s: %s: %s); retrying in %.2f s",
+                            len(unique), attempt, policy.attempts, type(exc).__name__, exc, delay)
                 await self._sleep(delay)
                 if self.stopping:
                     return None
         log.error("storing %d activities failed after %d attempts (%s: %s); keeping each as a listener dead letter",
-                  len(unique), self.store_retries + 1, type(error).__name__, error)
+                  len(unique), attempt, type(error).__name__, error)
         for record, event in events:
             await asyncio.to_thread(self.dead_letters.record_listener_failure, origin=record_origin(record),
                                     error=error, event=event)

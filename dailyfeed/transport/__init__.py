@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..config import Settings
+from ..delivery import feign_options
 from ..events import PublishType, Service
 from .base import CircuitOpen, Transport, TransportError, TransportRejected, TransportUnavailable
 from .circuit import CircuitBreaker
@@ -14,11 +15,8 @@ __all__ = ["CircuitOpen", "Transport", "TransportError", "TransportRejected", "T
 
 
 def build_http_transport(settings: Settings, base_url: Callable[[], str]) -> HttpTransport:
-    return HttpTransport(base_url, settings["auth.jwt-secret"],
-                         connect_timeout=settings["feign.connect-timeout-s"],
-                         read_timeout=settings["feign.read-timeout-s"],
-                         attempts=settings["feign.retry.attempts"], backoff_s=settings["feign.retry.backoff-s"],
-                         breaker=CircuitBreaker.from_settings(settings))
+    return HttpTransport.from_options(base_url, settings["auth.jwt-secret"], feign_options(settings),
+                                      CircuitBreaker.from_settings(settings))
 
 
 def build_kafka_transport(settings: Settings) -> Transport:

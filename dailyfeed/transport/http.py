@@ -13,6 +13,7 @@ from typing import Callable
 import requests
 
 from ..auth import issue_service_token
+from ..delivery import FeignOptions, RetryPolicy
 from ..events import RECORD_PATHS, ActivityEvent, PublishType, record_request_body
 from .base import TransportRejected, TransportUnavailable
 from .circuit import BreakerGuarded, CircuitBreaker
@@ -29,17 +30,24 @@ class HttpTransport(BreakerGuarded):
         self._base_url = base_url  # resolved per call: by default the app's own URL
         self._secret = secret
         self.timeout = (connect_timeout, read_timeout)
-        self.attempts = attempts
-        self.backoff_s = backoff_s
+        self.retry = RetryPolicy(attempts=attempts, base_s=backoff_s, max_s=backoff_s, factor=1.0)
         self.breaker = breaker or CircuitBreaker()
         self.session = session or requests.Session()
         self._token: tuple[float, str] | None = None
+
+    @classmethod
+    def from_options(cls, base_url: Callable[[], str], secret: str, options: FeignOptions,
+                     breaker: CircuitBreaker) -> "HttpTransport":
+        return cls(base_url, secret, connect_timeout=options.connect_timeout_s, read_timeout=options.read_timeout_s,
+                   attempts=options.retry.attempts, backoff_s=options.retry.base_s, breaker=breaker)
 
     def _deliver(self, event: ActivityEvent) -> None:
         url = f"{self._base_url().rstrip('/')}/api/member-activities/{RECORD_PATHS[event.category]}"
         body = record_request_body(event)
         headers = {"Authorization": f"Bearer {self._service_token()}"}
-        for attempt in range(1, self.attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 response = self.session.post(url, json=body, headers=headers, timeout=self.timeout)
             except requests.RequestException as exc:
@@ -50,11 +58,11 @@ class HttpTransport(BreakerGuarded):
                 if response.status_code < 500:
                     raise TransportRejected(f"POST {url} answered {response.status_code}: {_message(response)}")
                 error = TransportUnavailable(f"POST {url} answered {response.status_code}: {_message(response)}")
-            if attempt < self.attempts:
-                log.info("record call for %s failed (attempt %d/%d): %s", event.message_key, attempt,
-                         self.attempts, error)
-                time.sleep(self.backoff_s)
-        raise error
+            if not self.retry.retries_left(attempt):
+                raise error
+            log.info("record call for %s failed (attempt %d/%d): %s", event.message_key, attempt,
+                     self.retry.attempts, error)
+            time.sleep(self.retry.delay(attempt))
 
     def _service_token(self) -> str:
         now = time.monotonic()

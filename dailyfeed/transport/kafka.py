@@ -16,7 +16,8 @@ import asyncio
 import logging
 from typing import Any
 
-from ..config import ConfigError, Settings
+from ..config import Settings
+from ..delivery import ProducerOptions, producer_options
 from ..events import ActivityEvent, PublishType
 from .base import TransportUnavailable
 from .circuit import BreakerGuarded, CircuitBreaker
@@ -45,6 +46,7 @@ class KafkaTransport(BreakerGuarded):
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
         self.send_timeout_s = send_timeout_s
+        self.options = ProducerOptions(bootstrap_servers=bootstrap_servers, send_timeout_s=send_timeout_s)
         self.client_id = client_id
         self.create_topics = create_topics
         self.breaker = breaker or CircuitBreaker()
@@ -58,11 +60,9 @@ class KafkaTransport(BreakerGuarded):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "KafkaTransport":
-        timeout_ms = settings["kafka.producer.send-timeout-ms"]
-        if timeout_ms < 100:
-            raise ConfigError(f"setting kafka.producer.send-timeout-ms must be at least 100, got {timeout_ms}")
-        return cls(settings["kafka.bootstrap-servers"], DateTopics.from_settings(settings),
-                   send_timeout_s=timeout_ms / 1000, breaker=CircuitBreaker.from_settings(settings))
+        options = producer_options(settings)
+        return cls(options.bootstrap_servers, DateTopics.from_settings(settings), send_timeout_s=options.send_timeout_s,
+                   breaker=CircuitBreaker.from_settings(settings))
 
     # --- the port ---------------------------------------------------------------------------------------------
 
@@ -111,7 +111,7 @@ class KafkaTransport(BreakerGuarded):
 
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self.bootstrap_servers, client_id=self.client_id,
-                    acks="all", enable_idempotence=True,
+                    acks=self.options.acks, enable_idempotence=self.options.idempotent,
                     request_timeout_ms=max(int(self.send_timeout_s * 1000), 1000),
                     retry_backoff_ms=100)
                 try:

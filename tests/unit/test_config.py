@@ -39,6 +39,11 @@ def test_unknown_publish_type_is_a_start_up_error_naming_setting_and_values():
     ("mongo.uri", "postgres://x", "mongo.uri"),
     ("kafka.topic.timezone", "Mars/Base", "time zone"),
     ("auth.jwt-secret", "short", "at least 32"),
+    ("kafka.producer.send-timeout-ms", 99,
+     r"kafka.producer.send-timeout-ms \(DAILYFEED_KAFKA_PRODUCER_SEND_TIMEOUT_MS\) must be at least 100"),
+    ("kafka.consumer.store-retries", -1, "must be at least 0"),
+    ("kafka.consumer.max-records", 0, "must be at least 1"),
+    ("feign.read-timeout-s", 0, "greater than 0"),
 ])
 def test_bad_values_are_rejected(key, value, problem):
     with pytest.raises(ConfigError, match=problem):

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dailyfeed.config import ConfigError, load_settings
+from dailyfeed.config import load_settings
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.transport import TransportUnavailable, build_kafka_transport
 from dailyfeed.transport.kafka import KafkaTransport
@@ -111,9 +111,3 @@ def test_the_topic_follows_the_configured_prefix_and_time_zone():
         assert transport.topics.at(EVENT.created_at) == "t1-member-activity-20261123"  # already Monday in Seoul
     finally:
         transport.close()
-
-
-def test_a_send_timeout_too_short_to_work_is_a_settings_error():
-    settings = load_settings({"kafka.producer.send-timeout-ms": 10}, environ={})
-    with pytest.raises(ConfigError, match="kafka.producer.send-timeout-ms"):
-        build_kafka_transport(settings)

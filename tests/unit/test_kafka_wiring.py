@@ -70,7 +70,7 @@ def test_a_serving_app_on_kafka_starts_the_listener_even_when_kafka_is_down(capl
     try:
         [listener] = listeners(app)
         assert listener.running
-        assert listener.pattern == r"^wiring\-member\-activity\-\d{8}$"
+        assert listener.options.pattern == r"^wiring\-member\-activity\-\d{8}$"
         errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert any("could not make sure the date topics wiring-member-activity-" in m and
                    "dailyfeed topics ensure" in m for m in errors), errors

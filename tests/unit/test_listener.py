@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import NamedTuple
 
@@ -19,6 +20,7 @@ from dailyfeed.activity.listener import ActivityListener, BatchOutcome
 from dailyfeed.activity.repository import ActivityRepository, FollowRepository
 from dailyfeed.activity.service import ActivityService
 from dailyfeed.deadletters import DeadLetterStore, DeadLetterStoreError
+from dailyfeed.delivery import ConsumerOptions, RetryPolicy
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.store import KAFKA_LISTENER_DEAD_LETTERS, MEMBER_ACTIVITIES, connect, ensure_indexes, forget_mock
 
@@ -125,9 +127,11 @@ def make_listener(db, *, store_failures: int = 0, dead_letter_failures: int = 0,
                   consumer_factory=None) -> tuple[ActivityListener, FlakyActivities, FlakyDeadLetters]:
     activities = FlakyActivities(ActivityService(ActivityRepository(db), FollowRepository(db)), store_failures)
     dead_letters = FlakyDeadLetters(DeadLetterStore(db), dead_letter_failures)
+    quick = RetryPolicy(attempts=None, base_s=0.001, max_s=0.01)
+    options = ConsumerOptions(bootstrap_servers="unused", group_id="g", poll_timeout_ms=10, reconnect=quick,
+                              store_retry=replace(quick, attempts=store_retries + 1))
     listener = ActivityListener(activities, dead_letters, consumer_factory=consumer_factory or FakeConsumer,
-                                pattern=r"^member-activity-\d{8}$", store_retries=store_retries,
-                                retry_backoff_s=0.001, max_backoff_s=0.01, poll_timeout_ms=10)
+                                options=options)
     return listener, activities, dead_letters
 
 
@@ -287,7 +291,7 @@ def test_redelivered_records_and_repeats_within_a_batch_leave_one_document(db):
 
 def test_stopping_while_the_store_is_retried_commits_nothing_and_keeps_no_dead_letter(db):
     listener, _, _ = make_listener(db, store_failures=99, store_retries=5)
-    listener.retry_backoff_s = 5.0
+    listener.options = replace(listener.options, store_retry=RetryPolicy(attempts=6, base_s=5.0, max_s=5.0))
     consumer = FakeConsumer()
 
     async def scenario():
