@@ -161,6 +161,28 @@ launched_alive() {
     [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
 }
 
+# wait_ready SVC WHAT PIDFILE LOG PORT TIMEOUT INTERVAL CHECK T0: poll CHECK every INTERVAL seconds until it
+# succeeds; fail with the log tail when the launched process dies or TIMEOUT seconds pass (the process is then
+# left running, so `stop` can end it).
+wait_ready() {
+    local svc=$1 what=$2 pidfile=$3 log=$4 port=$5 timeout=$6 interval=$7 check=$8 t0=$9 deadline
+    deadline=$(($(date +%s) + timeout))
+    while (($(date +%s) < deadline)); do
+        if ! launched_alive "$pidfile"; then
+            show_log_tail "$log"
+            rm -f "$pidfile"
+            die "$svc: $what exited during startup (log: $log)"
+        fi
+        if "$check"; then
+            say "$svc: ready on $HOST:$port (pid $(read_pid "$pidfile")) in $(since "$t0")"
+            return 0
+        fi
+        sleep "$interval"
+    done
+    show_log_tail "$log"
+    die "$svc: not ready after ${timeout}s (pid $(read_pid "$pidfile") left running; \`$0 stop $svc\` ends it)"
+}
+
 # stop_pid NAME PIDFILE MARKER [PORT...]
 stop_pid() {
     local name=$1 pidfile=$2 marker=$3 pid t0 i
@@ -279,23 +301,10 @@ kafka_ready() { # metadata round trip through the admin client
         --command-config "$KAFKA_CONF_DIR/probe.properties" --list >/dev/null 2>&1
 }
 
+kafka_port_ready() { port_open "$KAFKA_PORT" && kafka_ready; }
+
 kafka_wait_ready() {
-    local t0=$1 deadline
-    deadline=$(($(date +%s) + KAFKA_READY_TIMEOUT))
-    while (($(date +%s) < deadline)); do
-        if ! launched_alive "$KAFKA_PID"; then
-            show_log_tail "$KAFKA_LOG"
-            rm -f "$KAFKA_PID"
-            die "kafka: broker exited during startup (log: $KAFKA_LOG)"
-        fi
-        if port_open "$KAFKA_PORT" && kafka_ready; then
-            say "kafka: ready on $HOST:$KAFKA_PORT (pid $(read_pid "$KAFKA_PID")) in $(since "$t0")"
-            return 0
-        fi
-        sleep 1
-    done
-    show_log_tail "$KAFKA_LOG"
-    die "kafka: not ready after ${KAFKA_READY_TIMEOUT}s (pid $(read_pid "$KAFKA_PID") left running; \`$0 stop kafka\` ends it)"
+    wait_ready kafka broker "$KAFKA_PID" "$KAFKA_LOG" "$KAFKA_PORT" "$KAFKA_READY_TIMEOUT" 1 kafka_port_ready "$1"
 }
 
 start_kafka() {
@@ -377,65 +386,16 @@ ferret_build() {
     say "mongo: built $FERRET_BIN in $(since "$t0")"
 }
 
-# A real round trip: OP_MSG {ping: 1} with the standard library only.
-MONGO_PING_PY='
-import socket, struct, sys
-def bson_doc(items):
-    body = b""
-    for k, v in items:
-        if isinstance(v, int):
-            body += b"\x10" + k.encode() + b"\x00" + struct.pack("<i", v)
-        else:
-            s = v.encode() + b"\x00"
-            body += b"\x02" + k.encode() + b"\x00" + struct.pack("<i", len(s)) + s
-    return struct.pack("<i", len(body) + 5) + body + b"\x00"
-doc = bson_doc([("ping", 1), ("$db", "admin")])
-payload = struct.pack("<I", 0) + b"\x00" + doc
-msg = struct.pack("<iiii", 16 + len(payload), 1, 0, 2013) + payload
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3) as s:
-    s.sendall(msg)
-    hdr = b""
-    while len(hdr) < 16:
-        chunk = s.recv(16 - len(hdr))
-        if not chunk:
-            sys.exit(1)
-        hdr += chunk
-    length, _, _, opcode = struct.unpack("<iiii", hdr)
-    rest = b""
-    while len(rest) < length - 16:
-        chunk = s.recv(length - 16 - len(rest))
-        if not chunk:
-            sys.exit(1)
-        rest += chunk
-# the reply must be an OP_MSG whose body says ok: 1.0
-ok = opcode == 2013 and (b"\x01ok\x00" + struct.pack("<d", 1.0)) in rest
-sys.exit(0 if ok else 1)
-'
 
 mongo_ready() {
     port_open "$MONGO_PORT" || return 1
     if command -v python3 >/dev/null 2>&1; then
-        timeout 10 python3 -c "$MONGO_PING_PY" "$HOST" "$MONGO_PORT" 2>/dev/null
+        timeout 10 python3 "$REPO_ROOT/scripts/mongo_ping.py" "$HOST" "$MONGO_PORT" 2>/dev/null
     fi
 }
 
 mongo_wait_ready() {
-    local t0=$1 deadline
-    deadline=$(($(date +%s) + MONGO_READY_TIMEOUT))
-    while (($(date +%s) < deadline)); do
-        if ! launched_alive "$MONGO_PID"; then
-            show_log_tail "$MONGO_LOG"
-            rm -f "$MONGO_PID"
-            die "mongo: FerretDB exited during startup (log: $MONGO_LOG)"
-        fi
-        if mongo_ready; then
-            say "mongo: ready on $HOST:$MONGO_PORT (pid $(read_pid "$MONGO_PID")) in $(since "$t0")"
-            return 0
-        fi
-        sleep 0.2
-    done
-    show_log_tail "$MONGO_LOG"
-    die "mongo: not ready after ${MONGO_READY_TIMEOUT}s (pid $(read_pid "$MONGO_PID") left running; \`$0 stop mongo\` ends it)"
+    wait_ready mongo FerretDB "$MONGO_PID" "$MONGO_LOG" "$MONGO_PORT" "$MONGO_READY_TIMEOUT" 0.2 mongo_ready "$1"
 }
 
 start_mongo() {
