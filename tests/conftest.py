@@ -2,43 +2,30 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import pytest
 
-from dailyfeed.extension import get_container
-
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("DAILYFEED_CONFIG", str(ROOT / "config" / "test.toml"))
 
-from dailyfeed import create_app  # noqa: E402  (after the settings file is chosen)
-from dailyfeed.auth import issue_member_token  # noqa: E402
-from dailyfeed.transport.http import HttpTransport  # noqa: E402
+from dailyfeed.extension import get_container  # noqa: E402
+from dailyfeed.tokens import issue_member_token  # noqa: E402  (after the settings file is chosen)
 
-from .support.wsgi import WsgiAdapter  # noqa: E402
-
-SELF_URL = "http://dailyfeed.test"
-
-
-def make_app(overrides=None, **kwargs):
-    """An app on a fresh embedded store; feign calls to itself answered in-process."""
-    config = {"mongo.uri": "mongomock://", "mongo.database": f"test_{uuid.uuid4().hex[:12]}",
-              "activity.base-url": SELF_URL}
-    config.update(overrides or {})
-    app = create_app(config, **kwargs)
-    app.config["TESTING"] = True
-    for transport in get_container(app).transports.values():
-        if isinstance(transport, HttpTransport):
-            transport.session.mount(SELF_URL, WsgiAdapter(app))
-    return app
+from .support.apps import Apps  # noqa: E402
 
 
 @pytest.fixture
-def app():
-    app = make_app()
-    yield app
-    get_container(app).close()
+def apps():
+    """Makes apps on fresh databases (`apps.make(overrides, **create_app_kwargs)`) and closes them all afterwards."""
+    made = Apps()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def app(apps):
+    return apps.make()
 
 
 @pytest.fixture
@@ -99,11 +86,6 @@ def store_uri(request) -> str:
 
 
 @pytest.fixture
-def store_app(store_uri):
+def store_app(store_uri, apps):
     """The app (feign to itself, in-process) on each store backend, on a database of its own."""
-    app = make_app({"mongo.uri": store_uri})
-    yield app
-    dailyfeed = get_container(app)
-    if store_uri.startswith("mongodb"):
-        dailyfeed.db.client.drop_database(dailyfeed.db.name)
-    dailyfeed.close()
+    return apps.make({"mongo.uri": store_uri})

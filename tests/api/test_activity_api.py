@@ -1,9 +1,9 @@
 """The activity module: follows, the followings feed, one member's activities, and the record endpoints."""
 from datetime import datetime, timezone
 
-from dailyfeed.auth import issue_admin_token, issue_service_token
 from dailyfeed.events import ActivityEvent, ActivityType, record_request_body
 from dailyfeed.extension import get_container
+from dailyfeed.tokens import issue_admin_token, issue_service_token
 
 
 def test_feed_shows_every_action_of_followed_members_once_newest_first(api, activities):

@@ -8,21 +8,15 @@ from pymongo.errors import ServerSelectionTimeoutError
 from dailyfeed.extension import get_container
 from dailyfeed.store import COMMENT_LIKES, COMMENTS, FEIGN_DEAD_LETTERS, MEMBER_ACTIVITIES, POST_LIKES, POSTS
 from dailyfeed.transport.base import CircuitOpen
-from tests.conftest import make_app
 from tests.support.wsgi import WsgiAdapter
 
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # nothing listens on the discard port here: connection refused
 
 
 @pytest.fixture
-def app(store_uri):
+def app(store_uri, apps):
     """Feign to an activity service that cannot be reached."""
-    app = make_app({"mongo.uri": store_uri, "activity.base-url": CLOSED_PORT_URL})
-    yield app
-    dailyfeed = get_container(app)
-    if store_uri.startswith("mongodb"):
-        dailyfeed.db.client.drop_database(dailyfeed.db.name)
-    dailyfeed.close()
+    return apps.make({"mongo.uri": store_uri, "activity.base-url": CLOSED_PORT_URL})
 
 
 class BrokenCollection:
@@ -60,8 +54,8 @@ def test_unreachable_activity_service_gives_success_and_a_canonical_dead_letter(
     assert {"created_at", "updated_at", "last_attempt_at", "topic", "origin"} <= set(letter)
 
 
-def test_5xx_from_the_activity_service_is_a_failure_not_a_success(store_uri, db_cleanup):
-    app = db_cleanup(make_app({"mongo.uri": store_uri}))
+def test_5xx_from_the_activity_service_is_a_failure_not_a_success(store_uri, apps):
+    app = apps.make({"mongo.uri": store_uri})
     transport = get_container(app).transports["post-service"]
 
     class Failing(WsgiAdapter):
@@ -73,24 +67,13 @@ def test_5xx_from_the_activity_service_is_a_failure_not_a_success(store_uri, db_
     adapter = Failing(app)
     transport.session.mount("http://dailyfeed.test", adapter)
     client, secret = app.test_client(), get_container(app).settings["auth.jwt-secret"]
-    from dailyfeed.auth import issue_member_token
+    from dailyfeed.tokens import issue_member_token
     response = client.post("/api/posts", json={"content": "x"},
                            headers={"Authorization": "Bearer " + issue_member_token(secret, 7, 60)})
     assert response.status_code == 201
     assert adapter.calls == 3  # retried
     db = get_container(app).db
     assert db[FEIGN_DEAD_LETTERS].count_documents({"error.type": "TransportUnavailable"}) == 1
-
-
-@pytest.fixture
-def db_cleanup():
-    apps = []
-    yield lambda app: apps.append(app) or app
-    for app in apps:
-        dailyfeed = get_container(app)
-        if dailyfeed.settings["mongo.uri"].startswith("mongodb"):
-            dailyfeed.db.client.drop_database(dailyfeed.db.name)
-        dailyfeed.close()
 
 
 def test_an_open_circuit_still_keeps_every_event(api, app, db):

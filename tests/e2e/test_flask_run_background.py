@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.kafka import free_port
+from tests.support.apps import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED = "could not make sure the date topics"

@@ -9,9 +9,11 @@ import pytest
 import requests
 
 from dailyfeed import create_app, server
-from dailyfeed.auth import issue_member_token
 from dailyfeed.extension import get_container
 from dailyfeed.store import FEIGN_DEAD_LETTERS, MEMBER_ACTIVITIES, POSTS
+from dailyfeed.tokens import issue_member_token
+
+from ..support.apps import close_app
 
 THREADS = 3
 BURST = 40
@@ -29,10 +31,7 @@ def live(store_uri):
     running = server.start(factory, host="127.0.0.1", port=0, activity_port=0, threads=THREADS)
     yield running, apps[0]
     running.close()
-    dailyfeed = get_container(apps[0])
-    if store_uri.startswith("mongodb"):
-        dailyfeed.db.client.drop_database(dailyfeed.db.name)
-    dailyfeed.close()
+    close_app(apps[0])
 
 
 def test_burst_of_concurrent_writes_through_feign_to_itself(live):

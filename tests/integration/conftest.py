@@ -1,7 +1,7 @@
 """Fixtures of the integration tier: apps on the real broker and the real MongoDB-compatible server."""
 import pytest
 
-from ..conftest import make_app
+from ..support.apps import make_app
 from ..support.kafka import KafkaApps
 
 

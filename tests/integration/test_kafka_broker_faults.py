@@ -14,7 +14,8 @@ from dailyfeed.extension import get_container
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS
 from dailyfeed.transport.topics import DateTopics
 
-from ..conftest import UNDER_CI, make_app
+from ..conftest import UNDER_CI
+from ..support.apps import make_app
 from ..support.kafka import Api, KafkaApps, PrivateBroker, activities, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]

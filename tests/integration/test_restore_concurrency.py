@@ -17,7 +17,6 @@ from dailyfeed.extension import get_container
 from dailyfeed.restore.jobs import ListenerRestore, RestoreOptions
 from dailyfeed.store import KAFKA_LISTENER_DEAD_LETTERS, MEMBER_ACTIVITIES
 
-from ..conftest import make_app
 from ..restore.conftest import listener_dead_letter, post_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.mongo]
@@ -26,12 +25,8 @@ RESTORED_LINE = re.compile(rf"^restored (.+) \[{KAFKA_LISTENER_DEAD_LETTERS}\]$"
 
 
 @pytest.fixture
-def server_app(mongo_uri):
-    app = make_app({"mongo.uri": mongo_uri})
-    yield app
-    dailyfeed = get_container(app)
-    dailyfeed.db.client.drop_database(dailyfeed.db.name)
-    dailyfeed.close()
+def server_app(mongo_uri, apps):
+    return apps.make({"mongo.uri": mongo_uri})
 
 
 def test_two_restore_jobs_in_threads_record_each_dead_letter_once(server_app):

@@ -12,7 +12,8 @@ import pytest
 from dailyfeed.extension import get_container
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS, MEMBER_ACTIVITIES
 
-from ..support.kafka import Api, free_port, wait_until
+from ..support.apps import free_port
+from ..support.kafka import Api, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
 

@@ -21,7 +21,7 @@ from dailyfeed.store import (
 from dailyfeed.transport.base import TransportUnavailable
 from dailyfeed.transport.fake import FakeTransport
 
-from ..conftest import SELF_URL, make_app
+from ..support.apps import SELF_URL
 from ..support.wsgi import WsgiAdapter
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
@@ -75,20 +75,15 @@ def activity_service_down(app):
 
 
 @pytest.fixture
-def fake(store_uri):
+def fake(store_uri, apps):
     """An app whose services publish through one FakeTransport that, when up, records like the real path.
-    Yields the transport; `fake.app` is the app."""
+    Returns the transport; `fake.app` is the app."""
     holder = {}
     transport = FakeTransport("kafka", deliver=lambda event: holder["service"].record_activity(event))
-    app = make_app({"mongo.uri": store_uri},
-                   transports={"post-service": transport, "comment-service": transport})
+    app = apps.make({"mongo.uri": store_uri}, transports={"post-service": transport, "comment-service": transport})
     holder["service"] = get_container(app).activity_service
     transport.app = app
-    yield transport
-    dailyfeed = get_container(app)
-    if store_uri.startswith("mongodb"):
-        dailyfeed.db.client.drop_database(dailyfeed.db.name)
-    dailyfeed.close()
+    return transport
 
 
 def post_event(n: int, member_id: int = 7, *, type_=ActivityType.POST_CREATE) -> ActivityEvent:
@@ -139,13 +134,11 @@ def snapshot(db) -> dict[str, list[dict]]:
 
 
 @pytest.fixture
-def live_store(store_uri):
+def live_store(store_uri, apps):
     """A second, empty app on the same backend: what the live record path stores for given events."""
-    apps = []
 
     def record(events, *, via_bytes: bool = False) -> dict[str, dict]:
-        app = make_app({"mongo.uri": store_uri})
-        apps.append(app)
+        app = apps.make({"mongo.uri": store_uri})
         service = get_container(app).activity_service
         if via_bytes:  # the Kafka listener's path: parse the record, one bulk upsert
             service.record_activities([ActivityEvent.from_bytes(value, key) for value, key in events])
@@ -154,12 +147,7 @@ def live_store(store_uri):
                 service.record_activity(event)
         return activity_documents(get_container(app).db)
 
-    yield record
-    for app in apps:
-        dailyfeed = get_container(app)
-        if store_uri.startswith("mongodb"):
-            dailyfeed.db.client.drop_database(dailyfeed.db.name)
-        dailyfeed.close()
+    return record
 
 
 __all__ = ["T0", "FEIGN_DEAD_LETTERS", "KAFKA_LISTENER_DEAD_LETTERS", "KAFKA_PUBLISHER_DEAD_LETTERS",

@@ -172,7 +172,7 @@ def test_a_publisher_dead_letter_without_an_event_is_marked_failed_with_the_reas
 
 
 def _token(app):
-    from dailyfeed.auth import issue_member_token
+    from dailyfeed.tokens import issue_member_token
 
     secret = get_container(app).settings["auth.jwt-secret"]
     return lambda member_id: {"Authorization": f"Bearer {issue_member_token(secret, member_id, 3600)}"}

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,10 +13,12 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from dailyfeed.auth import issue_member_token
 from dailyfeed.extension import get_container
 from dailyfeed.store import MEMBER_ACTIVITIES
+from dailyfeed.tokens import issue_member_token
 from dailyfeed.transport.topics import DateTopics, create_topics, delete_topics
+
+from .apps import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "scripts" / "services.sh"
@@ -114,11 +115,6 @@ def produce(bootstrap: str, records: Iterable[dict[str, Any]]) -> list[tuple[str
 
     return run_async(send)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class KafkaApps:

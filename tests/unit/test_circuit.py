@@ -90,7 +90,7 @@ def test_kafka_transport_to_a_dead_broker_opens_its_circuit():
     from dailyfeed.transport.base import CircuitOpen, TransportUnavailable
     from dailyfeed.transport.kafka import KafkaTransport
     from dailyfeed.transport.topics import DateTopics
-    from tests.support.kafka import free_port
+    from tests.support.apps import free_port
 
     transport = KafkaTransport(f"127.0.0.1:{free_port()}", DateTopics("member-activity-", "UTC", 1, 1, 1000),
                                send_timeout_s=1.0,

@@ -14,16 +14,12 @@ from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.transport import TransportUnavailable, build_kafka_transport
 from dailyfeed.transport.kafka import KafkaTransport
 from dailyfeed.transport.topics import DateTopics
+from tests.support.apps import free_port
 
 TOPICS = DateTopics(prefix="member-activity-", timezone="UTC")
 EVENT = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=12,
                           at=datetime(2026, 11, 22, 23, 59, 59, tzinfo=timezone.utc))
 
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -54,7 +50,7 @@ def silent_broker():
 
 
 def test_an_unreachable_broker_is_transport_unavailable_naming_the_topic():
-    transport = KafkaTransport(f"127.0.0.1:{closed_port()}", TOPICS, send_timeout_s=2.0)
+    transport = KafkaTransport(f"127.0.0.1:{free_port()}", TOPICS, send_timeout_s=2.0)
     try:
         started = time.monotonic()
         with pytest.raises(TransportUnavailable) as caught:
@@ -85,7 +81,7 @@ def test_a_broker_that_never_answers_fails_the_publish_at_the_send_timeout(silen
 
 
 def test_publishing_after_close_is_transport_unavailable_and_close_ends_the_loop_thread():
-    transport = KafkaTransport(f"127.0.0.1:{closed_port()}", TOPICS, send_timeout_s=1.0)
+    transport = KafkaTransport(f"127.0.0.1:{free_port()}", TOPICS, send_timeout_s=1.0)
     with pytest.raises(TransportUnavailable):
         transport.publish(EVENT)  # starts the loop thread
     transport.close()
@@ -96,7 +92,7 @@ def test_publishing_after_close_is_transport_unavailable_and_close_ends_the_loop
 
 
 def test_a_transport_that_never_published_starts_no_thread():
-    transport = KafkaTransport(f"127.0.0.1:{closed_port()}", TOPICS)
+    transport = KafkaTransport(f"127.0.0.1:{free_port()}", TOPICS)
     transport.close()
     assert not any(t.name == "dailyfeed-kafka-producer" for t in threading.enumerate())
 

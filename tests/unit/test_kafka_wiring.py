@@ -4,7 +4,6 @@ Kafka here is a closed local port: nothing answers, which is exactly what these 
 from __future__ import annotations
 
 import logging
-import socket
 
 import click
 import pytest
@@ -14,18 +13,12 @@ from dailyfeed.activity.listener import ActivityListener
 from dailyfeed.background import serving_under_flask_run
 from dailyfeed.extension import get_container
 
-from ..conftest import make_app
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from ..support.apps import free_port, make_app
 
 
 def kafka_app(run_background, **overrides):
     config = {"publish-type.post-service": "kafka", "publish-type.comment-service": "KAFKA",
-              "kafka.bootstrap-servers": f"127.0.0.1:{closed_port()}"}
+              "kafka.bootstrap-servers": f"127.0.0.1:{free_port()}"}
     config.update(overrides)
     return make_app(config, run_background=run_background)
 
@@ -80,7 +73,7 @@ def test_a_serving_app_on_kafka_starts_the_listener_even_when_kafka_is_down(capl
 
 
 def test_a_serving_app_on_feign_only_runs_nothing_in_the_background():
-    app = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{closed_port()}"}, run_background=True)
+    app = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}"}, run_background=True)
     try:
         assert get_container(app).background == []
     finally:
