@@ -532,8 +532,8 @@ def busy_share(seconds: float) -> float:
 
 
 def run_bench(sizes: Sizes, sections: set[str], run: Run) -> dict[str, Any]:
-    from dailyfeed.auth import issue_member_token
     from dailyfeed.config import load_settings
+    from dailyfeed.tokens import issue_member_token
 
     data: dict[str, Any] = {"run": run.id, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             "sizes": vars(sizes), "machine": machine_notes(), "reps": {}}

@@ -149,8 +149,8 @@ def summarise(path: Path, top: int = 25) -> None:
 
 
 def profile_write(mode: str, requests: int) -> None:
-    from dailyfeed.auth import issue_member_token
     from dailyfeed.config import load_settings
+    from dailyfeed.tokens import issue_member_token
 
     run = Run.new()
     sizes = harness.Sizes(1.0, 1, None)

@@ -5,11 +5,11 @@ from typing import Any, Mapping
 
 from flask import Flask, has_request_context, request
 
-from . import extension
 from .bootstrap import FALLBACK_BASE_URL, bootstrap
 from .config import load_settings
 from .errors import register_error_handlers
 from .events import Service
+from .extension import init_app as install_container
 from .transport.base import Transport
 from .web import IdConverter
 
@@ -42,7 +42,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False
     app.url_map.converters["id"] = IdConverter
-    extension.init_app(app, container)
+    install_container(app, container)
 
     register_error_handlers(app)
     app.register_blueprint(content_api.bp)

@@ -42,7 +42,7 @@ def main() -> None:
               help="lifetime in seconds (default: auth.token-ttl-s)")
 def token_command(member_id: int | None, service: bool, admin: bool, ttl: int | None) -> None:
     """Print a JWT signed with auth.jwt-secret: --member N, --service or --admin (exactly one)."""
-    from .auth import issue_admin_token, issue_member_token, issue_service_token
+    from .tokens import issue_admin_token, issue_member_token, issue_service_token
 
     if sum((member_id is not None, service, admin)) != 1:
         raise click.UsageError("give exactly one of --member N, --service, --admin")

@@ -12,9 +12,9 @@ from typing import Callable
 
 import requests
 
-from ..auth import issue_service_token
 from ..delivery import FeignOptions, RetryPolicy
 from ..events import RECORD_PATHS, ActivityEvent, PublishType, record_request_body
+from ..tokens import issue_service_token
 from .base import TransportRejected, TransportUnavailable
 from .circuit import BreakerGuarded, CircuitBreaker
 
