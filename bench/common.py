@@ -25,11 +25,30 @@ import pymongo
 from dailyfeed.events import ActivityEvent, ActivityType
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+DOCS = REPO / "docs" / "benchmarks.md"
 PYTHON = sys.executable
+DAILYFEED = str(Path(PYTHON).parent / "dailyfeed")  # the console script of the venv running the bench
 MONGO_URI = os.environ.get("DAILYFEED_MONGO_URI", "mongodb://127.0.0.1:27017/?directConnection=true")
 BOOTSTRAP = os.environ.get("DAILYFEED_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 6  # kafka.topic.partitions default
 
+
+class Sizes:
+    """How much each section does, from --scale (BENCH_SCALE) and --reps."""
+
+    def __init__(self, scale: float, reps: int, flat_events: int | None):
+        def scaled(n: int, low: int) -> int:
+            return max(low, int(n * scale))
+
+        self.scale = scale
+        self.reps = reps
+        self.ingest = scaled(20_000, 2_000)  # events per ceiling / listener run
+        self.writes = scaled(600, 100)  # POSTs per write-path run, after the warm-up
+        self.warmup = 30
+        self.concurrency = 8  # client threads = server.threads
+        self.restore = scaled(300, 60)  # dead letters per restore run
+        self.flat = flat_events if flat_events is not None else scaled(100_000, 10_000)
 
 
 # --- naming ---------------------------------------------------------------------------------------------------

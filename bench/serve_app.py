@@ -9,24 +9,23 @@ chosen on the command line:
 Bench-only additions, none of which changes what the app stores: the ActivityService instance is wrapped so that
 each stored batch's message keys are noted with the time the store call returned (`GET /_bench/stored?from=N`),
 for the end-to-end delays. Prints `READY <url>` once serving; SIGTERM stops it like `dailyfeed serve`.
+
+    .venv/bin/python -m bench.serve_app --transport kafka --database <db> [--listener]   (from the repository root)
 """
 from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from flask import jsonify, request
 
-from flask import jsonify, request  # noqa: E402
-
-from dailyfeed import create_app, server  # noqa: E402
-from dailyfeed.background import start_background  # noqa: E402
-from dailyfeed.config import load_settings  # noqa: E402
-from dailyfeed.transport.fake import FakeTransport  # noqa: E402
+from bench.app import container_of
+from dailyfeed import create_app, server
+from dailyfeed.background import start_background
+from dailyfeed.config import load_settings
+from dailyfeed.transport.fake import FakeTransport
 
 
 class StoredLog:
@@ -87,7 +86,7 @@ def main() -> None:
             transports = {"post-service": fake, "comment-service": fake}
         app = create_app({**overrides, "activity.base-url": activity_url}, transports=transports,
                          run_background=False)
-        dailyfeed = app.extensions["dailyfeed"]
+        dailyfeed = container_of(app)
         stored.wrap(dailyfeed.activity_service)  # before the listener takes its reference's methods
         if args.listener:
             start_background(dailyfeed)  # date topics + the listener, as `dailyfeed serve` starts them
@@ -109,7 +108,7 @@ def main() -> None:
     stop.wait()
     running.close()
     for app in built:
-        app.extensions["dailyfeed"].close()
+        container_of(app).close()
     print("STOPPED", flush=True)
 
 
