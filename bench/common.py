@@ -49,6 +49,11 @@ class Sizes:
         self.concurrency = 8  # client threads = server.threads
         self.restore = scaled(300, 60)  # dead letters per restore run
         self.flat = flat_events if flat_events is not None else scaled(100_000, 10_000)
+        # read paths: stored activities at each size, and per endpoint and size at most this many timed
+        # requests (each beside its raw query) or this many seconds, whichever comes first (at least 5)
+        self.read = [scaled(1_000, 200), scaled(10_000, 1_000), scaled(50_000, 5_000)]
+        self.read_samples = 30
+        self.read_budget_s = 6.0
 
 
 # --- naming ---------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """`make bench`: dailyfeed against the real Kafka and FerretDB, one table of figures with their ratios.
 
-    .venv/bin/python -m bench.harness [--quick] [--scale X] [--reps N] [--only ingest,write,restore,flat]
+    .venv/bin/python -m bench.harness [--quick] [--scale X] [--reps N] [--only ingest,write,restore,flat,read]
     .venv/bin/python -m bench.harness --render bench/results/<run>.json
 
 Every figure is paired with a baseline measured in the same run, each measurement is repeated (--reps, default 3)
@@ -14,6 +14,7 @@ Sections, one module each (docs/benchmarks.md explains each figure):
                    5k activities stored);  4 first POST → last activity stored (kafka + in-app listener)
   bench.restore  5 restore-listener and restore-publisher over M dead letters
   bench.memory   6 peak RSS of app and listener; RSS flatness of the listener over a long run
+  bench.readpath 7 four GET endpoints over HTTP at 1k / 10k / 50k stored activities, beside their raw queries
 bench.report builds the table from the saved results; this module only runs the sections and prints it.
 """
 from __future__ import annotations
@@ -31,11 +32,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import ceiling, common, ingest, memory, report, restore, write
+from bench import ceiling, common, ingest, memory, readpath, report, restore, write
 from bench.common import RESULTS, Run, Sizes
 
-SECTIONS = "ingest,write,restore,flat"
-TABLE = (ceiling.rows, ingest.rows, write.rows, restore.rows, memory.rows)  # the table's rows, in order
+SECTIONS = "ingest,write,restore,flat,read"
+# the table's rows, in order
+TABLE = (ceiling.rows, ingest.rows, write.rows, restore.rows, memory.rows, readpath.rows)
 
 
 def machine_notes() -> dict[str, Any]:
@@ -109,6 +111,9 @@ def run_bench(sizes: Sizes, sections: set[str], run: Run) -> dict[str, Any]:
     if "flat" in sections:
         print("memory flatness", flush=True)
         step("flat#", lambda: memory.flat_run(run, sizes.flat))
+    if "read" in sections:  # once: its sizes are its repetitions, and its samples bring their own p50 / p99
+        print("read paths", flush=True)
+        step("read#", lambda: readpath.read_run(run, sizes, tokens))
     data["machine"]["load_after"] = os.getloadavg()
     data["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return data
