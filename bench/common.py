@@ -166,6 +166,27 @@ class OffsetWatcher:
         return sum(max(meta.offset, 0) for meta in offsets.values())
 
 
+async def wait_group_stable(group: str, members: int, timeout: float = 60.0) -> None:
+    """Until the consumer group is Stable with `members` members (every listener has its partitions)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="dailyfeed-bench-watch")
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            for response in await admin.describe_consumer_groups([group]):
+                for described in response.groups:  # (error, group, state, protocol type, protocol, members, …)
+                    seen = (described[2], len(described[5]))
+            if seen == ("Stable", members):
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"group {group} not stable with {members} members within {timeout:.0f} s (last {seen})")
+    finally:
+        await admin.close()
+
+
 def delete_topics(run: Run) -> list[str]:
     async def go() -> list[str]:
         from aiokafka.admin import AIOKafkaAdminClient

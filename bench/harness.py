@@ -1,6 +1,6 @@
 """`make bench`: dailyfeed against the real Kafka and FerretDB, one table of figures with their ratios.
 
-    .venv/bin/python -m bench.harness [--quick] [--scale X] [--reps N] [--only ingest,write,restore,flat,read]
+    .venv/bin/python -m bench.harness [--quick] [--scale X] [--reps N] [--only ingest,write,restore,flat,read,scale]
     .venv/bin/python -m bench.harness --render bench/results/<run>.json
 
 Every figure is paired with a baseline measured in the same run, each measurement is repeated (--reps, default 3)
@@ -15,6 +15,7 @@ Sections, one module each (docs/benchmarks.md explains each figure):
   bench.restore  5 restore-listener and restore-publisher over M dead letters
   bench.memory   6 peak RSS of app and listener; RSS flatness of the listener over a long run
   bench.readpath 7 four GET endpoints over HTTP at 1k / 10k / 50k stored activities, beside their raw queries
+  bench.scaleout 8 two apps and two listeners (one group) against one of each: writes, ingest, exactly once
 bench.report builds the table from the saved results; this module only runs the sections and prints it.
 """
 from __future__ import annotations
@@ -32,12 +33,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import ceiling, common, ingest, memory, readpath, report, restore, write
+from bench import ceiling, common, ingest, memory, readpath, report, restore, scaleout, write
 from bench.common import RESULTS, Run, Sizes
 
-SECTIONS = "ingest,write,restore,flat,read"
+SECTIONS = "ingest,write,restore,flat,read,scale"
 # the table's rows, in order
-TABLE = (ceiling.rows, ingest.rows, write.rows, restore.rows, memory.rows, readpath.rows)
+TABLE = (ceiling.rows, ingest.rows, write.rows, restore.rows, memory.rows, readpath.rows, scaleout.rows)
 
 
 def machine_notes() -> dict[str, Any]:
@@ -108,6 +109,9 @@ def run_bench(sizes: Sizes, sections: set[str], run: Run) -> dict[str, Any]:
                 step(f"write:{mode}#", lambda mode=mode: write.write_rep(run, rep, mode, sizes, tokens))
         if "restore" in sections:
             step("restore#", lambda: restore.restore_rep(run, rep, sizes.restore))
+        if "scale" in sections:
+            for procs in scaleout.PROCESSES:
+                step(f"scale:{procs}#", lambda procs=procs: scaleout.scale_rep(run, rep, procs, sizes, tokens))
     if "flat" in sections:
         print("memory flatness", flush=True)
         step("flat#", lambda: memory.flat_run(run, sizes.flat))
