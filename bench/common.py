@@ -25,11 +25,35 @@ import pymongo
 from dailyfeed.events import ActivityEvent, ActivityType
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+DOCS = REPO / "docs" / "benchmarks.md"
 PYTHON = sys.executable
+DAILYFEED = str(Path(PYTHON).parent / "dailyfeed")  # the console script of the venv running the bench
 MONGO_URI = os.environ.get("DAILYFEED_MONGO_URI", "mongodb://127.0.0.1:27017/?directConnection=true")
 BOOTSTRAP = os.environ.get("DAILYFEED_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 6  # kafka.topic.partitions default
 
+
+class Sizes:
+    """How much each section does, from --scale (BENCH_SCALE) and --reps."""
+
+    def __init__(self, scale: float, reps: int, flat_events: int | None):
+        def scaled(n: int, low: int) -> int:
+            return max(low, int(n * scale))
+
+        self.scale = scale
+        self.reps = reps
+        self.ingest = scaled(20_000, 2_000)  # events per ceiling / listener run
+        self.writes = scaled(600, 100)  # POSTs per write-path run, after the warm-up
+        self.warmup = 30
+        self.concurrency = 8  # client threads = server.threads
+        self.restore = scaled(300, 60)  # dead letters per restore run
+        self.flat = flat_events if flat_events is not None else scaled(100_000, 10_000)
+        # read paths: stored activities at each size, and per endpoint and size at most this many timed
+        # requests (each beside its raw query) or this many seconds, whichever comes first (at least 5)
+        self.read = [scaled(1_000, 200), scaled(10_000, 1_000), scaled(50_000, 5_000)]
+        self.read_samples = 30
+        self.read_budget_s = 6.0
 
 
 # --- naming ---------------------------------------------------------------------------------------------------
@@ -140,6 +164,27 @@ class OffsetWatcher:
     async def committed(self) -> int:
         offsets = await self._admin.list_consumer_group_offsets(self.group)
         return sum(max(meta.offset, 0) for meta in offsets.values())
+
+
+async def wait_group_stable(group: str, members: int, timeout: float = 60.0) -> None:
+    """Until the consumer group is Stable with `members` members (every listener has its partitions)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="dailyfeed-bench-watch")
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            for response in await admin.describe_consumer_groups([group]):
+                for described in response.groups:  # (error, group, state, protocol type, protocol, members, …)
+                    seen = (described[2], len(described[5]))
+            if seen == ("Stable", members):
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"group {group} not stable with {members} members within {timeout:.0f} s (last {seen})")
+    finally:
+        await admin.close()
 
 
 def delete_topics(run: Run) -> list[str]:

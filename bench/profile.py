@@ -14,21 +14,18 @@ import asyncio
 import collections
 import logging
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-from dailyfeed.extension import get_container
+from pymongo import monitoring
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import common, harness, write
+from bench.app import services
+from bench.common import RESULTS, Run, Sizes
+from bench.ingest import listener_env, start_listener
 
-from pymongo import monitoring  # noqa: E402
-
-from bench import common, harness  # noqa: E402
-from bench.common import Run  # noqa: E402
-
-OUT = common.REPO / "bench" / "results" / "profiles"
+OUT = RESULTS / "profiles"
 PY_SPY = str(Path(common.PYTHON).parent / "py-spy")
 
 
@@ -67,17 +64,14 @@ def profile_restore(m: int) -> None:
     monitoring.register(counter)
     from pyinstrument import Profiler
 
-    from dailyfeed import create_app
     from dailyfeed.restore.jobs import ListenerRestore, PublisherRestore, RestoreOptions
     from dailyfeed.transport.base import TransportUnavailable
 
     run = Run.new()
     prefix = run.prefix("prof")
-    app = create_app({"mongo.uri": common.MONGO_URI, "mongo.database": run.db("prof"),
-                      "kafka.bootstrap-servers": common.BOOTSTRAP, "kafka.topic.prefix": prefix,
-                      "publish-type.post-service": "kafka", "publish-type.comment-service": "kafka"},
-                     run_background=False)
-    dailyfeed = get_container(app)
+    dailyfeed = services({"mongo.uri": common.MONGO_URI, "mongo.database": run.db("prof"),
+                          "kafka.bootstrap-servers": common.BOOTSTRAP, "kafka.topic.prefix": prefix,
+                          "publish-type.post-service": "kafka", "publish-type.comment-service": "kafka"})
     store = dailyfeed.dead_letters
     OUT.mkdir(parents=True, exist_ok=True)
     try:
@@ -153,7 +147,7 @@ def profile_write(mode: str, requests: int) -> None:
     from dailyfeed.tokens import issue_member_token
 
     run = Run.new()
-    sizes = harness.Sizes(1.0, 1, None)
+    sizes = Sizes(1.0, 1, None)
     sizes.writes = requests
     secret = load_settings()["auth.jwt-secret"]
     tokens = {m: issue_member_token(secret, m, 3600) for m in range(1, 9)}
@@ -165,9 +159,9 @@ def profile_write(mode: str, requests: int) -> None:
         found["pid"] = proc.pid
         return proc
 
-    harness.common.start_process = spying_start
+    common.start_process = spying_start  # bench.write starts the app through common.start_process
     result: dict = {}
-    worker = threading.Thread(target=lambda: result.update(harness.write_rep(run, 0, mode, sizes, tokens)))
+    worker = threading.Thread(target=lambda: result.update(write.write_rep(run, 0, mode, sizes, tokens)))
     try:
         worker.start()
         while "pid" not in found:
@@ -175,9 +169,9 @@ def profile_write(mode: str, requests: int) -> None:
         time.sleep(4)  # start-up and warm-up
         py_spy_record(found["pid"], 10, f"write-{mode.replace('+', '-')}")
         worker.join()
-        print(f"\nthat run: {harness._brief(result)}")
+        print(f"\nthat run: {harness.brief(result)}")
     finally:
-        harness.common.start_process = original
+        common.start_process = original
         common.drop_databases(run)
         common.delete_topics(run)
 
@@ -193,10 +187,9 @@ def profile_listener(n: int) -> None:
         await common.produce(topic, common.make_events(n))
 
     asyncio.run(setup())
-    env = common.bench_env(**{"mongo.database": run.db(label), "kafka.topic.prefix": prefix,
-                              "kafka.consumer.group-id": run.group(label), "kafka.consumer.max-records": 100})
-    log = harness.RESULTS / "logs" / f"{run.id}-listen-profile.log"
-    proc = common.start_process([str(Path(common.PYTHON).parent / "dailyfeed"), "listen"], env, log)
+    env = listener_env(run, label, prefix, run.group(label), **{"kafka.consumer.max-records": 100})
+    log = RESULTS / "logs" / f"{run.id}-listen-profile.log"
+    proc = start_listener(env, log)
     try:
         common.wait_for_line(log, r"listener consuming", proc)
         py_spy_record(proc.pid, 10, "listener")
@@ -211,9 +204,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("restore").add_argument("--m", type=int, default=200)
-    write = sub.add_parser("write")
-    write.add_argument("--mode", choices=list(harness.WRITE_MODES), default="kafka")
-    write.add_argument("--requests", type=int, default=600)
+    write_cmd = sub.add_parser("write")
+    write_cmd.add_argument("--mode", choices=list(write.WRITE_MODES), default="kafka")
+    write_cmd.add_argument("--requests", type=int, default=600)
     sub.add_parser("listener").add_argument("--n", type=int, default=300)
     args = parser.parse_args()
     if args.what == "restore":

@@ -1,6 +1,6 @@
 """How fast `restore-listener` and `restore-publisher --mode handoff` drain dead letters on a store.
 
-    .venv/bin/python bench/restore_throughput.py [--uri mongodb://127.0.0.1:27017/?directConnection=true] [-n 500]
+    .venv/bin/python -m bench.restore_throughput [--uri mongodb://127.0.0.1:27017/?directConnection=true] [-n 500]
         [--batch-size 50] [--seed copy|real] [--commands]
 
 Writes N listener dead letters and N feign publisher dead letters into a scratch database, runs each restore
@@ -16,26 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from pymongo import monitoring
 
-from dailyfeed.extension import get_container
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DAILYFEED_CONFIG", str(Path(__file__).resolve().parent.parent / "config" / "test.toml"))
-
-from dailyfeed import create_app  # noqa: E402
-from dailyfeed.deadletters import DeadLetterStore  # noqa: E402
-from dailyfeed.events import ActivityEvent, ActivityType  # noqa: E402
-from dailyfeed.restore.jobs import ListenerRestore, Mode, PublisherRestore, RestoreOptions  # noqa: E402
-from dailyfeed.store import FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, connect  # noqa: E402
-from dailyfeed.transport.base import TransportUnavailable  # noqa: E402
+from bench.app import services
+from bench.common import REPO
+from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.restore.jobs import ListenerRestore, Mode, PublisherRestore, RestoreOptions
+from dailyfeed.store import FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS
+from dailyfeed.transport.base import TransportUnavailable
 
 
 class Commands(monitoring.CommandListener):
@@ -64,7 +57,7 @@ class Commands(monitoring.CommandListener):
         return seen
 
 
-def seed(store: DeadLetterStore, n: int) -> None:
+def seed(store, n: int) -> None:
     at = datetime(2026, 11, 22, tzinfo=timezone.utc)
     for k in range(n):
         event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=k + 1, at=at + timedelta(seconds=k))
@@ -82,21 +75,22 @@ def main() -> None:
     parser.add_argument("--seed", choices=["copy", "real"], default="copy")
     parser.add_argument("--commands", action="store_true")
     args = parser.parse_args()
+    os.environ.setdefault("DAILYFEED_CONFIG", str(REPO / "config" / "test.toml"))
     commands = Commands()
     if args.commands:
         monitoring.register(commands)
-    app = create_app({"mongo.uri": args.uri, "mongo.database": f"bench_restore_{uuid.uuid4().hex[:8]}"})
-    dailyfeed = get_container(app)
+    dailyfeed = services({"mongo.uri": args.uri, "mongo.database": f"bench_restore_{uuid.uuid4().hex[:8]}"})
     store = dailyfeed.dead_letters
     try:
         started = time.perf_counter()
         if args.seed == "real":
             seed(store, args.n)
         else:
-            scratch = connect(f"mongomock://seed-{uuid.uuid4().hex}", "seed")
-            seed(DeadLetterStore(scratch), args.n)
+            scratch = services({"mongo.uri": f"mongomock://seed-{uuid.uuid4().hex}", "mongo.database": "seed"})
+            seed(scratch.dead_letters, args.n)
             for name in (KAFKA_LISTENER_DEAD_LETTERS, FEIGN_DEAD_LETTERS):
-                dailyfeed.db[name].insert_many(list(scratch[name].find().sort("_id", 1)), ordered=True)
+                dailyfeed.db[name].insert_many(list(scratch.db[name].find().sort("_id", 1)), ordered=True)
+            scratch.close()
         print(f"seeded {args.n} + {args.n} dead letters ({args.seed}) in {time.perf_counter() - started:.1f} s")
         commands.take()
         options = RestoreOptions(batch_size=args.batch_size)

@@ -9,26 +9,23 @@ chosen on the command line:
 Bench-only additions, none of which changes what the app stores: the ActivityService instance is wrapped so that
 each stored batch's message keys are noted with the time the store call returned (`GET /_bench/stored?from=N`),
 for the end-to-end delays. Prints `READY <url>` once serving; SIGTERM stops it like `dailyfeed serve`.
+
+    .venv/bin/python -m bench.serve_app --transport kafka --database <db> [--listener]   (from the repository root)
 """
 from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 import time
-from pathlib import Path
 
+from flask import jsonify, request
+
+from dailyfeed import create_app, server
+from dailyfeed.background import start_background
+from dailyfeed.config import load_settings
 from dailyfeed.extension import get_container
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from flask import jsonify, request  # noqa: E402
-
-from dailyfeed import create_app, server  # noqa: E402
-from dailyfeed.background import start_background  # noqa: E402
-from dailyfeed.config import load_settings  # noqa: E402
-from dailyfeed.transport.fake import FakeTransport  # noqa: E402
+from dailyfeed.transport.fake import FakeTransport
 
 
 class StoredLog:

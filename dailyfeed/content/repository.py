@@ -5,6 +5,7 @@ inverse here, so the service can undo a change whose activity could not be kept.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -13,6 +14,19 @@ from pymongo.errors import DuplicateKeyError
 
 from ..events import utcnow
 from ..store import COMMENT_LIKES, COMMENTS, POST_LIKES, POSTS, insert_with_next_id
+
+
+def post_document(author_id: int, title: str | None, content: str, now: datetime) -> dict[str, Any]:
+    """A new post as stored, without its _id (insert_with_next_id adds it)."""
+    return {"author_id": author_id, "title": title, "content": content, "created_at": now, "updated_at": now,
+            "is_deleted": False, "deleted_at": None}
+
+
+def comment_document(post_id: int, parent_id: int | None, depth: int, author_id: int, content: str,
+                     now: datetime) -> dict[str, Any]:
+    """A new comment or reply as stored, without its _id."""
+    return {"post_id": post_id, "parent_id": parent_id, "depth": depth, "author_id": author_id,
+            "content": content, "created_at": now, "updated_at": now, "is_deleted": False, "deleted_at": None}
 
 
 class ContentRepository:
@@ -26,10 +40,7 @@ class ContentRepository:
     # --- posts ------------------------------------------------------------------------------------------------
 
     def insert_post(self, author_id: int, title: str | None, content: str) -> dict[str, Any]:
-        now = utcnow()
-        return insert_with_next_id(self.db, POSTS, {
-            "author_id": author_id, "title": title, "content": content, "created_at": now, "updated_at": now,
-            "is_deleted": False, "deleted_at": None})
+        return insert_with_next_id(self.db, POSTS, post_document(author_id, title, content, utcnow()))
 
     def find_post(self, post_id: int, *, include_deleted: bool = False) -> dict[str, Any] | None:
         query: dict[str, Any] = {"_id": post_id}
@@ -53,10 +64,8 @@ class ContentRepository:
 
     def insert_comment(self, post_id: int, parent_id: int | None, depth: int, author_id: int,
                        content: str) -> dict[str, Any]:
-        now = utcnow()
-        return insert_with_next_id(self.db, COMMENTS, {
-            "post_id": post_id, "parent_id": parent_id, "depth": depth, "author_id": author_id,
-            "content": content, "created_at": now, "updated_at": now, "is_deleted": False, "deleted_at": None})
+        return insert_with_next_id(self.db, COMMENTS,
+                                   comment_document(post_id, parent_id, depth, author_id, content, utcnow()))
 
     def find_comment(self, comment_id: int) -> dict[str, Any] | None:
         return self.comments.find_one({"_id": comment_id, "is_deleted": False})
