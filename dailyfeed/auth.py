@@ -18,6 +18,7 @@ from flask import g, request
 from .errors import Forbidden, Unauthenticated
 from .events import utcnow
 from .extension import get_container
+from .types import id_from_text
 
 RECORD_SCOPE = "activity:record"
 ADMIN_SCOPE = "admin"
@@ -70,17 +71,16 @@ def member_required(view):
         claims = _claims()
         if claims.get("scope") is not None:
             raise Forbidden(f"a token with scope {claims.get('scope')!r} cannot act as a member")
-        sub = claims.get("sub")
-        try:
-            member_id = int(str(sub))
-        except ValueError:
-            raise Unauthenticated("bearer token subject is not a member id") from None
-        if member_id < 1:
-            raise Unauthenticated("bearer token subject is not a member id")
+        member_id = id_from_text(claims.get("sub"))
+        if member_id is None:
+            raise Unauthenticated("bearer token subject is not a member id (ASCII digits, 1 … 2^63-1)")
         g.member_id = member_id
         return view(*args, **kwargs)
 
     return wrapper
+
+
+member_required.scope = "member"  # read by dailyfeed.contract to document the security requirement
 
 
 def scope_required(scope: str, what: str):
@@ -95,6 +95,7 @@ def scope_required(scope: str, what: str):
 
         return wrapper
 
+    decorate.scope = scope
     return decorate
 
 
