@@ -9,9 +9,10 @@ from typing import Annotated, Any, Generic, TypeVar
 from flask import jsonify
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
-from werkzeug.routing import BaseConverter, ValidationError
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BaseConverter
 
-from .types import ID_TEXT, id_from_text
+from .types import ID_TEXT, MAX_ID, id_from_text
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -39,7 +40,8 @@ def _between(low: int, high: int, message: str):
     return AfterValidator(check)
 
 
-PageNumber = Annotated[int, BeforeValidator(_query_int), _between(0, MAX_PAGE, f"must be 0 or more and at most {MAX_PAGE}"),
+PageNumber = Annotated[int, BeforeValidator(_query_int),
+                       _between(0, MAX_PAGE, f"must be 0 or more and at most {MAX_PAGE}"),
                        WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": 0,
                                        "description": "page number, from 0"})]
 PageSize = Annotated[int, BeforeValidator(_query_int),
@@ -93,8 +95,8 @@ class IdConverter(BaseConverter):
 
     def to_python(self, value: str) -> int:
         parsed = id_from_text(value)
-        if parsed is None:
-            raise ValidationError()
+        if parsed is None:  # 19 digits above 2^63-1: a 404 here (werkzeug's ValidationError would give a 405)
+            raise NotFound(f"not found: {value} is not an id (1 … {MAX_ID})")
         return parsed
 
     def to_url(self, value: Any) -> str:
