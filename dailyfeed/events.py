@@ -339,9 +339,14 @@ def _activity_type(value: Any) -> Any:
 
 
 #: An activity type by name, in any letter case.
-ActivityTypeName = Annotated[ActivityType, BeforeValidator(_activity_type),
-                             WithJsonSchema({"type": "string", "enum": [t.value for t in ActivityType],
-                                             "description": "the activity type; read in any letter case"})]
+def _any_case(name: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in name)
+
+
+ActivityTypeName = Annotated[ActivityType, BeforeValidator(_activity_type), WithJsonSchema({
+    "type": "string", "description": "the activity type, read in any letter case",
+    "anyOf": [{"enum": [t.value for t in ActivityType]},
+              {"pattern": "^(" + "|".join(_any_case(t.value) for t in ActivityType) + ")$"}]})]
 MessageKey = text(MAX_KEY_CHARS, blank=False)
 
 
@@ -372,8 +377,8 @@ class RecordBody(BaseModel):
     postId: Id | None = None
     commentId: Id | None = Field(None, description="required for comment and comment-like types")
     activityType: ActivityTypeName
-    messageKey: MessageKey | None = Field(None, description="the action's key (KEY_FORMAT); built from the time "
-                                                            "of receipt when missing")
+    messageKey: MessageKey | None = Field(None, description="the action's key (the Kafka key of /asyncapi.json); "
+                                                            "built from the time of receipt when missing")
     createdAt: Timestamp | None = None
 
 

@@ -55,7 +55,9 @@ def _id_text_value(value: Any) -> int:
     return parsed
 
 
-_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID, "format": "int64"}
+_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID, "format": "int64",
+              "description": "an id: in JSON an integer written without fraction or exponent (12, not 12.0); in "
+                             "text ASCII digits without sign or leading zeros"}
 
 #: An id in a JSON body.
 Id = Annotated[int, BeforeValidator(_id_value), WithJsonSchema(_ID_SCHEMA)]
@@ -78,8 +80,15 @@ def scalar_text(value: str) -> str:
     return value
 
 
+# Blank means only these (ECMA-262's \s, spelt out so that Python and JSON Schema validators agree; Python's own
+# \s and str.strip() also count U+001C-U+001F).
+BLANKS = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NOT_BLANK_PATTERN = f"[^{BLANKS}]"
+_NOT_BLANK = re.compile(NOT_BLANK_PATTERN)
+
+
 def _not_blank(value: str) -> str:
-    if not value.strip():
+    if not _NOT_BLANK.search(value):
         raise PydanticCustomError("text_blank", "must not be blank")
     return value
 
@@ -96,7 +105,7 @@ def text(max_length: int, *, blank: bool = True) -> Any:
     if not blank:
         checks.append(AfterValidator(_not_blank))
         checks.append(WithJsonSchema({"type": "string", "minLength": 1, "maxLength": max_length,
-                                      "pattern": r"\S"}))
+                                      "pattern": NOT_BLANK_PATTERN}))
     return Annotated[(str, *checks)]
 
 

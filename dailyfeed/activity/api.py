@@ -81,7 +81,7 @@ def member_activities(member_id: int, query: ActivityQuery):
 
 
 @bp.post("/api/members/<id:member_id>/follow")
-@operation(response=Follow, status=201, auth=member_required, errors=(409,))
+@operation(response=Follow, status=201, auth=member_required, errors=(400, 409))
 def follow(member_id: int):
     """Follow a member (records MEMBER_FOLLOW); at most 999, not yourself (400), not twice (409)."""
     get_container().activity_service.follow(g.member_id, member_id)
