@@ -25,6 +25,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     from .activity import cli as activity_cli
     from .background import serving_under_flask_run, start_background
     from .content import api as content_api
+    from .docs import bp as docs_bp
     from .restore import cli as restore_cli
     from .transport import cli as transport_cli
 
@@ -47,6 +48,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     register_error_handlers(app)
     app.register_blueprint(content_api.bp)
     app.register_blueprint(activity_api.bp)
+    app.register_blueprint(docs_bp)
     for module in (activity_cli, transport_cli, restore_cli):
         module.init_app(app)
     if serving_under_flask_run() if run_background is None else run_background:

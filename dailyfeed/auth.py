@@ -12,6 +12,7 @@ from flask import g, request
 from .errors import Forbidden, Unauthenticated
 from .extension import get_container
 from .tokens import ADMIN_SCOPE, RECORD_SCOPE
+from .types import id_from_text
 
 MAX_TOKEN_CHARS = 4096
 
@@ -41,17 +42,16 @@ def member_required(view):
         claims = _claims()
         if claims.get("scope") is not None:
             raise Forbidden(f"a token with scope {claims.get('scope')!r} cannot act as a member")
-        sub = claims.get("sub")
-        try:
-            member_id = int(str(sub))
-        except ValueError:
-            raise Unauthenticated("bearer token subject is not a member id") from None
-        if member_id < 1:
-            raise Unauthenticated("bearer token subject is not a member id")
+        member_id = id_from_text(claims.get("sub"))
+        if member_id is None:
+            raise Unauthenticated("bearer token subject is not a member id (ASCII digits, 1 … 2^63-1)")
         g.member_id = member_id
         return view(*args, **kwargs)
 
     return wrapper
+
+
+member_required.scope = "member"  # read by dailyfeed.contract to document the security requirement
 
 
 def scope_required(scope: str, what: str):
@@ -66,6 +66,7 @@ def scope_required(scope: str, what: str):
 
         return wrapper
 
+    decorate.scope = scope
     return decorate
 
 

@@ -10,8 +10,13 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Mapping
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from .types import MAX_YEAR, MIN_YEAR, BadJson, BadTimestamp, Id, Timestamp, describe, load_json, parse_timestamp, text
 
 KEY_PREFIX = "member_activity:kafka_event:"
 TOPIC_PATTERN = r"^member-activity-\d{8}$"
@@ -118,6 +123,14 @@ def message_key(activity_type: ActivityType, target_id: int, member_id: int, at:
     return f"{KEY_PREFIX}{activity_type.code}###{target_id}###{member_id}###{stamp}"
 
 
+def key_pattern() -> str:
+    """The regular expression every key from message_key() matches (documented in /asyncapi.json)."""
+    codes = "|".join(sorted({t.code for t in ActivityType}))
+    number = r"[1-9][0-9]{0,18}"
+    return (f"^{re.escape(KEY_PREFIX)}({codes})###{number}###{number}###"
+            r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}$")
+
+
 def topic_name(at: datetime, prefix: str, tz: str) -> str:
     """The date topic of an action: `{prefix}{yyyyMMdd}` of its day in the configured timezone."""
     return f"{prefix}{at.astimezone(ZoneInfo(tz)).strftime('%Y%m%d')}"
@@ -179,25 +192,24 @@ class ActivityEvent:
 
     @classmethod
     def from_json(cls, body: Any, key: str | None = None) -> "ActivityEvent":
-        """Parse the event JSON, ours or the Java original's (Jackson date arrays, missing optional fields).
-
-        The message key comes from the record key; without one (an old record) it is derived from the event.
-        """
-        if not isinstance(body, Mapping):
-            raise InvalidEvent("event must be a JSON object")
-        activity_type = ActivityType.parse(_required(body, "memberActivityType"))
-        member_id = _long(_required(body, "memberId"), "memberId")
-        post_id = _optional_long(body.get("postId"), "postId")
-        comment_id = _optional_long(body.get("commentId"), "commentId")
-        following_id = _optional_long(body.get("followingId"), "followingId")
-        created_at = parse_datetime(body.get("createdAt")) if body.get("createdAt") is not None else None
-        updated_at = parse_datetime(body.get("updatedAt")) if body.get("updatedAt") is not None else None
+        """Parse the event JSON (EventValue: ours or the Java original's, with Jackson date arrays and missing
+        optional fields). The message key comes from the record key; without one (an old record) it is derived
+        from the event."""
+        value = _validate(EventValue, body, "event")
         if key is not None and not isinstance(key, str):
             raise InvalidEvent("message key must be a string")
+        created_at = value.createdAt
         if key and created_at is None:
             created_at = key_timestamp(key)
         if created_at is None:
             raise InvalidEvent("createdAt is missing and the message key carries no timestamp")
+        return cls._of(value.memberActivityType, value.memberId, value.postId, value.commentId, value.followingId,
+                       created_at, value.updatedAt, key)
+
+    @classmethod
+    def _of(cls, activity_type: ActivityType, member_id: int, post_id: int | None, comment_id: int | None,
+            following_id: int | None, created_at: datetime, updated_at: datetime | None,
+            key: str | None) -> "ActivityEvent":
         target = _target_id(activity_type, post_id, comment_id, following_id)
         return cls(member_id=member_id, activity_type=activity_type, post_id=post_id, comment_id=comment_id,
                    created_at=created_at, updated_at=updated_at, following_id=following_id,
@@ -208,8 +220,8 @@ class ActivityEvent:
         if value is None:
             raise InvalidEvent("record has no value")
         try:
-            body = json.loads(value)
-        except (ValueError, UnicodeDecodeError) as exc:
+            body = load_json(value)
+        except BadJson as exc:
             raise InvalidEvent(f"record value is not JSON: {exc}") from None
         if isinstance(key, bytes):
             try:
@@ -235,54 +247,16 @@ def _target_id(activity_type: ActivityType, post_id, comment_id, following_id) -
     return target
 
 
-def _required(body: Mapping, name: str) -> Any:
-    if body.get(name) is None:
-        raise InvalidEvent(f"{name} is required")
-    return body[name]
-
-
-def _long(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            value = int(value)
-        else:
-            raise InvalidEvent(f"{name} must be an integer")
-    if not -(2**63) <= value < 2**63:
-        raise InvalidEvent(f"{name} does not fit a long")
-    return value
-
-
-def _optional_long(value: Any, name: str) -> int | None:
-    return None if value is None else _long(value, name)
-
-
 def _iso(at: datetime) -> str:
     return at.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_datetime(value: Any) -> datetime:
-    """ISO-8601 strings (ours) or Jackson arrays `[y, M, d, H, m, s, nanos]` (the original's LocalDateTime,
-    taken as UTC). Naive ISO strings are taken as UTC too."""
-    if isinstance(value, (list, tuple)):
-        if not 3 <= len(value) <= 7 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise InvalidEvent(f"date array {value!r} is not [year, month, day, hour, minute, second, nanos]")
-        parts = list(value) + [0] * (7 - len(value))
-        try:
-            return datetime(*parts[:6], parts[6] // 1000, tzinfo=timezone.utc)
-        except ValueError as exc:
-            raise InvalidEvent(f"date array {value!r}: {exc}") from None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        # Python 3.11 accepts at most 6 fractional digits; Java writes 9.
-        text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise InvalidEvent(f"date {value!r} is not ISO-8601") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    raise InvalidEvent(f"date {value!r} is neither an ISO-8601 string nor a date array")
+    """A timestamp as dailyfeed.types reads it (ISO-8601 or Jackson array, 1970-9999 UTC); InvalidEvent if not."""
+    try:
+        return parse_timestamp(value)
+    except BadTimestamp as exc:
+        raise InvalidEvent(str(exc)) from None
 
 
 def key_timestamp(key: str) -> datetime | None:
@@ -293,7 +267,8 @@ def key_timestamp(key: str) -> datetime | None:
         return None
     base = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
     nanos = int(match.group(2).ljust(9, "0"))
-    return base + timedelta(microseconds=nanos // 1000)
+    at = base + timedelta(microseconds=nanos // 1000)
+    return at if MIN_YEAR <= at.year <= MAX_YEAR else None
 
 
 def publishing_service(category: Category) -> Service | None:
@@ -323,19 +298,92 @@ def record_request_body(event: ActivityEvent) -> dict[str, Any]:
             "createdAt": _iso(event.created_at)}
 
 
-def event_from_record_request(body: Any, category: Category) -> ActivityEvent:
-    """Parse a record call for the endpoint of `category`; the type must belong to that endpoint."""
-    if not isinstance(body, Mapping):
-        raise InvalidEvent("request body must be a JSON object")
-    key = body.get("messageKey")
-    if not isinstance(key, str) or not key.strip():
-        raise InvalidEvent("messageKey is required")
-    if len(key) > MAX_KEY_CHARS:
-        raise InvalidEvent(f"messageKey must be at most {MAX_KEY_CHARS} characters")
-    fields = {"memberId": body.get("memberId"), "postId": body.get("postId"), "commentId": body.get("commentId"),
-              "memberActivityType": body.get("activityType"), "createdAt": body.get("createdAt")}
-    event = ActivityEvent.from_json({k: v for k, v in fields.items() if v is not None}, key)
+def event_from_record_request(body: Any, category: Category, received_at: datetime | None = None) -> ActivityEvent:
+    """Parse a record call for the endpoint of `category`; the type must belong to that endpoint.
+
+    The original's feign bodies carry no messageKey: the key is then built here as the original builds it, from
+    the type's code, the target, the member and `received_at` (the time of receipt), which is also the action's
+    time unless the body gives createdAt. A retried keyless call is therefore a second activity, as it was in the
+    original; our own transport always sends the key."""
+    value = body if isinstance(body, RecordBody) else _validate(RecordBody, body, "request body")
+    key = value.messageKey
+    created_at = value.createdAt
+    if key is None:
+        received_at = received_at or utcnow()
+        created_at = created_at or received_at
+        target = _target_id(value.activityType, value.postId, value.commentId, None)
+        key = message_key(value.activityType, target, value.memberId, received_at)
+    event = ActivityEvent._of(value.activityType, value.memberId, value.postId, value.commentId, None,
+                              created_at or key_timestamp(key) or _no_time(), None, key)
     if event.category is not category:
         raise InvalidEvent(f"activityType {event.activity_type.value} does not belong to the "
                            f"{RECORD_PATHS[category]} endpoint")
     return event
+
+
+def _no_time() -> datetime:
+    raise InvalidEvent("createdAt is missing and the message key carries no timestamp")
+
+
+# --- the models: one for the Kafka record value, one for the record call ----------------------------------------
+# They are what parses (ActivityEvent.from_json, event_from_record_request) and what the documents describe
+# (/asyncapi.json from EventValue, /openapi.json from RecordBody), so the two cannot drift apart.
+
+def _activity_type(value: Any) -> Any:
+    if isinstance(value, ActivityType):
+        return value
+    if isinstance(value, str) and value.upper() in ActivityType.__members__:
+        return ActivityType[value.upper()]
+    raise PydanticCustomError("activity_type", "must be one of {names} ({value} is an unknown activity type)",
+                              {"value": repr(value)[:60], "names": ", ".join(t.value for t in ActivityType)})
+
+
+#: An activity type by name, in any letter case.
+def _any_case(name: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in name)
+
+
+ActivityTypeName = Annotated[ActivityType, BeforeValidator(_activity_type), WithJsonSchema({
+    "type": "string", "description": "the activity type, read in any letter case",
+    "anyOf": [{"enum": [t.value for t in ActivityType]},
+              {"pattern": "^(" + "|".join(_any_case(t.value) for t in ActivityType) + ")$"}]})]
+MessageKey = text(MAX_KEY_CHARS, blank=False)
+
+
+class EventValue(BaseModel):
+    """The Kafka record value of a member activity (camelCase JSON, SPEC section 4). Producers write ISO-8601
+    times; the Java original wrote Jackson date arrays and may leave optional fields out. Unknown fields are
+    ignored."""
+
+    model_config = ConfigDict(extra="ignore", title="MemberActivityEvent")
+
+    memberId: Id = Field(description="the member who acted (the liker, the commenter, the follower)")
+    postId: Id | None = Field(None, description="the post (post, post-like, comment and comment-like events)")
+    commentId: Id | None = Field(None, description="the comment (comment and comment-like events)")
+    followingId: Id | None = Field(None, description="the member followed or unfollowed (MEMBER events)")
+    memberActivityType: ActivityTypeName
+    createdAt: Timestamp | None = Field(None, description="the action's time; when missing, the time at the "
+                                                          "end of the record key")
+    updatedAt: Timestamp | None = None
+
+
+class RecordBody(BaseModel):
+    """A record call (the feign transport's body): ours carries messageKey and createdAt; the original's carries
+    neither, and the key is then built from the time of receipt."""
+
+    model_config = ConfigDict(extra="ignore", title="RecordRequest")
+
+    memberId: Id = Field(description="the member who acted")
+    postId: Id | None = None
+    commentId: Id | None = Field(None, description="required for comment and comment-like types")
+    activityType: ActivityTypeName
+    messageKey: MessageKey | None = Field(None, description="the action's key (the Kafka key of /asyncapi.json); "
+                                                            "built from the time of receipt when missing")
+    createdAt: Timestamp | None = None
+
+
+def _validate(model: type[BaseModel], body: Any, what: str) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidEvent(describe(exc, what)) from None

@@ -1,85 +1,80 @@
-"""HTTP helpers shared by the blueprints: the success envelope and input parsing with clear 400s."""
+"""HTTP helpers shared by the blueprints: the success envelope, the page models and the id path converter.
+Request validation itself lives in dailyfeed.contract (the @operation decorator)."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any, Generic, TypeVar
 
-from flask import jsonify, request
-from werkzeug.routing import IntegerConverter
+from flask import jsonify
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BaseConverter
 
-from .errors import InvalidInput
+from .types import ID_TEXT, MAX_ID, id_from_text
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
-MAX_ID = 2**63 - 1
+MAX_PAGE = 100_000
 
 
 def success(data: Any, status: int = 200):
     return jsonify({"status": status, "result": "SUCCESS", "data": data}), status
 
 
-def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if body is None:
-        raise InvalidInput("request body must be JSON (Content-Type: application/json)")
-    if not isinstance(body, dict):
-        raise InvalidInput("request body must be a JSON object")
-    return body
-
-
-def text_field(body: dict, name: str, *, max_length: int, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise InvalidInput(f"{name} is required")
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string")
-    if required and not value.strip():
-        raise InvalidInput(f"{name} must not be blank")
-    if len(value) > max_length:
-        raise InvalidInput(f"{name} must be at most {max_length} characters (got {len(value)})")
+def _query_int(value: Any) -> Any:
+    if isinstance(value, str):
+        if not re.fullmatch(r"-?[0-9]{1,40}", value):
+            raise PydanticCustomError("query_int", "must be an integer, got {value}", {"value": repr(value)[:40]})
+        return int(value)
     return value
 
 
-def id_field(body: dict, name: str, *, required: bool = True) -> int | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise InvalidInput(f"{name} is required")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{name} must be an integer")
-    if not 1 <= value <= MAX_ID:
-        raise InvalidInput(f"{name} must be a positive long")
-    return value
+def _between(low: int, high: int, message: str):
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise PydanticCustomError("query_range", message)
+        return value
+
+    return AfterValidator(check)
 
 
-def page_params() -> tuple[int, int]:
-    page = _int_arg("page", 0)
-    size = _int_arg("size", DEFAULT_PAGE_SIZE)
-    if page < 0:
-        raise InvalidInput("page must be 0 or more")
-    if not 1 <= size <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"size must be between 1 and {MAX_PAGE_SIZE}")
-    if page > 100_000:
-        raise InvalidInput("page must be at most 100000")
-    return page, size
+PageNumber = Annotated[int, BeforeValidator(_query_int),
+                       _between(0, MAX_PAGE, f"must be 0 or more and at most {MAX_PAGE}"),
+                       WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": 0,
+                                       "description": "page number, from 0"})]
+PageSize = Annotated[int, BeforeValidator(_query_int),
+                     _between(1, MAX_PAGE_SIZE, f"must be between 1 and {MAX_PAGE_SIZE}"),
+                     WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE,
+                                     "default": DEFAULT_PAGE_SIZE, "description": "page size"})]
 
 
-def _int_arg(name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer, got {raw!r}") from None
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    page: PageNumber = 0
+    size: PageSize = DEFAULT_PAGE_SIZE
 
 
-def page_body(items: list, page: int, size: int) -> dict[str, Any]:
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of results, newest or oldest first as the endpoint says."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: list[T]
+    page: int = Field(ge=0)
+    size: int = Field(ge=1)
+    hasNext: bool
+
+
+def page_body(items: list, query: PageQuery) -> dict[str, Any]:
     """`items` holds up to size + 1 entries: the extra one only tells that there is a next page."""
-    return {"content": items[:size], "page": page, "size": size, "hasNext": len(items) > size}
+    size = query.size
+    return {"content": items[:size], "page": query.page, "size": size, "hasNext": len(items) > size}
 
 
 def json_time(value: datetime | None) -> str | None:
@@ -91,8 +86,18 @@ def json_time(value: datetime | None) -> str | None:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class IdConverter(IntegerConverter):
-    """Path ids are positive longs (the event schema carries longs); anything else is a 404."""
+class IdConverter(BaseConverter):
+    """Path ids (types.IdText): ASCII digits without sign or leading zeros, 1 … 2^63-1. Anything else does not
+    match the route, so `/api/posts/01`, `/api/posts/١` and `/api/posts/9223372036854775808` are 404s."""
 
-    def __init__(self, url_map):
-        super().__init__(url_map, min=1, max=MAX_ID)
+    regex = ID_TEXT.pattern
+    weight = 50
+
+    def to_python(self, value: str) -> int:
+        parsed = id_from_text(value)
+        if parsed is None:  # 19 digits above 2^63-1: a 404 here (werkzeug's ValidationError would give a 405)
+            raise NotFound(f"not found: {value} is not an id (1 … {MAX_ID})")
+        return parsed
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))

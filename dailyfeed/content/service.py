@@ -165,9 +165,13 @@ class ContentService:
         return post
 
     def _live_comment(self, comment_id: int) -> dict[str, Any]:
+        """A comment that may still change: live, on a live post. The comments of a deleted post are read-only:
+        updating, liking or deleting them answers 404 like the post does (SPEC is silent; README says so)."""
         comment = self.repo.find_comment(comment_id)
         if comment is None:
             raise NotFound(f"comment {comment_id} not found")
+        if self.repo.find_post(comment["post_id"]) is None:
+            raise NotFound(f"comment {comment_id} not found: post {comment['post_id']} was deleted")
         return comment
 
     @staticmethod

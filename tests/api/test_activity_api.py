@@ -74,8 +74,8 @@ def test_record_endpoint_needs_a_service_token_and_a_matching_type(client, app, 
     assert client.post("/api/member-activities/posts", json=record_request_body(event)).status_code == 401
     wrong = _record(client, app, "comments", record_request_body(event))
     assert wrong.status_code == 400 and "does not belong" in wrong.json["message"]
-    missing = _record(client, app, "posts", {"memberId": 7, "postId": 12, "activityType": "POST_CREATE"})
-    assert missing.status_code == 400 and "messageKey" in missing.json["message"]
+    blank = _record(client, app, "posts", {**record_request_body(event), "messageKey": " "})
+    assert blank.status_code == 400 and "messageKey must not be blank" in blank.json["message"]
     assert activities() == []
 
 
