@@ -59,8 +59,10 @@ def hours_chart(hour_starts: Sequence[datetime], series: dict[str, Sequence[int]
             bars.append(Bar(x=round(n * step + 1, 2), y=round(base, 2), width=round(max(1.0, step - 2), 2),
                             height=round(h, 2), series=name,
                             title=f"{as_utc(start):%d %b %H:00} UTC: {count} {name}"))
+    # labels on the hours a clock reader expects (00:00, 06:00, ...), none cut off at the left edge
     ticks = [Tick(x=round(n * step + step / 2, 2), label=f"{as_utc(start):%H:00}")
-             for n, start in enumerate(hour_starts) if n % label_every == 0]
+             for n, start in enumerate(hour_starts)
+             if as_utc(start).hour % label_every == 0 and n * step + step / 2 > 24]
     return HourChart(width=width, height=height, plot_height=plot_height, bars=bars, ticks=ticks, peak=peak,
                      total=sum(totals))
 

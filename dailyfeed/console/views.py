@@ -39,6 +39,12 @@ class LoggedOut(Exception):
         self.reason = reason
 
 
+@bp.app_template_filter("when")
+def _when(value: str | None) -> str:
+    """An ISO time of the API as the page shows it: '2026-11-29 09:40:20 UTC'."""
+    return f"{value[:10]} {value[11:19]} UTC" if value else "-"
+
+
 @bp.after_request
 def _headers(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CSP

@@ -72,15 +72,19 @@ class BulkActions:
             self.release_all(token)  # whatever a failure left held goes back at once, not when the lease ends
         return result
 
-    def purge_completed(self, older_than: datetime) -> PurgeResult:
+    def purge_completed(self, older_than: datetime, *, dry_run: bool = False) -> PurgeResult:
         """Delete completed dead letters finished before `older_than`, and claims whose lease ended before it
-        (those of dead letters given back or re-queued: a finished one's claim is deleted with it already).
-        Pending, failed and discarded dead letters are kept: someone still has to look at them."""
-        purged = 0
-        for name in DEAD_LETTER_COLLECTIONS:
-            purged += self.db[name].delete_many({
-                "status": Status.COMPLETED.value,
+        (those of dead letters given back or re-queued: a finished one's claim is deleted with it already); with
+        `dry_run`, only count them. Pending, failed and discarded dead letters are kept: someone still has to
+        look at them."""
+        done = {"status": Status.COMPLETED.value,
                 "$or": [{"completed_at": {"$lt": older_than}},
-                        {"completed_at": None, "updated_at": {"$lt": older_than}}]}).deleted_count
-        claims = self.db[DEAD_LETTER_CLAIMS].delete_many({"lease_until": {"$lt": older_than}}).deleted_count
-        return PurgeResult(dead_letters=purged, claims=claims)
+                        {"completed_at": None, "updated_at": {"$lt": older_than}}]}
+        stale = {"lease_until": {"$lt": older_than}}
+        claims = self.db[DEAD_LETTER_CLAIMS]
+        if dry_run:
+            return PurgeResult(dead_letters=sum(self.db[name].count_documents(done)
+                                                for name in DEAD_LETTER_COLLECTIONS),
+                               claims=claims.count_documents(stale))
+        purged = sum(self.db[name].delete_many(done).deleted_count for name in DEAD_LETTER_COLLECTIONS)
+        return PurgeResult(dead_letters=purged, claims=claims.delete_many(stale).deleted_count)
