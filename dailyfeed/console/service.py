@@ -21,7 +21,7 @@ from ..deadletters import (
     parse_when,
 )
 from ..errors import Conflict, InvalidInput, NotFound
-from ..events import Category, PublishType, as_utc, utcnow
+from ..events import Category, PublishType, as_utc
 from ..restore.jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreOptions, Summary
 from ..store import DEAD_LETTER_COLLECTIONS
 from ..web import json_time
@@ -335,7 +335,3 @@ def requeue(container: Container, selection: Selection, *, dry_run: bool) -> Act
     done = container.dead_letters.requeue_matching(selection)
     return ActionAnswer("requeue", False, {"requeued": done.done, "skipped": done.skipped, "failed": 0},
                         selection.described())
-
-
-def now_iso() -> str:
-    return json_time(utcnow())

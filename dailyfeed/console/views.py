@@ -136,8 +136,8 @@ def logout():
 
 # --- pages ------------------------------------------------------------------------------------------------------
 
-@bp.get("")
 @bp.get("/")
+@bp.get("")
 def index():
     token = _admin_token()
     container = get_container()
