@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dailyfeed import server
+from dailyfeed import server  # noqa: F401  (re-exported for the tier)
 from dailyfeed.auth import issue_admin_token, issue_member_token
 from dailyfeed.extension import get_container
 
