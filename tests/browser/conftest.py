@@ -36,8 +36,10 @@ def _unavailable(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one test module. Not for the session: while Playwright's sync API runs, its event loop is the
+    main thread's, and the tests that follow (asyncio.run in the Kafka code) need that thread free again."""
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError:
