@@ -126,6 +126,7 @@ def log_in(page, live: Live) -> None:
     page.fill("#token", live.admin_token())
     page.click("button:has-text('Log in')")
     page.wait_for_selector("section[aria-label=Overview]")
+    page.wait_for_load_state("load")
 
 
 def screenshot(page, name: str, *, docs: bool = False) -> Path:

@@ -84,5 +84,7 @@ def test_the_overview_reads_on_a_phone(page_of, live):
     assert page.inner_text("[data-count='feign:pending']") == "3"
     screenshot(page, "overview-phone")
     page.click("table.letters a >> nth=0")
+    page.wait_for_selector("#payload")
+    page.wait_for_load_state("load")  # the stylesheet too: an unstyled page is wider
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, "detail-phone")
