@@ -21,6 +21,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     """Build the app. `test_config` overrides settings by their dotted names; `transports` (by service) replaces
     the configured transports, for tests. `run_background` starts what a serving process runs beside requests
     (dailyfeed.background: date topics, the Kafka listener); None means only under `flask run`."""
+    from . import console
     from .activity import api as activity_api
     from .activity import cli as activity_cli
     from .background import serving_under_flask_run, start_background
@@ -49,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     app.register_blueprint(content_api.bp)
     app.register_blueprint(activity_api.bp)
     app.register_blueprint(docs_bp)
+    console.init_app(app)
     for module in (activity_cli, transport_cli, restore_cli):
         module.init_app(app)
     if serving_under_flask_run() if run_background is None else run_background:

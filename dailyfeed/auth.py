@@ -22,6 +22,11 @@ def _claims() -> dict:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing bearer token (Authorization: Bearer <JWT>)")
+    return verify_token(token)
+
+
+def verify_token(token: str) -> dict:
+    """The claims of a token signed with auth.jwt-secret; Unauthenticated with the reason otherwise."""
     if len(token) > MAX_TOKEN_CHARS:
         raise Unauthenticated("bearer token is too long")
     secret = get_container().settings["auth.jwt-secret"]
@@ -32,6 +37,14 @@ def _claims() -> dict:
         raise Unauthenticated("bearer token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthenticated(f"bearer token is invalid: {exc}") from None
+
+
+def verify_admin_token(token: str) -> dict:
+    """The claims of an admin token (the console's login); Unauthenticated or Forbidden otherwise."""
+    claims = verify_token(token)
+    if claims.get("scope") != ADMIN_SCOPE:
+        raise Forbidden(f"the admin API needs a token with scope {ADMIN_SCOPE}")
+    return claims
 
 
 def member_required(view):

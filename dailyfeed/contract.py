@@ -57,6 +57,12 @@ ERROR_TEXT = {
 }
 
 
+REDIRECT_TEXT = {
+    303: "See Other: where to go next (the Location header), e.g. back to the list after an action.",
+    308: "Permanent Redirect to the canonical address (the Location header).",
+}
+
+
 class ErrorBody(BaseModel):
     """The error envelope of every 4xx and 5xx answer, with the real HTTP status."""
 
@@ -165,7 +171,12 @@ def operation_of(app: Flask, endpoint: str) -> Operation | None:
 def undocumented(app: Flask) -> list[str]:
     """Rules (other than static files) whose view has no @operation: they would be missing from /openapi.json."""
     return [f"{rule.rule} ({rule.endpoint})" for rule in app.url_map.iter_rules()
-            if rule.endpoint != "static" and operation_of(app, rule.endpoint) is None]
+            if not is_static(rule.endpoint) and operation_of(app, rule.endpoint) is None]
+
+
+def is_static(endpoint: str) -> bool:
+    """The app's and each blueprint's static files (`static`, `admin.static`): files, not operations."""
+    return endpoint == "static" or endpoint.endswith(".static")
 
 
 def openapi_path(rule: str) -> str:
@@ -255,10 +266,14 @@ def _operation_object(endpoint: str, op: Operation, path_params: list[dict], reg
         statuses.add(404)
     if op.uses_store:
         statuses.add(503)
-    error = registry.ref(ErrorBody, "serialization")
+    # a page answers its errors as pages (HTML), everything else with the JSON error envelope
+    error = {op.media_type: {"schema": {"type": "string"}}} if op.media_type != JSON \
+        else {JSON: {"schema": registry.ref(ErrorBody, "serialization")}}
     for status in sorted(statuses):
-        responses[str(status)] = {"description": ERROR_TEXT.get(status, "Error"),
-                                  "content": {JSON: {"schema": error}}}
+        if status in REDIRECT_TEXT:
+            responses[str(status)] = {"description": REDIRECT_TEXT[status]}
+        else:
+            responses[str(status)] = {"description": ERROR_TEXT.get(status, "Error"), "content": error}
     result["responses"] = responses
     return result
 

@@ -167,6 +167,17 @@ class ClaimProtocol:
         self.db[collection].update_one({"_id": doc_id}, _released(utcnow(), error))
         return True
 
+    def requeue(self, collection: str, doc_id: Any, token: str) -> bool:
+        """Put a claimed (failed) dead letter back to pending, for the restores to take again: its error and
+        attempts stay. Like `release`, the claim document stays (a stale claimant must still collide with it)."""
+        if not self._holds(collection, doc_id, token):
+            return False
+        now = utcnow()
+        update = _released(now, None)
+        update["$set"].update({"status": Status.PENDING.value, "is_completed": False, "requeued_at": now})
+        self.db[collection].update_one({"_id": doc_id}, update)
+        return True
+
     def release_batch(self, collection: str, docs: Iterable[Mapping[str, Any]], token: str,
                       error: BaseException | str | None = None) -> int:
         """Give claimed dead letters of one collection back, still pending, with one update (per MAX_UPDATE); with

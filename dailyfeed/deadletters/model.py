@@ -13,7 +13,7 @@ import json
 from enum import Enum
 from typing import Any, Mapping
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
@@ -31,8 +31,12 @@ class Status(str, Enum):
 PUBLISHER_COLLECTIONS = {PublishType.KAFKA: KAFKA_PUBLISHER_DEAD_LETTERS, PublishType.FEIGN: FEIGN_DEAD_LETTERS}
 PUBLISHER_DEAD_LETTERS = (KAFKA_PUBLISHER_DEAD_LETTERS, FEIGN_DEAD_LETTERS)
 LISTENER_DEAD_LETTERS = (KAFKA_LISTENER_DEAD_LETTERS,)
+#: what the CLI and the console call each collection
+SHORT_NAMES = {KAFKA_PUBLISHER_DEAD_LETTERS: "kafka-publisher", FEIGN_DEAD_LETTERS: "feign",
+               KAFKA_LISTENER_DEAD_LETTERS: "listener"}
 MAX_RAW_CHARS = 64 * 1024  # a listener dead letter keeps at most this much of a raw record
 OLDEST_FIRST = [("created_at", ASCENDING), ("_id", ASCENDING)]
+NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 
 class DeadLetterStoreError(Exception):
@@ -87,7 +91,6 @@ def insert_unordered(collection: Collection, docs: list[dict[str, Any]]) -> set[
     return set()
 
 
-
 def clip(value: Any) -> Any:
     if isinstance(value, bytes):
         try:
@@ -98,3 +101,19 @@ def clip(value: Any) -> Any:
         return value[:MAX_RAW_CHARS] + "…(truncated)"
     return value
 
+
+
+def age_text(seconds: float | None) -> str:
+    """An age as people read it: '3d 4h', '2h 5m', '4m 10s', '12s' ('-' for none)."""
+    if seconds is None:
+        return "-"
+    days, rest = divmod(max(0, int(seconds)), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"

@@ -1,5 +1,6 @@
 """The dead-letter store: how a failure is kept (what the write path needs), plus the claim protocol
-(claims.py) and the read side (queries.py) that the restore jobs, the CLI and the console use.
+(claims.py), the read side (queries.py) and the bulk actions (bulk.py) that the restore jobs, the CLI and the
+console use.
 
 Every document is keyed by its message key (unique index), so recording the same failure twice updates one
 document.
@@ -14,12 +15,13 @@ from pymongo.errors import DuplicateKeyError
 
 from ..events import ActivityEvent, utcnow
 from ..store import KAFKA_LISTENER_DEAD_LETTERS
+from .bulk import BulkActions
 from .claims import ClaimProtocol
 from .model import PUBLISHER_COLLECTIONS, DeadLetterStoreError, Status, clip, error_info, insert_unordered
 from .queries import DeadLetterReader
 
 
-class DeadLetterStore(ClaimProtocol, DeadLetterReader):
+class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
     def __init__(self, db: Database, lease_seconds: int = 300):
         self.db = db
         self.lease_seconds = lease_seconds

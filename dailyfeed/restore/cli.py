@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import click
@@ -21,19 +21,15 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 from pymongo.errors import PyMongoError
 
-from ..deadletters import Selection, Status, new_claim_token
+from ..deadletters import SHORT_NAMES, Selection, Status, age_text, new_claim_token, parse_when
 from ..events import Category, as_utc, utcnow
 from ..extension import get_container
 from ..store import (
     DEAD_LETTER_COLLECTIONS,
-    FEIGN_DEAD_LETTERS,
     KAFKA_LISTENER_DEAD_LETTERS,
-    KAFKA_PUBLISHER_DEAD_LETTERS,
 )
 from .jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreJob, RestoreOptions, Summary
 
-SHORT_NAMES = {KAFKA_PUBLISHER_DEAD_LETTERS: "kafka-publisher", FEIGN_DEAD_LETTERS: "feign",
-               KAFKA_LISTENER_DEAD_LETTERS: "listener"}
 DRY_RUN_VERBS = {Outcome.RESTORED: "restore", Outcome.SKIPPED: "skip", Outcome.FAILED: "fail"}
 EXIT_INTERRUPTED = 130
 
@@ -48,15 +44,10 @@ class SinceType(click.ParamType):
     def convert(self, value: Any, param, ctx) -> datetime:
         if isinstance(value, datetime):
             return value
-        text = str(value).strip()
         try:
-            if len(text) == 10:
-                parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
-            else:
-                parsed = datetime.fromisoformat(text)
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO date (2026-11-22) or date-time (2026-11-22T10:00:00Z)", param, ctx)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+            return parse_when(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class CategoryChoice(click.Choice):
@@ -253,7 +244,8 @@ def _sigterm_as_interrupt():
 
 # --- dailyfeed deadletters --------------------------------------------------------------------------------------
 
-deadletters_group = AppGroup("deadletters", help="Look at dead letters: list, show, discard, stats.")
+deadletters_group = AppGroup("deadletters", help="Look at and repair dead letters: list, show, stats, retry, "
+                             "discard, purge.")
 
 
 @deadletters_group.command("list")
@@ -264,9 +256,9 @@ deadletters_group = AppGroup("deadletters", help="Look at dead letters: list, sh
 def list_command(status: str, category: str | None, collection: str | None, limit: int) -> None:
     """List dead letters, oldest first."""
     store = get_container().dead_letters
-    found, total = _store_call(lambda: store.list_dead_letters(
-        status=None if status == "all" else Status(status), category=category,
-        collections=[collection] if collection else DEAD_LETTER_COLLECTIONS, limit=limit))
+    selection = Selection(status=None if status == "all" else Status(status), category=category,
+                          collections=(collection,) if collection else None)
+    found, total = _store_call(lambda: store.list_dead_letters(selection, limit=limit))
     if not found:
         click.echo("no dead letters match")
         return
@@ -294,13 +286,33 @@ def show_command(id_or_key: str) -> None:
         click.echo(json.dumps(doc, indent=2, default=_json_value, ensure_ascii=False))
 
 
-@deadletters_group.command("discard")
-@click.argument("id_or_key")
-@click.option("--collection", type=COLLECTION, callback=_collection,
-              help="Which collection, when the key is in more than one.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def discard_command(id_or_key: str, collection: str | None, yes: bool) -> None:
-    """Mark a pending or failed dead letter discarded: no restore will take it."""
+def selection_options(command: Callable) -> Callable:
+    """The filters of `discard --matching` and `retry --status failed`: the restore jobs' (--category, --since,
+    --key) and the console's (--until, --key-prefix, --error-type, --collection)."""
+    options = [
+        click.option("--category", type=CATEGORY, help="Only dead letters of this category."),
+        click.option("--since", type=SinceType(), default=None, help="Only those created at or after this time."),
+        click.option("--until", type=SinceType(), default=None, help="Only those created before this time."),
+        click.option("--key", callback=_key, default=None, help="Only the one with this exact message key."),
+        click.option("--key-prefix", callback=_key, default=None, help="Only those whose message key starts so."),
+        click.option("--error-type", callback=_key, default=None,
+                     help="Only those whose last error is of this type (TransportUnavailable, ...)."),
+        click.option("--collection", type=COLLECTION, callback=_collection, help="Only this collection."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _selection(category, since, until, key, key_prefix, error_type, collection, status: Status | None = None):
+    if since is not None and until is not None and since >= until:
+        raise click.UsageError("--since must be before --until")
+    return Selection(category=category, since=since, until=until, key=key, key_prefix=key_prefix,
+                     error_type=error_type, collections=(collection,) if collection else None, status=status)
+
+
+def _one(id_or_key: str, collection: str | None) -> tuple[str, dict]:
+    """The dead letter with this id or key (in `collection`), or a clear error."""
     store = get_container().dead_letters
     matches = _store_call(lambda: store.lookup(id_or_key, [collection] if collection else DEAD_LETTER_COLLECTIONS))
     if not matches:
@@ -310,8 +322,50 @@ def discard_command(id_or_key: str, collection: str | None, yes: bool) -> None:
         found = "; ".join(f"{name} {doc['_id']} ({doc.get('status')})" for name, doc in matches)
         raise click.ClickException(f"{id_or_key!r} matches {len(matches)} dead letters: {found}. "
                                    "Give the id, or --collection.")
-    name, doc = matches[0]
-    described = f"{name} {doc['_id']} ({doc.get('status')}, {doc.get('message_key')})"
+    return matches[0]
+
+
+def _described(name: str, doc: dict) -> str:
+    return f"{name} {doc['_id']} ({doc.get('status')}, {doc.get('message_key')})"
+
+
+@deadletters_group.command("discard")
+@click.argument("id_or_key", required=False)
+@click.option("--matching", is_flag=True, help="Discard every pending or failed dead letter the filters match.")
+@click.option("--all", "everything", is_flag=True, help="With --matching and no filter: really all of them.")
+@selection_options
+@click.option("--status", type=click.Choice([Status.PENDING.value, Status.FAILED.value]), default=None,
+              help="With --matching: only pending or only failed ones.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def discard_command(id_or_key: str | None, matching: bool, everything: bool, category, since, until, key,
+                    key_prefix, error_type, collection, status, yes: bool) -> None:
+    """Mark a pending or failed dead letter discarded (ID_OR_KEY), or every one that matches (--matching with
+    filters): no restore will take them."""
+    store = get_container().dead_letters
+    if matching:
+        if id_or_key is not None:
+            raise click.UsageError("give either ID_OR_KEY or --matching with filters, not both")
+        selection = _selection(category, since, until, key, key_prefix, error_type, collection,
+                               Status(status) if status else None)
+        if selection.is_empty and not everything:
+            raise click.UsageError("--matching without a filter would discard every pending and failed dead "
+                                   "letter; give filters, or add --all")
+        from ..deadletters.bulk import DISCARDABLE
+
+        count = _store_call(lambda: store.count(selection, DISCARDABLE))
+        if not count:
+            click.echo(f"no pending or failed dead letter matches ({selection.described()})")
+            return
+        if not yes:
+            click.confirm(f"Discard {count} dead letter{'' if count == 1 else 's'} ({selection.described()})? "
+                          "They will never be restored.", abort=True)
+        done = _store_call(lambda: store.discard_matching(selection))
+        click.echo(f"discarded {done.done}, skipped {done.skipped} (held by a restore right now)")
+        return
+    if id_or_key is None:
+        raise click.UsageError("give ID_OR_KEY, or --matching with filters")
+    name, doc = _one(id_or_key, collection)
+    described = _described(name, doc)
     if doc.get("status") not in (Status.PENDING.value, Status.FAILED.value):
         raise click.ClickException(f"{described} is {doc.get('status')}; only pending or failed dead letters "
                                    "can be discarded")
@@ -324,6 +378,65 @@ def discard_command(id_or_key: str, collection: str | None, yes: bool) -> None:
                                    "look at it again with `dailyfeed deadletters show`")
     _store_call(lambda: store.discard(name, doc["_id"], token))
     click.echo(f"discarded {described}")
+
+
+@deadletters_group.command("retry")
+@click.argument("id_or_key", required=False)
+@click.option("--status", type=click.Choice([Status.FAILED.value]), default=None,
+              help="failed: put every failed dead letter the filters match back to pending (re-queue).")
+@selection_options
+def retry_command(id_or_key: str | None, status: str | None, category, since, until, key, key_prefix, error_type,
+                  collection) -> None:
+    """Restore one dead letter now (ID_OR_KEY; a failed one is re-queued first), through the restore job of its
+    collection; or, with --status failed, re-queue the failed ones that match for the restores to take."""
+    store = get_container().dead_letters
+    if status is not None:
+        if id_or_key is not None:
+            raise click.UsageError("give either ID_OR_KEY or --status failed with filters, not both")
+        selection = _selection(category, since, until, key, key_prefix, error_type, collection)
+        done = _store_call(lambda: store.requeue_matching(selection))
+        click.echo(f"re-queued {done.done} failed dead letter{'' if done.done == 1 else 's'} to pending "
+                   f"({selection.described()}), skipped {done.skipped} (held right now); "
+                   "restore-publisher and restore-listener take them from here")
+        return
+    if id_or_key is None:
+        raise click.UsageError("give ID_OR_KEY, or --status failed (with filters)")
+    name, doc = _one(id_or_key, collection)
+    described = _described(name, doc)
+    if doc.get("status") == Status.FAILED.value:
+        requeued = _store_call(lambda: store.requeue_matching(Selection(ids=(doc["_id"],), collections=(name,))))
+        if not requeued.done:
+            raise click.ClickException(f"{described} is held by a restore right now; try again shortly")
+        click.echo(f"re-queued {described}")
+    elif doc.get("status") != Status.PENDING.value:
+        raise click.ClickException(f"{described} is {doc.get('status')}; only pending or failed dead letters "
+                                   "can be retried")
+    container = get_container()
+    options = RestoreOptions(selection=Selection(ids=(doc["_id"],), collections=(name,)))
+    job: RestoreJob = ListenerRestore(store, container.activity_service, options) \
+        if name == KAFKA_LISTENER_DEAD_LETTERS else PublisherRestore(store, container.transports, options)
+    summary = _store_call(lambda: job.run(report=_plain_line))
+    if summary.total == 0:
+        click.echo(f"skipped {described}: a restore holds it right now")
+    click.echo(summary.line())
+    if not summary.ok or summary.total == 0:
+        click.get_current_context().exit(1)
+
+
+@deadletters_group.command("purge")
+@click.option("--completed-older-than", "days", type=click.IntRange(min=1), required=True, metavar="DAYS",
+              help="Delete completed dead letters finished more than DAYS days ago, and claims that ended then.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+def purge_command(days: int, dry_run: bool) -> None:
+    """Retention: delete completed dead letters and released claims older than DAYS days. Pending, failed and
+    discarded dead letters are kept."""
+    store = get_container().dead_letters
+    cutoff = utcnow() - timedelta(days=days)
+    result = _store_call(lambda: store.purge_completed(cutoff, dry_run=dry_run))
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {result.dead_letters} completed dead letter{'' if result.dead_letters == 1 else 's'} and "
+               f"{result.claims} claim{'' if result.claims == 1 else 's'} older than {days} "
+               f"day{'' if days == 1 else 's'} (before {_when(cutoff)}Z)")
 
 
 @deadletters_group.command("stats")
@@ -356,18 +469,8 @@ def _when(at: datetime | None) -> str:
     return as_utc(at).strftime("%Y-%m-%d %H:%M:%S") if at else "-"
 
 
-def _age(delta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {seconds}s"
-    return f"{seconds}s"
+def _age(delta: timedelta) -> str:
+    return age_text(delta.total_seconds())
 
 
 def _clip(text: str, width: int) -> str:

@@ -1,0 +1,281 @@
+"""The dead-letter console page at /admin: server-rendered (Jinja2, autoescaped), no script needed.
+
+Login: an admin token (`dailyfeed token --admin`) posted once, kept in an HttpOnly, SameSite=Strict cookie for
+/admin only. Every action is a POST carrying a CSRF token (an HMAC of the admin token, so it cannot be guessed
+without it) and goes through a confirmation page that shows the dry-run count first; nothing changes on a GET.
+Responses carry a strict Content-Security-Policy (no inline script or style), a second fence behind autoescaping.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
+from pymongo.errors import PyMongoError
+
+from ..auth import verify_admin_token
+from ..contract import operation
+from ..deadletters import SHORT_NAMES, Status, age_text
+from ..errors import DailyfeedError, InvalidInput
+from ..events import Category
+from ..extension import get_container
+from ..web import MAX_PAGE_SIZE
+from . import charts, service
+
+PAGE = ("console page",)  # server-rendered HTML; the admin token travels in an HttpOnly cookie
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static",
+               static_url_path="/static")
+COOKIE = "dailyfeed_admin"
+PAGE_SIZE = 25
+ACTIONS = {"replay": "Replay", "discard": "Discard", "requeue": "Re-queue"}
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+class LoggedOut(Exception):
+    def __init__(self, reason: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@bp.app_template_filter("when")
+def _when(value: str | None) -> str:
+    """An ISO time of the API as the page shows it: '2026-11-29 09:40:20 UTC'."""
+    return f"{value[:10]} {value[11:19]} UTC" if value else "-"
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.errorhandler(LoggedOut)
+def _logged_out(error: LoggedOut):
+    response = make_response(render_template("console/login.html", error=error.reason), 401)
+    if request.cookies.get(COOKIE):
+        response.delete_cookie(COOKIE, path="/admin")
+    return response
+
+
+@bp.errorhandler(DailyfeedError)
+def _refused(error: DailyfeedError):
+    return render_template("console/problem.html", status=error.status, message=error.message,
+                           back=request.referrer if _same_origin(request.referrer) else url_for(".index")), \
+        error.status
+
+
+@bp.errorhandler(PyMongoError)
+def _store_down(error: PyMongoError):
+    return render_template("console/problem.html", status=503, back=url_for(".index"),
+                           message="the document store is unavailable; nothing was changed, try again"), 503
+
+
+def _admin_token() -> str:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise LoggedOut()
+    try:
+        verify_admin_token(token)
+    except DailyfeedError as exc:
+        raise LoggedOut(f"{exc.message}; log in again") from None
+    return token
+
+
+def _csrf(token: str) -> str:
+    secret = get_container().settings["auth.jwt-secret"].encode()
+    return hmac.new(secret, b"console-csrf:" + token.encode(), hashlib.sha256).hexdigest()
+
+
+def _check_csrf(token: str) -> None:
+    if not hmac.compare_digest(request.form.get("csrf", ""), _csrf(token)):
+        raise InvalidInput("this form is stale or came from another site (CSRF token missing or wrong); "
+                           "reload the page and try again")
+
+
+def _same_origin(url: str | None) -> bool:
+    return bool(url) and url.startswith(request.host_url)
+
+
+# --- login ------------------------------------------------------------------------------------------------------
+
+@bp.get("/login")
+@operation(media_type="text/html", tags=PAGE, errors=(401,), uses_store=False)
+def login_page():
+    return render_template("console/login.html", error=None)
+
+
+@bp.post("/login")
+@operation(media_type="text/html", tags=PAGE, status=303, errors=(401,), uses_store=False)
+def login():
+    token = request.form.get("token", "").strip()
+    if token.lower().startswith("bearer "):
+        token = token[7:].strip()
+    if not token:
+        raise LoggedOut("paste an admin token")
+    try:
+        verify_admin_token(token)
+    except DailyfeedError as exc:
+        raise LoggedOut(exc.message) from None
+    response = redirect(url_for(".index"), 303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure, path="/admin")
+    return response
+
+
+@bp.post("/logout")
+@operation(media_type="text/html", tags=PAGE, status=303, errors=(401, 403), uses_store=False)
+def logout():
+    token = request.cookies.get(COOKIE)
+    if token:
+        _check_csrf(token)
+    response = redirect(url_for(".login_page"), 303)
+    response.delete_cookie(COOKIE, path="/admin")
+    return response
+
+
+# --- pages ------------------------------------------------------------------------------------------------------
+
+@bp.get("/")
+@operation(media_type="text/html", tags=PAGE, status=308)
+def index_with_slash():
+    return redirect(url_for(".index"), 308)
+
+
+@bp.get("")
+@operation(media_type="text/html", tags=PAGE, errors=(400, 401))
+def index():
+    token = _admin_token()
+    container = get_container()
+    params = _filter_args(request.args)
+    selection = service.selection_from(params)
+    page = _page_arg()
+    listed = service.list_page(container, selection, page, PAGE_SIZE)
+    seen = service.overview(container)
+    chart = charts.hours_chart(_hours(seen["hours"]), {c["name"]: c["createdPerHour"] for c in seen["collections"]})
+    errors = charts.meters([(e["type"], e["open"]) for e in seen["errorTypes"]])
+    return render_template("console/index.html", csrf=_csrf(token), overview=seen, listed=listed, chart=chart,
+                           error_meters=errors, filters=params, selection=selection, page=page,
+                           result=_result(request.args), age=age_text, **_choices(),
+                           page_link=lambda n: url_for(".index", **params, page=n))
+
+
+@bp.get("/dead-letters/<dead_letter_id>")
+@operation(media_type="text/html", tags=PAGE, errors=(401, 404))
+def detail(dead_letter_id: str):
+    token = _admin_token()
+    letter = service.detail(get_container(), dead_letter_id)
+    return render_template("console/detail.html", csrf=_csrf(token), letter=letter,
+                           payload=_pretty(letter["payload"]), origin=letter["origin"],
+                           origin_value=_pretty(_maybe_json((letter["origin"] or {}).get("value")))
+                           if isinstance(letter["origin"], dict) else None, result=_result(request.args))
+
+
+@bp.post("/actions")
+@operation(media_type="text/html", tags=PAGE, errors=(303, 400, 401, 403, 409))
+def action():
+    """Every console action: first a confirmation page with the dry-run count (step=confirm), then the action
+    itself (step=run), after which the browser is sent back (303) to the list with the counts."""
+    token = _admin_token()
+    _check_csrf(token)
+    container = get_container()
+    name = request.form.get("action", "")
+    if name not in ACTIONS:
+        raise InvalidInput(f"unknown action {name!r}")
+    scope = request.form.get("scope", "chosen")
+    params = _filter_args(request.form)
+    ids = request.form.getlist("ids")
+    if scope == "chosen":
+        if not ids:
+            raise InvalidInput("choose at least one dead letter first (the boxes in the list)")
+        selection = service.selection_from({}, ids)
+    elif scope in ("matching", "all"):
+        selection = service.selection_from(params)
+        service.check_bulk(selection, scope == "all")
+    else:
+        raise InvalidInput(f"unknown scope {scope!r}")
+    mode = request.form.get("mode", service.ReplayMode.REPUBLISH)
+    back = request.form.get("back") or ""
+    if not back.startswith("/admin"):
+        back = url_for(".index")
+    if request.form.get("step") != "run":
+        if name == "replay":
+            preview = service.replay(container, selection, dry_run=True, mode=mode)
+        elif name == "discard":
+            preview = service.discard(container, selection, dry_run=True, expected=None)
+        else:
+            preview = service.requeue(container, selection, dry_run=True)
+        return render_template("console/confirm.html", csrf=_csrf(token), action=name, label=ACTIONS[name],
+                               preview=preview.to_json(), scope=scope, ids=ids, filters=params, mode=mode,
+                               back=back, modes=service.ReplayMode.ALL)
+    if name == "replay":
+        answer = service.replay(container, selection, dry_run=False, mode=mode)
+    elif name == "discard":
+        answer = service.discard(container, selection, dry_run=False, expected=_int_field("expected"))
+    else:
+        answer = service.requeue(container, selection, dry_run=False)
+    counts = {k: v for k, v in answer.counts.items()}
+    separator = "&" if "?" in back else "?"
+    return redirect(f"{back}{separator}{urlencode({'done': name, **counts})}", 303)
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+def _filter_args(source) -> dict[str, str]:
+    return {name: source.get(name, "").strip() for name in service.FILTER_FIELDS if source.get(name, "").strip()}
+
+
+def _page_arg() -> int:
+    raw = request.args.get("page", "0")
+    if not raw.isdigit() or int(raw) * PAGE_SIZE > service.MAX_LIST_SKIP:
+        raise InvalidInput(f"page must be a number from 0 to {service.MAX_LIST_SKIP // PAGE_SIZE}")
+    return int(raw)
+
+
+def _int_field(name: str) -> int | None:
+    raw = request.form.get(name, "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _result(args) -> dict[str, Any] | None:
+    """The counts of the action just done, from the redirect's query (numbers only: nothing else is shown)."""
+    name = args.get("done")
+    if name not in ACTIONS:
+        return None
+    counts = {k: int(v) for k, v in args.items() if k in ("restored", "skipped", "failed", "discarded", "requeued")
+              and v.isdigit()}
+    return {"action": name, "counts": counts}
+
+
+def _hours(values: list[str]):
+    from datetime import datetime
+
+    return [datetime.fromisoformat(v.replace("Z", "+00:00")) for v in values]
+
+
+def _choices() -> dict[str, Any]:
+    return {"collections": list(SHORT_NAMES.values()), "statuses": [s.value for s in Status],
+            "categories": [c.value for c in Category], "page_size": PAGE_SIZE, "max_page_size": MAX_PAGE_SIZE}
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _pretty(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+

@@ -1,0 +1,90 @@
+"""Bulk actions on the dead letters that match a Selection, shared by the CLI (`deadletters discard --matching`,
+`retry --status failed`, `purge`) and the console: discard, re-queue failed ones, purge what is done with.
+
+Each dead letter is claimed first (the claim protocol of claims.py), so an action never touches one that a restore
+holds right now: that one is skipped, and counted so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from pymongo.database import Database
+
+from ..store import DEAD_LETTER_CLAIMS, DEAD_LETTER_COLLECTIONS
+from .claims import new_claim_token
+from .model import Status
+from .queries import Selection
+
+#: the statuses a discard takes: a completed or discarded dead letter is final
+DISCARDABLE = (Status.PENDING, Status.FAILED)
+REQUEUEABLE = (Status.FAILED,)
+
+
+@dataclass
+class BulkResult:
+    """What a bulk action did: `done` (discarded, re-queued) and `skipped` (held by a restore right now, or
+    changed since it was read). A store failure raises; what was done before it stays done."""
+
+    done: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    dead_letters: int
+    claims: int
+
+
+class BulkActions:
+    """Part of DeadLetterStore (needs the claim protocol and the reader)."""
+
+    db: Database
+
+    def discard_matching(self, selection: Selection, *, limit: int | None = None) -> BulkResult:
+        """Mark every pending or failed dead letter that matches discarded: no restore will take it."""
+        return self._each_claimed(selection, DISCARDABLE, self.discard, limit)
+
+    def requeue_matching(self, selection: Selection, *, limit: int | None = None) -> BulkResult:
+        """Put every failed dead letter that matches back to pending (its error and attempts stay)."""
+        return self._each_claimed(selection, REQUEUEABLE, self.requeue, limit)
+
+    def _each_claimed(self, selection: Selection, statuses: tuple[Status, ...],
+                      act: Callable[[str, Any, str], bool], limit: int | None) -> BulkResult:
+        result = BulkResult()
+        token = new_claim_token()
+        try:
+            for collection in selection.of(DEAD_LETTER_COLLECTIONS):
+                for batch in self.iter_matching(collection, selection, statuses):
+                    if limit is not None:
+                        batch = batch[:max(0, limit - result.done - result.skipped)]
+                        if not batch:
+                            return result
+                    claimed = self.claim_batch(collection, batch, token, statuses=statuses)
+                    result.skipped += len(batch) - len(claimed)
+                    for doc in claimed:
+                        if act(collection, doc["_id"], token):
+                            result.done += 1
+                        else:
+                            result.skipped += 1  # the lease ran out and another run took it
+        finally:
+            self.release_all(token)  # whatever a failure left held goes back at once, not when the lease ends
+        return result
+
+    def purge_completed(self, older_than: datetime, *, dry_run: bool = False) -> PurgeResult:
+        """Delete completed dead letters finished before `older_than`, and claims whose lease ended before it
+        (those of dead letters given back or re-queued: a finished one's claim is deleted with it already); with
+        `dry_run`, only count them. Pending, failed and discarded dead letters are kept: someone still has to
+        look at them."""
+        done = {"status": Status.COMPLETED.value,
+                "$or": [{"completed_at": {"$lt": older_than}},
+                        {"completed_at": None, "updated_at": {"$lt": older_than}}]}
+        stale = {"lease_until": {"$lt": older_than}}
+        claims = self.db[DEAD_LETTER_CLAIMS]
+        if dry_run:
+            return PurgeResult(dead_letters=sum(self.db[name].count_documents(done)
+                                                for name in DEAD_LETTER_COLLECTIONS),
+                               claims=claims.count_documents(stale))
+        purged = sum(self.db[name].delete_many(done).deleted_count for name in DEAD_LETTER_COLLECTIONS)
+        return PurgeResult(dead_letters=purged, claims=claims.delete_many(stale).deleted_count)
