@@ -11,7 +11,7 @@ import pytest
 from dailyfeed.events import ActivityEvent, ActivityType, key_pattern, record_request_body
 from dailyfeed.extension import get_container
 from dailyfeed.store import COMMENTS, MEMBER_ACTIVITIES
-from dailyfeed.tokens import issue_service_token
+from dailyfeed.tokens import issue_admin_token, issue_service_token
 
 from .test_bad_input import assert_error
 
@@ -35,6 +35,10 @@ def thread(api):
     return post, comment, reply
 
 
+def admin_headers(app) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_admin_token(get_container(app).settings['auth.jwt-secret'], 60)}"}
+
+
 def service_headers(app):
     return {"Authorization": "Bearer " + issue_service_token(get_container(app).settings["auth.jwt-secret"])}
 
@@ -54,9 +58,11 @@ def test_d1_deeply_nested_bodies_are_400_on_every_json_endpoint(app, client, db,
     post, comment, _ = thread
     before = snapshot(db)
     operations = list(json_operations(app, post["id"], comment["id"]))
-    assert len(operations) == 9  # posts create/update, comment, reply, comment update, four record endpoints
+    # posts create/update, comment, reply, comment update, four record endpoints, three admin actions
+    assert len(operations) == 12
     for method, path in operations:
-        headers = service_headers(app) if "member-activities" in path else token(7)
+        headers = service_headers(app) if "member-activities" in path else \
+            admin_headers(app) if path.startswith("/api/admin/") else token(7)
         response = client.open(path, method=method.upper(), data=bomb, content_type="application/json",
                                headers=headers)
         assert_error(response, 400, "nested deeper than 32 levels")

@@ -17,7 +17,8 @@ from dailyfeed import server  # noqa: F401  (re-exported for the tier)
 from dailyfeed.extension import get_container
 from dailyfeed.tokens import issue_admin_token, issue_member_token
 
-from ..conftest import ROOT, UNDER_CI, make_app
+from ..conftest import ROOT, UNDER_CI
+from ..support.apps import make_app
 
 CHROMIUM = os.environ.get("DAILYFEED_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

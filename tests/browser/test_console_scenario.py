@@ -14,7 +14,8 @@ from dailyfeed.events import Service
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS
 from dailyfeed.transport.circuit import CircuitBreaker
 
-from ..conftest import UNDER_CI, make_app
+from ..conftest import UNDER_CI
+from ..support.apps import make_app
 from ..support.kafka import KafkaApps, PrivateBroker, wait_until
 from .conftest import Live, log_in, screenshot, server
 
