@@ -25,10 +25,13 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     from .activity import cli as activity_cli
     from .background import serving_under_flask_run, start_background
     from .content import api as content_api
+    from .ops import init_app as init_ops
+    from .ops.logs import configure_logging
     from .restore import cli as restore_cli
     from .transport import cli as transport_cli
 
     settings = load_settings(test_config)
+    configure_logging(settings["log.format"], settings["log.level"])
     configured_url = settings["activity.base-url"]
 
     def activity_base_url() -> str:
@@ -45,6 +48,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     extension.init_app(app, container)
 
     register_error_handlers(app)
+    init_ops(app)  # probes, /metrics, request metrics and trace context
     app.register_blueprint(content_api.bp)
     app.register_blueprint(activity_api.bp)
     for module in (activity_cli, transport_cli, restore_cli):

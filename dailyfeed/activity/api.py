@@ -7,6 +7,7 @@ from ..auth import member_required, service_required
 from ..errors import InvalidInput
 from ..events import RECORD_PATHS, InvalidEvent, event_from_record_request
 from ..extension import get_container
+from ..ops import tracing
 from ..web import page_body, page_params, success
 
 bp = Blueprint("activity", __name__)
@@ -17,7 +18,8 @@ def _record_view(category):
     @service_required
     def record():
         try:
-            event = event_from_record_request(request.get_json(silent=True), category)
+            # the caller's traceparent header (the request's trace, dailyfeed.ops) is kept with the activity
+            event = tracing.stamp(event_from_record_request(request.get_json(silent=True), category))
         except InvalidEvent as exc:
             raise InvalidInput(str(exc)) from None
         created, activity = get_container().activity_service.record_activity(event)

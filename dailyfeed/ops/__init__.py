@@ -1,0 +1,100 @@
+"""The operating surface: probes and metrics endpoints (probes.py), every metric (metrics.py) and the cached reads
+behind them (sources.py), structured logs (logs.py) and W3C trace context (tracing.py).
+
+`init_app` (called by create_app) registers the blueprint and the request hooks that time and count requests and
+make the request's trace current; `serve_metrics` gives a standalone process (`dailyfeed listen`, `dailyfeed
+restore-* --watch`) a metrics port of its own.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, request
+
+from ..extension import get_container
+from . import metrics, probes, tracing
+from .sources import DeadLetterStatsCache, LagMonitor
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "dailyfeed.ops"
+_START = "dailyfeed.ops.start"
+_TRACE = "dailyfeed.ops.trace"
+
+
+@dataclass
+class OpsState:
+    """One app's metric sources (caches, lag monitor) and the registry its /metrics exposes."""
+
+    dead_letters: DeadLetterStatsCache
+    lag: LagMonitor | None
+    registry: Any
+
+
+def build_state(container: Any) -> OpsState:
+    from ..deadletters import Status
+    from ..store import DEAD_LETTER_COLLECTIONS
+
+    settings = container.settings
+    cache = DeadLetterStatsCache(container.dead_letters.stats, settings["metrics.deadletters-cache-s"])
+    lag = None
+    if settings.kafka_in_use:
+        from ..transport.lag import read_consumer_lag
+
+        # its thread starts with the first scrape, and is stopped with the container from then on
+        lag = LagMonitor(lambda: read_consumer_lag(settings, timeout_s=2.0), settings["metrics.lag-interval-s"],
+                         on_start=container.background.append)
+    collector = metrics.StateCollector(container.transports.values(), cache, lag, DEAD_LETTER_COLLECTIONS,
+                                       [s.value for s in Status])
+    metrics.declare_publishes({(service, t.kind) for service, t in container.transports.items()})
+    return OpsState(dead_letters=cache, lag=lag, registry=metrics.registry_for(collector))
+
+
+def state_of(app: Flask) -> OpsState:
+    return app.extensions[STATE_KEY]
+
+
+def init_app(app: Flask) -> None:
+    container = get_container(app)
+    metrics.set_enabled(container.settings["metrics.enabled"])
+    app.extensions[STATE_KEY] = build_state(container)
+    app.register_blueprint(probes.bp)
+    app.before_request(_before_request)
+    app.after_request(_after_request)
+    app.teardown_request(_teardown_request)
+
+
+def _route() -> str:
+    rule = request.url_rule
+    return rule.rule if rule is not None else "<unmatched>"
+
+
+def _before_request() -> None:
+    environ = request.environ
+    environ[_START] = time.perf_counter()
+    environ[_TRACE] = tracing.start_request(request.headers, f"{request.method} {_route()}")
+
+
+def _after_request(response):
+    started = request.environ.get(_START)
+    if started is not None:
+        metrics.request_done(_route(), request.method, response.status_code, time.perf_counter() - started)
+    return response
+
+
+def _teardown_request(exc: BaseException | None) -> None:
+    tracing.end_request(request.environ.pop(_TRACE, None))
+
+
+def serve_metrics(app: Flask, port: int, host: str | None = None) -> Any:
+    """Expose the app's metrics on http://host:port/metrics from a background thread (a standalone process's own
+    port); returns the server (call .shutdown() to stop it)."""
+    from prometheus_client import start_http_server
+
+    host = host or get_container(app).settings["server.host"]
+    server, _thread = start_http_server(port, addr=host, registry=state_of(app).registry)
+    log.info("metrics on http://%s:%d/metrics", host, server.server_port)
+    return server
