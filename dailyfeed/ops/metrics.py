@@ -93,6 +93,8 @@ SOURCE_ERRORS = Counter("dailyfeed_metrics_source_errors",
                         "Reads for the metrics that failed, by source (dead_letters, consumer_lag): the series of "
                         "that source are left out of the scrape (dead letters) or keep their last read (lag).",
                         ["source"])
+for _source in ("dead_letters", "consumer_lag"):
+    SOURCE_ERRORS.labels(_source)
 
 # --- read when scraped (StateCollector) ------------------------------------------------------------------------
 
