@@ -106,10 +106,10 @@ class DownDatabase:
         return self.command
 
 
-def test_readyz_is_503_when_the_store_does_not_answer_and_metrics_still_scrape(app, client):
+def test_readyz_is_503_when_the_store_does_not_answer_and_metrics_still_scrape(app, client, monkeypatch):
     dailyfeed = get_container(app)
-    dailyfeed.db = DownDatabase()
-    dailyfeed.dead_letters.db = DownDatabase()
+    monkeypatch.setattr(dailyfeed, "db", DownDatabase())
+    monkeypatch.setattr(dailyfeed.dead_letters, "db", DownDatabase())
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json["components"]["store"]["status"] == "DOWN"
