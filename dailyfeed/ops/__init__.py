@@ -16,7 +16,7 @@ from flask import Flask, request
 
 from ..extension import get_container
 from . import metrics, probes, tracing
-from .sources import DeadLetterStatsCache, LagMonitor
+from .sources import DeadLetterStatsCache, LagMonitor, read_dead_letter_stats
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def build_state(container: Any) -> OpsState:
     from ..store import DEAD_LETTER_COLLECTIONS
 
     settings = container.settings
-    cache = DeadLetterStatsCache(container.dead_letters.stats, settings["metrics.deadletters-cache-s"])
+    cache = DeadLetterStatsCache(lambda: read_dead_letter_stats(container.dead_letters.db, DEAD_LETTER_COLLECTIONS),
+                                 settings["metrics.deadletters-cache-s"])
     lag = _new_lag_monitor(container) if settings.kafka_in_use else None
     collector = metrics.StateCollector(container.transports.values(), cache, lag, DEAD_LETTER_COLLECTIONS,
                                        [s.value for s in Status])
