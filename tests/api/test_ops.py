@@ -215,3 +215,29 @@ def test_metrics_port_needs_watch(app, runner):
     result = runner.invoke(args=["restore-publisher", "--metrics-port", "0"])
     assert result.exit_code == 2
     assert "--metrics-port needs --watch" in result.output
+
+
+def test_dead_letter_stats_count_each_status_and_find_the_oldest_pending(store_app):
+    from dailyfeed.events import ActivityEvent, ActivityType, as_utc
+    from dailyfeed.ops.sources import read_dead_letter_stats
+    from dailyfeed.store import DEAD_LETTER_COLLECTIONS, KAFKA_LISTENER_DEAD_LETTERS
+    from dailyfeed.transport.base import TransportUnavailable
+
+    dailyfeed = get_container(store_app)
+    store = dailyfeed.dead_letters
+    events = [ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=n) for n in range(1, 4)]
+    for event in events:
+        store.record_publisher_failure("feign", event, TransportUnavailable("down"))
+    store.record_listener_failure(origin={"topic": "t", "partition": 0, "offset": 5, "key": None, "value": b"{"},
+                                  error=ValueError("poison"))
+    first = dailyfeed.db[FEIGN_DEAD_LETTERS].find_one({"message_key": events[0].message_key})
+    token = "test-claim"
+    assert store.claim(FEIGN_DEAD_LETTERS, first["_id"], token) is not None
+    store.complete_batch(FEIGN_DEAD_LETTERS, [first], token)  # the oldest is restored: no longer pending
+
+    stats = read_dead_letter_stats(dailyfeed.db, DEAD_LETTER_COLLECTIONS)
+    assert stats.total(FEIGN_DEAD_LETTERS, "pending") == 2 and stats.total(FEIGN_DEAD_LETTERS, "completed") == 1
+    assert stats.total(KAFKA_LISTENER_DEAD_LETTERS, "pending") == 1
+    assert stats.oldest_pending[FEIGN_DEAD_LETTERS] == min(
+        as_utc(d["created_at"]) for d in dailyfeed.db[FEIGN_DEAD_LETTERS].find({"status": "pending"}))
+    assert stats.oldest_pending["kafka_publisher_dead_letters"] is None
