@@ -54,7 +54,7 @@ class HttpTransport(BreakerGuarded):
                 error = TransportUnavailable(f"POST {url} answered {response.status_code}: {_message(response)}")
             if attempt < self.attempts:
                 log.info("record call for %s failed (attempt %d/%d): %s", event.message_key, attempt,
-                         self.attempts, error)
+                         self.attempts, error, extra={"message_key": event.message_key})
                 time.sleep(self.backoff_s)
         raise error
 
