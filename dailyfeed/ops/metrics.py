@@ -108,17 +108,31 @@ CONSUMER_LAG_READ_AT = "dailyfeed_listener_consumer_lag_read_timestamp_seconds"
 
 # --- the calls the code paths make -----------------------------------------------------------------------------
 
+# The children of the per-request metrics by label values: `.labels()` validates and takes a lock on every call; a
+# plain dict read does not (label values come from small fixed sets, so these stay small).
+_request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_publish_children: dict[tuple[Any, Any, str], tuple[Any, Any]] = {}
+
+
 def request_done(route: str, method: str, status: int, seconds: float) -> None:
     if _enabled:
-        HTTP_REQUESTS.labels(route, method, str(status)).inc()
-        HTTP_DURATION.labels(route, method).observe(seconds)
+        children = _request_children.get((route, method, status))
+        if children is None:
+            children = _request_children[route, method, status] = (
+                HTTP_REQUESTS.labels(route, method, str(status)), HTTP_DURATION.labels(route, method))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def published(service: Any, transport: Any, outcome: str, seconds: float | None = None) -> None:
     if _enabled:
-        PUBLISHES.labels(str(service), str(transport), outcome).inc()
+        children = _publish_children.get((service, transport, outcome))
+        if children is None:
+            children = _publish_children[service, transport, outcome] = (
+                PUBLISHES.labels(str(service), str(transport), outcome), PUBLISH_DURATION.labels(str(transport)))
+        children[0].inc()
         if seconds is not None:
-            PUBLISH_DURATION.labels(str(transport)).observe(seconds)
+            children[1].observe(seconds)
 
 
 def listener_polled(records: int) -> None:
