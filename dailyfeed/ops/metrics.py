@@ -102,6 +102,7 @@ BREAKER_STATE = "dailyfeed_circuit_breaker_state"
 BREAKER_STATES = ("closed", "half-open", "open")
 DEAD_LETTERS = "dailyfeed_dead_letters"
 DEAD_LETTERS_OLDEST = "dailyfeed_dead_letters_oldest_pending_age_seconds"
+DEAD_LETTERS_READ_AT = "dailyfeed_dead_letters_read_timestamp_seconds"
 CONSUMER_LAG = "dailyfeed_listener_consumer_lag"
 CONSUMER_LAG_READ_AT = "dailyfeed_listener_consumer_lag_read_timestamp_seconds"
 
@@ -242,7 +243,8 @@ class StateCollector:
         if stats is None:  # the store did not answer: no numbers rather than wrong ones (see SOURCE_ERRORS)
             return
         counts = GaugeMetricFamily(DEAD_LETTERS, "Dead letters stored, by collection and status (read from the store "
-                                   "at most once per metrics.deadletters-cache-s).", labels=["collection", "status"])
+                                   "at most once per metrics.deadletters-cache-s, in the background).",
+                                   labels=["collection", "status"])
         oldest = GaugeMetricFamily(DEAD_LETTERS_OLDEST, "Age of the oldest pending dead letter of each collection "
                                    "(0 when none is pending).", labels=["collection"])
         now = datetime.now(timezone.utc)
@@ -253,6 +255,9 @@ class StateCollector:
             oldest.add_metric([collection], max(0.0, (now - first).total_seconds()) if first else 0.0)
         yield counts
         yield oldest
+        if self.dead_letters.read_time is not None:
+            yield GaugeMetricFamily(DEAD_LETTERS_READ_AT, "When the dead-letter counts shown were read from the store "
+                                    "(Unix time).", value=self.dead_letters.read_time)
 
     def _lag(self) -> Iterator[Metric]:
         lags, read_at = self.lag.snapshot()

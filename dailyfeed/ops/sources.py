@@ -1,11 +1,13 @@
 """What the state metrics read, cached so that scraping stays cheap.
 
 - Dead letters: counts by collection and status and the oldest pending, read by `read_dead_letter_stats`: one
-  query per collection that streams only `status` and `created_at` of each document, counted here, at most once
-  per `metrics.deadletters-cache-s` however many scrapes come. Not `DeadLetterStore.stats()`: it sends a count
-  per collection, status and category (up to 28 per collection) plus a sorted find, and on FerretDB v1 each of
-  them scans the collection: 2,000 dead letters took 33 s (bench/metrics_cost.py), one pass per collection well
-  under a second for 10,000. Its answer has the same shape (DeadLetterStats, without the categories).
+  query per collection that streams only `status` and `created_at` of each document, counted here. Not
+  `DeadLetterStore.stats()`: it sends a count per collection, status and category (up to 28 per collection) plus
+  a sorted find, and on FerretDB v1 each of them scans the collection: 2,000 dead letters took 33 s on the loaded
+  2-core machine (bench/metrics_cost.py), where one pass per collection took 8 s for 10,000. Even that is too long
+  for a scrape, so `DeadLetterStatsCache` reads in a thread of its own, when scraped and the last read is older
+  than `metrics.deadletters-cache-s`, at most one read at a time; a scrape waits for it at most `wait_s` (2 s) and
+  otherwise shows the last read (its time is a metric of its own). No scrapes, no reads.
 - Consumer lag: `transport.lag.read_consumer_lag` (the group's high watermark minus committed offset, from
   outside the listener), read in a background thread every `metrics.lag-interval-s`, so a scrape never waits on
   Kafka. The thread starts with the first scrape; before it, the first read is made at once (`listen
@@ -48,28 +50,51 @@ def read_dead_letter_stats(db: Any, collections: Iterable[str]) -> DeadLetterSta
 
 
 class DeadLetterStatsCache:
-    def __init__(self, read: Callable[[], Any], ttl_s: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, read: Callable[[], Any], ttl_s: float, *, wait_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic):
         self._read = read
         self.ttl_s = ttl_s
+        self.wait_s = wait_s
         self._clock = clock
         self._lock = threading.Lock()
         self._stats: Any = None
-        self._read_at = 0.0
+        self._read_at = 0.0  # by `clock`
+        self.read_time: float | None = None  # Unix time of the last successful read
+        self._reading: threading.Event | None = None
 
     def get(self) -> Any:
-        """The stats, read now when the cached ones are older than the TTL; None when the store did not answer."""
-        with self._lock:  # concurrent scrapes share one read
+        """The stats: cached while younger than the TTL; otherwise a read is started (unless one runs) and awaited
+        at most `wait_s`, after which the last read is returned. None when the last read failed (or none is done)."""
+        with self._lock:
             if self._stats is not None and self._clock() - self._read_at < self.ttl_s:
                 return self._stats
-            try:
-                stats = self._read()
-            except Exception as exc:
-                metrics.source_failed("dead_letters")
-                log.warning("metrics: could not read the dead-letter stats (%s: %s)", type(exc).__name__, exc)
-                self._stats = None
-                return None
+            if self._reading is None:
+                self._reading = threading.Event()
+                threading.Thread(target=self._refresh, args=(self._reading,), name="dailyfeed-dead-letter-stats",
+                                 daemon=True).start()
+            reading = self._reading
+        reading.wait(self.wait_s)
+        with self._lock:
+            return self._stats
+
+    @property
+    def reading(self) -> bool:
+        """A read is under way."""
+        return self._reading is not None
+
+    def _refresh(self, done: threading.Event) -> None:
+        try:
+            stats = self._read()
+        except Exception as exc:
+            metrics.source_failed("dead_letters")
+            log.warning("metrics: could not read the dead-letter stats (%s: %s)", type(exc).__name__, exc)
+            stats = None
+        with self._lock:
             self._stats, self._read_at = stats, self._clock()
-            return stats
+            if stats is not None:
+                self.read_time = time.time()
+            self._reading = None
+        done.set()
 
 
 class LagMonitor:
