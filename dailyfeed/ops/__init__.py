@@ -107,10 +107,15 @@ def _teardown_request(exc: BaseException | None) -> None:
 
 def serve_metrics(app: Flask, port: int, host: str | None = None) -> Any:
     """Expose the app's metrics on http://host:port/metrics from a background thread (a standalone process's own
-    port); returns the server (call .shutdown() to stop it)."""
+    port); returns the server (call .shutdown() to stop it). A port that cannot be had is a ClickException (the
+    callers are commands)."""
+    import click
     from prometheus_client import start_http_server
 
     host = host or get_container(app).settings["server.host"]
-    server, _thread = start_http_server(port, addr=host, registry=state_of(app).registry)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=state_of(app).registry)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
     log.info("metrics on http://%s:%d/metrics", host, server.server_port)
     return server

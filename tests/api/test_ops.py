@@ -241,3 +241,15 @@ def test_dead_letter_stats_count_each_status_and_find_the_oldest_pending(store_a
     assert stats.oldest_pending[FEIGN_DEAD_LETTERS] == min(
         as_utc(d["created_at"]) for d in dailyfeed.db[FEIGN_DEAD_LETTERS].find({"status": "pending"}))
     assert stats.oldest_pending["kafka_publisher_dead_letters"] is None
+
+
+def test_a_metrics_port_that_is_taken_is_a_clear_error(app, runner):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(args=["restore-listener", "--watch", "1", "--metrics-port", str(port)])
+    assert result.exit_code == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.output
