@@ -4,10 +4,13 @@
   query per collection that streams only `status` and `created_at` of each document, counted here. Not
   `DeadLetterStore.stats()`: it sends a count per collection, status and category (up to 28 per collection) plus
   a sorted find, and on FerretDB v1 each of them scans the collection: 2,000 dead letters took 33 s on the loaded
-  2-core machine (bench/metrics_cost.py), where one pass per collection took 8 s for 10,000. Even that is too long
-  for a scrape, so `DeadLetterStatsCache` reads in a thread of its own, when scraped and the last read is older
-  than `metrics.deadletters-cache-s`, at most one read at a time; a scrape waits for it at most `wait_s` (2 s) and
-  otherwise shows the last read (its time is a metric of its own). No scrapes, no reads.
+  2-core machine (bench/metrics_cost.py), where one pass per collection took 8-15 s for 10,000 (on FerretDB v1
+  even a count or an estimated count reads every document). Too long for a scrape, and too costly to repeat
+  often: `DeadLetterStatsCache` reads in a thread of its own when scraped and the last read is older than
+  `metrics.deadletters-cache-s`, and never sooner than READ_SPACING times the last read's duration after it (the
+  store spends at most a tenth of its time on these reads, however large the dead-letter collections grow); one
+  read at a time. A scrape waits for a read at most `wait_s` (2 s), then shows the last one (its time is a metric
+  of its own). No scrapes, no reads.
 - Consumer lag: `transport.lag.read_consumer_lag` (the group's high watermark minus committed offset, from
   outside the listener), read in a background thread every `metrics.lag-interval-s`, so a scrape never waits on
   Kafka. The thread starts with the first scrape; before it, the first read is made at once (`listen
@@ -49,6 +52,9 @@ def read_dead_letter_stats(db: Any, collections: Iterable[str]) -> DeadLetterSta
     return DeadLetterStats(counts=counts, oldest_pending=oldest)
 
 
+READ_SPACING = 9.0  # after a read that took d seconds, the next starts no sooner than 9 d later
+
+
 class DeadLetterStatsCache:
     def __init__(self, read: Callable[[], Any], ttl_s: float, *, wait_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -58,7 +64,8 @@ class DeadLetterStatsCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._stats: Any = None
-        self._read_at = 0.0  # by `clock`
+        self._read_at = 0.0  # by `clock`, when the last read ended
+        self._took = 0.0  # how long the last read took
         self.read_time: float | None = None  # Unix time of the last successful read
         self._reading: threading.Event | None = None
 
@@ -66,7 +73,8 @@ class DeadLetterStatsCache:
         """The stats: cached while younger than the TTL; otherwise a read is started (unless one runs) and awaited
         at most `wait_s`, after which the last read is returned. None when the last read failed (or none is done)."""
         with self._lock:
-            if self._stats is not None and self._clock() - self._read_at < self.ttl_s:
+            age = self._clock() - self._read_at
+            if self._stats is not None and age < max(self.ttl_s, READ_SPACING * self._took):
                 return self._stats
             if self._reading is None:
                 self._reading = threading.Event()
@@ -83,6 +91,7 @@ class DeadLetterStatsCache:
         return self._reading is not None
 
     def _refresh(self, done: threading.Event) -> None:
+        started = self._clock()
         try:
             stats = self._read()
         except Exception as exc:
@@ -91,6 +100,7 @@ class DeadLetterStatsCache:
             stats = None
         with self._lock:
             self._stats, self._read_at = stats, self._clock()
+            self._took = self._read_at - started
             if stats is not None:
                 self.read_time = time.time()
             self._reading = None

@@ -202,6 +202,21 @@ def test_dead_letter_stats_are_read_once_per_cache_period_however_many_scrapes()
     assert cache.get() == "stats 2" and reads == [100.0, 105.0]
 
 
+def test_a_slow_dead_letter_read_spaces_the_next_one_out():
+    now = [0.0]
+
+    def slow_read():  # takes 10 s of the clock
+        now[0] += 10.0
+        return f"stats at {now[0]:.0f}"
+
+    cache = DeadLetterStatsCache(slow_read, ttl_s=5.0, clock=lambda: now[0])
+    assert cache.get() == "stats at 10"
+    now[0] += 60.0  # past the TTL, but within 9 times the read's duration
+    assert cache.get() == "stats at 10"
+    now[0] += 30.0
+    assert cache.get() == "stats at 110"
+
+
 def test_metrics_can_be_turned_off(apps):
     try:
         app = apps(**{"metrics.enabled": False})
