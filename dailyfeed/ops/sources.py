@@ -85,6 +85,11 @@ class DeadLetterStatsCache:
         with self._lock:
             return self._stats
 
+    def expire(self) -> None:
+        """Make the next `get` read (as if the TTL and the spacing had passed)."""
+        with self._lock:
+            self._read_at, self._took = float("-inf"), 0.0
+
     @property
     def reading(self) -> bool:
         """A read is under way."""
