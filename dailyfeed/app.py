@@ -27,10 +27,13 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     from .background import serving_under_flask_run, start_background
     from .content import api as content_api
     from .docs import bp as docs_bp
+    from .ops import init_app as init_ops
+    from .ops.logs import configure_logging
     from .restore import cli as restore_cli
     from .transport import cli as transport_cli
 
     settings = load_settings(test_config)
+    configure_logging(settings["log.format"], settings["log.level"])
     configured_url = settings["activity.base-url"]
 
     def activity_base_url() -> str:
@@ -47,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     install_container(app, container)
 
     register_error_handlers(app)
+    init_ops(app)  # probes, /metrics, request metrics and trace context
     app.register_blueprint(content_api.bp)
     app.register_blueprint(activity_api.bp)
     app.register_blueprint(docs_bp)

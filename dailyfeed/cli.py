@@ -6,7 +6,6 @@ the settings.
 """
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 
@@ -29,7 +28,7 @@ def _create_app():
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
 def main() -> None:
     """dailyfeed: posts, comments, likes and the member activity feed."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Logging is set up by create_app from log.format and log.level (dailyfeed.ops.logs).
 
 
 @main.command("token")

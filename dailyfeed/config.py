@@ -25,6 +25,8 @@ class ConfigError(ValueError):
 
 
 SERVICES = tuple(Service)
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def env_name(key: str) -> str:
@@ -150,6 +152,17 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"setting {key} ({env_name(key)}) must be greater than 0, got {values[key]}")
     if not 0 < values["circuit.failure-rate"] <= 1:
         raise ConfigError("setting circuit.failure-rate must be in (0, 1]")
+    values["log.format"] = str(values["log.format"]).strip().lower()
+    if values["log.format"] not in LOG_FORMATS:
+        raise ConfigError(f"setting log.format ({env_name('log.format')}) is {values['log.format']!r}; allowed "
+                          f"values: {', '.join(LOG_FORMATS)}")
+    values["log.level"] = str(values["log.level"]).strip().upper()
+    if values["log.level"] not in LOG_LEVELS:
+        raise ConfigError(f"setting log.level is {values['log.level']!r}; allowed values: {', '.join(LOG_LEVELS)}")
+    if values["metrics.deadletters-cache-s"] < 0:
+        raise ConfigError("setting metrics.deadletters-cache-s must not be negative")
+    if values["metrics.lag-interval-s"] <= 0:
+        raise ConfigError("setting metrics.lag-interval-s must be positive")
     if len(values["auth.jwt-secret"]) < 32:
         raise ConfigError("setting auth.jwt-secret must be at least 32 characters")
     return values

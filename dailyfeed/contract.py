@@ -16,7 +16,8 @@ A view states its contract with `@operation(...)`, placed under the blueprint's 
   bad token is a 401 whatever the body), and documented as the operation's security requirement with its 401/403.
 - `response` and `status`: what the success envelope `{"status", "result": "SUCCESS", "data"}` carries (a pydantic
   model, or a type such as `list[Model]`); `media_type` other than JSON (`"text/html"`, `"text/plain"`) documents a
-  plain body instead and `response` is then ignored.
+  plain body instead and `response` is then ignored. `envelope=False`: `response` is the whole body of the
+  success and of the error answers (the probes report their components that way, 200 or 503).
 - `errors`: further error statuses the view answers (404, 409, ...); 400, 401, 403, 404, 413 and 503 are added from
   what the operation has (a body or query, auth, path parameters, a body, `uses_store`: False for a view that
   never reaches the store or a transport).
@@ -101,12 +102,13 @@ class Operation:
     media_type: str
     tags: tuple[str, ...]
     uses_store: bool
+    envelope: bool = True  # False: `response` is the whole body, errors too (the probes' component reports)
 
 
 def operation(*, response: Any = None, status: int = 200, body: type[BaseModel] | None = None,
               query: type[BaseModel] | None = None, auth: Callable | None = None, errors: tuple[int, ...] = (),
               summary: str | None = None, links: dict[str, Link] | None = None, media_type: str = JSON,
-              tags: tuple[str, ...] = (), uses_store: bool = True):
+              tags: tuple[str, ...] = (), uses_store: bool = True, envelope: bool = True):
     """Validate the request of a view and register its contract (see the module docstring)."""
 
     def decorate(view: Callable) -> Callable:
@@ -114,7 +116,8 @@ def operation(*, response: Any = None, status: int = 200, body: type[BaseModel] 
         op = Operation(summary=summary or (doc.splitlines()[0] if doc else view.__name__.replace("_", " ")),
                        description=doc, body=body, query=query, response=response, status=status,
                        errors=tuple(errors), scope=getattr(auth, "scope", None) if auth else None,
-                       links=dict(links or {}), media_type=media_type, tags=tuple(tags), uses_store=uses_store)
+                       links=dict(links or {}), media_type=media_type, tags=tuple(tags), uses_store=uses_store,
+                       envelope=envelope)
 
         @wraps(view)
         def validated(*args, **kwargs):
@@ -267,8 +270,10 @@ def _operation_object(endpoint: str, op: Operation, path_params: list[dict], reg
     if op.uses_store:
         statuses.add(503)
     # a page answers its errors as pages (HTML), everything else with the JSON error envelope
-    error = {op.media_type: {"schema": {"type": "string"}}} if op.media_type != JSON \
-        else {JSON: {"schema": registry.ref(ErrorBody, "serialization")}}
+    if op.media_type != JSON:
+        error = {op.media_type: {"schema": {"type": "string"}}}
+    else:
+        error = {JSON: {"schema": registry.ref(ErrorBody if op.envelope else op.response, "serialization")}}
     for status in sorted(statuses):
         if status in REDIRECT_TEXT:
             responses[str(status)] = {"description": REDIRECT_TEXT[status]}
@@ -285,7 +290,8 @@ def _success(op: Operation, registry: "_Schemas") -> dict[str, Any]:
     elif op.response is None:
         answer["content"] = {JSON: {"schema": {"type": "object"}}}
     else:
-        answer["content"] = {JSON: {"schema": registry.ref(envelope_of(op.response), "serialization")}}
+        model = envelope_of(op.response) if op.envelope else op.response
+        answer["content"] = {JSON: {"schema": registry.ref(model, "serialization")}}
     if op.links:
         answer["links"] = {name: _link_object(item) for name, item in op.links.items()}
     return answer

@@ -158,6 +158,9 @@ class ActivityEvent:
     message_key: str
     updated_at: datetime | None = None
     following_id: int | None = field(default=None)  # MEMBER events only: the member followed/unfollowed
+    # The W3C trace context of the request that caused the action (dailyfeed.ops.tracing): it travels beside the
+    # event (record headers, feign headers, dead letters), never in the event JSON, and is no part of its identity.
+    traceparent: str | None = field(default=None, compare=False)
 
     @classmethod
     def new(cls, activity_type: ActivityType, member_id: int, *, post_id: int | None = None,
@@ -232,6 +235,9 @@ class ActivityEvent:
 
     def with_key(self, key: str) -> "ActivityEvent":
         return replace(self, message_key=key)
+
+    def with_traceparent(self, traceparent: str | None) -> "ActivityEvent":
+        return self if traceparent == self.traceparent else replace(self, traceparent=traceparent)
 
 
 def _target_id(activity_type: ActivityType, post_id, comment_id, following_id) -> int:

@@ -9,6 +9,7 @@ from ..contract import operation
 from ..errors import InvalidInput
 from ..events import RECORD_PATHS, ActivityTypeName, InvalidEvent, RecordBody, event_from_record_request, utcnow
 from ..extension import get_container
+from ..ops import tracing
 from ..web import Page, PageQuery, page_body, success
 
 bp = Blueprint("activity", __name__)
@@ -50,7 +51,8 @@ def _record_view(category):
         Without messageKey (the original's feign body) the key is built from the time of receipt; the answer's
         messageKey says which key was recorded."""
         try:
-            event = event_from_record_request(body, category, received_at=utcnow())
+            # the caller's traceparent header (the request's trace, dailyfeed.ops) is kept with the activity
+            event = tracing.stamp(event_from_record_request(body, category, received_at=utcnow()))
         except InvalidEvent as exc:
             raise InvalidInput(str(exc)) from None
         created, activity = get_container().activity_service.record_activity(event)

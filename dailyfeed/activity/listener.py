@@ -21,12 +21,15 @@ import asyncio
 import enum
 import logging
 import threading
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 from ..config import Settings
 from ..deadletters import DeadLetterStore, DeadLetterStoreError
 from ..delivery import Backoff, ConsumerOptions, consumer_options
 from ..events import ActivityEvent
+from ..ops import metrics
+from ..ops.tracing import from_record_headers, trace_id_of
 from ..transport.topics import DateTopics, describe_error
 from .service import ActivityService
 
@@ -39,6 +42,12 @@ class BatchOutcome(str, enum.Enum):
     NOT_COMMITTED = "not-committed"  # handled, but the commit failed: it will be redelivered and deduplicated
     REWOUND = "rewound"          # a dead letter could not be stored: offsets sought back, nothing committed
     ABANDONED = "abandoned"      # the listener was stopped while retrying: nothing committed
+
+
+def record_event(record: Any) -> ActivityEvent:
+    """The event of a consumed record, with the trace context its `traceparent` header carries."""
+    event = ActivityEvent.from_bytes(record.value, record.key)
+    return event.with_traceparent(from_record_headers(getattr(record, "headers", None)))
 
 
 def record_origin(record: Any) -> dict[str, Any]:
@@ -88,6 +97,7 @@ class ActivityListener:
         with self._lock:
             if self._thread is not None:
                 return
+            metrics.declare_listener()
             self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="dailyfeed-listener",
                                             daemon=True)
             self._thread.start()
@@ -208,18 +218,21 @@ class ActivityListener:
         batches = poll.result()
         if not batches:
             return BatchOutcome.EMPTY
-        return await self.handle_batch(consumer, batches)
+        outcome = await self.handle_batch(consumer, batches)
+        metrics.listener_batch(outcome.value)
+        return outcome
 
     async def handle_batch(self, consumer: Any, batches: Mapping[Any, Sequence[Any]]) -> BatchOutcome:
         batches = {tp: list(records) for tp, records in batches.items() if records}
         if not batches:
             return BatchOutcome.EMPTY
         records = [record for partition_records in batches.values() for record in partition_records]
+        metrics.listener_polled(len(records))
         events: list[tuple[Any, ActivityEvent]] = []
         poison: list[tuple[Any, Exception]] = []
         for record in records:
             try:
-                events.append((record, ActivityEvent.from_bytes(record.value, record.key)))
+                events.append((record, record_event(record)))
             except Exception as exc:  # InvalidEvent mostly; whatever it is, this record cannot be recorded
                 poison.append((record, exc))
         try:
@@ -228,10 +241,14 @@ class ActivityListener:
                 return BatchOutcome.ABANDONED
             new, failed = stored
             for record, error in poison:
+                traceparent = from_record_headers(getattr(record, "headers", None))
                 log.warning("poison record %s[%d]@%d: %s; keeping it as a listener dead letter", record.topic,
-                            record.partition, record.offset, error)
+                            record.partition, record.offset, error,
+                            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset,
+                                   "trace_id": trace_id_of(traceparent)})
                 await asyncio.to_thread(self.dead_letters.record_listener_failure, origin=record_origin(record),
-                                        error=error)
+                                        error=error, traceparent=traceparent)
+                metrics.listener_dead_lettered("poison")
         except DeadLetterStoreError as exc:
             delay = self._backoff.next()
             log.error("a listener dead letter could not be stored (%s); nothing committed, the batch of %d "
@@ -241,8 +258,10 @@ class ActivityListener:
             return BatchOutcome.REWOUND
         self._backoff.reset()
         offsets = {tp: partition_records[-1].offset + 1 for tp, partition_records in batches.items()}
+        started = time.perf_counter()
         try:
             await consumer.commit(offsets)
+            metrics.listener_committed(time.perf_counter() - started)
         except Exception as exc:  # rebalanced away, broker gone: the next owner reads them again (deduplicated)
             log.warning("could not commit offsets %s (%s: %s); those records will be delivered again",
                         _describe_offsets(offsets), type(exc).__name__, exc)
@@ -266,22 +285,28 @@ class ActivityListener:
         while True:
             attempt += 1
             try:
-                return await asyncio.to_thread(self.activities.record_activities, unique), 0
+                new = await asyncio.to_thread(self.activities.record_activities, unique)
             except Exception as exc:
                 error = exc
                 if not policy.retries_left(attempt):
                     break
+                metrics.listener_store_retry()
                 delay = policy.delay(attempt)
                 log.warning("storing %d activities failed (attempt %d/%s: %s: %s); retrying in %.2f s",
                             len(unique), attempt, policy.attempts, type(exc).__name__, exc, delay)
                 await self._sleep(delay)
                 if self.stopping:
                     return None
+            else:
+                # duplicates: redelivered keys already stored, and a key twice in this batch
+                metrics.listener_stored(new, len(events) - new)
+                return new, 0
         log.error("storing %d activities failed after %d attempts (%s: %s); keeping each as a listener dead letter",
                   len(unique), attempt, type(error).__name__, error)
         for record, event in events:
             await asyncio.to_thread(self.dead_letters.record_listener_failure, origin=record_origin(record),
                                     error=error, event=event)
+        metrics.listener_dead_lettered("store_failed", len(events))
         return 0, len(events)
 
     def _rewind(self, consumer: Any, batches: Mapping[Any, Sequence[Any]]) -> None:

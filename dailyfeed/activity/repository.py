@@ -23,6 +23,8 @@ def activity_document(event: ActivityEvent) -> dict[str, Any]:
     }
     if event.following_id is not None:
         doc["following_id"] = event.following_id
+    if event.traceparent is not None:  # the request that caused it (W3C trace context), for following it up
+        doc["traceparent"] = event.traceparent
     return doc
 
 

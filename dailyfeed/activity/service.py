@@ -6,6 +6,7 @@ from typing import Any, Iterable
 
 from ..errors import ActivityNotRecorded, AlreadyFollowing, InvalidInput, NotFound
 from ..events import ActivityEvent, ActivityType
+from ..ops import tracing
 from ..web import json_time
 from .repository import ActivityRepository, FollowRepository
 
@@ -60,9 +61,10 @@ class ActivityService:
                              undo=lambda: self.follows.add(follower_id, following_id))
 
     def _record_or_undo(self, event: ActivityEvent, undo) -> None:
-        # Follows are the activity module's own data: their activity is recorded here, not sent by a transport.
+        # Follows are the activity module's own data: their activity is recorded here, not sent by a transport
+        # (with the trace of the request, like every other activity).
         try:
-            self.record_activity(event)
+            self.record_activity(tracing.stamp(event))
         except Exception as exc:
             log.error("could not record %s (%s); undoing the follow change", event.message_key, exc)
             undo()

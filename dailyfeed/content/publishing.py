@@ -3,10 +3,12 @@ neither worked so the caller can undo its change."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Mapping
 
 from ..deadletters import DeadLetterStore, DeadLetterStoreError
 from ..events import ActivityEvent, Service
+from ..ops import metrics, tracing
 from ..transport.base import Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -24,15 +26,23 @@ class ActivityPublisher:
     def publish_activity(self, service: Service, event: ActivityEvent) -> bool:
         """True when delivered, False when kept as a dead letter; raises PublishFailed when neither."""
         transport = self.transports[service]
+        event = tracing.stamp(event)  # the trace of the request that caused it travels with it from here
+        started = time.perf_counter()
         try:
             transport.publish(event)
-            return True
         except TransportError as exc:
-            log.warning("publishing %s by %s failed (%s: %s); keeping a dead letter",
-                        event.message_key, transport.kind, type(exc).__name__, exc)
+            elapsed = time.perf_counter() - started
+            where = {"message_key": event.message_key, "topic": exc.topic,
+                     "trace_id": tracing.trace_id_of(event.traceparent)}
+            log.warning("publishing %s by %s failed (%s: %s); keeping a dead letter", event.message_key,
+                        transport.kind, type(exc).__name__, exc, extra=where)
             try:
                 self.dead_letters.record_publisher_failure(transport.kind, event, exc, topic=exc.topic)
             except DeadLetterStoreError as store_exc:
-                log.error("dead letter for %s could not be stored: %s", event.message_key, store_exc)
+                metrics.published(service, transport.kind, metrics.UNDONE)
+                log.error("dead letter for %s could not be stored: %s", event.message_key, store_exc, extra=where)
                 raise PublishFailed(str(store_exc)) from store_exc
+            metrics.published(service, transport.kind, metrics.DEAD_LETTERED, elapsed)
             return False
+        metrics.published(service, transport.kind, metrics.DELIVERED, time.perf_counter() - started)
+        return True

@@ -69,6 +69,7 @@ def dead_letter_event(doc: Mapping[str, Any]) -> ActivityEvent:
                 raise InvalidEvent(f"payload is not JSON: {exc}") from None
         key = doc.get("message_key")
         event = ActivityEvent.from_json(body, key if isinstance(key, str) and key else None)
+    event = event.with_traceparent(doc.get("traceparent"))  # sent on again by a republish
     category = doc.get("category")
     if category is not None and category != event.category.value:
         raise InvalidEvent(f"category {category} does not match the payload's type "

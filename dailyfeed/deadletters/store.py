@@ -32,28 +32,32 @@ class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
                                  topic: str | None = None) -> None:
         """Keep an event the content side could not publish; raises DeadLetterStoreError if that fails too."""
         self._record(PUBLISHER_COLLECTIONS[kind], event.message_key, event.category.value,
-                     json.dumps(event.to_json()), error, topic=topic, origin=None)
+                     json.dumps(event.to_json()), error, topic=topic, origin=None, traceparent=event.traceparent)
 
     def record_listener_failure(self, *, origin: Mapping[str, Any], error: BaseException,
-                                event: ActivityEvent | None = None) -> None:
+                                event: ActivityEvent | None = None, traceparent: str | None = None) -> None:
         """Keep a consumed record the activity side could not parse or store, with where it came from.
 
         `origin` is {topic, partition, offset, key, value} of the raw record. A record that could not be parsed
-        is keyed by its origin, so a redelivery of the same record updates the same dead letter.
+        is keyed by its origin, so a redelivery of the same record updates the same dead letter. `traceparent`:
+        the record's trace context header, for one that could not be parsed (an event carries its own).
         """
         origin = {k: clip(v) for k, v in origin.items()}
         if event is not None:
             key, category, payload = event.message_key, event.category.value, json.dumps(event.to_json())
+            traceparent = event.traceparent or traceparent
         else:
             key = f"unparsed:{origin.get('topic')}:{origin.get('partition')}:{origin.get('offset')}"
             category, payload = None, None
         self._record(KAFKA_LISTENER_DEAD_LETTERS, key, category, payload, error,
-                     topic=origin.get("topic"), origin=origin)
+                     topic=origin.get("topic"), origin=origin, traceparent=traceparent)
 
     def _record(self, collection: str, key: str, category: str | None, payload: str | None,
-                error: BaseException, *, topic: str | None, origin: Mapping[str, Any] | None) -> None:
+                error: BaseException, *, topic: str | None, origin: Mapping[str, Any] | None,
+                traceparent: str | None = None) -> None:
         """Insert the dead letter; when its key is there already (the same event failed again), count the new
-        attempt on it instead. Insert first: an upsert by key scans the collection on FerretDB v1, and dead
+        attempt on it instead. `traceparent` (W3C trace context of the request that caused it) is kept so a
+        restore sends it on. Insert first: an upsert by key scans the collection on FerretDB v1, and dead
         letters are written exactly when something is already failing."""
         now = utcnow()
         failure = {"error": error_info(error), "last_attempt_at": now, "updated_at": now,
@@ -62,6 +66,7 @@ class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
             try:
                 self.db[collection].insert_one({"message_key": key, "category": category, "payload": payload,
                                                 "created_at": now, "topic": topic, "origin": origin, "attempts": 1,
+                                                "traceparent": traceparent,
                                                 **failure})
             except DuplicateKeyError:
                 self.db[collection].update_one({"message_key": key}, {"$set": failure, "$inc": {"attempts": 1}})
@@ -82,6 +87,7 @@ class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
                    "created_at": doc.get("created_at", now), "updated_at": now, "topic": doc.get("topic"),
                    "error": doc.get("error"), "attempts": 0, "last_attempt_at": None,
                    "origin": {"handoff_from": source, "dead_letter_id": str(doc["_id"])},
+                   "traceparent": event.traceparent,
                    "status": Status.PENDING.value}
                   for source, doc, event in items]
         refused = insert_unordered(self.db[KAFKA_LISTENER_DEAD_LETTERS], copies)

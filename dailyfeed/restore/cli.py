@@ -91,6 +91,8 @@ def restore_options(command: Callable) -> Callable:
         click.option("--key", callback=_key, default=None, help="Only the dead letter with this exact message key."),
         click.option("--watch", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
                      help="Run a pass every SECONDS until interrupted (Ctrl-C gives back what it holds)."),
+        click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+                     help="With --watch: serve Prometheus metrics on this port (0: any free one)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -111,30 +113,34 @@ def _options(batch_size: int, limit: int | None, rate: float | None, category: s
                    "handoff: copy into kafka_listener_dead_letters for restore-listener.")
 @restore_options
 @with_appcontext
-def restore_publisher_command(mode: str, batch_size, limit, rate, dry_run, category, since, key, watch) -> None:
+def restore_publisher_command(mode: str, batch_size, limit, rate, dry_run, category, since, key, watch,
+                              metrics_port) -> None:
     """Restore pending publisher dead letters (kafka_publisher_dead_letters, feign_dead_letters), oldest first."""
     dailyfeed = get_container()
     job = PublisherRestore(dailyfeed.dead_letters, dailyfeed.transports,
                            _options(batch_size, limit, rate, category, since, key), mode=Mode(mode))
-    _run(job, dry_run=dry_run, watch=watch, label=f"restore-publisher ({mode})")
+    _run(job, dry_run=dry_run, watch=watch, label=f"restore-publisher ({mode})", metrics_port=metrics_port)
 
 
 @click.command("restore-listener")
 @restore_options
 @with_appcontext
-def restore_listener_command(batch_size, limit, rate, dry_run, category, since, key, watch) -> None:
+def restore_listener_command(batch_size, limit, rate, dry_run, category, since, key, watch, metrics_port) -> None:
     """Restore pending listener dead letters (kafka_listener_dead_letters) into member_activities, oldest first."""
     dailyfeed = get_container()
     job = ListenerRestore(dailyfeed.dead_letters, dailyfeed.activity_service,
                           _options(batch_size, limit, rate, category, since, key))
-    _run(job, dry_run=dry_run, watch=watch, label="restore-listener")
+    _run(job, dry_run=dry_run, watch=watch, label="restore-listener", metrics_port=metrics_port)
 
 
-def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str) -> None:
+def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str, metrics_port: int | None = None) -> None:
     ctx = click.get_current_context()
     if dry_run and watch is not None:
         raise click.UsageError("--dry-run cannot be combined with --watch", ctx)
+    if metrics_port is not None and watch is None:
+        raise click.UsageError("--metrics-port needs --watch (a single pass ends before it could be scraped)", ctx)
     tty = _stdout_is_a_terminal()
+    metrics_server = _serve_metrics(metrics_port)
     try:
         if dry_run:
             summary = job.preview(report=_dry_run_line)
@@ -147,6 +153,9 @@ def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str) -> 
         total, interrupted = _passes(job, watch=watch, tty=tty, label=label)
     except PyMongoError as exc:
         raise click.ClickException(f"the store failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
     if total.total == 0 and watch is None and not interrupted:
         click.echo("nothing to restore: no pending dead letter matches")
         _hint_if_embedded()
@@ -155,6 +164,18 @@ def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str) -> 
         ctx.exit(EXIT_INTERRUPTED)
     if not total.ok:
         ctx.exit(1)
+
+
+def _serve_metrics(port: int | None) -> Any:
+    if port is None:
+        return None
+    from flask import current_app
+
+    from ..ops import serve_metrics
+
+    server = serve_metrics(current_app._get_current_object(), port)
+    click.echo(f"metrics on http://{server.server_address[0]}:{server.server_port}/metrics")
+    return server
 
 
 def _hint_if_embedded() -> None:

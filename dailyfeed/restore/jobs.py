@@ -40,6 +40,7 @@ from ..deadletters import (
     new_claim_token,
 )
 from ..events import ActivityEvent, Category, InvalidEvent, as_utc, publishing_service
+from ..ops import metrics
 from ..store import KAFKA_LISTENER_DEAD_LETTERS
 from ..transport.base import Transport, TransportError, TransportUnavailable
 
@@ -138,6 +139,7 @@ class RestoreJob:
     """One restore: `run()` is one pass over the pending dead letters, `preview()` the same pass read-only."""
 
     collections: tuple[str, ...] = ()
+    name = ""  # the `job` label of its metrics
 
     def __init__(self, dead_letters: DeadLetterStore, options: RestoreOptions | None = None, *,
                  pacer: Pacer | None = None):
@@ -145,6 +147,7 @@ class RestoreJob:
         self.options = options or RestoreOptions()
         self.pacer = pacer or Pacer(self.options.rate)
         self.token = new_claim_token()  # this run's claims
+        metrics.declare_restore(self.name)
 
     def pending(self) -> int:
         """How many dead letters a pass would take now (for a progress bar)."""
@@ -158,12 +161,14 @@ class RestoreJob:
         def emit(results: Iterable[RecordResult]) -> None:
             for result in results:
                 summary.add(result)
+                metrics.restore_settled(self.name, result.outcome.value)
                 if report is not None:
                     report(result)
 
         limit = self.options.limit
         cursors: dict[str, tuple[Any, Any] | None] = dict.fromkeys(self.collections)
         taken = 0
+        metrics.restore_pass(self.name)
         self._start_pass()
         try:
             while limit is None or taken < limit:
@@ -281,6 +286,7 @@ class PublisherRestore(RestoreJob):
     """`restore-publisher`: publisher dead letters of both collections, republished or handed off."""
 
     collections = PUBLISHER_DEAD_LETTERS
+    name = "publisher"
 
     def __init__(self, dead_letters: DeadLetterStore, transports: Mapping[str, Transport],
                  options: RestoreOptions | None = None, *, mode: Mode = Mode.REPUBLISH, pacer: Pacer | None = None):
@@ -385,6 +391,7 @@ class ListenerRestore(RestoreJob):
     time, through the activity service (the same write the live path does)."""
 
     collections = LISTENER_DEAD_LETTERS
+    name = "listener"
 
     def __init__(self, dead_letters: DeadLetterStore, activity_service: Any,
                  options: RestoreOptions | None = None, *, pacer: Pacer | None = None):

@@ -2,7 +2,8 @@
 
 Timeouts (connect 5 s, read 10 s); up to 3 attempts 500 ms apart on connection errors, timeouts and 5xx, which
 is safe because the record endpoint is idempotent by message key; 4xx is not retried; a circuit breaker makes
-an unreachable activity service fail fast. A 5xx is a failure (the original counted it as success).
+an unreachable activity service fail fast. A 5xx is a failure (the original counted it as success). The event's
+W3C trace context goes in the `traceparent` header; the record endpoint takes it from there.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import requests
 
 from ..delivery import FeignOptions, RetryPolicy
 from ..events import RECORD_PATHS, ActivityEvent, PublishType, record_request_body
+from ..ops.tracing import headers_for
 from ..tokens import issue_service_token
 from .base import TransportRejected, TransportUnavailable
 from .circuit import BreakerGuarded, CircuitBreaker
@@ -44,7 +46,7 @@ class HttpTransport(BreakerGuarded):
     def _deliver(self, event: ActivityEvent) -> None:
         url = f"{self._base_url().rstrip('/')}/api/member-activities/{RECORD_PATHS[event.category]}"
         body = record_request_body(event)
-        headers = {"Authorization": f"Bearer {self._service_token()}"}
+        headers = {"Authorization": f"Bearer {self._service_token()}", **headers_for(event.traceparent)}
         attempt = 0
         while True:
             attempt += 1
@@ -61,7 +63,7 @@ class HttpTransport(BreakerGuarded):
             if not self.retry.retries_left(attempt):
                 raise error
             log.info("record call for %s failed (attempt %d/%d): %s", event.message_key, attempt,
-                     self.retry.attempts, error)
+                     self.retry.attempts, error, extra={"message_key": event.message_key})
             time.sleep(self.retry.delay(attempt))
 
     def _service_token(self) -> str:

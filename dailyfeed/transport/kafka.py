@@ -3,7 +3,8 @@
 Unlike the original's fire-and-forget send, `publish` returns only once the broker acknowledged the record
 (`acks=all`, idempotent producer) and raises TransportUnavailable, with the topic, when it did not within
 `kafka.producer.send-timeout-ms` — so a broker failure reaches the publisher dead letters. Record key = the
-message key, value = the event JSON, topic = the day of the action.
+message key, value = the event JSON, topic = the day of the action, header `traceparent` = the W3C trace context
+of the request that caused it (when known).
 
 One aiokafka producer per transport, on one event-loop thread (LoopThread), started on the first publish and
 again on a later one if starting failed (the broker was down). After a timed-out send the producer is kept: an
@@ -19,6 +20,7 @@ from typing import Any
 from ..config import Settings
 from ..delivery import ProducerOptions, producer_options
 from ..events import ActivityEvent, PublishType
+from ..ops.tracing import record_headers
 from .base import TransportUnavailable
 from .circuit import BreakerGuarded, CircuitBreaker
 from .loop import LoopClosed, LoopThread
@@ -83,6 +85,23 @@ class KafkaTransport(BreakerGuarded):
             raise unavailable(f"publishing {event.message_key} to {topic} on Kafka at {self.bootstrap_servers} "
                               f"failed: {describe_error(exc)}", topic) from exc
 
+    def check_connected(self, timeout_s: float) -> None:
+        """For /readyz: start the producer if it is not yet, and have the broker answer a metadata request within
+        `timeout_s`; raises TransportUnavailable when it does not."""
+        async def check() -> None:
+            producer = await self._started_producer()
+            await producer.client.fetch_all_metadata()
+
+        try:
+            self._loop.run(asyncio.wait_for(check(), timeout_s), timeout=timeout_s + 1.0)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise unavailable(f"Kafka at {self.bootstrap_servers} did not answer within {timeout_s:.1f} s",
+                              None) from None
+        except LoopClosed:
+            raise unavailable("the Kafka transport is closed", None) from None
+        except Exception as exc:
+            raise unavailable(f"Kafka at {self.bootstrap_servers}: {describe_error(exc)}", None) from exc
+
     def close(self) -> None:
         self._loop.close(self._shutdown, timeout=self.send_timeout_s)
 
@@ -94,7 +113,8 @@ class KafkaTransport(BreakerGuarded):
             if self.create_topics and topic not in self._known_topics:
                 await self._ensure_topic(topic)
             try:
-                await producer.send_and_wait(topic, value=event.to_bytes(), key=event.message_key.encode())
+                await producer.send_and_wait(topic, value=event.to_bytes(), key=event.message_key.encode(),
+                                             headers=record_headers(event.traceparent))
             except Exception as exc:
                 if type(exc).__name__ in _FATAL_PRODUCER_ERRORS:
                     log.warning("Kafka producer failed for good (%s); a new one is used for the next publish",

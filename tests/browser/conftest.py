@@ -18,7 +18,7 @@ from dailyfeed.extension import get_container
 from dailyfeed.tokens import issue_admin_token, issue_member_token
 
 from ..conftest import ROOT, UNDER_CI
-from ..support.apps import make_app
+from ..support.apps import close_app, make_app
 
 CHROMIUM = os.environ.get("DAILYFEED_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -108,10 +108,7 @@ def serve(settings: dict, **kwargs) -> Live:
 
 def stop(live: Live) -> None:
     live.running.close()
-    dailyfeed = live.container
-    if str(dailyfeed.settings["mongo.uri"]).startswith("mongodb"):
-        dailyfeed.db.client.drop_database(dailyfeed.db.name)
-    dailyfeed.close()
+    close_app(live.app)
 
 
 @pytest.fixture

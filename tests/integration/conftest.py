@@ -11,3 +11,9 @@ def kafka_apps(kafka_bootstrap, mongo_uri):
     apps = KafkaApps(make_app, kafka_bootstrap, mongo_uri)
     yield apps
     apps.close()
+
+
+@pytest.fixture
+def server_app(mongo_uri, apps):
+    """An app (feign to itself) on the real MongoDB-compatible server, on a database of its own."""
+    return apps.make({"mongo.uri": mongo_uri})

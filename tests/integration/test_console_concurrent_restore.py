@@ -15,22 +15,12 @@ from dailyfeed.store import KAFKA_LISTENER_DEAD_LETTERS, MEMBER_ACTIVITIES
 from dailyfeed.tokens import issue_admin_token
 
 from ..restore.conftest import listener_dead_letter, post_event
-from ..support.apps import make_app
 from ..support.kafka import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.mongo]
 
 COUNT = 60
 RESTORED_LINE = re.compile(rf"^restored (.+) \[{KAFKA_LISTENER_DEAD_LETTERS}\]$")
-
-
-@pytest.fixture
-def server_app(mongo_uri):
-    app = make_app({"mongo.uri": mongo_uri})
-    yield app
-    dailyfeed = get_container(app)
-    dailyfeed.db.client.drop_database(dailyfeed.db.name)
-    dailyfeed.close()
 
 
 def test_a_console_replay_and_a_restore_listener_process_restore_each_dead_letter_once(server_app, mongo_uri):

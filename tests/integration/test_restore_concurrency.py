@@ -24,11 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.mongo]
 RESTORED_LINE = re.compile(rf"^restored (.+) \[{KAFKA_LISTENER_DEAD_LETTERS}\]$")
 
 
-@pytest.fixture
-def server_app(mongo_uri, apps):
-    return apps.make({"mongo.uri": mongo_uri})
-
-
 def test_two_restore_jobs_in_threads_record_each_dead_letter_once(server_app):
     dailyfeed = get_container(server_app)
     for n in range(60):

@@ -1,0 +1,63 @@
+"""Process logging: `log.format` = text (the default, for people) or json (one JSON object a line, for machines),
+at `log.level`.
+
+A JSON line has `time` (ISO-8601 UTC), `level`, `logger` and `message`, the traceback as `exc_info` when there is
+one, and whatever a call passes in `extra`: the write and delivery paths pass `message_key`, `topic`,
+`partition` and `offset` where they know them. `trace_id` is added from the event's trace or from the request
+being served (dailyfeed.ops.tracing). The formatting is python-json-logger's.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+from ..config import LOG_FORMATS as FORMATS
+from . import tracing
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_MARK = "_dailyfeed_handler"
+
+
+class TraceIdFilter(logging.Filter):
+    """Adds `trace_id` of the request being served to a record that does not name one already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "trace_id", None) is None:
+            trace_id = tracing.trace_id_of(tracing.current())
+            if trace_id is not None:
+                record.trace_id = trace_id
+        return True
+
+
+def json_formatter() -> logging.Formatter:
+    return JsonFormatter("%(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level", "name": "logger"},
+                         timestamp="time", json_ensure_ascii=False)
+
+
+def formatter(fmt: str) -> logging.Formatter:
+    if fmt == "json":
+        return json_formatter()
+    if fmt == "text":
+        return logging.Formatter(TEXT_FORMAT)
+    raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
+    """Log to stderr in `fmt` at `level`. Leaves a process alone that configured logging itself (a root logger
+    with handlers that are not ours, e.g. under pytest or an embedding WSGI server); calling it again only
+    changes the format and level of our handler."""
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, _MARK, False)]
+    if root.handlers and not ours:
+        return
+    if ours:
+        handler = ours[0]
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        setattr(handler, _MARK, True)
+        handler.addFilter(TraceIdFilter())
+        root.addHandler(handler)
+    handler.setFormatter(formatter(fmt))
+    root.setLevel(level)
