@@ -136,6 +136,7 @@ def docs_page():
 
 # --- the page ------------------------------------------------------------------------------------------------------
 
+TAG_ORDER = ("content", "activity", "admin", "console page", "operating", "docs")
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:980px;padding:1em 2em;color:#222}
 h2{border-bottom:1px solid #ccc;margin-top:2em} .op{border:1px solid #ddd;border-radius:6px;margin:.8em 0}
@@ -161,7 +162,9 @@ def render_page(document: dict[str, Any]) -> str:
     for path, methods in document["paths"].items():
         for method, op in methods.items():
             by_tag.setdefault((op.get("tags") or ["other"])[0], []).append((method, path, op))
-    for tag, ops in by_tag.items():
+    # the API first, then the operator's surfaces, then the rest
+    order = {tag: n for n, tag in enumerate(TAG_ORDER)}
+    for tag, ops in sorted(by_tag.items(), key=lambda item: (order.get(item[0], len(order)), item[0])):
         parts.append(f"<h2>{escape(tag)}</h2>")
         parts.extend(_render_operation(method, path, op, schemas) for method, path, op in ops)
     parts.append("<h2>Schemas</h2>")
@@ -174,7 +177,7 @@ def render_page(document: dict[str, Any]) -> str:
 
 
 def _render_operation(method: str, path: str, op: dict[str, Any], schemas: dict[str, Any]) -> str:
-    security = "".join(f" <span class=lock title='bearer token'>&#128274; {escape(name)}</span>"
+    security = "".join(f" <span class=lock title='bearer token'>needs {escape(name)}</span>"
                        for requirement in op.get("security", []) for name in requirement)
     out = [f"<details class=op id='{escape(op['operationId'])}'><summary><span class='m {method}'>{method}</span>"
            f"<code>{escape(path)}</code> — {escape(op.get('summary', ''))}{security}</summary><div class=body>"]

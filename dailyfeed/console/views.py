@@ -108,12 +108,14 @@ def _same_origin(url: str | None) -> bool:
 @bp.get("/login")
 @operation(media_type="text/html", tags=PAGE, errors=(401,), uses_store=False)
 def login_page():
+    """The login form: paste an admin token."""
     return render_template("console/login.html", error=None)
 
 
 @bp.post("/login")
 @operation(media_type="text/html", tags=PAGE, status=303, errors=(401,), uses_store=False)
 def login():
+    """Log in: the admin token goes into an HttpOnly, SameSite=Strict cookie."""
     token = request.form.get("token", "").strip()
     if token.lower().startswith("bearer "):
         token = token[7:].strip()
@@ -131,6 +133,7 @@ def login():
 @bp.post("/logout")
 @operation(media_type="text/html", tags=PAGE, status=303, errors=(401, 403), uses_store=False)
 def logout():
+    """Log out (CSRF-checked): the cookie is dropped."""
     token = request.cookies.get(COOKIE)
     if token:
         _check_csrf(token)
@@ -144,12 +147,14 @@ def logout():
 @bp.get("/")
 @operation(media_type="text/html", tags=PAGE, status=308)
 def index_with_slash():
+    """The console at /admin (a permanent redirect)."""
     return redirect(url_for(".index"), 308)
 
 
 @bp.get("")
 @operation(media_type="text/html", tags=PAGE, errors=(400, 401))
 def index():
+    """The console: counts, charts, circuits, lag, and the filtered list of dead letters."""
     token = _admin_token()
     container = get_container()
     params = _filter_args(request.args)
@@ -168,6 +173,7 @@ def index():
 @bp.get("/dead-letters/<dead_letter_id>")
 @operation(media_type="text/html", tags=PAGE, errors=(401, 404))
 def detail(dead_letter_id: str):
+    """One dead letter: payload, error, origin, claim, with its actions."""
     token = _admin_token()
     letter = service.detail(get_container(), dead_letter_id)
     return render_template("console/detail.html", csrf=_csrf(token), letter=letter,
