@@ -52,6 +52,7 @@ def forget_mock(uri: str) -> None:
 # be redeclared with other keys): dropped where they are still there.
 REPLACED_INDEXES: dict[str, tuple[str, ...]] = {
     COMMENTS: ("post_comments", "replies"),
+    POSTS: ("author_posts",),
 }
 
 
@@ -65,7 +66,10 @@ def ensure_indexes(db: Database) -> None:
     db[FOLLOWS].create_index([("follower_id", ASCENDING), ("following_id", ASCENDING)], unique=True,
                              name="uniq_follow")
     db[FOLLOWS].create_index([("following_id", ASCENDING)], name="following")
-    db[POSTS].create_index([("author_id", ASCENDING), ("_id", DESCENDING)], name="author_posts")
+    # live posts newest first: an author's, everyone's
+    db[POSTS].create_index([("author_id", ASCENDING), ("is_deleted", ASCENDING), ("_id", DESCENDING)],
+                           name="author_live_posts")
+    db[POSTS].create_index([("is_deleted", ASCENDING), ("_id", DESCENDING)], name="live_posts")
     # a post's live comments in order; a thread's live replies
     db[COMMENTS].create_index([("post_id", ASCENDING), ("is_deleted", ASCENDING), ("_id", ASCENDING)],
                               name="live_post_comments")
