@@ -53,6 +53,7 @@ def forget_mock(uri: str) -> None:
 REPLACED_INDEXES: dict[str, tuple[str, ...]] = {
     COMMENTS: ("post_comments", "replies"),
     POSTS: ("author_posts",),
+    MEMBER_ACTIVITIES: ("member_created",),
 }
 
 
@@ -60,8 +61,11 @@ def ensure_indexes(db: Database) -> None:
     """Every index of every collection. Each query shape the app sends is served by one of these under the
     equality-sort-range rule (tests/test_index_coverage.py checks it on every test run)."""
     db[MEMBER_ACTIVITIES].create_index([("message_key", ASCENDING)], unique=True, name="uniq_message_key")
-    db[MEMBER_ACTIVITIES].create_index([("member_id", ASCENDING), ("created_at", DESCENDING)],
-                                       name="member_created")
+    # a member's (or the followings') activities newest first, all or of one type; _id breaks ties in the order
+    db[MEMBER_ACTIVITIES].create_index([("member_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+                                       name="member_newest")
+    db[MEMBER_ACTIVITIES].create_index([("member_id", ASCENDING), ("member_activity_type", ASCENDING),
+                                        ("created_at", DESCENDING), ("_id", DESCENDING)], name="member_type_newest")
     db[MEMBER_ACTIVITIES].create_index([("created_at", DESCENDING)], name="created")
     db[FOLLOWS].create_index([("follower_id", ASCENDING), ("following_id", ASCENDING)], unique=True,
                              name="uniq_follow")
