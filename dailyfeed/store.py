@@ -54,6 +54,7 @@ REPLACED_INDEXES: dict[str, tuple[str, ...]] = {
     COMMENTS: ("post_comments", "replies"),
     POSTS: ("author_posts",),
     MEMBER_ACTIVITIES: ("member_created",),
+    **{name: ("status_created",) for name in DEAD_LETTER_COLLECTIONS},
 }
 
 
@@ -84,7 +85,12 @@ def ensure_indexes(db: Database) -> None:
                                    name="uniq_comment_like")
     for name in DEAD_LETTER_COLLECTIONS:
         db[name].create_index([("message_key", ASCENDING)], unique=True, name="uniq_message_key")
-        db[name].create_index([("status", ASCENDING), ("created_at", ASCENDING)], name="status_created")
+        # a restore's candidates and the lists by status, oldest first; the same narrowed to a category (and the
+        # counts by status and category)
+        db[name].create_index([("status", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
+                              name="status_oldest")
+        db[name].create_index([("status", ASCENDING), ("category", ASCENDING), ("created_at", ASCENDING),
+                               ("_id", ASCENDING)], name="status_category_oldest")
     for name, replaced in REPLACED_INDEXES.items():
         present = db[name].index_information()
         for index in replaced:
