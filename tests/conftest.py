@@ -18,6 +18,9 @@ from dailyfeed.transport.http import HttpTransport  # noqa: E402
 
 from .support.wsgi import WsgiAdapter  # noqa: E402
 
+# Records the app's store commands from the first client on, and runs the index coverage check last.
+pytest_plugins = ["tests.support.index_coverage"]
+
 SELF_URL = "http://dailyfeed.test"
 
 
