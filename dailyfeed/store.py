@@ -91,10 +91,12 @@ def ensure_indexes(db: Database) -> None:
                               name="status_oldest")
         db[name].create_index([("status", ASCENDING), ("category", ASCENDING), ("created_at", ASCENDING),
                                ("_id", ASCENDING)], name="status_category_oldest")
-    # who holds a dead letter (its claims, newest generation last), a collection's held ones; a run's claims
+    # a dead letter's claims (newest generation last); a collection's and a run's leased ones
     db[DEAD_LETTER_CLAIMS].create_index([("collection", ASCENDING), ("dead_letter", ASCENDING),
                                          ("generation", ASCENDING)], name="claims_of_dead_letter")
-    db[DEAD_LETTER_CLAIMS].create_index([("token", ASCENDING)], name="claims_of_run")
+    db[DEAD_LETTER_CLAIMS].create_index([("collection", ASCENDING), ("lease_until", ASCENDING)],
+                                        name="leased_claims")
+    db[DEAD_LETTER_CLAIMS].create_index([("token", ASCENDING), ("lease_until", ASCENDING)], name="claims_of_run")
     for name, replaced in REPLACED_INDEXES.items():
         present = db[name].index_information()
         for index in replaced:

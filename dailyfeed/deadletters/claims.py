@@ -9,19 +9,21 @@ find_one_and_update can both "win" (a race test double-claimed 15-58 % of the de
 Claims live only there: the dead letter is not written when it is claimed (the original's `is_editing` stays
 false; README, "Restore claims"), so the only write a restored dead letter costs is its completion. The rules:
 
+- A claim document, once inserted, is never deleted: only its lease ends (run out, or ended when it is given back
+  or the dead letter is marked failed or discarded). So the generations of a dead letter only go up.
 - A claimant inserts generation 1. A claim refused by the unique `_id` is someone else's: when the newest claim of
-  that dead letter is still leased, it is lost; when its lease ran out (a crashed run) or it was given back, the
-  claimant inserts the next generation, and racing claimants collide on that one. So at most one claim of a dead
-  letter is leased at any time.
-- Inserted, a claim is checked against the dead letter: one finished after the claimant read it (its claims are
-  deleted then, so the insert went in) is let go again. This read is what replaces the mirror.
-- Only the holder of the newest claim writes the dead letter. Finishing it (completed, failed, discarded) deletes
-  its claims; giving it back ends the claim's lease (the claim stays, so that a claimant who read it while held
-  collides with the next generation instead of starting over below it).
+  that dead letter is still leased, it is lost; when its lease is over, the claimant inserts the next generation,
+  and racing claimants collide on that one. So at most one claim of a dead letter is leased at any time.
+- Only the holder of the newest claim writes the dead letter, so a dead letter that gets its generation 1 was
+  never claimed, hence never finished, since it was read: that claim needs no check. A later generation is checked
+  with one read of the dead letter (one finished after it was read is let go again, its lease ended).
+- Completing a dead letter leaves its claim as it is: nobody claims a completed dead letter, and a claimant that
+  read it before it was completed collides with that claim.
 
-The restore jobs claim and finish a batch at a time: one unordered insert of the batch's claims, one read of the
-dead letters, then one update completing them (per MAX_UPDATE) and one delete of their claims. What that costs on
-FerretDB v1 is in docs/store-notes.md.
+Claims are kept like the dead letters they name (completed dead letters are kept too): one small document per
+dead letter claimed. The restore jobs claim and finish a batch at a time: one unordered insert of the batch's
+claims, then one update completing the dead letters (per MAX_UPDATE). What that costs on FerretDB v1 is in
+docs/store-notes.md.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from .model import Status, error_info, insert_unordered
 # statement of its own that scans the table, so one update of a few hundred can outlast the socket timeout (10 s:
 # 500 in a collection of 2,000 did, with another load on the server), and the server goes on with it regardless.
 MAX_UPDATE = 50
+FINAL = {Status.COMPLETED.value, Status.DISCARDED.value}  # no claim is taken on these
 # Finishing a dead letter also removes the claim mirror a version before this one wrote onto it.
 _MIRROR_FIELDS = {"lease_until": "", "claim_token": "", "lease_generation": ""}
 # mongomock checks a unique index and then stores with no lock between, and copies documents that other threads
@@ -84,14 +87,13 @@ class ClaimProtocol:
         wanted = {s.value for s in statuses}
         docs = {doc["_id"]: doc for doc in candidates if doc.get("status") in wanted}
         won = self._insert_claims(collection, list(docs), token, lease_until, now)
-        if won:
-            # A dead letter finished after it was read has no claims left, so ours went in: the dead letter says so.
+        later = [doc_id for doc_id, generation in won.items() if generation > 1]
+        if later:
+            # claimed before: it may have been finished since it was read, and the dead letter says so
             current = {doc["_id"]: doc.get("status") for doc in
-                       self.db[collection].find({"_id": {"$in": list(won)}}, {"status": 1})}
-            gone = [doc_id for doc_id in won if current.get(doc_id) not in wanted]
-            if gone:
-                self.db[DEAD_LETTER_CLAIMS].delete_many(
-                    {"_id": {"$in": [_claim_id(collection, doc_id, won.pop(doc_id)) for doc_id in gone]}})
+                       self.db[collection].find({"_id": {"$in": later}}, {"status": 1})}
+            gone = [doc_id for doc_id in later if current.get(doc_id) not in wanted]
+            self._end_leases([_claim_id(collection, doc_id, won.pop(doc_id)) for doc_id in gone], now)
         return [{**doc, "claim_token": token, "lease_until": lease_until, "lease_generation": won[doc_id]}
                 for doc_id, doc in docs.items() if doc_id in won]
 
@@ -120,16 +122,15 @@ class ClaimProtocol:
 
     def complete(self, collection: str, doc_id: Any, token: str) -> bool:
         """Mark a claimed dead letter processed; False when the claim had been lost (lease run out)."""
-        return self._finish(collection, doc_id, token, _completed(utcnow()))
+        return bool(self.complete_batch(collection, [self._claim_of_token(collection, doc_id, token)], token))
 
     def complete_batch(self, collection: str, docs: Iterable[Mapping[str, Any]], token: str) -> list[Any]:
         """Mark claimed dead letters of one collection processed (`docs` as `claim_batch` returned them): one
-        update (per MAX_UPDATE), one delete of their claims. The `_id`s completed now; one whose claim had been lost
-        (lease run out) to a run that still holds it, or gave it back, is left alone."""
+        update (per MAX_UPDATE), the only write; their claims stay as they are. The `_id`s completed now; one whose
+        claim had been lost (lease run out) to a run that still holds it, or gave it back, is left alone."""
         held = self._held(collection, docs, token)
         if held:
             self._update_by_id(collection, list(held), _completed(utcnow()))
-            self._drop_claims(collection, held)
         return list(held)
 
     def fail(self, collection: str, doc_id: Any, token: str, reason: BaseException | str) -> bool:
@@ -157,7 +158,7 @@ class ClaimProtocol:
         """Give claimed dead letters of one collection back, still pending: their claims' leases end (one update
         of the claims); with an error each counts as a failed attempt (one update of the dead letters, per
         MAX_UPDATE). How many were still held."""
-        held = self._held(collection, [doc for doc in docs if doc is not None], token)
+        held = self._held(collection, docs, token)
         if not held:
             return 0
         now = utcnow()
@@ -169,10 +170,18 @@ class ClaimProtocol:
         return len(held)
 
     def release_all(self, token: str) -> int:
-        """Give back every dead letter still held by `token` (an interrupted run), without counting an attempt."""
+        """Give back every dead letter still held by `token` (an interrupted run), without counting an attempt: the
+        leases of its claims on dead letters that are not final end (one read of them per collection)."""
         now = utcnow()
-        held = [claim["_id"] for claim in self.db[DEAD_LETTER_CLAIMS].find({"token": token})
-                if not _over(claim, now)]
+        leased: dict[str, dict[Any, str]] = {}
+        for claim in self.db[DEAD_LETTER_CLAIMS].find({"token": token, "lease_until": {"$gt": now}}):
+            if not _over(claim, now):
+                leased.setdefault(claim["collection"], {})[claim["dead_letter"]] = claim["_id"]
+        held = []
+        for collection, claims in leased.items():
+            held += [claims[doc["_id"]] for doc in self.db[collection].find({"_id": {"$in": list(claims)}},
+                                                                            {"status": 1})
+                     if doc.get("status") not in FINAL]
         self._end_leases(held, now)
         return len(held)
 
@@ -183,21 +192,19 @@ class ClaimProtocol:
         return self.claims_of(collection, [doc]).get(doc["_id"])
 
     def claims_of(self, collection: str, docs: Iterable[Mapping[str, Any]]) -> dict[Any, dict[str, Any]]:
-        """`claim_of` for many dead letters of one collection with one read: `_id` -> {token, lease_until} of those
-        held right now."""
+        """`claim_of` for many dead letters (as read) of one collection with one read: `_id` -> {token, lease_until}
+        of those held right now. A completed or discarded one is held by nobody (its last claim is left as it was)."""
         now = utcnow()
+        open_ = [doc["_id"] for doc in docs if doc.get("status") not in FINAL]
         return {doc_id: {"token": claim["token"], "lease_until": as_utc(claim["lease_until"])}
-                for doc_id, claim in self._newest_claims(collection, [doc["_id"] for doc in docs]).items()
-                if not _over(claim, now)}
+                for doc_id, claim in self._newest_claims(collection, open_).items() if not _over(claim, now)}
 
     def held_ids(self, collection: str) -> set[Any]:
-        """The dead letters of `collection` someone holds right now (one read of that collection's claims)."""
+        """The dead letters of `collection` whose claim is leased right now (one read of those claims); completed
+        ones among them are held by nobody: intersect with what is pending."""
         now = utcnow()
-        newest: dict[Any, Mapping[str, Any]] = {}
-        for claim in self.db[DEAD_LETTER_CLAIMS].find({"collection": collection}):
-            if claim["dead_letter"] not in newest or claim["generation"] > newest[claim["dead_letter"]]["generation"]:
-                newest[claim["dead_letter"]] = claim
-        return {doc_id for doc_id, claim in newest.items() if not _over(claim, now)}
+        return {claim["dead_letter"] for claim in self.db[DEAD_LETTER_CLAIMS].find(
+                    {"collection": collection, "lease_until": {"$gt": now}}) if not _over(claim, now)}
 
     # --- helpers ----------------------------------------------------------------------------------------------
 
@@ -217,7 +224,7 @@ class ClaimProtocol:
         all whose lease has not run out (nobody takes a leased claim over; only its holder gives it back), and of
         the others those whose newest claim is still this one (one read)."""
         now = utcnow()
-        docs = [doc for doc in docs if doc.get("claim_token") == token]
+        docs = [doc for doc in docs if doc is not None and doc.get("claim_token") == token]
         held = {doc["_id"]: doc["lease_generation"] for doc in docs if as_utc(doc["lease_until"]) > now}
         late = [doc for doc in docs if doc["_id"] not in held]
         if late:
@@ -238,20 +245,15 @@ class ClaimProtocol:
                 "lease_generation": claim["generation"]}
 
     def _finish(self, collection: str, doc_id: Any, token: str, update: dict[str, Any]) -> bool:
+        """Mark failed or discarded: the dead letter, then the claim's lease ends (a failed one may be claimed
+        again, by a discard)."""
         doc = self._claim_of_token(collection, doc_id, token)
         held = self._held(collection, [doc], token) if doc is not None else {}
         if not held:
             return False
         self.db[collection].update_one({"_id": doc_id}, update)
-        self._drop_claims(collection, held)
+        self._end_leases([_claim_id(collection, doc_id, held[doc_id])], utcnow())
         return True
-
-    def _drop_claims(self, collection: str, held: Mapping[Any, int]) -> None:
-        """The dead letters are final now: their claims, this one and every earlier generation, can go. A claimant
-        who read one before it was finished inserts generation 1 again and lets go once it reads the dead letter."""
-        self.db[DEAD_LETTER_CLAIMS].delete_many({"_id": {"$in": [
-            _claim_id(collection, doc_id, generation) for doc_id, newest in held.items()
-            for generation in range(1, newest + 1)]}})
 
     def _end_leases(self, claim_ids: list[str], now: datetime) -> None:
         if claim_ids:

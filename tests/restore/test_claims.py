@@ -90,16 +90,31 @@ def test_a_dead_letter_given_back_is_claimed_again_at_the_next_generation_and_a_
     assert dead_letters.release(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "first") is False
 
 
-def test_a_claimant_that_read_a_dead_letter_before_it_was_finished_lets_it_go(db, dead_letters):
+def test_a_claimant_that_read_a_dead_letter_before_it_was_completed_does_not_take_it(db, dead_letters):
     listener_dead_letter(dead_letters, post_event(1), offset=1)
     (read_earlier,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
     (claimed,) = dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, [read_earlier], "first")
     assert dead_letters.complete_batch(KAFKA_LISTENER_DEAD_LETTERS, [claimed], "first") == [read_earlier["_id"]]
-    assert db["dead_letter_claims"].count_documents({}) == 0  # finished: its claims are gone, so an insert goes in
 
     assert dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, [read_earlier], "late") == []
-    assert db["dead_letter_claims"].count_documents({}) == 0  # and is let go again once the dead letter is read
+    # the completed dead letter's claim is kept: the late claimant collided with it
+    assert [(c["generation"], c["token"]) for c in db["dead_letter_claims"].find()] == [(1, "first")]
     assert documents(db, KAFKA_LISTENER_DEAD_LETTERS)[0]["status"] == "completed"
+
+
+def test_a_claimant_taking_over_an_ended_lease_checks_the_dead_letter_and_lets_a_finished_one_go(db, dead_letters):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    (read_earlier,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    short = DeadLetterStore(db, lease_seconds=0)
+    (claimed,) = short.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, [read_earlier], "slow")
+    assert short.complete_batch(KAFKA_LISTENER_DEAD_LETTERS, [claimed], "slow") == [read_earlier["_id"]]
+
+    # its lease is over, so the late claimant gets the next generation, reads the dead letter and lets it go
+    assert dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, [read_earlier], "late") == []
+    claims = sorted(db["dead_letter_claims"].find(), key=lambda c: c["generation"])
+    assert [(c["generation"], c["token"]) for c in claims] == [(1, "slow"), (2, "late")]
+    assert claims[1]["released_at"] is not None
+    assert holder(dead_letters, read_earlier) is None
 
 
 def test_complete_fail_and_release_mark_only_a_held_dead_letter(db, dead_letters):
@@ -177,11 +192,10 @@ def test_a_batch_claim_skips_what_is_held_and_takes_over_what_a_crashed_run_held
     assert [holder(dead_letters, stored[doc["_id"]]) for doc in (free, held, crashed, done)] == \
         ["run", "other run", "run", None]
     assert stored[done["_id"]]["status"] == "completed" and "claim_token" not in stored[done["_id"]]
-    assert not [c for c in db["dead_letter_claims"].find() if c["_id"].startswith(
-        f"{KAFKA_LISTENER_DEAD_LETTERS}/{done['_id']}/")]  # its claim, taken a moment too late, let go again
+    assert [c["token"] for c in db["dead_letter_claims"].find({"dead_letter": done["_id"]})] == ["finisher"]
 
 
-def test_complete_batch_marks_only_what_the_run_still_holds_and_lets_go_of_the_claims(db, dead_letters):
+def test_complete_batch_marks_only_what_the_run_still_holds(db, dead_letters):
     for n in range(3):
         listener_dead_letter(dead_letters, post_event(n), offset=n)
     docs = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
@@ -196,9 +210,10 @@ def test_complete_batch_marks_only_what_the_run_still_holds_and_lets_go_of_the_c
     first, second, third = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
     assert {(d["status"], d["is_completed"], d["is_editing"]) for d in (first, second)} == {("completed", True, False)}
     assert (third["status"], holder(dead_letters, third)) == ("pending", "next")
-    # The finished ones' claims are gone; the slow run's lost claim stays, so that a stale claimant collides.
-    assert sorted(c["_id"] for c in db["dead_letter_claims"].find()) == [
-        f"{KAFKA_LISTENER_DEAD_LETTERS}/{third['_id']}/{generation}" for generation in (1, 2)]
+    # Claims are kept (a stale claimant collides with them): the completed ones' and both of the third's.
+    assert sorted(c["_id"] for c in db["dead_letter_claims"].find()) == sorted(
+        [f"{KAFKA_LISTENER_DEAD_LETTERS}/{doc['_id']}/1" for doc in docs] + [
+            f"{KAFKA_LISTENER_DEAD_LETTERS}/{third['_id']}/2"])
 
 
 def test_release_batch_gives_back_with_an_attempt_counted_only_for_an_error(db, dead_letters):
