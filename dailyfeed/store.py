@@ -55,6 +55,7 @@ REPLACED_INDEXES: dict[str, tuple[str, ...]] = {
     POSTS: ("author_posts",),
     MEMBER_ACTIVITIES: ("member_created",),
     **{name: ("status_created",) for name in DEAD_LETTER_COLLECTIONS},
+    DEAD_LETTER_CLAIMS: ("claims_of_run",),  # (token) alone: made by development builds of the claims change
 }
 
 
@@ -96,7 +97,7 @@ def ensure_indexes(db: Database) -> None:
                                          ("generation", ASCENDING)], name="claims_of_dead_letter")
     db[DEAD_LETTER_CLAIMS].create_index([("collection", ASCENDING), ("lease_until", ASCENDING)],
                                         name="leased_claims")
-    db[DEAD_LETTER_CLAIMS].create_index([("token", ASCENDING), ("lease_until", ASCENDING)], name="claims_of_run")
+    db[DEAD_LETTER_CLAIMS].create_index([("token", ASCENDING), ("lease_until", ASCENDING)], name="leased_claims_of_run")
     for name, replaced in REPLACED_INDEXES.items():
         present = db[name].index_information()
         for index in replaced:

@@ -74,8 +74,8 @@ class ClaimProtocol:
         `candidates` are whole dead letters as read (by `candidates()`). Returns the claimed ones, in the order
         given, with their claim (`claim_token`, `lease_until`, `lease_generation`: what finishing them needs); a
         candidate no longer in one of `statuses` or held by someone else is left out. Round trips: one insert of
-        every claim and one read of the claimed dead letters; more only for a dead letter claimed before (held,
-        given back, or abandoned by a crashed run).
+        every claim; more only for a dead letter claimed before (held, finished, given back, or abandoned by a
+        crashed run): a read of its claims, and of the dead letter once it gets a later generation.
         """
         with self._atomic():
             return self._claim_batch(collection, list(candidates), token, statuses)
