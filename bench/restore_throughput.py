@@ -5,6 +5,9 @@
 
 Writes N listener dead letters and N feign publisher dead letters into a scratch database, runs each restore
 once through its job (the CLI's code path without click) and prints dead letters per second; drops the database.
+Right before each job it measures the store's own baseline in the same run: N documents updated one by one by
+`_id` with pymongo (`update_one`, what a dead letter's completion costs at least), in a collection holding a copy
+of the same N dead letters; the job's rate is printed as a ratio of it (the target is >= 0.8x).
 
 The dead letters are written by the real write path (DeadLetterStore.record_*). With `--seed copy` (the default)
 they are written into an in-process store first and copied over with one insert per collection: the same
@@ -67,6 +70,18 @@ def seed(store, n: int) -> None:
         store.record_publisher_failure("feign", liked, TransportUnavailable("bench"))
 
 
+def update_by_id_rate(db, docs: list[dict]) -> float:
+    """Documents updated per second, one `update_one` by `_id` each, in a fresh collection of `docs`."""
+    scratch = db[f"bench_update_{uuid.uuid4().hex[:8]}"]
+    scratch.insert_many([dict(doc) for doc in docs], ordered=False)
+    started = time.perf_counter()
+    for doc in docs:
+        scratch.update_one({"_id": doc["_id"]}, {"$set": {"status": "completed", "is_completed": True}})
+    rate = len(docs) / (time.perf_counter() - started)
+    scratch.drop()
+    return rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--uri", default="mongomock://")
@@ -92,16 +107,22 @@ def main() -> None:
                 dailyfeed.db[name].insert_many(list(scratch.db[name].find().sort("_id", 1)), ordered=True)
             scratch.close()
         print(f"seeded {args.n} + {args.n} dead letters ({args.seed}) in {time.perf_counter() - started:.1f} s")
+        copies = list(dailyfeed.db[KAFKA_LISTENER_DEAD_LETTERS].find())
         commands.take()
         options = RestoreOptions(batch_size=args.batch_size)
         for name, job in (("restore-listener", ListenerRestore(store, dailyfeed.activity_service, options)),
                           ("restore-publisher --mode handoff",
                            PublisherRestore(store, dailyfeed.transports, options, mode=Mode.HANDOFF))):
+            baseline = update_by_id_rate(dailyfeed.db, copies)
+            commands.take()
             started = time.perf_counter()
             summary = job.run()
             elapsed = time.perf_counter() - started
-            print(f"{name:<34} {summary.line():<36} {elapsed:6.2f} s  {summary.restored / elapsed:8.1f} /s "
+            rate = summary.restored / elapsed
+            print(f"{name:<34} {summary.line():<36} {elapsed:6.2f} s  {rate:8.1f} /s "
                   f"({args.uri.split('?')[0]}, batch {args.batch_size})")
+            print(f"{'  baseline: update_one by _id':<34} {len(copies):>8} documents {' ' * 18} {baseline:8.1f} /s"
+                  f"  -> restore at {rate / baseline:.2f}x of it")
             for (command, collection), times in sorted(commands.take().items(), key=lambda item: -sum(item[1])):
                 print(f"    {command:<10} {collection:<28} {len(times):6d} x {sum(times) / len(times):8.2f} ms"
                       f" = {sum(times) / 1000:7.2f} s")

@@ -48,24 +48,61 @@ def forget_mock(uri: str) -> None:
         _mock_clients.pop(uri, None)
 
 
+# Indexes an earlier version declared under these names, replaced below by indexes with more keys (a name cannot
+# be redeclared with other keys): dropped where they are still there.
+REPLACED_INDEXES: dict[str, tuple[str, ...]] = {
+    COMMENTS: ("post_comments", "replies"),
+    POSTS: ("author_posts",),
+    MEMBER_ACTIVITIES: ("member_created",),
+    **{name: ("status_created",) for name in DEAD_LETTER_COLLECTIONS},
+    DEAD_LETTER_CLAIMS: ("claims_of_run",),  # (token) alone: made by development builds of the claims change
+}
+
+
 def ensure_indexes(db: Database) -> None:
+    """Every index of every collection. Each query shape the app sends is served by one of these under the
+    equality-sort-range rule (tests/test_index_coverage.py checks it on every test run)."""
     db[MEMBER_ACTIVITIES].create_index([("message_key", ASCENDING)], unique=True, name="uniq_message_key")
-    db[MEMBER_ACTIVITIES].create_index([("member_id", ASCENDING), ("created_at", DESCENDING)],
-                                       name="member_created")
+    # a member's (or the followings') activities newest first, all or of one type; _id breaks ties in the order
+    db[MEMBER_ACTIVITIES].create_index([("member_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+                                       name="member_newest")
+    db[MEMBER_ACTIVITIES].create_index([("member_id", ASCENDING), ("member_activity_type", ASCENDING),
+                                        ("created_at", DESCENDING), ("_id", DESCENDING)], name="member_type_newest")
     db[MEMBER_ACTIVITIES].create_index([("created_at", DESCENDING)], name="created")
     db[FOLLOWS].create_index([("follower_id", ASCENDING), ("following_id", ASCENDING)], unique=True,
                              name="uniq_follow")
     db[FOLLOWS].create_index([("following_id", ASCENDING)], name="following")
-    db[POSTS].create_index([("author_id", ASCENDING), ("_id", DESCENDING)], name="author_posts")
-    db[COMMENTS].create_index([("post_id", ASCENDING), ("_id", ASCENDING)], name="post_comments")
-    db[COMMENTS].create_index([("parent_id", ASCENDING)], name="replies")
+    # live posts newest first: an author's, everyone's
+    db[POSTS].create_index([("author_id", ASCENDING), ("is_deleted", ASCENDING), ("_id", DESCENDING)],
+                           name="author_live_posts")
+    db[POSTS].create_index([("is_deleted", ASCENDING), ("_id", DESCENDING)], name="live_posts")
+    # a post's live comments in order; a thread's live replies
+    db[COMMENTS].create_index([("post_id", ASCENDING), ("is_deleted", ASCENDING), ("_id", ASCENDING)],
+                              name="live_post_comments")
+    db[COMMENTS].create_index([("parent_id", ASCENDING), ("is_deleted", ASCENDING)], name="live_replies")
     db[POST_LIKES].create_index([("post_id", ASCENDING), ("member_id", ASCENDING)], unique=True,
                                 name="uniq_post_like")
     db[COMMENT_LIKES].create_index([("comment_id", ASCENDING), ("member_id", ASCENDING)], unique=True,
                                    name="uniq_comment_like")
     for name in DEAD_LETTER_COLLECTIONS:
         db[name].create_index([("message_key", ASCENDING)], unique=True, name="uniq_message_key")
-        db[name].create_index([("status", ASCENDING), ("created_at", ASCENDING)], name="status_created")
+        # a restore's candidates and the lists by status, oldest first; the same narrowed to a category (and the
+        # counts by status and category)
+        db[name].create_index([("status", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
+                              name="status_oldest")
+        db[name].create_index([("status", ASCENDING), ("category", ASCENDING), ("created_at", ASCENDING),
+                               ("_id", ASCENDING)], name="status_category_oldest")
+    # a dead letter's claims (newest generation last); a collection's and a run's leased ones
+    db[DEAD_LETTER_CLAIMS].create_index([("collection", ASCENDING), ("dead_letter", ASCENDING),
+                                         ("generation", ASCENDING)], name="claims_of_dead_letter")
+    db[DEAD_LETTER_CLAIMS].create_index([("collection", ASCENDING), ("lease_until", ASCENDING)],
+                                        name="leased_claims")
+    db[DEAD_LETTER_CLAIMS].create_index([("token", ASCENDING), ("lease_until", ASCENDING)], name="leased_claims_of_run")
+    for name, replaced in REPLACED_INDEXES.items():
+        present = db[name].index_information()
+        for index in replaced:
+            if index in present:
+                db[name].drop_index(index)
 
 
 class IdBlocks:

@@ -14,6 +14,9 @@ from dailyfeed.tokens import issue_member_token  # noqa: E402  (after the settin
 
 from .support.apps import Apps  # noqa: E402
 
+# Records the app's store commands from the first client on, and runs the index coverage check last.
+pytest_plugins = ["tests.support.index_coverage"]
+
 
 @pytest.fixture
 def apps():

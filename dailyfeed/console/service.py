@@ -182,13 +182,20 @@ def list_page(container: Container, selection: Selection, page: int, size: int) 
         raise InvalidInput(f"page * size must be at most {MAX_LIST_SKIP}; narrow the filter instead")
     found, total = container.dead_letters.list_dead_letters(selection, skip=page * size, limit=size,
                                                             newest_first=True)
-    return {"content": [summary_of(container, name, doc) for name, doc in found], "page": page, "size": size,
+    claims: dict[str, dict[Any, dict[str, Any]]] = {}  # one read of the claims per collection on the page
+    for name in {name for name, _ in found}:
+        claims[name] = container.dead_letters.claims_of(name, [doc for n, doc in found if n == name])
+    return {"content": [summary_of(container, name, doc, claims[name].get(doc["_id"])) for name, doc in found],
+            "page": page, "size": size,
             "total": total, "hasNext": (page + 1) * size < total}
 
 
-def summary_of(container: Container, collection: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+def summary_of(container: Container, collection: str, doc: Mapping[str, Any],
+               claim: Mapping[str, Any] | None | bool = False) -> dict[str, Any]:
+    """A dead letter as the list shows it; `claim` as claims_of found it (False: read it now)."""
     error = doc.get("error") or {}
-    claim = container.dead_letters.claim_of(doc)
+    if claim is False:
+        claim = container.dead_letters.claim_of(collection, doc)
     return {"id": str(doc["_id"]), "collection": SHORT_NAMES.get(collection, collection),
             "messageKey": doc.get("message_key"), "category": doc.get("category"), "status": doc.get("status"),
             "topic": doc.get("topic"), "error": {"type": error.get("type"), "message": error.get("message")},

@@ -73,9 +73,8 @@ class BulkActions:
         return result
 
     def purge_completed(self, older_than: datetime, *, dry_run: bool = False) -> PurgeResult:
-        """Delete completed dead letters finished before `older_than`, and claims whose lease ended before it
-        (those of dead letters given back or re-queued: a finished one's claim is deleted with it already); with
-        `dry_run`, only count them. Pending, failed and discarded dead letters are kept: someone still has to
+        """Delete completed dead letters finished before `older_than`, and claims whose lease ended before it (a
+        claim outlives its dead letter's completion: see claims.py); with `dry_run`, only count them. Pending, failed and discarded dead letters are kept: someone still has to
         look at them."""
         done = {"status": Status.COMPLETED.value,
                 "$or": [{"completed_at": {"$lt": older_than}},

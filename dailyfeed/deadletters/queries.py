@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from itertools import islice
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -22,16 +22,18 @@ OVERVIEW_SCAN_LIMIT = 20_000
 
 
 class DeadLetterReader:
-    """Reading dead letters; part of DeadLetterStore (needs `db`)."""
+    """Reading dead letters; part of DeadLetterStore (needs `db`, and `held_ids` of the claim protocol)."""
 
     db: Database
+    held_ids: Callable[[str], set[Any]]
 
     def candidates(self, collection: str, selection: "Selection", *, after: tuple[datetime, Any] | None = None,
                    limit: int = 50, projection: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Pending dead letters nobody holds (or whose lease ran out), oldest first, after a position."""
+        """Pending dead letters, oldest first, after a position. Claims are not on the dead letters: one held by
+        another run is among them, and claiming it is what tells (claim_batch leaves it out)."""
         if not selection.takes(collection):
             return []
-        query = selection.claimable_query(utcnow())
+        query = selection.claimable_query()
         if after is not None:
             created_at, doc_id = after
             query = {"$and": [query, {"$or": [{"created_at": {"$gt": created_at}},
@@ -40,14 +42,26 @@ class DeadLetterReader:
         return list(cursor)
 
     def count_claimable(self, collections: Iterable[str], selection: "Selection") -> int:
-        query = selection.claimable_query(utcnow())
-        return sum(self.db[name].count_documents(query) for name in selection.of(collections))
+        """Pending dead letters of the selection that nobody holds right now."""
+        query = selection.claimable_query()
+        total = 0
+        for name in selection.of(collections):
+            total += self.db[name].count_documents(query)
+            held = list(self.held_ids(name))
+            if held:
+                total -= self.db[name].count_documents({**query, "_id": {"$in": held}})
+        return total
 
     def iter_claimable(self, collections: Iterable[str], selection: "Selection") -> Iterator[tuple[str, dict]]:
-        """Every claimable dead letter of the collections, oldest first across them; reads only (dry runs)."""
-        query = selection.claimable_query(utcnow())
-        yield from _oldest_first([(name, self.db[name].find(query).sort(OLDEST_FIRST))
-                                  for name in selection.of(collections)])
+        """Every claimable dead letter of the collections (pending, nobody holds it right now), oldest first across
+        them; reads only (dry runs)."""
+        query = selection.claimable_query()
+
+        def free(name: str) -> Iterator[dict]:
+            held = self.held_ids(name)
+            return (doc for doc in self.db[name].find(query).sort(OLDEST_FIRST) if doc["_id"] not in held)
+
+        yield from _oldest_first([(name, free(name)) for name in selection.of(collections)])
 
     def list_dead_letters(self, selection: "Selection | None" = None, *, skip: int = 0, limit: int = 50,
                           newest_first: bool = False) -> tuple[list[tuple[str, dict]], int]:
@@ -176,14 +190,9 @@ class Selection:
     ids: tuple[Any, ...] | None = None
     keys: tuple[str, ...] | None = None  # message keys picked (a console replay's hand-off copies)
 
-    def claimable_query(self, now: datetime) -> dict[str, Any]:
-        query: dict[str, Any] = {
-            "status": Status.PENDING.value,
-            # not held, or held by a run whose lease ran out (it crashed)
-            "$or": [{"is_editing": {"$ne": True}}, {"lease_until": {"$lte": now}}, {"lease_until": None}],
-        }
-        query.update(self.filters())
-        return query
+    def claimable_query(self) -> dict[str, Any]:
+        """The pending dead letters of the selection. Whether someone holds one is in its claims, not on it."""
+        return {"status": Status.PENDING.value, **self.filters()}
 
     def filters(self) -> dict[str, Any]:
         """The filters of this selection, without the status: a query fragment for any dead-letter collection."""

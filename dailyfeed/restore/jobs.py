@@ -7,11 +7,12 @@ reason; a transport or store failure gives it back, still pending, with attempts
 holds when it stops (finished, crashed, interrupted) it gives back.
 
 A batch costs a few round trips, not a few per dead letter: one read of the candidates (per collection), one
-insert of their claims, one update marking them, then one bulk insert of the activities (restore-listener) or of
-the copies (handoff), and one update completing them with one delete of their claims (updates of at most
-deadletters.MAX_UPDATE dead letters each). Republishing still sends one event at a time (a transport has no
-batch); its completions are batched. The rare paths (a dead letter marked failed, a transport failure) are
-written one dead letter at a time.
+insert of their claims and one read checking them (claims are documents of their own: claiming writes no dead
+letter), then one bulk insert of the activities (restore-listener) or of the copies (handoff), and one update
+completing them with one delete of their claims (updates of at most deadletters.MAX_UPDATE dead letters each). The
+completion is the only write a restored dead letter costs. Republishing still sends one event at a time (a
+transport has no batch); its completions are batched. The rare paths (a dead letter marked failed, a transport
+failure) are written one dead letter at a time.
 
 | outcome  | meaning                                                                                   |
 |----------|-------------------------------------------------------------------------------------------|

@@ -236,8 +236,9 @@ def test_dead_letter_stats_count_each_status_and_find_the_oldest_pending(store_a
                                   error=ValueError("poison"))
     first = dailyfeed.db[FEIGN_DEAD_LETTERS].find_one({"message_key": events[0].message_key})
     token = "test-claim"
-    assert store.claim(FEIGN_DEAD_LETTERS, first["_id"], token) is not None
-    store.complete_batch(FEIGN_DEAD_LETTERS, [first], token)  # the oldest is restored: no longer pending
+    claimed = store.claim(FEIGN_DEAD_LETTERS, first["_id"], token)
+    assert claimed is not None
+    store.complete_batch(FEIGN_DEAD_LETTERS, [claimed], token)  # the oldest is restored: no longer pending
 
     stats = read_dead_letter_stats(dailyfeed.db, DEAD_LETTER_COLLECTIONS)
     assert stats.total(FEIGN_DEAD_LETTERS, "pending") == 2 and stats.total(FEIGN_DEAD_LETTERS, "completed") == 1

@@ -15,7 +15,7 @@ import pytest
 
 from dailyfeed.extension import get_container
 from dailyfeed.restore.jobs import ListenerRestore, RestoreOptions
-from dailyfeed.store import KAFKA_LISTENER_DEAD_LETTERS, MEMBER_ACTIVITIES
+from dailyfeed.store import DEAD_LETTER_CLAIMS, KAFKA_LISTENER_DEAD_LETTERS, MEMBER_ACTIVITIES
 
 from ..restore.conftest import listener_dead_letter, post_event
 
@@ -55,6 +55,9 @@ def test_two_restore_jobs_in_threads_record_each_dead_letter_once(server_app):
     assert sum(s.restored for s in summaries) == 60 and sum(s.failed for s in summaries) == 0
     assert dailyfeed.db[MEMBER_ACTIVITIES].count_documents({}) == 60
     assert dailyfeed.db[KAFKA_LISTENER_DEAD_LETTERS].count_documents({"status": "completed"}) == 60
+    # one claim per dead letter, the first: a claim refused by the other restore is not stored
+    assert dailyfeed.db[DEAD_LETTER_CLAIMS].count_documents({"generation": 1}) == 60
+    assert dailyfeed.db[DEAD_LETTER_CLAIMS].count_documents({}) == 60
 
 
 def test_two_restore_listener_processes_started_together_restore_each_dead_letter_once(server_app, mongo_uri):
@@ -86,3 +89,5 @@ def test_two_restore_listener_processes_started_together_restore_each_dead_lette
     assert dailyfeed.db[MEMBER_ACTIVITIES].count_documents({}) == 120
     assert dailyfeed.db[KAFKA_LISTENER_DEAD_LETTERS].count_documents({"status": "completed"}) == 120
     assert dailyfeed.db[KAFKA_LISTENER_DEAD_LETTERS].count_documents({"is_editing": True}) == 0
+    assert dailyfeed.db[DEAD_LETTER_CLAIMS].count_documents({"generation": 1}) == 120
+    assert dailyfeed.db[DEAD_LETTER_CLAIMS].count_documents({}) == 120

@@ -70,12 +70,10 @@ def test_restore_options_refuse_nonsense(options):
         RestoreOptions(**options)
 
 
-def test_selection_adds_only_the_filters_given():
-    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
-    plain = Selection().claimable_query(now)
-    assert plain["status"] == "pending" and "category" not in plain and "message_key" not in plain
-    query = Selection(category="POST", since=AT, key="k").claimable_query(now)
-    assert (query["category"], query["created_at"], query["message_key"]) == ("POST", {"$gte": AT}, "k")
+def test_selection_adds_only_the_filters_given_and_never_looks_at_a_claim_mirror():
+    assert Selection().claimable_query() == {"status": "pending"}
+    query = Selection(category="POST", since=AT, key="k").claimable_query()
+    assert query == {"status": "pending", "category": "POST", "created_at": {"$gte": AT}, "message_key": "k"}
 
 
 # --- what a dead letter restores to -------------------------------------------------------------------------------
