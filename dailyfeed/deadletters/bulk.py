@@ -74,8 +74,8 @@ class BulkActions:
 
     def purge_completed(self, older_than: datetime, *, dry_run: bool = False) -> PurgeResult:
         """Delete completed dead letters finished before `older_than`, and claims whose lease ended before it (a
-        claim outlives its dead letter's completion: see claims.py); with `dry_run`, only count them. Pending, failed and discarded dead letters are kept: someone still has to
-        look at them."""
+        claim outlives its dead letter's completion: see claims.py); with `dry_run`, only count them. Pending,
+        failed and discarded dead letters are kept: someone still has to look at them."""
         done = {"status": Status.COMPLETED.value,
                 "$or": [{"completed_at": {"$lt": older_than}},
                         {"completed_at": None, "updated_at": {"$lt": older_than}}]}
