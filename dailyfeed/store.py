@@ -92,12 +92,22 @@ def ensure_indexes(db: Database) -> None:
                               name="status_oldest")
         db[name].create_index([("status", ASCENDING), ("category", ASCENDING), ("created_at", ASCENDING),
                                ("_id", ASCENDING)], name="status_category_oldest")
+        # the console's list across statuses (newest first, a walk backwards), the overview's last 48 hours and a
+        # since/until window; the same by category and by error type (its filters); purge's completed ones
+        db[name].create_index([("created_at", ASCENDING), ("_id", ASCENDING)], name="oldest")
+        db[name].create_index([("category", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
+                              name="category_oldest")
+        db[name].create_index([("error.type", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
+                              name="error_type_oldest")
+        db[name].create_index([("status", ASCENDING), ("completed_at", ASCENDING), ("updated_at", ASCENDING)],
+                              name="status_completed")
     # a dead letter's claims (newest generation last); a collection's and a run's leased ones
     db[DEAD_LETTER_CLAIMS].create_index([("collection", ASCENDING), ("dead_letter", ASCENDING),
                                          ("generation", ASCENDING)], name="claims_of_dead_letter")
     db[DEAD_LETTER_CLAIMS].create_index([("collection", ASCENDING), ("lease_until", ASCENDING)],
                                         name="leased_claims")
     db[DEAD_LETTER_CLAIMS].create_index([("token", ASCENDING), ("lease_until", ASCENDING)], name="leased_claims_of_run")
+    db[DEAD_LETTER_CLAIMS].create_index([("lease_until", ASCENDING)], name="lease_end")  # purge of old claims
     for name, replaced in REPLACED_INDEXES.items():
         present = db[name].index_information()
         for index in replaced:

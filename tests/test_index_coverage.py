@@ -17,13 +17,22 @@ _ACROSS_STATUSES = ("`dailyfeed deadletters list` without --status: an operator'
                     "most --limit dead letters and counts the rest. Indexes for listings across every status would be "
                     "written with every dead letter, and dead letters are written exactly when something is failing")
 
+_KEY_PREFIX = ("A key-prefix filter (`--key`/keyPrefix), typed by an operator to find a few dead letters: it is a "
+               "range on the unique message_key index where it is the only filter, and combined with a status or "
+               "an order it walks the status (or oldest-first) index and tests the key, at most a page or a batch "
+               "of matches at a time")
+
 # (collection, shape as printed) -> why no index serves it, on purpose. The one place for such exceptions.
 UNINDEXED: dict[tuple[str, str], str] = {
     **{(name, shape): f"{what}. {_ACROSS_STATUSES}" for name in DEAD_LETTER_COLLECTIONS for shape, what in (
         ("scan", "the total of an unfiltered list"),
-        ("sort(created_at, _id)", "an unfiltered list, oldest first"),
-        ("eq(category)", "the total of a list of one category"),
-        ("eq(category) sort(created_at, _id)", "a list of one category, oldest first"),
+    )},
+    **{(name, shape): f"{what}. {_KEY_PREFIX}" for name in DEAD_LETTER_COLLECTIONS for shape, what in (
+        ("eq(status) range(message_key)", "how many of one status start with a key prefix"),
+        ("sort(created_at-, _id-) range(message_key)", "the console's list by key prefix, newest first"),
+        ("eq(status) sort(created_at, _id) range(message_key)", "a restore or bulk action by key prefix"),
+        ("eq(status) sort(created_at, _id) range(created_at, message_key)", "the same, past its first batch"),
+        ("eq(created_at, status) sort(created_at, _id) range(_id, message_key)", "the same, within one instant"),
     )},
 }
 
