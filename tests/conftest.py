@@ -92,3 +92,20 @@ def store_uri(request) -> str:
 def store_app(store_uri, apps):
     """The app (feign to itself, in-process) on each store backend, on a database of its own."""
     return apps.make({"mongo.uri": store_uri})
+
+
+@pytest.fixture(scope="module")
+def private_broker(kafka_bootstrap):
+    """A Kafka broker of the test module's own (tests/support/kafka.py), which fault tests may stop and start; the
+    shared broker is never touched. It needs the jars `make services` resolved (DAILYFEED_SERVICES_DIR)."""
+    from .support.kafka import PrivateBroker
+
+    broker = PrivateBroker()
+    if not broker.available:
+        reason = f"no Kafka jars in {broker.libs} to start a private broker (make services first)"
+        if UNDER_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    broker.start()
+    yield broker
+    broker.stop()

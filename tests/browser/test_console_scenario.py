@@ -14,9 +14,8 @@ from dailyfeed.events import Service
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS
 from dailyfeed.transport.circuit import CircuitBreaker
 
-from ..conftest import UNDER_CI
 from ..support.apps import make_app
-from ..support.kafka import KafkaApps, PrivateBroker, wait_until
+from ..support.kafka import KafkaApps, wait_until
 from .conftest import Live, log_in, screenshot, server
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
@@ -32,19 +31,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def private_broker(kafka_bootstrap):
-    broker = PrivateBroker()
-    if not broker.available:
-        reason = f"no Kafka jars in {broker.libs} to start a private broker (make services first)"
-        if UNDER_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 @pytest.fixture

@@ -14,26 +14,12 @@ from dailyfeed.extension import get_container
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS
 from dailyfeed.transport.topics import DateTopics
 
-from ..conftest import UNDER_CI
 from ..support.apps import make_app
-from ..support.kafka import Api, KafkaApps, PrivateBroker, activities, wait_until
+from ..support.kafka import Api, KafkaApps, activities, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
 
 MARGIN_S = 2.0  # scheduling slack on a busy 2-core machine; a hang would be far beyond it
-
-
-@pytest.fixture(scope="module")
-def private_broker(kafka_bootstrap):
-    broker = PrivateBroker()
-    if not broker.available:
-        reason = f"no Kafka jars in {broker.libs} to start a private broker (make services first)"
-        if UNDER_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 @pytest.fixture

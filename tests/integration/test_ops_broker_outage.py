@@ -12,9 +12,8 @@ from dailyfeed.extension import get_container
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS
 from dailyfeed.transport.topics import DateTopics
 
-from ..conftest import UNDER_CI
 from ..support.apps import make_app
-from ..support.kafka import KafkaApps, PrivateBroker, activities, wait_until
+from ..support.kafka import KafkaApps, activities, wait_until
 from ..support.metrics import value
 from ..support.records import read_records
 from .test_ops_kafka import traced_post
@@ -23,19 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
 
 PENDING = {"collection": KAFKA_PUBLISHER_DEAD_LETTERS, "status": "pending"}
 KAFKA_POSTS = {"service": "post-service", "transport": "kafka"}
-
-
-@pytest.fixture(scope="module")
-def private_broker(kafka_bootstrap):
-    broker = PrivateBroker()
-    if not broker.available:
-        reason = f"no Kafka jars in {broker.libs} to start a private broker (make services first)"
-        if UNDER_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 @pytest.fixture
