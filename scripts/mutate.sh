@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `make mutate`: mutation testing (mutmut 3, configured in setup.cfg [mutmut]) of the core modules against the
+# fast tiers, then the score per module. Slow (tens of minutes); not part of `make test`.
+#   make mutate                              every core module
+#   make mutate MODULES="circuit events"     some of them (events circuit publishing service claims)
+#   make mutate MUTATE_CHILDREN=2            more parallel test runs (default 1: the machine is shared)
+# mutmut keeps its results in mutants/ and re-runs only mutants whose function or tests changed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BIN=.venv/bin
+# shellcheck disable=SC2086
+mapfile -t patterns < <("$BIN/python" scripts/mutation_scores.py --patterns ${MODULES:-})
+"$BIN/mutmut" run --max-children "${MUTATE_CHILDREN:-1}" "${patterns[@]}" > mutants.log 2>&1 || {
+    status=$?; tail -n 40 mutants.log; echo "mutate: mutmut failed (exit $status); full log in mutants.log"; exit $status; }
+"$BIN/python" scripts/mutation_scores.py --survivors
