@@ -216,7 +216,7 @@ def _required(body: Mapping, name: str) -> Any:
 
 def _long(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.lstrip("-").isdigit():
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):  # not isdigit(): "--7" and "²" pass it
             value = int(value)
         else:
             raise InvalidEvent(f"{name} must be an integer")

@@ -1,6 +1,8 @@
 """The activity module: follows, the followings feed, one member's activities, and the record endpoints."""
 from datetime import datetime, timezone
 
+import pytest
+
 from dailyfeed.auth import issue_service_token
 from dailyfeed.events import ActivityEvent, ActivityType, record_request_body
 
@@ -75,4 +77,14 @@ def test_record_endpoint_needs_a_service_token_and_a_matching_type(client, app, 
     assert wrong.status_code == 400 and "does not belong" in wrong.json["message"]
     missing = _record(client, app, "posts", {"memberId": 7, "postId": 12, "activityType": "POST_CREATE"})
     assert missing.status_code == 400 and "messageKey" in missing.json["message"]
+    assert activities() == []
+
+
+@pytest.mark.parametrize("member_id", ["--7", "²", "7-"])
+def test_a_record_call_with_an_id_that_only_looks_numeric_is_400_and_stores_nothing(client, app, activities,
+                                                                                      member_id):
+    event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=31)
+    response = _record(client, app, "posts", {**record_request_body(event), "memberId": member_id})
+    assert response.status_code == 400, response.json
+    assert "memberId must be an integer" in response.json["message"]
     assert activities() == []
