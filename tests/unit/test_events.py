@@ -212,9 +212,7 @@ def test_malformed_date_arrays_are_rejected(array):
     ("2026-11-22T10:20:30Z", AT.replace(microsecond=0)),
 ])
 def test_iso_dates_with_any_precision_and_offset(text, expected):
-    event = parse(createdAt=text)
-    assert event.created_at == expected and event.created_at.utcoffset().total_seconds() == 0 or \
-        event.created_at == expected
+    assert parse(createdAt=text).created_at == expected
 
 
 @pytest.mark.parametrize("value, problem", [("yesterday", "not ISO-8601"), (1732270830, "neither"),
