@@ -88,3 +88,28 @@ def test_a_record_call_with_an_id_that_only_looks_numeric_is_400_and_stores_noth
     assert response.status_code == 400, response.json
     assert "memberId must be an integer" in response.json["message"]
     assert activities() == []
+
+
+@pytest.mark.parametrize("change", ["follow", "unfollow"])
+def test_a_follow_change_whose_activity_cannot_be_recorded_is_undone_with_503(api, app, activities, monkeypatch,
+                                                                              change):
+    from pymongo.errors import AutoReconnect
+
+    from dailyfeed.store import FOLLOWS
+
+    db = app.extensions["dailyfeed"].db
+    if change == "unfollow":
+        assert api.post(8, "/api/members/7/follow").status_code == 201
+    before = (list(db[FOLLOWS].find({}, {"_id": 0, "created_at": 0})), activities())
+    service = app.extensions["dailyfeed"].activity_service
+
+    def unrecordable(event):
+        raise AutoReconnect("activities unreachable (injected)")
+
+    monkeypatch.setattr(service, "record_activity", unrecordable)
+    call = api.post if change == "follow" else api.delete
+    response = call(8, "/api/members/7/follow")
+
+    assert response.status_code == 503, response.json
+    assert "the change was undone" in response.json["message"]
+    assert (list(db[FOLLOWS].find({}, {"_id": 0, "created_at": 0})), activities()) == before
