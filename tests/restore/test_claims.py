@@ -5,11 +5,26 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pymongo.errors import BulkWriteError
 
 from dailyfeed.restore import deadletters
-from dailyfeed.restore.deadletters import DeadLetterStore, Status, new_claim_token
+from dailyfeed.restore.deadletters import DeadLetterStore, Status, as_utc, new_claim_token
 
-from .conftest import KAFKA_LISTENER_DEAD_LETTERS, documents, listener_dead_letter, post_event
+from .conftest import (
+    FEIGN_DEAD_LETTERS,
+    KAFKA_LISTENER_DEAD_LETTERS,
+    KAFKA_PUBLISHER_DEAD_LETTERS,
+    documents,
+    listener_dead_letter,
+    post_event,
+    publisher_dead_letter,
+    snapshot,
+)
+
+COLLECTIONS = (FEIGN_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS)
 
 
 def race(claim, claimants=6):
@@ -208,3 +223,164 @@ def test_batches_larger_than_one_update_are_marked_and_finished_in_several(db, d
     assert dead_letters.release_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed[:3], "run") == 3
     assert dead_letters.complete_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed[3:], "run") == [d["_id"] for d in docs[3:]]
     assert [d["status"] for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)] == ["pending"] * 3 + ["completed"] * 2
+
+
+# --- holders and non-holders, across the three collections -------------------------------------------------------
+
+def one_in_each_collection(db, dead_letters, n=0):
+    """A pending dead letter in each collection; {collection: document}."""
+    publisher_dead_letter(dead_letters, post_event(n), "feign")
+    publisher_dead_letter(dead_letters, post_event(n + 1), "kafka")
+    listener_dead_letter(dead_letters, post_event(n + 2), offset=n + 2)
+    return {name: documents(db, name)[-1] for name in COLLECTIONS}
+
+
+def claims_of(db, collection, doc_id):
+    return sorted(c["_id"] for c in db["dead_letter_claims"].find() if c["_id"].startswith(f"{collection}/{doc_id}/"))
+
+
+def test_release_by_a_non_holder_changes_nothing_and_by_the_holder_gives_it_back(db, dead_letters):
+    docs = one_in_each_collection(db, dead_letters)
+    for name, doc in docs.items():
+        assert dead_letters.claim(name, doc["_id"], "holder") is not None
+    before = snapshot(db)
+    for name, doc in docs.items():
+        assert dead_letters.release(name, doc["_id"], "not the holder", error="ignored") is False
+        assert dead_letters.release_batch(name, [doc], "not the holder", error="ignored") == 0
+        assert dead_letters.complete(name, doc["_id"], "not the holder") is False
+        assert dead_letters.complete_batch(name, [doc], "not the holder") == []
+        assert dead_letters.fail(name, doc["_id"], "not the holder", "ignored") is False
+        assert dead_letters.discard(name, doc["_id"], "not the holder") is False
+    assert dead_letters.release_all("not the holder") == 0
+    assert snapshot(db) == before
+
+    for name, doc in docs.items():
+        assert dead_letters.release(name, doc["_id"], "holder") is True
+        [given_back] = documents(db, name, _id=doc["_id"])
+        assert (given_back["status"], given_back["is_editing"], given_back["attempts"]) == ("pending", False, 1)
+        assert given_back["error"] == doc["error"] and given_back["last_attempt_at"] == doc["last_attempt_at"]
+        assert "claim_token" not in given_back and "lease_until" not in given_back
+        assert claims_of(db, name, doc["_id"]) == [f"{name}/{doc['_id']}/1"]  # kept: a stale claimant collides
+        assert dead_letters.release(name, doc["_id"], "holder") is False  # no longer held
+
+
+def test_release_all_gives_back_what_the_run_holds_in_every_collection(db, dead_letters):
+    mine = one_in_each_collection(db, dead_letters, 0)
+    theirs = one_in_each_collection(db, dead_letters, 10)
+    for name in COLLECTIONS:
+        dead_letters.claim(name, mine[name]["_id"], "run")
+        dead_letters.claim(name, theirs[name]["_id"], "other run")
+    done = one_in_each_collection(db, dead_letters, 20)
+    for name in COLLECTIONS:  # finished by the run: not held any more, not given back
+        dead_letters.claim(name, done[name]["_id"], "run")
+        assert dead_letters.complete(name, done[name]["_id"], "run")
+
+    assert dead_letters.release_all("run") == 3
+
+    for name in COLLECTIONS:
+        [released] = documents(db, name, _id=mine[name]["_id"])
+        assert (released["is_editing"], released["status"], released["attempts"]) == (False, "pending", 1)
+        assert "claim_token" not in released and "lease_until" not in released
+        assert documents(db, name, _id=theirs[name]["_id"])[0]["claim_token"] == "other run"
+        assert documents(db, name, _id=done[name]["_id"])[0]["status"] == "completed"
+    assert dead_letters.release_all("run") == 0
+
+
+def test_release_batch_touches_only_its_own_collection(db, dead_letters):
+    docs = one_in_each_collection(db, dead_letters)
+    for name, doc in docs.items():
+        dead_letters.claim(name, doc["_id"], "run")
+    assert dead_letters.release_batch(FEIGN_DEAD_LETTERS, [], "run") == 0
+    assert dead_letters.release_batch(FEIGN_DEAD_LETTERS, [docs[FEIGN_DEAD_LETTERS]], "run", error="down") == 1
+    assert {name: documents(db, name)[0]["is_editing"] for name in COLLECTIONS} == {
+        FEIGN_DEAD_LETTERS: False, KAFKA_PUBLISHER_DEAD_LETTERS: True, KAFKA_LISTENER_DEAD_LETTERS: True}
+    released = documents(db, FEIGN_DEAD_LETTERS)[0]
+    assert released["attempts"] == 2 and released["error"] == {"type": "Error", "message": "down"}
+
+
+def test_complete_batch_does_not_report_a_dead_letter_whose_lost_claim_was_given_back(db, dead_letters):
+    for n in range(3):
+        publisher_dead_letter(dead_letters, post_event(n), "kafka")
+    docs = documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    slow = DeadLetterStore(db, lease_seconds=0)
+    claimed = slow.claim_batch(KAFKA_PUBLISHER_DEAD_LETTERS, docs, "slow run")
+    # The slow run's leases ran out: one dead letter was taken over and given back, one taken over and finished.
+    assert dead_letters.claim(KAFKA_PUBLISHER_DEAD_LETTERS, docs[1]["_id"], "next")
+    assert dead_letters.release(KAFKA_PUBLISHER_DEAD_LETTERS, docs[1]["_id"], "next")
+    assert dead_letters.claim(KAFKA_PUBLISHER_DEAD_LETTERS, docs[2]["_id"], "next")
+    assert dead_letters.complete(KAFKA_PUBLISHER_DEAD_LETTERS, docs[2]["_id"], "next")
+
+    done = slow.complete_batch(KAFKA_PUBLISHER_DEAD_LETTERS, claimed, "slow run")
+
+    assert done == [docs[0]["_id"], docs[2]["_id"]]  # the given-back one is not completed, so not reported
+    first, given_back, finished = documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    assert (first["status"], given_back["status"], finished["status"]) == ("completed", "pending", "completed")
+    assert given_back["is_editing"] is False and given_back["is_completed"] is False
+    assert claims_of(db, KAFKA_PUBLISHER_DEAD_LETTERS, first["_id"]) == []
+    assert claims_of(db, KAFKA_PUBLISHER_DEAD_LETTERS, given_back["_id"]) == [
+        f"{KAFKA_PUBLISHER_DEAD_LETTERS}/{given_back['_id']}/{g}" for g in (1, 2)]
+
+
+def test_complete_batch_of_nothing_completes_nothing(db, dead_letters):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    assert dead_letters.complete_batch(KAFKA_LISTENER_DEAD_LETTERS, [], "run") == []
+    assert documents(db, KAFKA_LISTENER_DEAD_LETTERS)[0]["status"] == "pending"
+
+
+def test_complete_fail_and_discard_finish_a_held_dead_letter_and_let_go_of_its_claim(db, dead_letters):
+    docs = one_in_each_collection(db, dead_letters)
+    finish = {FEIGN_DEAD_LETTERS: lambda name, doc: dead_letters.complete(name, doc["_id"], "run"),
+              KAFKA_PUBLISHER_DEAD_LETTERS: lambda name, doc: dead_letters.fail(name, doc["_id"], "run", "bad"),
+              KAFKA_LISTENER_DEAD_LETTERS: lambda name, doc: dead_letters.discard(name, doc["_id"], "run")}
+    for name, doc in docs.items():
+        assert dead_letters.claim(name, doc["_id"], "run") is not None
+        assert finish[name](name, doc) is True
+        assert claims_of(db, name, doc["_id"]) == []
+    completed, failed, discarded = (documents(db, name)[0] for name in COLLECTIONS)
+    assert (completed["status"], completed["is_completed"], completed["attempts"]) == ("completed", True, 1)
+    assert completed["completed_at"] is not None
+    assert (failed["status"], failed["is_completed"], failed["attempts"]) == ("failed", False, 2)
+    assert failed["error"] == {"type": "Error", "message": "bad"}
+    assert (discarded["status"], discarded["is_completed"], discarded["attempts"]) == ("discarded", False, 1)
+    assert discarded["discarded_at"] is not None
+    for doc in (completed, failed, discarded):
+        assert doc["is_editing"] is False and "claim_token" not in doc and "lease_until" not in doc
+
+
+def test_a_claim_marks_the_dead_letter_with_its_lease(db, dead_letters):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    claimed = DeadLetterStore(db, lease_seconds=120).claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "run")
+    (stored,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert (stored["is_editing"], stored["claim_token"], stored["lease_generation"]) == (True, "run", 1)
+    lease = as_utc(stored["lease_until"]) - as_utc(stored["updated_at"])
+    assert lease.total_seconds() == 120
+    assert claimed["claim_token"] == "run" and claimed["lease_generation"] == 1
+    assert [c["token"] for c in db["dead_letter_claims"].find()] == ["run"]
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, "no such id", "run") is None
+
+
+def test_a_held_dead_letter_without_a_lease_end_can_be_claimed():
+    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    pending = {"status": "pending", "is_editing": True}
+    assert deadletters._claimable({**pending, "lease_until": None}, now, (Status.PENDING,))
+    assert deadletters._claimable({**pending, "lease_until": now}, now, (Status.PENDING,))
+    assert not deadletters._claimable({**pending, "lease_until": now + timedelta(seconds=1)}, now, (Status.PENDING,))
+    assert deadletters._claimable({"status": "pending", "is_editing": False}, now, (Status.PENDING,))
+    assert not deadletters._claimable({"status": "failed"}, now, (Status.PENDING,))
+    assert not deadletters._claimable(None, now, (Status.PENDING,))
+
+
+def test_an_insert_refused_for_another_reason_than_a_duplicate_is_raised():
+    class Refusing:
+        def __init__(self, codes):
+            self.codes = codes
+
+        def insert_many(self, docs, ordered):
+            assert ordered is False
+            raise BulkWriteError({"writeErrors": [{"code": code, "index": n} for n, code in enumerate(self.codes)]})
+
+    assert deadletters._insert_unordered(Refusing([11000, 11000]), [{}, {}, {}]) == {0, 1}
+    with pytest.raises(BulkWriteError):
+        deadletters._insert_unordered(Refusing([11000, 121]), [{}, {}])
+    assert deadletters._insert_unordered(Refusing([121]), []) == set()
