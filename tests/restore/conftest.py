@@ -3,6 +3,7 @@ fixture. Dead letters are written by the real write paths (DeadLetterStore.recor
 test is about a malformed one."""
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,6 +11,7 @@ import requests
 from requests.adapters import BaseAdapter
 
 from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.restore import deadletters as deadletters_module
 from dailyfeed.store import (
     DEAD_LETTER_COLLECTIONS,
     FEIGN_DEAD_LETTERS,
@@ -29,6 +31,14 @@ T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
 @pytest.fixture
 def app(store_app):
     return store_app
+
+
+@pytest.fixture
+def stepping_clock(monkeypatch):
+    """The dead-letter store's clock advances 1 ms at every reading: dead letters written one after another get
+    distinct, ordered times (a store keeps milliseconds) without sleeping. Leases are measured on the same clock."""
+    start, ticks = datetime.now(timezone.utc), itertools.count()
+    monkeypatch.setattr(deadletters_module, "utcnow", lambda: start + timedelta(milliseconds=next(ticks)))
 
 
 @pytest.fixture
