@@ -297,3 +297,45 @@ def test_a_store_failure_on_recording_gives_the_batch_back_with_the_error(db, de
     again = runner.invoke(args=["restore-listener"])
     assert summary_line(again) == "restored 3, skipped 0, failed 0"
     assert db[MEMBER_ACTIVITIES].count_documents({}) == 3
+
+
+def test_release_all_failing_in_the_finally_of_a_finished_restore_is_only_a_warning(db, dead_letters, runner,
+                                                                                    monkeypatch, caplog):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+
+    def store_gone(token):
+        raise AutoReconnect("127.0.0.1:27017: connection closed (injected)")
+
+    monkeypatch.setattr(dead_letters, "release_all", store_gone)
+    result = runner.invoke(args=["restore-listener"])
+
+    assert result.exit_code == 0, result.output
+    assert summary_line(result) == "restored 3, skipped 0, failed 0"
+    assert "could not give back this run's claims (127.0.0.1:27017: connection closed (injected))" in caplog.text
+    assert {(d["status"], d["is_editing"]) for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)} == {
+        ("completed", False)}
+    assert db[MEMBER_ACTIVITIES].count_documents({}) == 3
+
+
+def test_release_all_failing_after_a_failed_restore_does_not_hide_the_first_error(db, dead_letters, runner,
+                                                                                  monkeypatch, caplog):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+
+    def store_gone(*args, **kwargs):
+        raise AutoReconnect("store went away while completing (injected)")
+
+    def release_all_gone(token):
+        raise AutoReconnect("store still away (injected)")
+
+    monkeypatch.setattr(dead_letters, "complete_batch", store_gone)
+    monkeypatch.setattr(dead_letters, "release_all", release_all_gone)
+    result = runner.invoke(args=["restore-listener"])
+
+    assert result.exit_code == 1
+    assert "the store failed: AutoReconnect: store went away while completing (injected)" in result.output
+    assert "could not give back this run's claims (store still away (injected))" in caplog.text
+    # Held until their lease runs out; stored already, so the next run completes them without a duplicate.
+    assert {(d["status"], d["is_editing"]) for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)} == {("pending", True)}
+    assert db[MEMBER_ACTIVITIES].count_documents({}) == 3
