@@ -315,3 +315,9 @@ def test_a_key_of_exactly_the_maximum_length_is_accepted():
     assert len(key) == 512
     body = {"memberId": 7, "postId": 31, "activityType": "POST_CREATE", "messageKey": key}
     assert event_from_record_request(body, Category.POST).message_key == key
+
+
+def test_with_key_changes_only_the_key():
+    event = ActivityEvent.new(ActivityType.COMMENT_UPDATE, 8, post_id=31, comment_id=58, at=AT)
+    rekeyed = event.with_key("member_activity:kafka_event:COMMENT_UPDATE###58###8###2026-11-22 10:20:30.1")
+    assert rekeyed.message_key.endswith("10:20:30.1") and rekeyed.to_json() == event.to_json()
