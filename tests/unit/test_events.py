@@ -321,3 +321,41 @@ def test_with_key_changes_only_the_key():
     event = ActivityEvent.new(ActivityType.COMMENT_UPDATE, 8, post_id=31, comment_id=58, at=AT)
     rekeyed = event.with_key("member_activity:kafka_event:COMMENT_UPDATE###58###8###2026-11-22 10:20:30.1")
     assert rekeyed.message_key.endswith("10:20:30.1") and rekeyed.to_json() == event.to_json()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: ActivityEvent.from_json([1]), "event must be a JSON object"),
+    (lambda: ActivityEvent.from_json(parse().to_json(), 42), "message key must be a string"),
+    (lambda: ActivityEvent.from_json({"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE"}),
+     "createdAt is missing and the message key carries no timestamp"),
+    (lambda: ActivityEvent.from_bytes(None), "record has no value"),
+    (lambda: ActivityEvent.from_bytes(b"{}", b"\xff"), "record key is not UTF-8"),
+    (lambda: event_from_record_request("x", Category.POST), "request body must be a JSON object"),
+    (lambda: event_from_record_request({"memberId": 7}, Category.POST), "messageKey is required"),
+])
+def test_rejections_say_exactly_what_is_wrong(call, message):
+    """These messages reach a 400 body or a dead letter's error as they are."""
+    with pytest.raises(InvalidEvent) as err:
+        call()
+    assert str(err.value) == message
+
+
+def test_a_key_without_separators_carries_no_time():
+    assert key_timestamp("an-old-key-of-another-format") is None
+    with pytest.raises(InvalidEvent, match="createdAt is missing"):
+        ActivityEvent.from_json({"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE"},
+                                "an-old-key-of-another-format")
+
+
+def test_keys_and_event_times_are_utc_whatever_the_machines_timezone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Seoul")
+    time.tzset()
+    try:
+        event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=31, at=AT.astimezone(ZoneInfo("Europe/Paris")))
+        assert event.message_key == "member_activity:kafka_event:POST_CREATE###31###7###2026-11-22 10:20:30.123456000"
+        assert event.to_json()["createdAt"] == "2026-11-22T10:20:30.123456Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()

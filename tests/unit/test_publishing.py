@@ -54,7 +54,8 @@ def test_an_undelivered_event_is_kept_in_its_transports_dead_letters_with_the_to
     assert json.loads(letter["payload"]) == event.to_json()
     other = FEIGN_DEAD_LETTERS if collection == KAFKA_PUBLISHER_DEAD_LETTERS else KAFKA_PUBLISHER_DEAD_LETTERS
     assert db[other].count_documents({}) == 0
-    assert f"publishing {event.message_key} by {transports[service].kind} failed (CircuitOpen" in caplog.text
+    assert f"publishing {event.message_key} by {transports[service].kind} failed (CircuitOpen: circuit open " \
+        "(injected)); keeping a dead letter" in caplog.messages
 
 
 def test_a_rejected_event_is_kept_too(publisher, transports, db):
@@ -72,4 +73,5 @@ def test_an_event_neither_delivered_nor_kept_raises_publish_failed(db, transport
     with pytest.raises(PublishFailed, match="dead-letter store unreachable") as err:
         ActivityPublisher(transports, Failing(db)).publish_activity("comment-service", COMMENT)
     assert isinstance(err.value.__cause__, DeadLetterStoreError)
-    assert f"dead letter for {COMMENT.message_key} could not be stored" in caplog.text
+    assert f"dead letter for {COMMENT.message_key} could not be stored: dead-letter store unreachable " \
+        "(injected)" in caplog.messages
