@@ -384,3 +384,53 @@ def test_an_insert_refused_for_another_reason_than_a_duplicate_is_raised():
     with pytest.raises(BulkWriteError):
         deadletters._insert_unordered(Refusing([11000, 121]), [{}, {}])
     assert deadletters._insert_unordered(Refusing([121]), []) == set()
+
+
+CANONICAL = {"_id", "message_key", "category", "payload", "created_at", "updated_at", "topic", "origin", "attempts",
+             "error", "last_attempt_at", "status", "is_completed", "is_editing"}  # SPEC section 7
+
+
+def test_every_step_keeps_the_canonical_shape_and_stamps_its_time(db, dead_letters, stepping_clock):
+    docs = one_in_each_collection(db, dead_letters)
+    steps = {  # collection -> (finish the claim, the fields it adds, whether it is a failed attempt)
+        FEIGN_DEAD_LETTERS: (lambda name, doc: dead_letters.complete(name, doc["_id"], "run"), {"completed_at"},
+                             False),
+        KAFKA_PUBLISHER_DEAD_LETTERS: (lambda name, doc: dead_letters.fail(name, doc["_id"], "run", "bad"), set(),
+                                       True),
+        KAFKA_LISTENER_DEAD_LETTERS: (lambda name, doc: dead_letters.discard(name, doc["_id"], "run"),
+                                      {"discarded_at"}, False),
+    }
+    for name, doc in docs.items():
+        assert set(doc) == CANONICAL
+        dead_letters.claim(name, doc["_id"], "run")
+        [claimed] = documents(db, name)
+        assert set(claimed) == CANONICAL | {"claim_token", "lease_until", "lease_generation"}
+        assert dead_letters.release(name, doc["_id"], "run", error="down")
+        [released] = documents(db, name)
+        assert set(released) == CANONICAL | {"lease_generation"}
+        assert released["updated_at"] > claimed["updated_at"] and released["last_attempt_at"] == released["updated_at"]
+        dead_letters.claim(name, doc["_id"], "run")
+        [claimed] = documents(db, name)
+        finish, added, attempt = steps[name]
+        assert finish(name, doc)
+        [finished] = documents(db, name)
+        assert set(finished) == CANONICAL | {"lease_generation"} | added
+        assert finished["updated_at"] > claimed["updated_at"]
+        assert finished["is_completed"] is (name == FEIGN_DEAD_LETTERS)
+        assert (finished["last_attempt_at"] == finished["updated_at"]) is attempt
+        for field in added:
+            assert finished[field] == finished["updated_at"]
+
+
+def test_release_batch_and_release_all_stamp_the_time_they_gave_back(db, dead_letters, stepping_clock):
+    docs = one_in_each_collection(db, dead_letters)
+    for name, doc in docs.items():
+        dead_letters.claim(name, doc["_id"], "run")
+    held = {name: documents(db, name)[0] for name in COLLECTIONS}
+    assert dead_letters.release_batch(FEIGN_DEAD_LETTERS, [held[FEIGN_DEAD_LETTERS]], "run") == 1
+    assert dead_letters.release_all("run") == 2
+    for name in COLLECTIONS:
+        [released] = documents(db, name)
+        assert released["updated_at"] > held[name]["updated_at"]
+        assert released["last_attempt_at"] == held[name]["last_attempt_at"]  # giving back is not an attempt
+        assert set(released) == CANONICAL | {"lease_generation"}
