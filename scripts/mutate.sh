@@ -4,12 +4,20 @@
 #   make mutate                              every core module
 #   make mutate MODULES="circuit events"     some of them (events circuit publishing service claims)
 #   make mutate MUTATE_CHILDREN=2            more parallel test runs (default 1: the machine is shared)
-# mutmut keeps its results in mutants/ and re-runs only mutants whose function or tests changed.
+#   make mutate SURVIVORS=1                  only the mutants that survived the last run (after adding tests)
+# Results stay in mutants/ (git-ignored); the mutants named on the command line are always run again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=.venv/bin
 # shellcheck disable=SC2086
-mapfile -t patterns < <("$BIN/python" scripts/mutation_scores.py --patterns ${MODULES:-})
+if [ -n "${SURVIVORS:-}" ]; then
+    mapfile -t patterns < <("$BIN/python" scripts/mutation_scores.py --survivor-names ${MODULES:-})
+    if [ "${#patterns[@]}" = 0 ]; then
+        echo "mutate: no survivors to run again"; "$BIN/python" scripts/mutation_scores.py; exit 0
+    fi
+else
+    mapfile -t patterns < <("$BIN/python" scripts/mutation_scores.py --patterns ${MODULES:-})
+fi
 "$BIN/mutmut" run --max-children "${MUTATE_CHILDREN:-1}" "${patterns[@]}" > mutants.log 2>&1 || {
     status=$?; tail -n 40 mutants.log; echo "mutate: mutmut failed (exit $status); full log in mutants.log"; exit $status; }
 "$BIN/python" scripts/mutation_scores.py --survivors

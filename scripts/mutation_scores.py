@@ -6,6 +6,7 @@ it). The dead-letter store is scored on its claim/complete/release part only: CL
 
     python scripts/mutation_scores.py [--survivors] [--min 90]
     python scripts/mutation_scores.py --patterns [events circuit publishing service claims]
+    python scripts/mutation_scores.py --survivor-names [MODULE ...]
 """
 from __future__ import annotations
 
@@ -71,7 +72,16 @@ def main(argv=None) -> int:
     parser.add_argument("--min", type=float, default=None, help="exit 1 when a module scores below this %%")
     parser.add_argument("--patterns", nargs="*", metavar="MODULE", default=None,
                         help="print the mutant name patterns for `mutmut run` (of these modules; default all)")
+    parser.add_argument("--survivor-names", nargs="*", metavar="MODULE", default=None,
+                        help="print the names of the mutants that survived the last run (of these modules)")
     args = parser.parse_args(argv)
+    if args.survivor_names is not None:
+        for label, path, functions in MODULES:
+            if not args.survivor_names or label in args.survivor_names:
+                for name, code in results(path, functions).items():
+                    if code not in KILLED and code not in NOT_RUN:
+                        print(name)
+        return 0
     if args.patterns is not None:
         unknown = set(args.patterns) - {label for label, _, _ in MODULES}
         if unknown:
