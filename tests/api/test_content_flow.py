@@ -277,7 +277,19 @@ def test_what_does_not_exist_is_404_naming_it(api, activities, call, message):
 def test_another_members_content_is_403_naming_it(api):
     post = create_post(api, member=7)
     comment = create_comment(api, 8, post["id"])
-    assert f"post {post['id']} belongs to another member" in api.put(8, f"/api/posts/{post['id']}",
-                                                                      json={"content": "x"}).json["message"]
-    assert f"comment {comment['id']} belongs to another member" in api.delete(
-        7, f"/api/comments/{comment['id']}").json["message"]
+    refusals = [api.put(8, f"/api/posts/{post['id']}", json={"content": "x"}),
+                api.delete(8, f"/api/posts/{post['id']}"),
+                api.put(7, f"/api/comments/{comment['id']}", json={"content": "x"}),
+                api.delete(7, f"/api/comments/{comment['id']}")]
+    assert [(r.status_code, r.json["message"]) for r in refusals] == [
+        (403, f"post {post['id']} belongs to another member")] * 2 + [
+        (403, f"comment {comment['id']} belongs to another member")] * 2
+
+
+def test_comments_are_paged_oldest_first(api):
+    post = create_post(api, member=7)
+    ids = [create_comment(api, 8, post["id"], content=f"c{n}")["id"] for n in range(3)]
+    first = api.get(None, f"/api/posts/{post['id']}/comments?page=0&size=2").json["data"]
+    assert [c["id"] for c in first["content"]] == ids[:2] and first["hasNext"] is True
+    last = api.get(None, f"/api/posts/{post['id']}/comments?page=1&size=2").json["data"]
+    assert [c["id"] for c in last["content"]] == ids[2:] and last["hasNext"] is False
