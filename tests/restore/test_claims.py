@@ -356,7 +356,10 @@ def test_a_claim_marks_the_dead_letter_with_its_lease(db, dead_letters):
     lease = as_utc(stored["lease_until"]) - as_utc(stored["updated_at"])
     assert lease.total_seconds() == 120
     assert claimed["claim_token"] == "run" and claimed["lease_generation"] == 1
-    assert [c["token"] for c in db["dead_letter_claims"].find()] == ["run"]
+    [claim] = db["dead_letter_claims"].find()
+    assert set(claim) == {"_id", "token", "lease_until", "created_at"}
+    assert (claim["_id"], claim["token"]) == (f"{KAFKA_LISTENER_DEAD_LETTERS}/{doc['_id']}/1", "run")
+    assert as_utc(claim["lease_until"]) == as_utc(stored["lease_until"])
     assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, "no such id", "run") is None
 
 
@@ -434,3 +437,28 @@ def test_release_batch_and_release_all_stamp_the_time_they_gave_back(db, dead_le
         assert released["updated_at"] > held[name]["updated_at"]
         assert released["last_attempt_at"] == held[name]["last_attempt_at"]  # giving back is not an attempt
         assert set(released) == CANONICAL | {"lease_generation"}
+
+
+def test_a_lease_that_ends_this_very_moment_has_ended(db, dead_letters, monkeypatch):
+    """For the dead letter and for its claim alike: a claim abandoned at a lease end equal to now is taken over."""
+    moment = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)  # whole milliseconds: stored exactly
+    monkeypatch.setattr(deadletters, "utcnow", lambda: moment)
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert DeadLetterStore(db, lease_seconds=0).claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "crashed")
+    # The crashed run's claim never reached the dead letter:
+    db[KAFKA_LISTENER_DEAD_LETTERS].update_one({"_id": doc["_id"]}, {
+        "$set": {"is_editing": False}, "$unset": {"lease_until": "", "claim_token": "", "lease_generation": ""}})
+    taken = dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "next")
+    assert taken is not None and taken["lease_generation"] == 2
+
+
+def test_complete_batch_stamps_the_time_of_completion(db, dead_letters, stepping_clock):
+    for n in range(2):
+        publisher_dead_letter(dead_letters, post_event(n), "feign")
+    claimed = dead_letters.claim_batch(FEIGN_DEAD_LETTERS, documents(db, FEIGN_DEAD_LETTERS), "run")
+    held = documents(db, FEIGN_DEAD_LETTERS)
+    assert len(dead_letters.complete_batch(FEIGN_DEAD_LETTERS, claimed, "run")) == 2
+    for before, after in zip(held, documents(db, FEIGN_DEAD_LETTERS)):
+        assert after["completed_at"] == after["updated_at"] and after["updated_at"] > before["updated_at"]
+        assert set(after) == CANONICAL | {"lease_generation", "completed_at"}
