@@ -462,3 +462,17 @@ def test_complete_batch_stamps_the_time_of_completion(db, dead_letters, stepping
     for before, after in zip(held, documents(db, FEIGN_DEAD_LETTERS)):
         assert after["completed_at"] == after["updated_at"] and after["updated_at"] > before["updated_at"]
         assert set(after) == CANONICAL | {"lease_generation", "completed_at"}
+
+
+def test_a_dead_letter_finished_just_before_the_batch_claim_is_not_claimed_whatever_its_place(db, dead_letters):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    done, free, other = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, done["_id"], "finisher") is not None
+    assert dead_letters.complete(KAFKA_LISTENER_DEAD_LETTERS, done["_id"], "finisher")
+
+    claimed = dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, [done, free, other], "run")  # as read before
+
+    assert [doc["_id"] for doc in claimed] == [free["_id"], other["_id"]]
+    assert documents(db, KAFKA_LISTENER_DEAD_LETTERS)[0]["status"] == "completed"
+    assert claims_of(db, KAFKA_LISTENER_DEAD_LETTERS, done["_id"]) == []
