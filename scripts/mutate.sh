@@ -9,6 +9,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=.venv/bin
+# mutmut 3 records which tests run which function once, and afterwards only for tests with new names: a test
+# changed since would keep its old coverage and its new kills would go unseen. Record it afresh every run.
+rm -f mutants/mutmut-stats.json
 # shellcheck disable=SC2086
 if [ -n "${SURVIVORS:-}" ]; then
     mapfile -t patterns < <("$BIN/python" scripts/mutation_scores.py --survivor-names ${MODULES:-})
