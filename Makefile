@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv lint run serve test test-unit test-integration services services-stop services-status bench clean
+.PHONY: venv lint run serve test test-unit test-integration mutate services services-stop services-status bench clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,9 @@ test-unit: venv  ## only the tiers that need no server
 test-integration: venv  ## only the integration tier, against running services (make services)
 	bash scripts/test.sh --integration-only
 
+mutate: venv  ## mutation testing of the core modules against the fast tiers (slow; MODULES=..., MUTATE_CHILDREN=1)
+	bash scripts/mutate.sh
+
 services:
 	bash scripts/services.sh start all
 
@@ -45,4 +48,4 @@ bench: venv
 	bash bench/run.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info mutants mutants.log

@@ -230,7 +230,7 @@ class ClaimProtocol:
     def _held(self, collection: str, docs: Iterable[Mapping[str, Any]], token: str) -> dict[Any, int]:
         """Which of these claimed dead letters (`claim_batch`'s documents) `token` still holds, with the generation:
         all whose lease has not run out (nobody takes a leased claim over; only its holder gives it back), and of
-        the others those whose newest claim is still this one (one read)."""
+        the others those whose newest claim is still this one and was not given back (one read)."""
         now = utcnow()
         docs = [doc for doc in docs if doc is not None and doc.get("claim_token") == token]
         held = {doc["_id"]: doc["lease_generation"] for doc in docs if as_utc(doc["lease_until"]) > now}
@@ -239,7 +239,8 @@ class ClaimProtocol:
             newest = self._newest_claims(collection, [doc["_id"] for doc in late])
             for doc in late:
                 claim = newest.get(doc["_id"])
-                if claim is not None and claim["token"] == token and claim["generation"] == doc["lease_generation"]:
+                if claim is not None and claim["token"] == token and claim["generation"] == doc["lease_generation"] \
+                        and claim.get("released_at") is None:  # given back (or finished) by its holder: let go
                     held[doc["_id"]] = doc["lease_generation"]
         return {doc["_id"]: held[doc["_id"]] for doc in docs if doc["_id"] in held}
 

@@ -3,7 +3,9 @@ store-facing contract. The feign transport calls the record endpoints in-process
 import pytest
 
 from dailyfeed.extension import get_container
-from dailyfeed.store import MEMBER_ACTIVITIES
+from dailyfeed.store import COMMENTS, COUNTERS, MEMBER_ACTIVITIES, POSTS
+
+FIRST_POST_ID, FIRST_COMMENT_ID = 31, 58  # members are 7, 8, 9: no id of one kind equals one of another
 
 
 @pytest.fixture
@@ -14,6 +16,14 @@ def app(store_app):
 @pytest.fixture
 def db(app):
     return get_container(app).db
+
+
+@pytest.fixture(autouse=True)
+def distinct_ids(db):
+    """Posts are numbered from 31 and comments from 58, so a post id used for a comment (or a member id for
+    either) finds nothing or the wrong thing instead of passing by coincidence."""
+    db[COUNTERS].insert_many([{"_id": POSTS, "value": FIRST_POST_ID - 1},
+                              {"_id": COMMENTS, "value": FIRST_COMMENT_ID - 1}])
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """The activity module: follows, the followings feed, one member's activities, and the record endpoints."""
 from datetime import datetime, timezone
 
+import pytest
+
 from dailyfeed.events import ActivityEvent, ActivityType, record_request_body
 from dailyfeed.extension import get_container
 from dailyfeed.tokens import issue_admin_token, issue_service_token
@@ -90,3 +92,38 @@ def test_scoped_tokens_open_only_their_own_door(client, app, activities):
                         headers={"Authorization": f"Bearer {issue_admin_token(secret, 60)}"})
     assert admin.status_code == 403 and "activity:record" in admin.json["message"]
     assert activities() == [] and get_container(app).db["posts"].count_documents({}) == 0
+
+
+@pytest.mark.parametrize("member_id", ["--7", "²", "7-"])
+def test_a_record_call_with_an_id_that_only_looks_numeric_is_400_and_stores_nothing(client, app, activities,
+                                                                                      member_id):
+    event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=31)
+    response = _record(client, app, "posts", {**record_request_body(event), "memberId": member_id})
+    assert response.status_code == 400, response.json
+    assert "memberId must be an integer" in response.json["message"]
+    assert activities() == []
+
+
+@pytest.mark.parametrize("change", ["follow", "unfollow"])
+def test_a_follow_change_whose_activity_cannot_be_recorded_is_undone_with_503(api, app, activities, monkeypatch,
+                                                                              change):
+    from pymongo.errors import AutoReconnect
+
+    from dailyfeed.store import FOLLOWS
+
+    db = get_container(app).db
+    if change == "unfollow":
+        assert api.post(8, "/api/members/7/follow").status_code == 201
+    before = (list(db[FOLLOWS].find({}, {"_id": 0, "created_at": 0})), activities())
+    service = get_container(app).activity_service
+
+    def unrecordable(event):
+        raise AutoReconnect("activities unreachable (injected)")
+
+    monkeypatch.setattr(service, "record_activity", unrecordable)
+    call = api.post if change == "follow" else api.delete
+    response = call(8, "/api/members/7/follow")
+
+    assert response.status_code == 503, response.json
+    assert "the change was undone" in response.json["message"]
+    assert (list(db[FOLLOWS].find({}, {"_id": 0, "created_at": 0})), activities()) == before

@@ -1,6 +1,7 @@
 """SPEC section 5 under failure, on both store backends: a failed publish becomes a dead letter and the write
 succeeds; when the dead letter cannot be stored either, the change is undone and the client gets 503."""
 import json
+import re
 
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
@@ -137,3 +138,51 @@ def test_the_same_event_failing_again_is_one_dead_letter_with_its_attempts_count
     [letter] = db[FEIGN_DEAD_LETTERS].find({"message_key": event.message_key})
     assert letter["attempts"] == 2 and letter["error"]["message"] == "second" and letter["status"] == "pending"
     assert json.loads(letter["payload"])["postId"] == 3 and letter["origin"] is None and letter["topic"] is None
+
+
+# --- the content store failing under a write -------------------------------------------------------------------
+
+STORE_WRITES = {  # action -> the repository write that fails under it
+    "create post": "insert_post", "update post": "set_post_fields", "delete post": "set_post_fields",
+    "like post": "add_like", "unlike post": "remove_like", "comment": "insert_comment", "reply": "insert_comment",
+    "update comment": "set_comment_fields", "delete comment": "set_comments_deleted", "like comment": "add_like",
+    "unlike comment": "remove_like",
+}
+
+
+@pytest.mark.parametrize("action", list(STORE_WRITES))
+def test_a_content_store_failure_during_a_write_answers_503_with_nothing_stored(api, app, db, monkeypatch,
+                                                                                action):
+    post_id, comment_id = _setup(api)
+    before = snapshot(db)
+    repo = get_container(app).content_service.repo
+
+    def unavailable(*args, **kwargs):
+        raise ServerSelectionTimeoutError("content store unreachable (injected)")
+
+    monkeypatch.setattr(repo, STORE_WRITES[action], unavailable)
+    response = ACTIONS[action](api, post_id, comment_id)
+
+    assert response.status_code == 503, response.json
+    assert response.json["resultCode"] == "FAIL" and "document store is unavailable" in response.json["message"]
+    assert snapshot(db) == before  # no change, no event, no dead letter
+
+
+def test_a_change_that_cannot_be_undone_still_answers_503_and_says_so_in_the_log(api, app, db, monkeypatch, caplog):
+    post_id, _ = _setup(api)
+    dailyfeed = get_container(app)
+    dailyfeed.dead_letters.db = BrokenDatabase()
+
+    def unavailable(*args, **kwargs):
+        raise ServerSelectionTimeoutError("content store gone during the undo (injected)")
+
+    monkeypatch.setattr(dailyfeed.content_service.repo, "delete_post_for_good", unavailable)
+    response = api.post(7, "/api/posts", json={"content": "orphan"})
+
+    assert response.status_code == 503
+    assert response.json["message"] == ("the POST_CREATE activity could not be delivered nor kept for retry; "
+                                         "the change was not saved, try again")
+    assert any(re.fullmatch(r"could not undo the change of member_activity:kafka_event:POST_CREATE###\d+###7###.+",
+                            message) for message in caplog.messages)
+    [orphan] = db[POSTS].find({"content": "orphan"})  # what the log warns about: the undo could not run
+    assert db[MEMBER_ACTIVITIES].count_documents({"post_id": orphan["_id"]}) == 0

@@ -3,12 +3,16 @@ fixture. Dead letters are written by the real write paths (DeadLetterStore.recor
 test is about a malformed one."""
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 from requests.adapters import BaseAdapter
 
+from dailyfeed.deadletters import claims as claims_module
+from dailyfeed.deadletters import queries as queries_module
+from dailyfeed.deadletters import store as store_module
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.extension import get_container
 from dailyfeed.store import (
@@ -30,6 +34,16 @@ T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
 @pytest.fixture
 def app(store_app):
     return store_app
+
+
+@pytest.fixture
+def stepping_clock(monkeypatch):
+    """The dead-letter store's clock advances 1 ms at every reading: dead letters written one after another get
+    distinct, ordered times (a store keeps milliseconds) without sleeping. Leases are measured on the same clock."""
+    start, ticks = datetime.now(timezone.utc), itertools.count()
+    clock = lambda: start + timedelta(milliseconds=next(ticks))  # noqa: E731
+    for module in (store_module, claims_module, queries_module):  # the dead-letter package reads it in three
+        monkeypatch.setattr(module, "utcnow", clock)
 
 
 @pytest.fixture

@@ -7,9 +7,26 @@ import threading
 from collections import Counter
 from datetime import datetime, timezone
 
-from dailyfeed.deadletters import DeadLetterStore, Status, claims, new_claim_token
+import pytest
+from pymongo.errors import BulkWriteError
 
-from .conftest import KAFKA_LISTENER_DEAD_LETTERS, documents, listener_dead_letter, post_event
+from dailyfeed.deadletters import DeadLetterStore, Status, claims, new_claim_token
+from dailyfeed.deadletters import store as store_module
+from dailyfeed.deadletters.model import insert_unordered
+from dailyfeed.events import as_utc
+
+from .conftest import (
+    FEIGN_DEAD_LETTERS,
+    KAFKA_LISTENER_DEAD_LETTERS,
+    KAFKA_PUBLISHER_DEAD_LETTERS,
+    documents,
+    listener_dead_letter,
+    post_event,
+    publisher_dead_letter,
+    snapshot,
+)
+
+COLLECTIONS = (FEIGN_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS)
 
 
 def race(claim, claimants=6):
@@ -271,3 +288,246 @@ def test_claim_of_a_crashed_runs_claim_is_nobody_once_its_lease_ran_out(db, dead
     (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
     assert DeadLetterStore(db, lease_seconds=0).claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "crashed")
     assert dead_letters.claim_of(KAFKA_LISTENER_DEAD_LETTERS, doc) is None
+
+
+# --- holders and non-holders, across the three collections -------------------------------------------------------
+
+def one_in_each_collection(db, dead_letters, n=0):
+    """A pending dead letter in each collection; {collection: document}."""
+    publisher_dead_letter(dead_letters, post_event(n), "feign")
+    publisher_dead_letter(dead_letters, post_event(n + 1), "kafka")
+    listener_dead_letter(dead_letters, post_event(n + 2), offset=n + 2)
+    return {name: documents(db, name)[-1] for name in COLLECTIONS}
+
+
+def claims_of(db, collection, doc_id):
+    return sorted(c["_id"] for c in db["dead_letter_claims"].find() if c["_id"].startswith(f"{collection}/{doc_id}/"))
+
+
+def test_release_by_a_non_holder_changes_nothing_and_by_the_holder_gives_it_back(db, dead_letters):
+    docs = one_in_each_collection(db, dead_letters)
+    for name, doc in docs.items():
+        assert dead_letters.claim(name, doc["_id"], "holder") is not None
+    before = snapshot(db)
+    for name, doc in docs.items():
+        assert dead_letters.release(name, doc["_id"], "not the holder", error="ignored") is False
+        assert dead_letters.release_batch(name, [doc], "not the holder", error="ignored") == 0
+        assert dead_letters.complete(name, doc["_id"], "not the holder") is False
+        assert dead_letters.complete_batch(name, [doc], "not the holder") == []
+        assert dead_letters.fail(name, doc["_id"], "not the holder", "ignored") is False
+        assert dead_letters.discard(name, doc["_id"], "not the holder") is False
+    assert dead_letters.release_all("not the holder") == 0
+    assert snapshot(db) == before
+
+    for name, doc in docs.items():
+        assert dead_letters.release(name, doc["_id"], "holder") is True
+        [given_back] = documents(db, name, _id=doc["_id"])
+        assert (given_back["status"], given_back["is_editing"], given_back["attempts"]) == ("pending", False, 1)
+        assert given_back["error"] == doc["error"] and given_back["last_attempt_at"] == doc["last_attempt_at"]
+        assert "claim_token" not in given_back and "lease_until" not in given_back
+        assert claims_of(db, name, doc["_id"]) == [f"{name}/{doc['_id']}/1"]  # kept: a stale claimant collides
+        assert dead_letters.release(name, doc["_id"], "holder") is False  # no longer held
+
+
+def test_release_all_gives_back_what_the_run_holds_in_every_collection(db, dead_letters):
+    mine = one_in_each_collection(db, dead_letters, 0)
+    theirs = one_in_each_collection(db, dead_letters, 10)
+    for name in COLLECTIONS:
+        dead_letters.claim(name, mine[name]["_id"], "run")
+        dead_letters.claim(name, theirs[name]["_id"], "other run")
+    done = one_in_each_collection(db, dead_letters, 20)
+    for name in COLLECTIONS:  # finished by the run: not held any more, not given back
+        dead_letters.claim(name, done[name]["_id"], "run")
+        assert dead_letters.complete(name, done[name]["_id"], "run")
+
+    assert dead_letters.release_all("run") == 3
+
+    for name in COLLECTIONS:
+        [released] = documents(db, name, _id=mine[name]["_id"])
+        assert (released["is_editing"], released["status"], released["attempts"]) == (False, "pending", 1)
+        assert "claim_token" not in released and "lease_until" not in released
+        assert dead_letters.claim_of(name, documents(db, name, _id=theirs[name]["_id"])[0])["token"] == "other run"
+        assert documents(db, name, _id=done[name]["_id"])[0]["status"] == "completed"
+    assert dead_letters.release_all("run") == 0
+
+
+def test_release_batch_touches_only_its_own_collection(db, dead_letters):
+    docs = one_in_each_collection(db, dead_letters)
+    claimed = {name: dead_letters.claim(name, doc["_id"], "run") for name, doc in docs.items()}
+    assert dead_letters.release_batch(FEIGN_DEAD_LETTERS, [], "run") == 0
+    assert dead_letters.release_batch(FEIGN_DEAD_LETTERS, [claimed[FEIGN_DEAD_LETTERS]], "run", error="down") == 1
+    assert {name: dead_letters.claim_of(name, documents(db, name)[0]) is not None for name in COLLECTIONS} == {
+        FEIGN_DEAD_LETTERS: False, KAFKA_PUBLISHER_DEAD_LETTERS: True, KAFKA_LISTENER_DEAD_LETTERS: True}
+    released = documents(db, FEIGN_DEAD_LETTERS)[0]
+    assert released["attempts"] == 2 and released["error"] == {"type": "Error", "message": "down"}
+
+
+def test_complete_batch_does_not_report_a_dead_letter_whose_lost_claim_was_given_back(db, dead_letters):
+    for n in range(3):
+        publisher_dead_letter(dead_letters, post_event(n), "kafka")
+    docs = documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    slow = DeadLetterStore(db, lease_seconds=0)
+    claimed = slow.claim_batch(KAFKA_PUBLISHER_DEAD_LETTERS, docs, "slow run")
+    # The slow run's leases ran out: one dead letter was taken over and given back, one taken over and finished.
+    assert dead_letters.claim(KAFKA_PUBLISHER_DEAD_LETTERS, docs[1]["_id"], "next")
+    assert dead_letters.release(KAFKA_PUBLISHER_DEAD_LETTERS, docs[1]["_id"], "next")
+    assert dead_letters.claim(KAFKA_PUBLISHER_DEAD_LETTERS, docs[2]["_id"], "next")
+    assert dead_letters.complete(KAFKA_PUBLISHER_DEAD_LETTERS, docs[2]["_id"], "next")
+
+    done = slow.complete_batch(KAFKA_PUBLISHER_DEAD_LETTERS, claimed, "slow run")
+
+    # only what this run completed now: the given-back one is left pending, the other run's completion is its own
+    assert done == [docs[0]["_id"]]
+    first, given_back, finished = documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    assert (first["status"], given_back["status"], finished["status"]) == ("completed", "pending", "completed")
+    assert given_back["is_editing"] is False and given_back["is_completed"] is False
+    assert claims_of(db, KAFKA_PUBLISHER_DEAD_LETTERS, first["_id"]) == [  # a claim outlives the completion
+        f"{KAFKA_PUBLISHER_DEAD_LETTERS}/{first['_id']}/1"]
+    assert claims_of(db, KAFKA_PUBLISHER_DEAD_LETTERS, given_back["_id"]) == [
+        f"{KAFKA_PUBLISHER_DEAD_LETTERS}/{given_back['_id']}/{g}" for g in (1, 2)]
+
+
+def test_complete_batch_of_nothing_completes_nothing(db, dead_letters):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    assert dead_letters.complete_batch(KAFKA_LISTENER_DEAD_LETTERS, [], "run") == []
+    assert documents(db, KAFKA_LISTENER_DEAD_LETTERS)[0]["status"] == "pending"
+
+
+def test_complete_fail_and_discard_finish_a_held_dead_letter_and_let_go_of_its_claim(db, dead_letters):
+    docs = one_in_each_collection(db, dead_letters)
+    finish = {FEIGN_DEAD_LETTERS: lambda name, doc: dead_letters.complete(name, doc["_id"], "run"),
+              KAFKA_PUBLISHER_DEAD_LETTERS: lambda name, doc: dead_letters.fail(name, doc["_id"], "run", "bad"),
+              KAFKA_LISTENER_DEAD_LETTERS: lambda name, doc: dead_letters.discard(name, doc["_id"], "run")}
+    for name, doc in docs.items():
+        assert dead_letters.claim(name, doc["_id"], "run") is not None
+        assert finish[name](name, doc) is True
+        assert dead_letters.claim_of(name, documents(db, name, _id=doc["_id"])[0]) is None  # nobody holds it
+    completed, failed, discarded = (documents(db, name)[0] for name in COLLECTIONS)
+    assert (completed["status"], completed["is_completed"], completed["attempts"]) == ("completed", True, 1)
+    assert completed["completed_at"] is not None
+    assert (failed["status"], failed["is_completed"], failed["attempts"]) == ("failed", False, 2)
+    assert failed["error"] == {"type": "Error", "message": "bad"}
+    assert (discarded["status"], discarded["is_completed"], discarded["attempts"]) == ("discarded", False, 1)
+    assert discarded["discarded_at"] is not None
+    for doc in (completed, failed, discarded):
+        assert doc["is_editing"] is False and "claim_token" not in doc and "lease_until" not in doc
+
+
+def test_a_claim_is_a_document_of_its_own_with_the_lease(db, dead_letters):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    claimed = DeadLetterStore(db, lease_seconds=120).claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "run")
+    (stored,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert stored == doc  # not mirrored onto the dead letter: its one write is its completion (README)
+    assert claimed["claim_token"] == "run" and claimed["lease_generation"] == 1
+    [claim] = db["dead_letter_claims"].find()
+    assert (claim["_id"], claim["token"]) == (f"{KAFKA_LISTENER_DEAD_LETTERS}/{doc['_id']}/1", "run")
+    assert (as_utc(claim["lease_until"]) - as_utc(claim["created_at"])).total_seconds() == 120
+    assert dead_letters.claim_of(KAFKA_LISTENER_DEAD_LETTERS, stored)["token"] == "run"
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, "no such id", "run") is None
+
+
+def test_an_insert_refused_for_another_reason_than_a_duplicate_is_raised():
+    class Refusing:
+        def __init__(self, codes):
+            self.codes = codes
+
+        def insert_many(self, docs, ordered):
+            assert ordered is False
+            raise BulkWriteError({"writeErrors": [{"code": code, "index": n} for n, code in enumerate(self.codes)]})
+
+    assert insert_unordered(Refusing([11000, 11000]), [{}, {}, {}]) == {0, 1}
+    with pytest.raises(BulkWriteError):
+        insert_unordered(Refusing([11000, 121]), [{}, {}])
+    assert insert_unordered(Refusing([121]), []) == set()
+
+
+CANONICAL = {"_id", "message_key", "category", "payload", "created_at", "updated_at", "topic", "origin", "attempts",
+             "error", "last_attempt_at", "status", "is_completed", "is_editing",  # SPEC section 7
+             "traceparent"}  # the trace context of the request that caused it (dailyfeed.ops.tracing)
+
+
+def test_every_step_keeps_the_canonical_shape_and_stamps_its_time(db, dead_letters, stepping_clock):
+    docs = one_in_each_collection(db, dead_letters)
+    steps = {  # collection -> (finish the claim, the fields it adds, whether it is a failed attempt)
+        FEIGN_DEAD_LETTERS: (lambda name, doc: dead_letters.complete(name, doc["_id"], "run"), {"completed_at"},
+                             False),
+        KAFKA_PUBLISHER_DEAD_LETTERS: (lambda name, doc: dead_letters.fail(name, doc["_id"], "run", "bad"), set(),
+                                       True),
+        KAFKA_LISTENER_DEAD_LETTERS: (lambda name, doc: dead_letters.discard(name, doc["_id"], "run"),
+                                      {"discarded_at"}, False),
+    }
+    for name, doc in docs.items():
+        assert set(doc) == CANONICAL
+        dead_letters.claim(name, doc["_id"], "run")
+        [claimed] = documents(db, name)
+        assert set(claimed) == CANONICAL  # a claim lives in dead_letter_claims
+        assert dead_letters.release(name, doc["_id"], "run", error="down")
+        [released] = documents(db, name)
+        assert set(released) == CANONICAL
+        assert released["updated_at"] > claimed["updated_at"] and released["last_attempt_at"] == released["updated_at"]
+        dead_letters.claim(name, doc["_id"], "run")
+        [claimed] = documents(db, name)
+        finish, added, attempt = steps[name]
+        assert finish(name, doc)
+        [finished] = documents(db, name)
+        assert set(finished) == CANONICAL | added
+        assert finished["updated_at"] > claimed["updated_at"]
+        assert finished["is_completed"] is (name == FEIGN_DEAD_LETTERS)
+        assert (finished["last_attempt_at"] == finished["updated_at"]) is attempt
+        for field in added:
+            assert finished[field] == finished["updated_at"]
+
+
+def test_release_batch_and_release_all_stamp_the_time_they_gave_back(db, dead_letters, stepping_clock):
+    docs = one_in_each_collection(db, dead_letters)
+    claimed = {name: dead_letters.claim(name, doc["_id"], "run") for name, doc in docs.items()}
+    held = {name: documents(db, name)[0] for name in COLLECTIONS}
+    assert dead_letters.release_batch(FEIGN_DEAD_LETTERS, [claimed[FEIGN_DEAD_LETTERS]], "run") == 1
+    assert dead_letters.release_all("run") == 2
+    for name in COLLECTIONS:
+        [released] = documents(db, name)
+        assert released == held[name]  # giving back without an error ends the claim's lease, nothing more
+        assert dead_letters.claim_of(name, released) is None
+        [claim] = db["dead_letter_claims"].find({"collection": name})
+        assert claim["released_at"] is not None and as_utc(claim["lease_until"]) <= as_utc(claim["released_at"])
+
+
+def test_a_lease_that_ends_this_very_moment_has_ended(db, dead_letters, monkeypatch):
+    """For the dead letter and for its claim alike: a claim abandoned at a lease end equal to now is taken over."""
+    moment = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)  # whole milliseconds: stored exactly
+    for module in (claims, store_module):
+        monkeypatch.setattr(module, "utcnow", lambda: moment)
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert DeadLetterStore(db, lease_seconds=0).claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "crashed")
+    # The crashed run's claim never reached the dead letter:
+    db[KAFKA_LISTENER_DEAD_LETTERS].update_one({"_id": doc["_id"]}, {
+        "$set": {"is_editing": False}, "$unset": {"lease_until": "", "claim_token": "", "lease_generation": ""}})
+    taken = dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "next")
+    assert taken is not None and taken["lease_generation"] == 2
+
+
+def test_complete_batch_stamps_the_time_of_completion(db, dead_letters, stepping_clock):
+    for n in range(2):
+        publisher_dead_letter(dead_letters, post_event(n), "feign")
+    claimed = dead_letters.claim_batch(FEIGN_DEAD_LETTERS, documents(db, FEIGN_DEAD_LETTERS), "run")
+    held = documents(db, FEIGN_DEAD_LETTERS)
+    assert len(dead_letters.complete_batch(FEIGN_DEAD_LETTERS, claimed, "run")) == 2
+    for before, after in zip(held, documents(db, FEIGN_DEAD_LETTERS)):
+        assert after["completed_at"] == after["updated_at"] and after["updated_at"] > before["updated_at"]
+        assert set(after) == CANONICAL | {"completed_at"}
+
+
+def test_a_dead_letter_finished_just_before_the_batch_claim_is_not_claimed_whatever_its_place(db, dead_letters):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    done, free, other = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, done["_id"], "finisher") is not None
+    assert dead_letters.complete(KAFKA_LISTENER_DEAD_LETTERS, done["_id"], "finisher")
+
+    claimed = dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, [done, free, other], "run")  # as read before
+
+    assert [doc["_id"] for doc in claimed] == [free["_id"], other["_id"]]
+    assert documents(db, KAFKA_LISTENER_DEAD_LETTERS)[0]["status"] == "completed"
+    assert claims_of(db, KAFKA_LISTENER_DEAD_LETTERS, done["_id"]) == [f"{KAFKA_LISTENER_DEAD_LETTERS}/{done['_id']}/1"]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -11,6 +10,8 @@ from pymongo.errors import AutoReconnect
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.extension import get_container
 from dailyfeed.restore import cli as restore_cli
+from dailyfeed.restore import jobs
+from dailyfeed.restore.jobs import Pacer
 
 from .conftest import (
     KAFKA_LISTENER_DEAD_LETTERS,
@@ -117,10 +118,9 @@ def test_dry_run_does_not_call_the_transport(fake):
     assert fake.published == [] and snapshot(db) == before
 
 
-def test_limit_takes_the_oldest_and_stops(db, dead_letters, runner):
+def test_limit_takes_the_oldest_and_stops(db, dead_letters, runner, stepping_clock):
     for n in (4, 0, 3, 1, 2, 5, 6, 7, 8, 9):  # written out of order: "oldest" is the dead letter's age
         listener_dead_letter(dead_letters, post_event(n), offset=n)
-        time.sleep(0.002)
     oldest = [d["message_key"] for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)][:4]
 
     result = runner.invoke(args=["restore-listener", "--limit", "4", "--batch-size", "3"])
@@ -141,22 +141,32 @@ def test_small_batches_still_restore_everything_once(db, dead_letters, runner):
     assert db[MEMBER_ACTIVITIES].count_documents({}) == 11
 
 
-def test_rate_paces_the_restore(db, dead_letters, runner):
+def test_rate_paces_the_restore(db, dead_letters, runner, monkeypatch):
+    class VirtualTime:  # the pacer's clock and sleep: no real waiting, and no timing in the assertion
+        now, sleeps = 0.0, []
+
+        def clock(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+    virtual = VirtualTime()
+    monkeypatch.setattr(jobs, "Pacer", lambda rate: Pacer(rate, clock=virtual.clock, sleep=virtual.sleep))
     for n in range(20):
         listener_dead_letter(dead_letters, post_event(n), offset=n)
-    started = time.monotonic()
     result = runner.invoke(args=["restore-listener", "--rate", "40"])
-    elapsed = time.monotonic() - started
     assert result.exit_code == 0, result.output
     assert summary_line(result) == "restored 20, skipped 0, failed 0"
-    assert elapsed >= 0.4  # 20 records at 40 a second: the last one starts 19/40 s after the first
+    # 20 records at 40 a second: each after the first waits its 1/40 s, so the last starts 19/40 s after the first
+    assert virtual.sleeps == [pytest.approx(1 / 40)] * 19 and virtual.now == pytest.approx(19 / 40)
 
 
-def test_filters_take_only_matching_dead_letters(db, dead_letters, runner):
+def test_filters_take_only_matching_dead_letters(db, dead_letters, runner, stepping_clock):
     like = ActivityEvent.new(ActivityType.LIKE_POST, 9, post_id=101, at=T0)
     listener_dead_letter(dead_letters, like, offset=1)
     for n in range(2, 5):
-        time.sleep(0.005)  # distinct dead-letter times (a store keeps milliseconds)
         listener_dead_letter(dead_letters, post_event(n), offset=n)
     docs = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
 
@@ -287,4 +297,49 @@ def test_a_store_failure_on_recording_gives_the_batch_back_with_the_error(db, de
     monkeypatch.undo()
     again = runner.invoke(args=["restore-listener"])
     assert summary_line(again) == "restored 3, skipped 0, failed 0"
+    assert db[MEMBER_ACTIVITIES].count_documents({}) == 3
+
+
+def test_release_all_failing_in_the_finally_of_a_finished_restore_is_only_a_warning(db, dead_letters, runner,
+                                                                                    monkeypatch, caplog):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+
+    def store_gone(token):
+        raise AutoReconnect("127.0.0.1:27017: connection closed (injected)")
+
+    monkeypatch.setattr(dead_letters, "release_all", store_gone)
+    result = runner.invoke(args=["restore-listener"])
+
+    assert result.exit_code == 0, result.output
+    assert summary_line(result) == "restored 3, skipped 0, failed 0"
+    assert "could not give back this run's claims (127.0.0.1:27017: connection closed (injected))" in caplog.text
+    assert {(d["status"], d["is_editing"]) for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)} == {
+        ("completed", False)}
+    assert db[MEMBER_ACTIVITIES].count_documents({}) == 3
+
+
+def test_release_all_failing_after_a_failed_restore_does_not_hide_the_first_error(db, dead_letters, runner,
+                                                                                  monkeypatch, caplog):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+
+    def store_gone(*args, **kwargs):
+        raise AutoReconnect("store went away while completing (injected)")
+
+    def release_all_gone(token):
+        raise AutoReconnect("store still away (injected)")
+
+    monkeypatch.setattr(dead_letters, "complete_batch", store_gone)
+    monkeypatch.setattr(dead_letters, "release_all", release_all_gone)
+    result = runner.invoke(args=["restore-listener"])
+
+    assert result.exit_code == 1
+    assert "the store failed: AutoReconnect: store went away while completing (injected)" in result.output
+    assert "could not give back this run's claims (store still away (injected))" in caplog.text
+    # Held until their lease runs out; stored already, so the next run completes them without a duplicate.
+    # still pending and still held by the failed run's claims: their leases end by themselves
+    left = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert {d["status"] for d in left} == {"pending"}
+    assert all(dead_letters.claim_of(KAFKA_LISTENER_DEAD_LETTERS, d) is not None for d in left)
     assert db[MEMBER_ACTIVITIES].count_documents({}) == 3

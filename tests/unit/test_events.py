@@ -1,5 +1,7 @@
 """The wire formats of SPEC section 4: message keys, event JSON, topics, and the Java original's records."""
+import json
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -11,6 +13,7 @@ from dailyfeed.events import (
     event_from_record_request,
     key_timestamp,
     message_key,
+    publishing_service,
     record_request_body,
     topic_day,
     topic_name,
@@ -110,3 +113,249 @@ def test_record_request_round_trip_and_endpoint_check():
     assert event_from_record_request(body, Category.COMMENT_LIKE) == event
     with pytest.raises(InvalidEvent, match="does not belong"):
         event_from_record_request(body, Category.POST)
+
+
+# --- every optional or odd field the Java original can send (SPEC section 4) ------------------------------------
+
+def parse(**fields):
+    body = {"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE",
+            "createdAt": "2026-11-22T10:20:30.123456Z", **fields}
+    return ActivityEvent.from_json({k: v for k, v in body.items() if v is not None})
+
+
+def test_a_record_without_created_at_takes_the_time_of_its_key():
+    key = message_key(ActivityType.LIKE_COMMENT, 58, 7, AT)
+    body = {"memberId": 7, "postId": 31, "commentId": 58, "memberActivityType": "LIKE_COMMENT"}
+    event = ActivityEvent.from_bytes(json.dumps(body).encode(), key.encode())
+    assert (event.created_at, event.message_key) == (AT, key)
+    assert (event.member_id, event.post_id, event.comment_id) == (7, 31, 58)
+
+
+def test_a_record_without_created_at_or_a_timestamped_key_is_rejected():
+    with pytest.raises(InvalidEvent, match="createdAt is missing"):
+        ActivityEvent.from_bytes(b'{"memberId":7,"postId":31,"memberActivityType":"POST_CREATE"}',
+                                 b"member_activity:kafka_event:POST_CREATE###31###7")
+    with pytest.raises(InvalidEvent, match="createdAt is missing"):
+        ActivityEvent.from_bytes(b'{"memberId":7,"postId":31,"memberActivityType":"POST_CREATE"}')
+
+
+def test_created_at_in_the_body_wins_over_the_time_in_the_key():
+    key = message_key(ActivityType.POST_CREATE, 31, 7, AT.replace(year=2020))
+    assert ActivityEvent.from_json({"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE",
+                                    "createdAt": "2026-11-22T10:20:30.123456Z"}, key).created_at == AT
+
+
+def test_updated_at_is_read_as_an_iso_string_or_a_date_array_and_written_back():
+    event = parse(memberActivityType="POST_UPDATE", updatedAt=[2026, 11, 23, 8, 0, 1, 500000000])
+    assert event.updated_at == datetime(2026, 11, 23, 8, 0, 1, 500000, tzinfo=timezone.utc)
+    assert event.to_json()["updatedAt"] == "2026-11-23T08:00:01.500000Z"
+    assert parse(updatedAt="2026-11-23T08:00:01Z").updated_at == datetime(2026, 11, 23, 8, 0, 1, tzinfo=timezone.utc)
+    assert parse(updatedAt=None).updated_at is None and parse().to_json()["updatedAt"] is None
+
+
+def test_ids_are_json_integers_up_to_the_largest_long():
+    """The Java original writes longs as JSON numbers; the rule of every id (dailyfeed.types) is 1 … 2^63-1."""
+    for value in (7, 2**63 - 1):
+        event = parse(memberId=value, postId=value, commentId=value, memberActivityType="COMMENT_CREATE")
+        assert (event.member_id, event.post_id, event.comment_id) == (value, value, value)
+
+
+@pytest.mark.parametrize("field", ["memberId", "postId", "commentId", "followingId"])
+@pytest.mark.parametrize("raw, problem", [(2**63, "must be a positive long"), (0, "must be a positive long"),
+                                          (-7, "must be a positive long"), (True, "must be an integer"),
+                                          ("7", "must be an integer"), ("7a", "must be an integer"),
+                                          ("", "must be an integer"), (7.5, "must be an integer"),
+                                          ("--7", "must be an integer")])
+def test_ids_out_of_range_or_not_integers_are_rejected_naming_the_field(field, raw, problem):
+    with pytest.raises(InvalidEvent, match=f"{field} {problem}"):
+        parse(**{field: raw, "commentId": raw if field == "commentId" else 58})
+
+
+def test_a_follow_event_carries_the_followed_member():
+    event = ActivityEvent.from_json({"memberId": 9, "followingId": 7, "memberActivityType": "member_follow",
+                                     "createdAt": "2026-11-22T10:20:30.123456Z"})
+    assert (event.activity_type, event.member_id, event.following_id, event.post_id) == (
+        ActivityType.MEMBER_FOLLOW, 9, 7, None)
+    assert event.message_key == message_key(ActivityType.MEMBER_FOLLOW, 7, 9, AT)
+    assert event.to_json()["followingId"] == 7 and "followingId" not in parse().to_json()
+    with pytest.raises(InvalidEvent, match="followingId is required for MEMBER_UNFOLLOW"):
+        ActivityEvent.new(ActivityType.MEMBER_UNFOLLOW, 9, post_id=31)
+
+
+def test_comment_events_need_their_comment_id():
+    with pytest.raises(InvalidEvent, match="commentId is required for LIKE_COMMENT"):
+        parse(memberActivityType="LIKE_COMMENT")
+
+
+@pytest.mark.parametrize("array, expected", [
+    ([2025, 11, 27], datetime(2025, 11, 27, tzinfo=timezone.utc)),
+    ([2025, 11, 27, 10, 20], datetime(2025, 11, 27, 10, 20, tzinfo=timezone.utc)),
+    ([2025, 11, 27, 10, 20, 30], datetime(2025, 11, 27, 10, 20, 30, tzinfo=timezone.utc)),
+    ([2025, 11, 27, 10, 20, 30, 999999999], datetime(2025, 11, 27, 10, 20, 30, 999999, tzinfo=timezone.utc)),
+    ([2025, 11, 27, 10, 20, 30, 1000], datetime(2025, 11, 27, 10, 20, 30, 1, tzinfo=timezone.utc)),
+])
+def test_jackson_date_arrays_of_every_length_are_utc(array, expected):
+    assert parse(createdAt=array).created_at == expected
+
+
+@pytest.mark.parametrize("array", [[2025, 11], [2025, 11, 27, 10, 20, 30, 0, 0], [2025, "11", 27],
+                                   [2025, 11, True], [2025, 11, 27.5], [2025, 2, 30]])
+def test_malformed_date_arrays_are_rejected(array):
+    with pytest.raises(InvalidEvent, match="date array"):
+        parse(createdAt=array)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-11-22T10:20:30.123456Z", AT),
+    (" 2026-11-22T10:20:30.123456789Z ", AT),  # Java's nine digits, padding around
+    ("2026-11-22T10:20:30.123456", AT),  # naive: UTC
+    ("2026-11-22T19:20:30.123456+09:00", AT),
+    ("2026-11-22T10:20:30Z", AT.replace(microsecond=0)),
+])
+def test_iso_dates_with_any_precision_and_offset(text, expected):
+    assert parse(createdAt=text).created_at == expected
+
+
+@pytest.mark.parametrize("value, problem", [("yesterday", "not ISO-8601"), (1732270830, "neither"),
+                                            ({"epoch": 1}, "neither")])
+def test_dates_that_are_neither_iso_nor_arrays_are_rejected(value, problem):
+    with pytest.raises(InvalidEvent, match=problem):
+        parse(createdAt=value)
+
+
+def test_extra_fields_and_type_headers_are_ignored():
+    body = {"memberId": 7, "postId": 31, "commentId": 58, "memberActivityType": "COMMENT_CREATE",
+            "createdAt": [2026, 11, 22, 10, 20, 30, 123456000], "updatedAt": None, "__TypeId__": "x.y.Event",
+            "id": 99, "memberName": "kim"}
+    event = ActivityEvent.from_bytes(json.dumps(body))
+    assert event == ActivityEvent.new(ActivityType.COMMENT_CREATE, 7, post_id=31, comment_id=58, at=AT)
+
+
+def test_an_empty_or_non_string_key_is_handled():
+    value = parse().to_bytes()
+    assert ActivityEvent.from_bytes(value, b"").message_key == message_key(ActivityType.POST_CREATE, 31, 7, AT)
+    with pytest.raises(InvalidEvent, match="message key must be a string"):
+        ActivityEvent.from_json(parse().to_json(), 42)
+    with pytest.raises(InvalidEvent, match="not UTF-8"):
+        ActivityEvent.from_bytes(value, b"\xff\xfe")
+    with pytest.raises(InvalidEvent, match="no value"):
+        ActivityEvent.from_bytes(None, b"k")
+    with pytest.raises(InvalidEvent, match="memberActivityType is required"):
+        ActivityEvent.from_json({"memberId": 7, "postId": 31, "createdAt": "2026-11-22T10:20:30Z"})
+
+
+def test_a_key_in_another_timezone_is_written_in_utc():
+    seoul = AT.astimezone(ZoneInfo("Asia/Seoul"))
+    assert message_key(ActivityType.POST_CREATE, 31, 7, seoul) == message_key(ActivityType.POST_CREATE, 31, 7, AT)
+    event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=31, at=seoul)
+    assert event.to_json()["createdAt"] == "2026-11-22T10:20:30.123456Z"
+
+
+@pytest.mark.parametrize("stamp, expected", [("2026-11-22 10:20:30.5", AT.replace(microsecond=500000)),
+                                             ("2026-11-22 10:20:30.000001999", AT.replace(microsecond=1)),
+                                             ("2026-11-22 10:20:30", None), ("2026-11-22 10:20:30.", None),
+                                             ("2026-11-22 10:20:30.1234567890", None)])
+def test_key_timestamps_of_any_precision(stamp, expected):
+    assert key_timestamp(f"member_activity:kafka_event:POST_CREATE###31###7###{stamp}") == expected
+
+
+def test_topic_day_of_names_that_are_not_date_topics():
+    assert topic_day("member-activity-20261399", "member-activity-") is None
+    assert topic_day("other-20261122", "member-activity-") is None
+    assert topic_day("member-activity-20261122", "member-activity-") == datetime(2026, 11, 22).date()
+
+
+def test_each_category_is_published_by_its_content_service():
+    assert {c: publishing_service(c) for c in Category} == {
+        Category.POST: "post-service", Category.POST_LIKE: "post-service",
+        Category.COMMENT: "comment-service", Category.COMMENT_LIKE: "comment-service", Category.MEMBER: None}
+
+
+def test_activity_types_parse_case_insensitively_and_name_the_unknown():
+    assert ActivityType.parse("like_post_cancel") is ActivityType.LIKE_POST_CANCEL
+    with pytest.raises(InvalidEvent, match="unknown activity type 'LIKE'"):
+        ActivityType.parse("LIKE")
+
+
+# --- the feign record call -----------------------------------------------------------------------------------
+
+def test_the_record_call_body_is_the_originals_plus_the_time():
+    event = ActivityEvent.new(ActivityType.LIKE_COMMENT, 7, post_id=31, comment_id=58, at=AT)
+    assert record_request_body(event) == {"memberId": 7, "postId": 31, "commentId": 58,
+                                          "activityType": "LIKE_COMMENT", "messageKey": event.message_key,
+                                          "createdAt": "2026-11-22T10:20:30.123456Z"}
+
+
+def test_the_record_endpoint_keeps_the_callers_key():
+    """The key travels with the event: a key the endpoint derived itself would record a second activity."""
+    key = message_key(ActivityType.LIKE_POST, 31, 7, AT.replace(microsecond=999))
+    body = {"memberId": 7, "postId": 31, "activityType": "LIKE_POST", "messageKey": key,
+            "createdAt": "2026-11-22T10:20:30.123456Z"}
+    event = event_from_record_request(body, Category.POST_LIKE)
+    assert event.message_key == key and event.created_at == AT
+    without_time = event_from_record_request({**body, "createdAt": None}, Category.POST_LIKE)
+    assert without_time.created_at == AT.replace(microsecond=999)  # the original sent no time: the key's
+
+
+@pytest.mark.parametrize("body, problem", [
+    ([], "request body must be a JSON object"),
+    ({"memberId": 7, "postId": 31, "activityType": "POST_CREATE", "messageKey": "  "}, "messageKey must not be blank"),
+    ({"memberId": 7, "postId": 31, "activityType": "POST_CREATE", "messageKey": 5}, "messageKey must be a string"),
+    ({"memberId": 7, "postId": 31, "activityType": "POST_CREATE", "messageKey": "k" * 513}, "at most 512"),
+    ({"memberId": 7, "postId": 31, "activityType": "LIKE_POST", "messageKey": "k###2026-11-22 10:20:30.1"},
+     "activityType LIKE_POST does not belong to the posts endpoint"),
+])
+def test_bad_record_calls_are_rejected_with_the_reason(body, problem):
+    with pytest.raises(InvalidEvent, match=problem):
+        event_from_record_request(body, Category.POST)
+
+
+def test_a_key_of_exactly_the_maximum_length_is_accepted():
+    key = "k" * 483 + "###2026-11-22 10:20:30.123456"
+    assert len(key) == 512
+    body = {"memberId": 7, "postId": 31, "activityType": "POST_CREATE", "messageKey": key}
+    assert event_from_record_request(body, Category.POST).message_key == key
+
+
+def test_with_key_changes_only_the_key():
+    event = ActivityEvent.new(ActivityType.COMMENT_UPDATE, 8, post_id=31, comment_id=58, at=AT)
+    rekeyed = event.with_key("member_activity:kafka_event:COMMENT_UPDATE###58###8###2026-11-22 10:20:30.1")
+    assert rekeyed.message_key.endswith("10:20:30.1") and rekeyed.to_json() == event.to_json()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: ActivityEvent.from_json([1]), "event must be a JSON object"),
+    (lambda: ActivityEvent.from_json(parse().to_json(), 42), "message key must be a string"),
+    (lambda: ActivityEvent.from_json({"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE"}),
+     "createdAt is missing and the message key carries no timestamp"),
+    (lambda: ActivityEvent.from_bytes(None), "record has no value"),
+    (lambda: ActivityEvent.from_bytes(b"{}", b"\xff"), "record key is not UTF-8"),
+    (lambda: event_from_record_request("x", Category.POST), "request body must be a JSON object"),
+    (lambda: event_from_record_request({"memberId": 7, "postId": 31}, Category.POST), "activityType is required"),
+])
+def test_rejections_say_exactly_what_is_wrong(call, message):
+    """These messages reach a 400 body or a dead letter's error as they are."""
+    with pytest.raises(InvalidEvent) as err:
+        call()
+    assert str(err.value) == message
+
+
+def test_a_key_without_separators_carries_no_time():
+    assert key_timestamp("an-old-key-of-another-format") is None
+    with pytest.raises(InvalidEvent, match="createdAt is missing"):
+        ActivityEvent.from_json({"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE"},
+                                "an-old-key-of-another-format")
+
+
+def test_keys_and_event_times_are_utc_whatever_the_machines_timezone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Seoul")
+    time.tzset()
+    try:
+        event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=31, at=AT.astimezone(ZoneInfo("Europe/Paris")))
+        assert event.message_key == "member_activity:kafka_event:POST_CREATE###31###7###2026-11-22 10:20:30.123456000"
+        assert event.to_json()["createdAt"] == "2026-11-22T10:20:30.123456Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()

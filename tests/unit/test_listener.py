@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 import uuid
 from collections import deque
 from dataclasses import replace
@@ -59,6 +58,7 @@ class FakeConsumer:
         self.seeks: list[tuple[TopicPartition, int]] = []
         self.pattern = None
         self.started = self.stopped = False
+        self.committed = threading.Event()  # set at the first commit (the listener runs in a thread of its own)
 
     def subscribe(self, pattern=None):
         self.pattern = pattern
@@ -79,6 +79,7 @@ class FakeConsumer:
 
     async def commit(self, offsets):
         self.commits.append(dict(offsets))
+        self.committed.set()
 
     def seek(self, tp, offset):
         self.seeks.append((tp, offset))
@@ -91,10 +92,12 @@ class FlakyActivities:
         self.service = service
         self.failures = failures
         self.calls = 0
+        self.failed = threading.Event()  # set once a store has failed
 
     def record_activities(self, events):
         self.calls += 1
         if self.calls <= self.failures:
+            self.failed.set()
             raise ConnectionError("store is down")
         return self.service.record_activities(events)
 
@@ -290,13 +293,13 @@ def test_redelivered_records_and_repeats_within_a_batch_leave_one_document(db):
 
 
 def test_stopping_while_the_store_is_retried_commits_nothing_and_keeps_no_dead_letter(db):
-    listener, _, _ = make_listener(db, store_failures=99, store_retries=5)
+    listener, activities, _ = make_listener(db, store_failures=99, store_retries=5)
     listener.options = replace(listener.options, store_retry=RetryPolicy(attempts=6, base_s=5.0, max_s=5.0))
     consumer = FakeConsumer()
 
     async def scenario():
         task = asyncio.ensure_future(listener.handle_batch(consumer, {TP0: [event_record(TP0, 0, new_event())]}))
-        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(activities.failed.wait, 5)  # the first store failed: now it backs off
         listener._stop_requested.set()
         listener._wake_up()
         return await asyncio.wait_for(task, 2)
@@ -331,9 +334,7 @@ def test_the_listener_thread_retries_an_unreachable_broker_then_consumes_until_s
     listener, _, _ = make_listener(db, consumer_factory=factory)
     listener.start()
     try:
-        deadline = time.monotonic() + 10
-        while not (len(made) == 2 and made[1].commits) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert consumers[1].committed.wait(10)
     finally:
         listener.stop(timeout=5)
 
@@ -343,3 +344,50 @@ def test_the_listener_thread_retries_an_unreachable_broker_then_consumes_until_s
     assert made[1].pattern == r"^member-activity-\d{8}$"
     assert made[0].stopped and made[1].stopped
     assert not any(t.name == "dailyfeed-listener" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_consumer_failing_mid_poll_is_closed_and_replaced_and_the_records_are_consumed(db, caplog):
+    event = new_event(7, 31)
+
+    class FailingPoll(FakeConsumer):
+        async def getmany(self, timeout_ms=0, max_records=None):
+            raise KafkaConnectionError("connection to the coordinator lost (injected)")
+
+    consumers = [FailingPoll(), FakeConsumer([{TP0: [event_record(TP0, 3, event)]}])]
+    made: list[FakeConsumer] = []
+
+    def factory():
+        made.append(consumers[len(made)])
+        return made[-1]
+
+    listener, _, _ = make_listener(db, consumer_factory=factory)
+    listener.start()
+    try:
+        assert consumers[1].committed.wait(10)
+    finally:
+        listener.stop(timeout=5)
+
+    assert not listener.running and len(made) == 2
+    assert made[0].started and made[0].stopped and made[0].commits == []  # the failed one was closed
+    assert made[1].commits == [{TP0: 4}] and made[1].stopped
+    assert list(stored(db)) == [event.message_key]
+    assert "listener consumer failed" in caplog.text and "connection to the coordinator lost" in caplog.text
+
+
+def test_a_seek_that_fails_after_a_rebalance_still_rewinds_the_other_partitions(db, caplog):
+    from aiokafka.errors import IllegalStateError
+
+    class Rebalanced(FakeConsumer):
+        def seek(self, tp, offset):
+            if tp == TP1:  # revoked meanwhile: its next owner starts from the committed offset
+                raise IllegalStateError(f"No current assignment for partition {tp}")
+            super().seek(tp, offset)
+
+    listener, _, _ = make_listener(db, store_failures=99, store_retries=0, dead_letter_failures=99)
+    consumer = Rebalanced()
+    batch = {TP0: [event_record(TP0, 20, new_event(7, 31))], TP1: [event_record(TP1, 7, new_event(8, 32))]}
+    with caplog.at_level("INFO", logger="dailyfeed.activity.listener"):
+        assert handle(listener, consumer, batch) is BatchOutcome.REWOUND
+    assert consumer.seeks == [(TP0, 20)] and consumer.commits == []
+    assert stored(db) == {} and dead_letters(db) == []
+    assert f"could not seek {TP1} back to 7" in caplog.text

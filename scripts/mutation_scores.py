@@ -1,0 +1,103 @@
+"""Print mutmut's results per core module: killed/total and the score (`make mutate` runs this after mutmut).
+
+mutmut 3 keeps each mutated file's results in mutants/<path>.meta (mutant name -> exit code of the test run).
+A mutant counts as killed when the tests failed or timed out on it; "no tests" counts as survived (nothing ran
+it). The dead-letter store is scored on its claim/complete/release part only: CLAIM_FUNCTIONS.
+
+    python scripts/mutation_scores.py [--survivors] [--min 90]
+    python scripts/mutation_scores.py --patterns [events circuit publishing service claims]
+    python scripts/mutation_scores.py --survivor-names [MODULE ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTANTS = ROOT / "mutants"
+
+# (label, mutated file, mutmut name patterns of the scored functions; None = every mutant of the file)
+MODULES = (
+    ("events", "dailyfeed/events.py", None),
+    ("circuit", "dailyfeed/transport/circuit.py", None),
+    ("publishing", "dailyfeed/content/publishing.py", None),
+    ("service", "dailyfeed/content/service.py", None),
+    ("claims", "dailyfeed/deadletters/claims.py", None),  # the claim/lease protocol, a module of its own now
+)
+KILLED = {1, 3, 36, 24, -24, 152, 255}  # failed, pytest internal error (a kill), timeouts
+NOT_RUN = {None, 34, 2}  # not checked yet, skipped, interrupted
+
+
+def function_of(mutant: str) -> str:
+    """`pkg.mod.xǁClassǁmethod__mutmut_3` or `pkg.mod.x_function__mutmut_3` -> `method` / `function`."""
+    name = mutant.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+    return name.split("ǁ")[-1] if "ǁ" in name else name[2:]
+
+
+def mutmut_patterns(labels=()) -> list[str]:
+    """Mutant name patterns for `mutmut run`: every scored function of the modules named (default all)."""
+    patterns = []
+    for label, path, functions in MODULES:
+        if labels and label not in labels:
+            continue
+        module = path[:-3].replace("/", ".")
+        if functions is None:
+            patterns.append(f"{module}.*")
+        else:
+            for function in functions:
+                patterns.append(f"{module}.x_{function}__mutmut_*")
+                patterns.append(f"{module}.xǁ*ǁ{function}__mutmut_*")
+    return patterns
+
+
+def results(path: str, functions) -> dict[str, int | None]:
+    meta = MUTANTS / f"{path}.meta"
+    if not meta.exists():
+        return {}
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    return {name: code for name, code in codes.items() if functions is None or function_of(name) in functions}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--survivors", action="store_true", help="list the surviving mutants of each module")
+    parser.add_argument("--min", type=float, default=None, help="exit 1 when a module scores below this %%")
+    parser.add_argument("--patterns", nargs="*", metavar="MODULE", default=None,
+                        help="print the mutant name patterns for `mutmut run` (of these modules; default all)")
+    parser.add_argument("--survivor-names", nargs="*", metavar="MODULE", default=None,
+                        help="print the names of the mutants that survived the last run (of these modules)")
+    args = parser.parse_args(argv)
+    if args.survivor_names is not None:
+        for label, path, functions in MODULES:
+            if not args.survivor_names or label in args.survivor_names:
+                for name, code in results(path, functions).items():
+                    if code not in KILLED and code not in NOT_RUN:
+                        print(name)
+        return 0
+    if args.patterns is not None:
+        unknown = set(args.patterns) - {label for label, _, _ in MODULES}
+        if unknown:
+            parser.error(f"unknown module(s) {sorted(unknown)}; known: {[label for label, _, _ in MODULES]}")
+        print("\n".join(mutmut_patterns(args.patterns)))
+        return 0
+    below = False
+    print(f"{'module':<46}{'killed':>8}{'total':>8}{'score':>9}{'not run':>9}")
+    for label, path, functions in MODULES:
+        codes = results(path, functions)
+        run = {name: code for name, code in codes.items() if code not in NOT_RUN}
+        killed = sorted(name for name, code in run.items() if code in KILLED)
+        survived = sorted((name for name in run if name not in killed),
+                          key=lambda n: (n.rsplit("__mutmut_", 1)[0], int(n.rsplit("_", 1)[-1])))
+        score = 100.0 * len(killed) / len(run) if run else 0.0
+        below |= args.min is not None and score < args.min
+        print(f"{label + ' (' + path + ')':<46}{len(killed):>8}{len(run):>8}{score:>8.1f}%{len(codes) - len(run):>9}")
+        if args.survivors:
+            for name in survived:
+                print(f"    survived: {name}")
+    return 1 if below else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
