@@ -242,8 +242,9 @@ def _operation_object(endpoint: str, op: Operation, path_params: list[dict], reg
         for name, prop in schema.get("properties", {}).items():
             description = prop.pop("description", "")
             prop.pop("title", None)
+            # an empty value counts as absent (validate_query): say so, as forms send empty fields
             parameters.append({"name": name, "in": "query", "required": name in required, "schema": prop,
-                               **({"description": description} if description else {})})
+                               "allowEmptyValue": True, **({"description": description} if description else {})})
     result: dict[str, Any] = {"operationId": endpoint, "summary": op.summary}
     if op.description and op.description != op.summary:
         result["description"] = op.description
