@@ -53,7 +53,7 @@ def read_consumer_lag(settings: Settings, *, group_id: str | None = None, timeou
                 return []
             ends = await consumer.end_offsets(partitions)
             starts = await consumer.beginning_offsets(partitions)
-            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            committed = await _group_offsets(admin, group, partitions)
             result = []
             for tp in partitions:
                 meta: Any = committed.get(tp)
@@ -72,6 +72,18 @@ def read_consumer_lag(settings: Settings, *, group_id: str | None = None, timeou
         raise
     except Exception as exc:
         raise TopicAdminError(f"Kafka at {bootstrap}: {describe_error(exc)}") from exc
+
+
+async def _group_offsets(admin: Any, group: str, partitions: list[Any]) -> dict[Any, Any]:
+    """The group's committed offsets. A retriable error (a broker that is still electing the coordinator of a
+    group, as a new broker does for the first group it is asked about) is tried again until the caller's timeout."""
+    while True:
+        try:
+            return await admin.list_consumer_group_offsets(group, partitions=partitions)
+        except Exception as exc:
+            if not getattr(exc, "retriable", False):
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def _partitions(consumer: Any, topic: str) -> set[int]:
