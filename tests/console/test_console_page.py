@@ -9,7 +9,7 @@ import pytest
 from dailyfeed.store import FEIGN_DEAD_LETTERS
 from dailyfeed.transport.base import TransportUnavailable
 
-from ..restore.conftest import documents, post_event, snapshot
+from ..support.deadletters import documents, post_event, snapshot
 
 XSS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(2)>']
 

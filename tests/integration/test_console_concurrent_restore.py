@@ -14,7 +14,7 @@ from dailyfeed.extension import get_container
 from dailyfeed.store import KAFKA_LISTENER_DEAD_LETTERS, MEMBER_ACTIVITIES
 from dailyfeed.tokens import issue_admin_token
 
-from ..restore.conftest import listener_dead_letter, post_event
+from ..support.deadletters import listener_dead_letter, post_event
 from ..support.kafka import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.mongo]

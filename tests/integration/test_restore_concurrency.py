@@ -17,7 +17,7 @@ from dailyfeed.extension import get_container
 from dailyfeed.restore.jobs import ListenerRestore, RestoreOptions
 from dailyfeed.store import DEAD_LETTER_CLAIMS, KAFKA_LISTENER_DEAD_LETTERS, MEMBER_ACTIVITIES
 
-from ..restore.conftest import listener_dead_letter, post_event
+from ..support.deadletters import listener_dead_letter, post_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.mongo]
 

@@ -15,7 +15,7 @@ from dailyfeed.deadletters import store as store_module
 from dailyfeed.deadletters.model import insert_unordered
 from dailyfeed.events import as_utc
 
-from .conftest import (
+from ..support.deadletters import (
     FEIGN_DEAD_LETTERS,
     KAFKA_LISTENER_DEAD_LETTERS,
     KAFKA_PUBLISHER_DEAD_LETTERS,

@@ -5,7 +5,7 @@ import json
 
 from dailyfeed.events import ActivityEvent, ActivityType
 
-from .conftest import (
+from ..support.deadletters import (
     FEIGN_DEAD_LETTERS,
     KAFKA_LISTENER_DEAD_LETTERS,
     KAFKA_PUBLISHER_DEAD_LETTERS,

@@ -7,7 +7,7 @@ from datetime import timedelta
 from dailyfeed.events import utcnow
 from dailyfeed.store import DEAD_LETTER_CLAIMS
 
-from .conftest import (
+from ..support.deadletters import (
     FEIGN_DEAD_LETTERS,
     KAFKA_LISTENER_DEAD_LETTERS,
     MEMBER_ACTIVITIES,

@@ -13,7 +13,7 @@ from dailyfeed.restore import cli as restore_cli
 from dailyfeed.restore import jobs
 from dailyfeed.restore.jobs import Pacer
 
-from .conftest import (
+from ..support.deadletters import (
     KAFKA_LISTENER_DEAD_LETTERS,
     KAFKA_PUBLISHER_DEAD_LETTERS,
     MEMBER_ACTIVITIES,

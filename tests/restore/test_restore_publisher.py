@@ -10,7 +10,7 @@ from dailyfeed.deadletters import dead_letter_event
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.extension import get_container
 
-from .conftest import (
+from ..support.deadletters import (
     FEIGN_DEAD_LETTERS,
     KAFKA_LISTENER_DEAD_LETTERS,
     KAFKA_PUBLISHER_DEAD_LETTERS,
