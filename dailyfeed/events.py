@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from .types import MAX_YEAR, MIN_YEAR, BadJson, BadTimestamp, Id, Timestamp, describe, load_json, parse_timestamp, text
+from .types import MAX_YEAR, MIN_YEAR, BadJson, Id, Timestamp, describe, load_json, text
 
 KEY_PREFIX = "member_activity:kafka_event:"
 TOPIC_PATTERN = r"^member-activity-\d{8}$"
@@ -255,14 +255,6 @@ def _target_id(activity_type: ActivityType, post_id, comment_id, following_id) -
 
 def _iso(at: datetime) -> str:
     return at.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_datetime(value: Any) -> datetime:
-    """A timestamp as dailyfeed.types reads it (ISO-8601 or Jackson array, 1970-9999 UTC); InvalidEvent if not."""
-    try:
-        return parse_timestamp(value)
-    except BadTimestamp as exc:
-        raise InvalidEvent(str(exc)) from None
 
 
 def key_timestamp(key: str) -> datetime | None:

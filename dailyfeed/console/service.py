@@ -21,7 +21,7 @@ from ..deadletters import (
     parse_when,
 )
 from ..errors import Conflict, InvalidInput, NotFound
-from ..events import Category, PublishType, as_utc
+from ..events import Category, PublishType
 from ..restore.jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreOptions, Summary
 from ..store import DEAD_LETTER_COLLECTIONS
 from ..web import json_time
@@ -105,21 +105,6 @@ def parse_ids(ids: Iterable[Any]) -> tuple[ObjectId, ...]:
     return tuple(dict.fromkeys(parsed))
 
 
-def filter_params(selection: Selection) -> dict[str, str]:
-    """The filter parameters of a selection (without ids): for links and forms."""
-    params = {"collection": SHORT_NAMES[selection.collections[0]] if selection.collections else None,
-              "status": selection.status.value if selection.status else None, "category": selection.category,
-              "errorType": selection.error_type, "key": selection.key, "keyPrefix": selection.key_prefix,
-              "since": _iso(selection.since), "until": _iso(selection.until)}
-    return {name: value for name, value in params.items() if value}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return as_utc(value).isoformat().replace("+00:00", "Z") if value else None
-
-
-# --- reading ----------------------------------------------------------------------------------------------------
-
 def overview(container: Container, *, with_lag: bool = True) -> dict[str, Any]:
     store = container.dead_letters
     seen = store.overview()
@@ -152,7 +137,7 @@ def transports(container: Container) -> list[dict[str, Any]]:
     answer = []
     for service, transport in container.transports.items():
         breaker = getattr(transport, "breaker", None)
-        answer.append({"service": service.value, "kind": str(getattr(transport.kind, "value", transport.kind)),
+        answer.append({"service": service.value, "kind": str(transport.kind),
                        "circuit": breaker.state if breaker is not None else None})
     return answer
 
@@ -160,8 +145,7 @@ def transports(container: Container) -> list[dict[str, Any]]:
 def consumer_lag(container: Container) -> dict[str, Any] | None:
     """The listener group's lag per topic-partition, when a service publishes by Kafka (None otherwise); an
     unreachable broker is an answer too (`error`), not a failure of the overview."""
-    if not any(str(getattr(t.kind, "value", t.kind)) == PublishType.KAFKA.value
-               for t in container.transports.values()):
+    if not any(t.kind is PublishType.KAFKA for t in container.transports.values()):
         return None
     from ..transport.lag import read_consumer_lag
     from ..transport.topics import TopicAdminError
