@@ -127,4 +127,8 @@ class ContentRepository:
         return collection.count_documents({field: target_id})
 
     def _likes(self, kind: str):
-        return (self.post_likes, "post_id") if kind == "post" else (self.comment_likes, "comment_id")
+        if kind == "post":
+            return self.post_likes, "post_id"
+        if kind == "comment":
+            return self.comment_likes, "comment_id"
+        raise ValueError(f"likes are of a post or a comment, not of {kind!r}")
