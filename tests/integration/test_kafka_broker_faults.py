@@ -1,12 +1,13 @@
-"""The broker dies (kill -9) and comes back: writes keep answering success within the publish timeout with one
-publisher dead letter each, and once the broker is back the same producer and listener carry new writes again.
+"""The broker dies (kill -9) and comes back: writes keep answering success with one publisher dead letter each (the
+producer gives up after kafka.producer.send-timeout-ms; a write that hung instead would fail the test by
+pytest-timeout, no timing is asserted), and once the broker is back the same producer and listener carry new writes
+again.
 
 These tests kill a private broker of their own (tests/support/kafka.py: PrivateBroker), never the shared one."""
 from __future__ import annotations
 
 import json
 import logging
-import time
 
 import pytest
 
@@ -19,9 +20,6 @@ from ..support.kafka import Api, KafkaApps, activities, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
 
-MARGIN_S = 2.0  # scheduling slack on a busy 2-core machine; a hang would be far beyond it
-
-
 @pytest.fixture
 def kafka_apps(private_broker, mongo_uri):
     apps = KafkaApps(make_app, private_broker.bootstrap, mongo_uri)
@@ -30,9 +28,7 @@ def kafka_apps(private_broker, mongo_uri):
 
 
 def post(api, member, content):
-    started = time.monotonic()
-    response = api.post(member, "/api/posts", json={"content": content})
-    return response, time.monotonic() - started
+    return api.post(member, "/api/posts", json={"content": content})
 
 
 def publisher_dead_letters(app):
@@ -42,18 +38,16 @@ def publisher_dead_letters(app):
 def test_writes_survive_a_killed_broker_as_dead_letters_and_flow_again_once_it_is_back(private_broker, kafka_apps):
     app = kafka_apps.app()
     settings = get_container(app).settings
-    timeout_s = settings["kafka.producer.send-timeout-ms"] / 1000
     api = Api(app)
-    first, _ = post(api, 7, "before")
+    first = post(api, 7, "before")
     assert first.status_code == 201
     wait_until(lambda: len(activities(app)) == 1, 60, 0.2, "the first post is recorded")
 
     private_broker.kill()
     during = []
     for content in ("during 1", "during 2"):
-        response, elapsed = post(api, 7, content)
+        response = post(api, 7, content)
         assert response.status_code == 201, response.json
-        assert elapsed < timeout_s + MARGIN_S, f"a write took {elapsed:.1f} s with the broker down"
         during.append(response.json["data"]["id"])
     liked = api.post(8, f"/api/posts/{during[0]}/like")
     assert liked.status_code == 201
@@ -67,7 +61,7 @@ def test_writes_survive_a_killed_broker_as_dead_letters_and_flow_again_once_it_i
     assert all(api.get(7, f"/api/posts/{post_id}").status_code == 200 for post_id in during)  # the writes stay
 
     private_broker.start()
-    after, elapsed = post(api, 7, "after")
+    after = post(api, 7, "after")
     assert after.status_code == 201
     assert len(publisher_dead_letters(app)) == 3, "the write after the restart was delivered"
     after_id = after.json["data"]["id"]
@@ -83,15 +77,14 @@ def test_an_app_started_while_the_broker_is_down_publishes_and_listens_once_it_i
     caplog.set_level(logging.ERROR, logger="dailyfeed")
     app = kafka_apps.app()  # start-up cannot create its topics: it says so and serves anyway
     assert any("could not make sure the date topics" in r.getMessage() for r in caplog.records)
-    timeout_s = get_container(app).settings["kafka.producer.send-timeout-ms"] / 1000
     api = Api(app)
 
-    down, elapsed = post(api, 5, "while down")
-    assert down.status_code == 201 and elapsed < timeout_s + MARGIN_S
+    down = post(api, 5, "while down")
+    assert down.status_code == 201, down.json
     assert [json.loads(d["payload"])["postId"] for d in publisher_dead_letters(app)] == [down.json["data"]["id"]]
 
     private_broker.start()
-    up, _ = post(api, 5, "once up")
+    up = post(api, 5, "once up")
     assert up.status_code == 201
     assert len(publisher_dead_letters(app)) == 1, "the write once the broker is up was delivered"
     up_id = up.json["data"]["id"]
