@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from .. import ops
 from ..auth import admin_required
 from ..contract import operation
 from ..deadletters import Selection
@@ -81,7 +82,7 @@ def _selection(body: Action) -> Selection:
 @operation(response=dict[str, Any], auth=admin_required, tags=TAGS)
 def overview():
     """Dead letters at a glance: counts by status, oldest pending, per hour, by error type; lag; circuits."""
-    return success(service.overview(get_container()))
+    return success(service.overview(get_container(), ops.state_of(current_app).lag))
 
 
 @bp.get("/dead-letters")

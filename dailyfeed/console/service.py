@@ -4,8 +4,9 @@ claim protocol. Answers are plain JSON-ready dicts."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from bson import ObjectId
@@ -21,7 +22,8 @@ from ..deadletters import (
     parse_when,
 )
 from ..errors import Conflict, InvalidInput, NotFound
-from ..events import Category, PublishType
+from ..events import Category
+from ..ops.sources import LagMonitor
 from ..restore.jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreOptions, Summary
 from ..store import DEAD_LETTER_COLLECTIONS
 from ..web import json_time
@@ -30,7 +32,6 @@ MAX_IDS = 500  # dead letters chosen by hand in one action
 MAX_KEY_PREFIX = 512
 MAX_LIST_SKIP = 10_000  # page * size: a list reads at most this many per collection
 DETAILS_SHOWN = 100  # per-dead-letter lines an action answers with
-LAG_TIMEOUT_S = 1.0  # the overview waits at most about twice this for Kafka to answer
 COLLECTION_NAMES = {**{short: name for name, short in SHORT_NAMES.items()},
                     **{name: name for name in DEAD_LETTER_COLLECTIONS}}
 FILTER_FIELDS = ("collection", "status", "category", "errorType", "key", "keyPrefix", "since", "until")
@@ -105,7 +106,8 @@ def parse_ids(ids: Iterable[Any]) -> tuple[ObjectId, ...]:
     return tuple(dict.fromkeys(parsed))
 
 
-def overview(container: Container, *, with_lag: bool = True) -> dict[str, Any]:
+def overview(container: Container, lag: LagMonitor | None = None) -> dict[str, Any]:
+    """`lag`: the app's consumer-lag monitor (dailyfeed.ops), whose last read the overview shows."""
     store = container.dead_letters
     seen = store.overview()
     now = seen.at
@@ -128,7 +130,7 @@ def overview(container: Container, *, with_lag: bool = True) -> dict[str, Any]:
                        for error_type, total in seen.open_by_error_type()],
         "truncated": seen.truncated,
         "transports": transports(container),
-        "consumerLag": consumer_lag(container) if with_lag else None,
+        "consumerLag": consumer_lag(container, lag),
     }
 
 
@@ -142,23 +144,20 @@ def transports(container: Container) -> list[dict[str, Any]]:
     return answer
 
 
-def consumer_lag(container: Container) -> dict[str, Any] | None:
-    """The listener group's lag per topic-partition, when a service publishes by Kafka (None otherwise); an
-    unreachable broker is an answer too (`error`), not a failure of the overview."""
-    if not any(t.kind is PublishType.KAFKA for t in container.transports.values()):
+def consumer_lag(container: Container, monitor: LagMonitor | None) -> dict[str, Any] | None:
+    """The listener group's lag per topic-partition as the lag monitor last read it, so a page never waits on Kafka
+    (None when no service publishes by Kafka: the app has no monitor then). A failed read is an answer too:
+    `error` says why, next to the last read that worked (`readAt`), if there was one."""
+    if monitor is None:
         return None
-    from ..transport.lag import read_consumer_lag
-    from ..transport.topics import TopicAdminError
-
-    try:
-        partitions = read_consumer_lag(container.settings, timeout_s=LAG_TIMEOUT_S)
-    except TopicAdminError as exc:
-        return {"group": container.settings["kafka.consumer.group-id"], "error": str(exc), "partitions": [],
-                "total": None}
-    return {"group": container.settings["kafka.consumer.group-id"], "error": None,
+    reading = monitor.reading()
+    read_at = datetime.fromtimestamp(reading.read_at, timezone.utc) if reading.read_at is not None else None
+    return {"group": container.settings["kafka.consumer.group-id"], "error": reading.error,
+            "readAt": json_time(read_at),
+            "readAgeSeconds": int(time.time() - reading.read_at) if read_at is not None else None,
             "partitions": [{"topic": p.topic, "partition": p.partition, "endOffset": p.end_offset,
-                            "committed": p.committed, "lag": p.lag} for p in partitions],
-            "total": sum(p.lag for p in partitions)}
+                            "committed": p.committed, "lag": p.lag} for p in reading.partitions],
+            "total": sum(p.lag for p in reading.partitions) if read_at is not None else None}
 
 
 def list_page(container: Container, selection: Selection, page: int, size: int) -> dict[str, Any]:

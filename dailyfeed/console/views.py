@@ -13,9 +13,10 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, make_response, redirect, render_template, request, url_for
 from pymongo.errors import PyMongoError
 
+from .. import ops
 from ..auth import verify_admin_token
 from ..contract import operation
 from ..deadletters import SHORT_NAMES, Status, age_text
@@ -161,7 +162,7 @@ def index():
     selection = service.selection_from(params)
     page = _page_arg()
     listed = service.list_page(container, selection, page, PAGE_SIZE)
-    seen = service.overview(container)
+    seen = service.overview(container, ops.state_of(current_app).lag)
     chart = charts.hours_chart(_hours(seen["hours"]), {c["name"]: c["createdPerHour"] for c in seen["collections"]})
     errors = charts.meters([(e["type"], e["open"]) for e in seen["errorTypes"]])
     return render_template("console/index.html", csrf=_csrf(token), overview=seen, listed=listed, chart=chart,

@@ -14,13 +14,15 @@
 - Consumer lag: `transport.lag.read_consumer_lag` (the group's high watermark minus committed offset, from
   outside the listener), read in a background thread every `metrics.lag-interval-s`, so a scrape never waits on
   Kafka. The thread starts with the first scrape; before it, the first read is made at once (`listen
-  --metrics-port` makes it before its listener starts, so its first scrape shows what was waiting).
+  --metrics-port` makes it before its listener starts, so its first scrape shows what was waiting). The dead-letter
+  console shows the same reads (with the latest failure's reason), so a page never waits on Kafka either.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
@@ -112,6 +114,15 @@ class DeadLetterStatsCache:
         done.set()
 
 
+@dataclass(frozen=True)
+class LagReading:
+    """The last lag read that worked (its partitions, Unix time), and why the latest read failed if it did."""
+
+    partitions: list
+    read_at: float | None
+    error: str | None
+
+
 class LagMonitor:
     def __init__(self, read: Callable[[], list], interval_s: float,
                  on_start: Callable[["LagMonitor"], None] | None = None):
@@ -122,6 +133,7 @@ class LagMonitor:
         self._first = threading.Lock()
         self._lags: list = []
         self._read_at: float | None = None
+        self._error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -132,13 +144,20 @@ class LagMonitor:
         except Exception as exc:
             metrics.source_failed("consumer_lag")
             log.warning("metrics: could not read the consumer lag (%s: %s)", type(exc).__name__, exc)
+            with self._lock:
+                self._error = str(exc) or type(exc).__name__
             return False
         with self._lock:
-            self._lags, self._read_at = lags, time.time()
+            self._lags, self._read_at, self._error = lags, time.time(), None
         return True
 
     def snapshot(self) -> tuple[list, float | None]:
         """The last read (partition lags, Unix time of the read); starts the background reads on first use."""
+        reading = self.reading()
+        return reading.partitions, reading.read_at
+
+    def reading(self) -> LagReading:
+        """The last read and the latest failure; starts the background reads on first use."""
         with self._first:
             if self._read_at is None and self._thread is None:
                 self.refresh()
@@ -148,7 +167,7 @@ class LagMonitor:
                 if self._on_start is not None:
                     self._on_start(self)
         with self._lock:
-            return list(self._lags), self._read_at
+            return LagReading(list(self._lags), self._read_at, self._error)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

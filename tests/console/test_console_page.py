@@ -6,8 +6,12 @@ import re
 
 import pytest
 
+from dailyfeed import ops
+from dailyfeed.ops.sources import LagMonitor
 from dailyfeed.store import FEIGN_DEAD_LETTERS
 from dailyfeed.transport.base import TransportUnavailable
+from dailyfeed.transport.lag import PartitionLag
+from dailyfeed.transport.topics import TopicAdminError
 
 from ..support.deadletters import documents, post_event, snapshot
 
@@ -91,3 +95,69 @@ def test_a_bulk_action_from_the_page_refuses_an_empty_filter_unless_all(page, de
     assert refused.status_code == 400 and "explicitly" in refused.text
     allowed = page.post("/admin/actions", data={"action": "replay", "scope": "all", "csrf": page.csrf})
     assert allowed.status_code == 200 and "would restore <strong>1</strong>" in allowed.text
+
+
+# --- consumer lag: the page and the overview show the ops lag monitor's reads, so they never wait on Kafka ---------
+
+class Reads:
+    """The monitor's read of Kafka, scripted: each read answers the next item, or raises it."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def lag_reads(app, dailyfeed):
+    """Gives the app a lag monitor reading `answers` (an app publishing by Kafka has one; these apps use feign)."""
+    def install(*answers):
+        reads = Reads(*answers)
+        monitor = LagMonitor(reads, 3600.0, on_start=dailyfeed.background.append)
+        ops.state_of(app).lag = monitor
+        return reads, monitor
+    return install
+
+
+TOPIC = "member-activity-20261129"
+BEHIND = [PartitionLag(TOPIC, 0, end_offset=10, committed=4), PartitionLag(TOPIC, 1, end_offset=3, committed=None)]
+
+
+def test_the_overview_shows_the_lag_the_monitor_read_and_reads_kafka_once_for_many_views(admin, page, lag_reads):
+    reads, _ = lag_reads(BEHIND)
+    lag = admin.data(admin.get("/overview"))["consumerLag"]
+    assert (lag["error"], lag["total"]) == (None, 6 + 3)
+    assert [(p["topic"], p["partition"], p["endOffset"], p["committed"], p["lag"]) for p in lag["partitions"]] == [
+        (TOPIC, 0, 10, 4, 6), (TOPIC, 1, 3, None, 3)]
+    assert lag["readAt"].endswith("Z") and lag["readAgeSeconds"] >= 0
+    html = page.get("/admin").text
+    assert re.search(r'data-lag="9">Total <strong>9</strong> behind\s*<small class="muted">read \d+s ago', html)
+    assert f"<tr><td>{TOPIC}</td><td>0</td><td>6</td></tr>" in html
+    assert reads.calls == 1  # the API and the page showed the same read: nothing waited on Kafka again
+
+
+def test_a_broker_that_never_answered_is_shown_as_such(admin, page, lag_reads):
+    lag_reads(TopicAdminError("no broker answered at 127.0.0.1:1 (injected)"))
+    lag = admin.data(admin.get("/overview"))["consumerLag"]
+    assert (lag["error"], lag["readAt"], lag["partitions"], lag["total"]) == (
+        "no broker answered at 127.0.0.1:1 (injected)", None, [], None)
+    html = page.get("/admin").text
+    assert 'data-lag="error">Kafka did not answer: no broker answered at 127.0.0.1:1 (injected)</p>' in html
+    assert "behind" not in html
+
+
+def test_a_failed_read_after_a_good_one_shows_why_next_to_the_last_good_figures(admin, page, lag_reads):
+    _, monitor = lag_reads(BEHIND, TopicAdminError("broker went away (injected)"))
+    assert admin.data(admin.get("/overview"))["consumerLag"]["error"] is None
+    assert monitor.refresh() is False  # what the monitor's thread does every metrics.lag-interval-s
+    lag = admin.data(admin.get("/overview"))["consumerLag"]
+    assert (lag["error"], lag["total"], len(lag["partitions"])) == ("broker went away (injected)", 9, 2)
+    html = page.get("/admin").text
+    assert re.search(r'Kafka did not answer the latest read; below is the\s+read of \d+s ago: broker went away', html)
+    assert 'data-lag="9">Total <strong>9</strong> behind' in html

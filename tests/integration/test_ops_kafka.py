@@ -15,6 +15,7 @@ import requests
 
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.extension import get_container
+from dailyfeed.tokens import issue_admin_token
 from dailyfeed.transport.topics import DateTopics
 
 from ..support.kafka import activities, produce, wait_until
@@ -69,6 +70,10 @@ def test_listen_metrics_port_shows_what_waits_at_start_and_zero_once_caught_up(k
     events = [ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=500 + n) for n in range(15)]
     produce(settings["kafka.bootstrap-servers"],
             [{"topic": topic, "key": e.message_key, "value": e.to_json()} for e in events])
+    admin = {"Authorization": f"Bearer {issue_admin_token(settings['auth.jwt-secret'], 600)}"}
+    lag = quiet.test_client().get("/api/admin/overview", headers=admin).json["data"]["consumerLag"]
+    assert (lag["group"], lag["error"], lag["total"]) == (settings["kafka.consumer.group-id"], None, 15), lag
+    assert {p["topic"] for p in lag["partitions"] if p["lag"]} == {topic}  # what the console shows of it
 
     env = {**os.environ, "DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"), "PYTHONUNBUFFERED": "1",
            "DAILYFEED_METRICS_LAG_INTERVAL_S": "0.5"}
