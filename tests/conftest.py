@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from .support import ROOT, UNDER_CI
+
 os.environ.setdefault("DAILYFEED_CONFIG", str(ROOT / "config" / "test.toml"))
 
 from dailyfeed.extension import get_container  # noqa: E402
@@ -55,7 +55,6 @@ def token(app):
 # The integration tier runs when the services' addresses are set (scripts/services.sh env prints them). Locally a
 # missing server skips those tests with the reason; under CI (CI=true) it fails them.
 
-UNDER_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _service_address(variable: str, what: str, scheme: str = "") -> str:

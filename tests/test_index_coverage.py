@@ -8,7 +8,7 @@ import pytest
 
 from dailyfeed.store import DEAD_LETTER_COLLECTIONS
 
-from .conftest import UNDER_CI
+from .support import UNDER_CI
 from .support.index_coverage import MARKER, RECORDER, declared_indexes, indexes_of, serves
 
 pytestmark = [pytest.mark.integration, pytest.mark.mongo, getattr(pytest.mark, MARKER)]

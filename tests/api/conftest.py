@@ -5,7 +5,7 @@ import pytest
 from dailyfeed.extension import get_container
 from dailyfeed.store import COMMENTS, COUNTERS, MEMBER_ACTIVITIES, POSTS
 
-FIRST_POST_ID, FIRST_COMMENT_ID = 31, 58  # members are 7, 8, 9: no id of one kind equals one of another
+from ..support.content import FIRST_COMMENT_ID, FIRST_POST_ID
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import pytest
 
 from dailyfeed.store import COMMENT_LIKES, COMMENTS, POST_LIKES, POSTS
 
-from .conftest import FIRST_COMMENT_ID, FIRST_POST_ID
+from ..support.content import FIRST_COMMENT_ID, FIRST_POST_ID
 
 
 def create_post(api, member=7, **body):

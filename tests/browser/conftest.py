@@ -9,25 +9,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 
 import pytest
 
-from dailyfeed import server  # noqa: F401  (re-exported for the tier)
-from dailyfeed.extension import get_container
-from dailyfeed.tokens import issue_admin_token, issue_member_token
-
-from ..conftest import ROOT, UNDER_CI
-from ..support.apps import close_app, make_app
+from ..support import UNDER_CI
+from ..support.browser import LAPTOP, serve, stop
 
 CHROMIUM = os.environ.get("DAILYFEED_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-dev-shm-usage"]
-SCREENSHOTS = ROOT / "build" / "screenshots"
-DOCS_SCREENSHOT = ROOT / "docs" / "console.png"
-LAPTOP = {"width": 1366, "height": 900}
-PHONE = {"width": 390, "height": 844}
-
 
 
 def _unavailable(reason: str):
@@ -78,61 +68,9 @@ def page_of(browser):
     assert dialogs == [], f"a dialog opened: {dialogs}"
 
 
-class Live:
-    """The app served on a free port; `url`, `app`, `container`, tokens."""
-
-    def __init__(self, running, app):
-        self.running, self.app = running, app
-        self.url = running.url
-        self.container = get_container(app)
-        self.secret = self.container.settings["auth.jwt-secret"]
-
-    def admin_token(self) -> str:
-        return issue_admin_token(self.secret, 3600)
-
-    def member(self, member_id: int) -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_member_token(self.secret, member_id, 3600)}"}
-
-
-def serve(settings: dict, **kwargs) -> Live:
-    apps = []
-
-    def factory(activity_url):
-        overrides = {"activity.base-url": activity_url, **settings}
-        apps.append(make_app(overrides, **kwargs))
-        return apps[0]
-
-    running = server.start(factory, host="127.0.0.1", port=0, activity_port=0, threads=4)
-    return Live(running, apps[0])
-
-
-def stop(live: Live) -> None:
-    live.running.close()
-    close_app(live.app)
-
-
 @pytest.fixture
 def live():
     """The app on the embedded store, its feign transport calling its own activity pool."""
     running = serve({"mongo.uri": "mongomock://", "mongo.database": f"browser_{uuid.uuid4().hex[:10]}"})
     yield running
     stop(running)
-
-
-def log_in(page, live: Live) -> None:
-    page.goto(f"{live.url}/admin")
-    page.fill("#token", live.admin_token())
-    page.click("button:has-text('Log in')")
-    page.wait_for_selector("section[aria-label=Overview]")
-    page.wait_for_load_state("load")
-
-
-def screenshot(page, name: str, *, docs: bool = False) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if docs and os.environ.get("DAILYFEED_REFRESH_DOCS") == "1":
-        page.screenshot(path=str(DOCS_SCREENSHOT), full_page=False)
-    return path
-
-

@@ -8,8 +8,8 @@ from dailyfeed.restore.jobs import ListenerRestore
 from dailyfeed.store import FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS
 from dailyfeed.transport.base import TransportUnavailable
 
+from ..support.browser import PHONE, log_in, screenshot
 from ..support.deadletters import listener_dead_letter, post_event
-from .conftest import PHONE, log_in, screenshot
 
 pytestmark = pytest.mark.browser
 

@@ -10,13 +10,14 @@ import time
 import pytest
 import requests
 
+from dailyfeed import server
 from dailyfeed.events import Service
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS
 from dailyfeed.transport.circuit import CircuitBreaker
 
 from ..support.apps import make_app
+from ..support.browser import Live, log_in, screenshot
 from ..support.kafka import KafkaApps, wait_until
-from .conftest import Live, log_in, screenshot, server
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
 

@@ -24,7 +24,7 @@ from dailyfeed.store import (
 )
 from dailyfeed.transport.topics import DateTopics
 
-from ..conftest import ROOT
+from ..support import ROOT
 from ..support.kafka import (
     Api,
     activities,

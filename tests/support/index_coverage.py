@@ -32,13 +32,13 @@ import sys
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pytest
 from pymongo import monitoring
 
-ROOT = Path(__file__).resolve().parents[2]
+from . import ROOT
+
 APP_DIR = str(ROOT / "dailyfeed") + "/"
 TESTS_DIR = str(ROOT / "tests") + "/"
 RANGE_OPERATORS = {"$gt", "$gte", "$lt", "$lte", "$ne", "$nin", "$not", "$exists", "$regex", "$type", "$mod",

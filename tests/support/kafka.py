@@ -18,9 +18,9 @@ from dailyfeed.store import MEMBER_ACTIVITIES
 from dailyfeed.tokens import issue_member_token
 from dailyfeed.transport.topics import DateTopics, create_topics, delete_topics
 
+from . import ROOT
 from .apps import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "scripts" / "services.sh"
 
 
