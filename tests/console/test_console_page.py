@@ -148,7 +148,8 @@ def test_a_broker_that_never_answered_is_shown_as_such(admin, page, lag_reads):
     assert (lag["error"], lag["readAt"], lag["partitions"], lag["total"]) == (
         "no broker answered at 127.0.0.1:1 (injected)", None, [], None)
     html = page.get("/admin").text
-    assert 'data-lag="error">Kafka did not answer: no broker answered at 127.0.0.1:1 (injected)</p>' in html
+    assert re.search(r'data-lag="error">Kafka did not answer:\s+no broker answered at 127.0.0.1:1 \(injected\)</p>',
+                     html)
     assert "behind" not in html
 
 
@@ -159,5 +160,6 @@ def test_a_failed_read_after_a_good_one_shows_why_next_to_the_last_good_figures(
     lag = admin.data(admin.get("/overview"))["consumerLag"]
     assert (lag["error"], lag["total"], len(lag["partitions"])) == ("broker went away (injected)", 9, 2)
     html = page.get("/admin").text
-    assert re.search(r'Kafka did not answer the latest read; below is the\s+read of \d+s ago: broker went away', html)
+    assert re.search(r'Kafka did not answer the latest read:\s+broker went away \(injected\)\. '
+                     r'Shown below: the last read that worked</p>', html)
     assert 'data-lag="9">Total <strong>9</strong> behind' in html
