@@ -227,10 +227,10 @@ class ClaimProtocol:
                 newest[claim["dead_letter"]] = claim
         return newest
 
-    def _held(self, collection: str, docs: Iterable[Mapping[str, Any]], token: str) -> dict[Any, int]:
-        """Which of these claimed dead letters (`claim_batch`'s documents) `token` still holds, with the generation:
-        all whose lease has not run out (nobody takes a leased claim over; only its holder gives it back), and of
-        the others those whose newest claim is still this one and was not given back (one read)."""
+    def _held(self, collection: str, docs: Iterable[Mapping[str, Any] | None], token: str) -> dict[Any, int]:
+        """Which of these claimed dead letters (`claim_batch`'s documents; a None is none) `token` still holds, with
+        the generation: all whose lease has not run out (nobody takes a leased claim over; only its holder gives it
+        back), and of the others those whose newest claim is still this one and was not given back (one read)."""
         now = utcnow()
         docs = [doc for doc in docs if doc is not None and doc.get("claim_token") == token]
         held = {doc["_id"]: doc["lease_generation"] for doc in docs if as_utc(doc["lease_until"]) > now}
@@ -256,8 +256,7 @@ class ClaimProtocol:
     def _finish(self, collection: str, doc_id: Any, token: str, update: dict[str, Any]) -> bool:
         """Mark failed, discarded or pending again (requeue): the dead letter, then the claim's lease ends (a
         failed one may be claimed again, by a discard or a requeue)."""
-        doc = self._claim_of_token(collection, doc_id, token)
-        held = self._held(collection, [doc], token) if doc is not None else {}
+        held = self._held(collection, [self._claim_of_token(collection, doc_id, token)], token)
         if not held:
             return False
         self.db[collection].update_one({"_id": doc_id}, update)

@@ -38,6 +38,18 @@ def stepping_clock(monkeypatch):
 
 
 @pytest.fixture
+def set_clock(monkeypatch):
+    """The dead-letter store's clock, standing still at `set_clock.now` (10:00 UTC on 2026-11-22 at first: whole
+    milliseconds, stored exactly) until the test moves it, backwards too (a run whose clock is behind)."""
+    class Clock:
+        now = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
+
+    for module in (store_module, claims_module, queries_module):
+        monkeypatch.setattr(module, "utcnow", lambda: Clock.now)
+    return Clock
+
+
+@pytest.fixture
 def dailyfeed(app):
     return get_container(app)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from pymongo.errors import BulkWriteError
 
-from dailyfeed.deadletters import DeadLetterStore, Status, claims, new_claim_token
-from dailyfeed.deadletters import store as store_module
+from dailyfeed.deadletters import DeadLetterStore, Selection, Status, claims, new_claim_token
 from dailyfeed.deadletters.model import insert_unordered
 from dailyfeed.events import as_utc
 
@@ -210,6 +209,27 @@ def test_a_batch_claim_skips_what_is_held_and_takes_over_what_a_crashed_run_held
         ["run", "other run", "run", None]
     assert stored[done["_id"]]["status"] == "completed" and "claim_token" not in stored[done["_id"]]
     assert [c["token"] for c in db["dead_letter_claims"].find({"dead_letter": done["_id"]})] == ["finisher"]
+
+
+def test_a_run_whose_lease_ran_out_may_still_finish_or_give_back_what_nobody_took_over_but_once(db, dead_letters):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    docs = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    slow = DeadLetterStore(db, lease_seconds=0)  # every lease of this run has run out by the time it finishes
+    claimed = slow.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, docs, "slow run")
+
+    assert slow.release_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed[:1], "slow run", error="down") == 1
+    assert slow.fail(KAFKA_LISTENER_DEAD_LETTERS, docs[1]["_id"], "slow run", "bad") is True
+    assert slow.discard(KAFKA_LISTENER_DEAD_LETTERS, docs[2]["_id"], "slow run") is True
+    # given back or finished: none of them is the run's any more
+    assert slow.release_batch(KAFKA_LISTENER_DEAD_LETTERS, claimed[:1], "slow run", error="down") == 0
+    assert slow.fail(KAFKA_LISTENER_DEAD_LETTERS, docs[1]["_id"], "slow run", "bad") is False
+    assert slow.requeue(KAFKA_LISTENER_DEAD_LETTERS, docs[1]["_id"], "slow run") is False
+    assert slow.discard(KAFKA_LISTENER_DEAD_LETTERS, docs[2]["_id"], "slow run") is False
+
+    stored = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert [(d["status"], d["attempts"]) for d in stored] == [("pending", 2), ("failed", 2), ("discarded", 1)]
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, docs[0]["_id"], "next")["lease_generation"] == 2
 
 
 def test_complete_batch_marks_only_what_the_run_still_holds(db, dead_letters):
@@ -478,6 +498,16 @@ def test_every_step_keeps_the_canonical_shape_and_stamps_its_time(db, dead_lette
         for field in added:
             assert finished[field] == finished["updated_at"]
 
+    # the failed one re-queued: pending again, its error and attempts kept, stamped with when
+    [failed] = documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    assert dead_letters.claim(KAFKA_PUBLISHER_DEAD_LETTERS, failed["_id"], "run", statuses=(Status.FAILED,))
+    assert dead_letters.requeue(KAFKA_PUBLISHER_DEAD_LETTERS, failed["_id"], "run") is True
+    [requeued] = documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    assert set(requeued) == CANONICAL | {"requeued_at"}
+    assert (requeued["status"], requeued["is_completed"], requeued["is_editing"]) == ("pending", False, False)
+    assert requeued["requeued_at"] == requeued["updated_at"] > failed["updated_at"]
+    assert (requeued["error"], requeued["attempts"]) == (failed["error"], failed["attempts"])
+
 
 def test_release_batch_and_release_all_stamp_the_time_they_gave_back(db, dead_letters, stepping_clock):
     docs = one_in_each_collection(db, dead_letters)
@@ -493,11 +523,8 @@ def test_release_batch_and_release_all_stamp_the_time_they_gave_back(db, dead_le
         assert claim["released_at"] is not None and as_utc(claim["lease_until"]) <= as_utc(claim["released_at"])
 
 
-def test_a_lease_that_ends_this_very_moment_has_ended(db, dead_letters, monkeypatch):
+def test_a_lease_that_ends_this_very_moment_has_ended(db, dead_letters, set_clock):
     """For the dead letter and for its claim alike: a claim abandoned at a lease end equal to now is taken over."""
-    moment = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)  # whole milliseconds: stored exactly
-    for module in (claims, store_module):
-        monkeypatch.setattr(module, "utcnow", lambda: moment)
     listener_dead_letter(dead_letters, post_event(1), offset=1)
     (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
     assert DeadLetterStore(db, lease_seconds=0).claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "crashed")
@@ -506,6 +533,38 @@ def test_a_lease_that_ends_this_very_moment_has_ended(db, dead_letters, monkeypa
         "$set": {"is_editing": False}, "$unset": {"lease_until": "", "claim_token": "", "lease_generation": ""}})
     taken = dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "next")
     assert taken is not None and taken["lease_generation"] == 2
+
+
+def test_a_run_whose_lease_ends_this_very_moment_cannot_finish_what_another_run_took_over_then(db, dead_letters,
+                                                                                              set_clock):
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    slow = DeadLetterStore(db, lease_seconds=0)  # its lease ends the moment it is taken (the clock stands still)
+    (claimed,) = slow.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, [doc], "slow run")
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "next")["lease_generation"] == 2
+
+    assert slow.complete_batch(KAFKA_LISTENER_DEAD_LETTERS, [claimed], "slow run") == []
+    assert slow.release_batch(KAFKA_LISTENER_DEAD_LETTERS, [claimed], "slow run", error="too late") == 0
+
+    (stored,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert (stored["status"], stored["attempts"], holder(dead_letters, stored)) == ("pending", 1, "next")
+
+
+def test_a_dead_letter_given_back_is_free_at_once_even_to_a_run_whose_clock_is_behind(db, dead_letters, set_clock):
+    """Giving back ends a lease at the giver's time; a run on a host whose clock lags that must not see the dead
+    letter as still held until its own clock gets there."""
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "first") is not None
+    set_clock.now += timedelta(seconds=1)
+    assert dead_letters.release(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "first") is True
+
+    set_clock.now -= timedelta(seconds=1)  # another run, its clock a second behind the first one's
+    assert dead_letters.claim_of(KAFKA_LISTENER_DEAD_LETTERS, doc) is None
+    assert dead_letters.count_claimable([KAFKA_LISTENER_DEAD_LETTERS], Selection()) == 1
+    taken = dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "second")
+    assert taken is not None and taken["lease_generation"] == 2
+    assert holder(dead_letters, doc) == "second"
 
 
 def test_complete_batch_stamps_the_time_of_completion(db, dead_letters, stepping_clock):

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 from pymongo.errors import AutoReconnect
 
+from dailyfeed.deadletters import DeadLetterStore
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.extension import get_container
 from dailyfeed.restore import cli as restore_cli
@@ -106,6 +107,23 @@ def test_dry_run_changes_nothing_and_says_what_it_would_do(db, dead_letters, run
         in republish.output
     assert summary_line(handoff) == "dry run, nothing changed: would restore 1, skip 0, fail 0"
     assert "hand off to kafka_listener_dead_letters" in handoff.output
+
+
+def test_dry_run_leaves_out_only_what_another_restore_holds_right_now(db, dead_letters, runner):
+    for n in range(4):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    free, held, abandoned, given_back = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, held["_id"], "other run")
+    assert DeadLetterStore(db, lease_seconds=0).claim(KAFKA_LISTENER_DEAD_LETTERS, abandoned["_id"], "crashed run")
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, given_back["_id"], "other run")
+    assert dead_letters.release(KAFKA_LISTENER_DEAD_LETTERS, given_back["_id"], "other run")
+
+    result = runner.invoke(args=["restore-listener", "--dry-run"])
+
+    assert result.exit_code == 0, result.output
+    assert summary_line(result) == "dry run, nothing changed: would restore 3, skip 0, fail 0"
+    assert [doc["message_key"] in result.output for doc in (free, held, abandoned, given_back)] == [
+        True, False, True, True]
 
 
 def test_dry_run_does_not_call_the_transport(fake):
