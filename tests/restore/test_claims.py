@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+import mongomock.collection as mongomock_collection
 import pytest
 from pymongo.errors import BulkWriteError
 
@@ -69,6 +70,32 @@ def test_racing_claimants_each_get_a_dead_letter_once(db, dead_letters):
                 if dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc_id, token) is not None]
 
     assert_each_claimed_once(db, dead_letters, race(claim_each), 20)
+
+
+def test_two_claimants_past_the_uniqueness_check_at_the_same_instant_still_get_one_claim(db, dead_letters,
+                                                                                        monkeypatch):
+    """The worst interleaving, forced: on the embedded store each claim's insert waits (up to a second) right after
+    mongomock checked the `_id` is free and before it stores the claim, for the other claimant to get there too.
+    Only one may win (SPEC 8: a restore is safe to run twice at once). A real server decides in one step; there this
+    is the plain race."""
+    listener_dead_letter(dead_letters, post_event(1), offset=1)
+    [doc] = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    together = threading.Barrier(2, timeout=1.0)
+    stored = mongomock_collection.helpers.patch_datetime_awareness_in_document
+
+    def checked_then_wait(data):  # mongomock calls this between its `_id` check and storing the document
+        if isinstance(data, dict) and "lease_until" in data:
+            try:
+                together.wait()
+            except threading.BrokenBarrierError:  # the other claimant never got here
+                pass
+        return stored(data)
+
+    monkeypatch.setattr(mongomock_collection.helpers, "patch_datetime_awareness_in_document", checked_then_wait)
+    wins = race(lambda token: [doc["_id"]] if dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], token)
+                else [], claimants=2)
+    assert len(wins) == 1
+    assert holder(dead_letters, documents(db, KAFKA_LISTENER_DEAD_LETTERS)[0]) == wins[0][0]
 
 
 def test_a_held_dead_letter_is_not_claimed_again(db, dead_letters):
