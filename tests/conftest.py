@@ -32,6 +32,21 @@ def app(apps):
 
 
 @pytest.fixture
+def dailyfeed(app):
+    return get_container(app)
+
+
+@pytest.fixture
+def db(dailyfeed):
+    return dailyfeed.db
+
+
+@pytest.fixture
+def dead_letters(dailyfeed):
+    return dailyfeed.dead_letters
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -2,7 +2,6 @@
 store-facing contract. The feign transport calls the record endpoints in-process (tests/support/wsgi.py)."""
 import pytest
 
-from dailyfeed.extension import get_container
 from dailyfeed.store import COMMENTS, COUNTERS, MEMBER_ACTIVITIES, POSTS
 
 from ..support.content import FIRST_COMMENT_ID, FIRST_POST_ID
@@ -11,11 +10,6 @@ from ..support.content import FIRST_COMMENT_ID, FIRST_POST_ID
 @pytest.fixture
 def app(store_app):
     return store_app
-
-
-@pytest.fixture
-def db(app):
-    return get_container(app).db
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.store import FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS
 from dailyfeed.transport.base import TransportRejected, TransportUnavailable
 
+from ..support.console import Admin
 from ..support.deadletters import T0, documents, listener_dead_letter, post_event, snapshot
-from .conftest import Admin
 
 ENDPOINTS = [("get", "/overview", None), ("get", "/dead-letters", None),
              ("get", "/dead-letters/0123456789abcdef01234567", None),

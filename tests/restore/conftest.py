@@ -49,21 +49,6 @@ def set_clock(monkeypatch):
     return Clock
 
 
-@pytest.fixture
-def dailyfeed(app):
-    return get_container(app)
-
-
-@pytest.fixture
-def db(dailyfeed):
-    return dailyfeed.db
-
-
-@pytest.fixture
-def dead_letters(dailyfeed):
-    return dailyfeed.dead_letters
-
-
 class Unreachable(BaseAdapter):
     """The activity service is down: every record call is refused."""
 
