@@ -201,11 +201,7 @@ class ActivityEvent:
         value = _validate(EventValue, body, "event")
         if key is not None and not isinstance(key, str):
             raise InvalidEvent("message key must be a string")
-        created_at = value.createdAt
-        if key and created_at is None:
-            created_at = key_timestamp(key)
-        if created_at is None:
-            raise InvalidEvent("createdAt is missing and the message key carries no timestamp")
+        created_at = value.createdAt or (key and key_timestamp(key)) or _no_time()
         return cls._of(value.memberActivityType, value.memberId, value.postId, value.commentId, value.followingId,
                        created_at, value.updatedAt, key)
 
@@ -237,7 +233,7 @@ class ActivityEvent:
         return replace(self, message_key=key)
 
     def with_traceparent(self, traceparent: str | None) -> "ActivityEvent":
-        return self if traceparent == self.traceparent else replace(self, traceparent=traceparent)
+        return replace(self, traceparent=traceparent)
 
 
 def _target_id(activity_type: ActivityType, post_id, comment_id, following_id) -> int:
@@ -259,7 +255,7 @@ def _iso(at: datetime) -> str:
 
 def key_timestamp(key: str) -> datetime | None:
     """The action's time carried at the end of a message key, if it has one."""
-    stamp = key.rsplit("###", 1)[-1]
+    stamp = key.rpartition("###")[2]
     match = re.fullmatch(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})\.(\d{1,9})", stamp)
     if not match:
         return None
@@ -303,7 +299,7 @@ def event_from_record_request(body: Any, category: Category, received_at: dateti
     the type's code, the target, the member and `received_at` (the time of receipt), which is also the action's
     time unless the body gives createdAt. A retried keyless call is therefore a second activity, as it was in the
     original; our own transport always sends the key."""
-    value = body if isinstance(body, RecordBody) else _validate(RecordBody, body, "request body")
+    value = _validate(RecordBody, body, "request body")  # a RecordBody already validated is taken as it is
     key = value.messageKey
     created_at = value.createdAt
     if key is None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import jwt
 import pytest
 
-from dailyfeed.events import ActivityEvent, ActivityType, key_pattern, record_request_body
+from dailyfeed.events import ActivityEvent, ActivityType, as_utc, key_pattern, record_request_body
 from dailyfeed.extension import get_container
 from dailyfeed.store import COMMENTS, MEMBER_ACTIVITIES
 from dailyfeed.tokens import issue_admin_token, issue_service_token
@@ -196,3 +196,20 @@ def test_the_originals_feign_bodies_without_message_key_are_recorded(app, client
     [stored] = activities()
     assert stored["message_key"] == key and stored["member_id"] == 7
     assert (stored["post_id"], stored["comment_id"]) == (12, body.get("commentId"))
+
+
+def test_a_keyless_feign_body_with_created_at_keeps_that_time_and_is_keyed_by_its_receipt(app, client, activities):
+    """The action's time is the body's createdAt; the key still comes from the time of receipt, as the
+    original built it."""
+    body = {"memberId": 7, "postId": 12, "activityType": "POST_UPDATE", "createdAt": "2026-01-02T03:04:05.678Z"}
+    received = datetime.now(timezone.utc)
+    response = client.post("/api/member-activities/posts", json=body, headers=service_headers(app))
+    assert response.status_code == 201, response.json
+    key = response.json["data"]["messageKey"]
+    assert key.startswith("member_activity:kafka_event:POST_UPDATE###12###7###")
+    stamp = datetime.strptime(key.rsplit("###", 1)[1][:26], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    assert received - timedelta(seconds=1) <= stamp <= datetime.now(timezone.utc)
+    [stored] = activities()
+    assert stored["message_key"] == key
+    assert as_utc(stored["created_at"]) == datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)  # BSON keeps ms
+    assert response.json["data"]["createdAt"].startswith("2026-01-02T03:04:05.678")

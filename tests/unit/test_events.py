@@ -3,13 +3,17 @@ import json
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
+import jsonschema
 import pytest
 
 from dailyfeed.events import (
     ActivityEvent,
     ActivityType,
     Category,
+    EventValue,
     InvalidEvent,
+    RecordBody,
+    as_utc,
     event_from_record_request,
     key_timestamp,
     message_key,
@@ -254,9 +258,29 @@ def test_a_key_in_another_timezone_is_written_in_utc():
 @pytest.mark.parametrize("stamp, expected", [("2026-11-22 10:20:30.5", AT.replace(microsecond=500000)),
                                              ("2026-11-22 10:20:30.000001999", AT.replace(microsecond=1)),
                                              ("2026-11-22 10:20:30", None), ("2026-11-22 10:20:30.", None),
-                                             ("2026-11-22 10:20:30.1234567890", None)])
+                                             ("2026-11-22 10:20:30.1234567890", None),
+                                             # the years of every time we accept (dailyfeed.types), both ends in
+                                             ("1970-01-01 00:00:00.0", datetime(1970, 1, 1, tzinfo=timezone.utc)),
+                                             ("9999-12-31 23:59:59.999999999",
+                                              datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)),
+                                             ("1969-12-31 23:59:59.999999999", None),
+                                             ("0001-01-01 00:00:00.0", None)])
 def test_key_timestamps_of_any_precision(stamp, expected):
     assert key_timestamp(f"member_activity:kafka_event:POST_CREATE###31###7###{stamp}") == expected
+
+
+def test_a_record_keyed_before_1970_without_created_at_is_rejected():
+    with pytest.raises(InvalidEvent, match="createdAt is missing"):
+        ActivityEvent.from_json({"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE"},
+                                "member_activity:kafka_event:POST_CREATE###31###7###1969-12-31 23:59:59.5")
+
+
+def test_stored_times_are_read_as_utc():
+    """mongomock hands back naive UTC datetimes, FerretDB aware ones; a missing time stays missing."""
+    assert as_utc(None) is None
+    assert as_utc(AT.replace(tzinfo=None)) == AT and as_utc(AT.replace(tzinfo=None)).tzinfo is timezone.utc
+    seoul = AT.astimezone(ZoneInfo("Asia/Seoul"))
+    assert as_utc(seoul) == AT and as_utc(seoul).utcoffset() == seoul.utcoffset()
 
 
 def test_topic_day_of_names_that_are_not_date_topics():
@@ -277,6 +301,38 @@ def test_activity_types_parse_case_insensitively_and_name_the_unknown():
         ActivityType.parse("LIKE")
 
 
+def test_an_unknown_activity_type_is_answered_with_the_known_ones():
+    """The message reaches a 400 body or a dead letter's error: it names every type and (at most 60 characters
+    of) what was sent."""
+    names = ", ".join(t.value for t in ActivityType)
+    for sent, shown in (("POKE", "'POKE'"), (5, "5"), ("X" * 100, "'" + "X" * 59)):
+        with pytest.raises(InvalidEvent) as err:
+            parse(memberActivityType=sent)
+        assert str(err.value) == f"memberActivityType must be one of {names} ({shown} is an unknown activity type)"
+    with pytest.raises(InvalidEvent) as err:
+        event_from_record_request({"memberId": 7, "postId": 31, "activityType": "like"}, Category.POST_LIKE)
+    assert str(err.value) == f"activityType must be one of {names} ('like' is an unknown activity type)"
+
+
+def test_the_documented_activity_type_schema_accepts_exactly_what_parsing_accepts():
+    """/asyncapi.json and /openapi.json describe a type by this schema. JSON Schema patterns have no ignore-case
+    flag, so the names are spelled out in both cases: a client checking its records by the documents must
+    accept every spelling we parse, and refuse what we refuse."""
+    schema = EventValue.model_json_schema()["properties"]["memberActivityType"]
+    assert RecordBody.model_json_schema()["properties"]["activityType"] == schema
+    for activity_type in ActivityType:
+        name = activity_type.value
+        for spelling in (name, name.lower(), name.title(), name[0].lower() + name[1:]):
+            jsonschema.validate(spelling, schema)
+            assert parse(memberActivityType=spelling, commentId=58, followingId=9).activity_type is activity_type
+    for odd in ("LIKEPOST", "LIKE-POST", "LIKE POST", "like_post_", "_like_post", "LIKE_POS", "", "LIKE_POSTS",
+                "LIKE_CANCEL_POST"):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(odd, schema)
+        with pytest.raises(InvalidEvent, match="unknown activity type"):
+            parse(memberActivityType=odd, commentId=58, followingId=9)
+
+
 # --- the feign record call -----------------------------------------------------------------------------------
 
 def test_the_record_call_body_is_the_originals_plus_the_time():
@@ -295,6 +351,18 @@ def test_the_record_endpoint_keeps_the_callers_key():
     assert event.message_key == key and event.created_at == AT
     without_time = event_from_record_request({**body, "createdAt": None}, Category.POST_LIKE)
     assert without_time.created_at == AT.replace(microsecond=999)  # the original sent no time: the key's
+
+
+def test_a_keyless_record_call_is_keyed_by_its_time_of_receipt():
+    """The original's feign body carries no key: the key is made from the time of receipt, which is also the
+    action's time unless the body gives createdAt."""
+    body = {"memberId": 7, "postId": 31, "activityType": "LIKE_POST"}
+    event = event_from_record_request(body, Category.POST_LIKE, received_at=AT)
+    assert (event.message_key, event.created_at) == (message_key(ActivityType.LIKE_POST, 31, 7, AT), AT)
+    timed = event_from_record_request({**body, "createdAt": "2026-11-22T10:20:29Z"}, Category.POST_LIKE,
+                                      received_at=AT)
+    assert timed.message_key == message_key(ActivityType.LIKE_POST, 31, 7, AT)
+    assert timed.created_at == datetime(2026, 11, 22, 10, 20, 29, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize("body, problem", [
@@ -332,6 +400,9 @@ def test_with_key_changes_only_the_key():
     (lambda: ActivityEvent.from_bytes(b"{}", b"\xff"), "record key is not UTF-8"),
     (lambda: event_from_record_request("x", Category.POST), "request body must be a JSON object"),
     (lambda: event_from_record_request({"memberId": 7, "postId": 31}, Category.POST), "activityType is required"),
+    (lambda: event_from_record_request({"memberId": 7, "postId": 31, "activityType": "POST_CREATE",
+                                        "messageKey": "an-old-key-of-another-format"}, Category.POST),
+     "createdAt is missing and the message key carries no timestamp"),
 ])
 def test_rejections_say_exactly_what_is_wrong(call, message):
     """These messages reach a 400 body or a dead letter's error as they are."""
