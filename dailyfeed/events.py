@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 from .types import MAX_YEAR, MIN_YEAR, BadJson, Id, Timestamp, describe, load_json, text
@@ -337,10 +337,16 @@ def _any_case(name: str) -> str:
     return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in name)
 
 
-ActivityTypeName = Annotated[ActivityType, BeforeValidator(_activity_type), WithJsonSchema({
-    "type": "string", "description": "the activity type, read in any letter case",
-    "anyOf": [{"enum": [t.value for t in ActivityType]},
-              {"pattern": "^(" + "|".join(_any_case(t.value) for t in ActivityType) + ")$"}]})]
+class _ActivityTypeSchema:
+    """The JSON Schema of an activity type read in any case, made when a document asks for it (not at import)."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {"type": "string", "description": "the activity type, read in any letter case",
+                "anyOf": [{"enum": [t.value for t in ActivityType]},
+                          {"pattern": "^(" + "|".join(_any_case(t.value) for t in ActivityType) + ")$"}]}
+
+
+ActivityTypeName = Annotated[ActivityType, BeforeValidator(_activity_type), _ActivityTypeSchema()]
 MessageKey = text(MAX_KEY_CHARS, blank=False)
 
 
