@@ -12,6 +12,10 @@ BIN=.venv/bin
 # mutmut 3 records which tests run which function once, and afterwards only for tests with new names: a test
 # changed since would keep its old coverage and its new kills would go unseen. Record it afresh every run.
 rm -f mutants/mutmut-stats.json
+# It copies the package's other files (templates, static files) only into a new mutants/: bring them up to date.
+if [ -d mutants/dailyfeed ]; then
+    (cd dailyfeed && find . -type f ! -name '*.py' ! -path '*/__pycache__/*' -exec cp --parents {} ../mutants/dailyfeed/ \;)
+fi
 # shellcheck disable=SC2086
 if [ -n "${SURVIVORS:-}" ]; then
     mapfile -t patterns < <("$BIN/python" scripts/mutation_scores.py --survivor-names ${MODULES:-})
