@@ -320,11 +320,15 @@ def test_the_documented_activity_type_schema_accepts_exactly_what_parsing_accept
     accept every spelling we parse, and refuse what we refuse."""
     schema = EventValue.model_json_schema()["properties"]["memberActivityType"]
     assert RecordBody.model_json_schema()["properties"]["activityType"] == schema
+    assert schema["description"] == "the activity type, read in any letter case"  # what a reader of /docs is told
     for activity_type in ActivityType:
         name = activity_type.value
         for spelling in (name, name.lower(), name.title(), name[0].lower() + name[1:]):
             jsonschema.validate(spelling, schema)
             assert parse(memberActivityType=spelling, commentId=58, followingId=9).activity_type is activity_type
+    for not_text in (5, None, ["LIKE_POST"]):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(not_text, schema)
     for odd in ("LIKEPOST", "LIKE-POST", "LIKE POST", "like_post_", "_like_post", "LIKE_POS", "", "LIKE_POSTS",
                 "LIKE_CANCEL_POST"):
         with pytest.raises(jsonschema.ValidationError):
