@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
+from .loop import run_to_end
 from .topics import DateTopics, TopicAdminError, describe_error
 
 
@@ -65,7 +66,7 @@ def read_consumer_lag(settings: Settings, *, group_id: str | None = None, timeou
             await admin.close()
 
     try:
-        return asyncio.run(asyncio.wait_for(main(), timeout_s * 2))
+        return run_to_end(main, timeout_s * 2)
     except (asyncio.TimeoutError, TimeoutError):
         raise TopicAdminError(f"Kafka at {bootstrap} did not answer within {timeout_s * 2:.0f} s") from None
     except TopicAdminError:

@@ -15,6 +15,22 @@ from typing import Any, Awaitable, Callable, Coroutine
 log = logging.getLogger(__name__)
 
 
+def run_to_end(main: Callable[[], Coroutine[Any, Any, Any]], timeout: float) -> Any:
+    """Run `main()` to its end within `timeout` seconds (asyncio.TimeoutError after), for a synchronous caller
+    that needs no loop of its own afterwards (topic admin, a lag read). In this thread, unless this thread runs
+    an event loop already (an app made inside an async program; Playwright's sync API in the browser tests),
+    where asyncio.run refuses: then in a thread of its own."""
+    async def bounded() -> Any:
+        return await asyncio.wait_for(main(), timeout)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(bounded())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dailyfeed-run-to-end") as pool:
+        return pool.submit(asyncio.run, bounded()).result()
+
+
 class LoopClosed(RuntimeError):
     """The loop was closed; nothing more can run on it."""
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from ..config import Settings
 from ..events import topic_day, topic_name, utcnow
+from .loop import run_to_end
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class TopicAdmin:
                 await admin.close()
 
         try:
-            return asyncio.run(asyncio.wait_for(main(), self.timeout_s))
+            return run_to_end(main, self.timeout_s)
         except TopicAdminError:
             raise
         except (asyncio.TimeoutError, TimeoutError):

@@ -2,7 +2,6 @@
 polling with deadlines, and a private broker that fault tests may kill (never the shared one)."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from typing import Any, Callable, Iterable
 from dailyfeed.extension import get_container
 from dailyfeed.store import MEMBER_ACTIVITIES
 from dailyfeed.tokens import issue_member_token
+from dailyfeed.transport.loop import run_to_end
 from dailyfeed.transport.topics import DateTopics, create_topics, delete_topics
 
 from . import ROOT
@@ -37,7 +37,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float 
 
 
 def run_async(coro_factory: Callable[[], Any], timeout: float = 30.0) -> Any:
-    return asyncio.run(asyncio.wait_for(coro_factory(), timeout))
+    return run_to_end(coro_factory, timeout)
 
 
 async def _admin(bootstrap: str, work: Callable[[Any], Any]) -> Any:
