@@ -152,9 +152,12 @@ def consumer_lag(container: Container, monitor: LagMonitor | None) -> dict[str, 
         return None
     reading = monitor.reading()
     read_at = datetime.fromtimestamp(reading.read_at, timezone.utc) if reading.read_at is not None else None
+    now = time.time()
     return {"group": container.settings["kafka.consumer.group-id"], "error": reading.error,
+            "errorAgeSeconds": int(now - reading.failed_at) if reading.failed_at is not None else None,
             "readAt": json_time(read_at),
-            "readAgeSeconds": int(time.time() - reading.read_at) if read_at is not None else None,
+            "readAgeSeconds": int(now - reading.read_at) if read_at is not None else None,
+            "readEverySeconds": monitor.interval_s,
             "partitions": [{"topic": p.topic, "partition": p.partition, "endOffset": p.end_offset,
                             "committed": p.committed, "lag": p.lag} for p in reading.partitions],
             "total": sum(p.lag for p in reading.partitions) if read_at is not None else None}

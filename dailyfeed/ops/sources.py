@@ -116,11 +116,13 @@ class DeadLetterStatsCache:
 
 @dataclass(frozen=True)
 class LagReading:
-    """The last lag read that worked (its partitions, Unix time), and why the latest read failed if it did."""
+    """The last lag read that worked (its partitions, Unix time), and why and when the latest read failed if it
+    did (both None once a read worked again)."""
 
     partitions: list
     read_at: float | None
-    error: str | None
+    error: str | None = None
+    failed_at: float | None = None
 
 
 class LagMonitor:
@@ -134,6 +136,7 @@ class LagMonitor:
         self._lags: list = []
         self._read_at: float | None = None
         self._error: str | None = None
+        self._failed_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -145,10 +148,10 @@ class LagMonitor:
             metrics.source_failed("consumer_lag")
             log.warning("metrics: could not read the consumer lag (%s: %s)", type(exc).__name__, exc)
             with self._lock:
-                self._error = str(exc) or type(exc).__name__
+                self._error, self._failed_at = str(exc) or type(exc).__name__, time.time()
             return False
         with self._lock:
-            self._lags, self._read_at, self._error = lags, time.time(), None
+            self._lags, self._read_at, self._error, self._failed_at = lags, time.time(), None, None
         return True
 
     def snapshot(self) -> tuple[list, float | None]:
@@ -167,7 +170,7 @@ class LagMonitor:
                 if self._on_start is not None:
                     self._on_start(self)
         with self._lock:
-            return LagReading(list(self._lags), self._read_at, self._error)
+            return LagReading(list(self._lags), self._read_at, self._error, self._failed_at)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

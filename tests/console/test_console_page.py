@@ -147,19 +147,26 @@ def test_a_broker_that_never_answered_is_shown_as_such(admin, page, lag_reads):
     lag = admin.data(admin.get("/overview"))["consumerLag"]
     assert (lag["error"], lag["readAt"], lag["partitions"], lag["total"]) == (
         "no broker answered at 127.0.0.1:1 (injected)", None, [], None)
+    assert lag["errorAgeSeconds"] >= 0 and lag["readEverySeconds"] == 3600
     html = page.get("/admin").text
-    assert re.search(r'data-lag="error">Kafka did not answer:\s+no broker answered at 127.0.0.1:1 \(injected\)</p>',
-                     html)
+    assert re.search(r'data-lag="error">Kafka did not answer the read of \d+s ago\s+\(read again every 1h 0m\):\s+'
+                     r'no broker answered at 127.0.0.1:1 \(injected\)</p>', html)
     assert "behind" not in html
 
 
-def test_a_failed_read_after_a_good_one_shows_why_next_to_the_last_good_figures(admin, page, lag_reads):
-    _, monitor = lag_reads(BEHIND, TopicAdminError("broker went away (injected)"))
+def test_a_failed_read_after_a_good_one_shows_why_next_to_the_last_good_figures_until_kafka_answers_again(
+        admin, page, lag_reads):
+    _, monitor = lag_reads(BEHIND, TopicAdminError("broker went away (injected)"), BEHIND[:1])
     assert admin.data(admin.get("/overview"))["consumerLag"]["error"] is None
     assert monitor.refresh() is False  # what the monitor's thread does every metrics.lag-interval-s
     lag = admin.data(admin.get("/overview"))["consumerLag"]
     assert (lag["error"], lag["total"], len(lag["partitions"])) == ("broker went away (injected)", 9, 2)
     html = page.get("/admin").text
-    assert re.search(r'Kafka did not answer the latest read:\s+broker went away \(injected\)\. '
-                     r'Shown below: the last read that worked</p>', html)
+    assert re.search(r'Kafka did not answer the read of \d+s ago\s+\(read again every 1h 0m\):\s+broker went away '
+                     r'\(injected\)\. Shown below: the last read that worked</p>', html)
     assert 'data-lag="9">Total <strong>9</strong> behind' in html
+
+    assert monitor.refresh() is True  # Kafka answers again: the failure is no longer shown
+    lag = admin.data(admin.get("/overview"))["consumerLag"]
+    assert (lag["error"], lag["errorAgeSeconds"], lag["total"]) == (None, None, 6)
+    assert "did not answer" not in page.get("/admin").text
