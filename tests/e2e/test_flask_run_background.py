@@ -7,7 +7,6 @@ line counts the processes that started the background work."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 import requests
 
 from tests.support.apps import free_port
+from tests.support.processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED = "could not make sure the date topics"
@@ -52,12 +52,7 @@ def test_a_server_starts_the_background_work_once_in_the_serving_process(tmp_pat
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the group of the server this test started (and its reloader child)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process, timeout=15)
     output = log.read_text()
     assert output.count(STARTED) == 1, output
     assert ("Restarting with" in output) is ("--reload" in command)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from dailyfeed.transport.topics import DateTopics
 
 from ..support.kafka import activities, produce, wait_until
 from ..support.metrics import total, value
+from ..support.processes import stop_group
 from ..support.records import read_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
@@ -100,12 +100,7 @@ def test_listen_metrics_port_shows_what_waits_at_start_and_zero_once_caught_up(k
                    "the listener counts what it stored")
         assert len(activities(quiet)) == 15
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the process group this test started
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
     assert process.returncode == 0, log.read_text()
     assert "dailyfeed listener stopped" in log.read_text()
 
@@ -135,10 +130,5 @@ def test_a_restore_watch_metrics_port_counts_its_passes(kafka_apps, tmp_path):
         assert value(text, "dailyfeed_restore_dead_letters_total", job="listener", outcome="failed") == 0
         assert value(text, "dailyfeed_dead_letters", collection="kafka_listener_dead_letters", status="pending") == 0
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
     assert process.returncode == 0, log.read_text()

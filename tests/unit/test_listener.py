@@ -321,10 +321,9 @@ def test_a_failed_commit_is_reported_and_the_stored_records_stay(db):
     assert list(stored(db)) == [event.message_key]
 
 
-def test_the_listener_thread_retries_an_unreachable_broker_then_consumes_until_stopped(db):
-    event = new_event()
-    consumers = [FakeConsumer(start_error=KafkaConnectionError("Unable to bootstrap")),
-                 FakeConsumer([{TP0: [event_record(TP0, 0, event)]}])]
+def run_until_the_second_consumer_commits(db, consumers: list[FakeConsumer]):
+    """A listener thread whose consumers are `consumers`, one after another, stopped once the second committed;
+    (the listener, the consumers it made)."""
     made: list[FakeConsumer] = []
 
     def factory():
@@ -337,6 +336,14 @@ def test_the_listener_thread_retries_an_unreachable_broker_then_consumes_until_s
         assert consumers[1].committed.wait(10)
     finally:
         listener.stop(timeout=5)
+    return listener, made
+
+
+def test_the_listener_thread_retries_an_unreachable_broker_then_consumes_until_stopped(db):
+    event = new_event()
+    consumers = [FakeConsumer(start_error=KafkaConnectionError("Unable to bootstrap")),
+                 FakeConsumer([{TP0: [event_record(TP0, 0, event)]}])]
+    listener, made = run_until_the_second_consumer_commits(db, consumers)
 
     assert not listener.running
     assert list(stored(db)) == [event.message_key]
@@ -354,18 +361,7 @@ def test_a_consumer_failing_mid_poll_is_closed_and_replaced_and_the_records_are_
             raise KafkaConnectionError("connection to the coordinator lost (injected)")
 
     consumers = [FailingPoll(), FakeConsumer([{TP0: [event_record(TP0, 3, event)]}])]
-    made: list[FakeConsumer] = []
-
-    def factory():
-        made.append(consumers[len(made)])
-        return made[-1]
-
-    listener, _, _ = make_listener(db, consumer_factory=factory)
-    listener.start()
-    try:
-        assert consumers[1].committed.wait(10)
-    finally:
-        listener.stop(timeout=5)
+    listener, made = run_until_the_second_consumer_commits(db, consumers)
 
     assert not listener.running and len(made) == 2
     assert made[0].started and made[0].stopped and made[0].commits == []  # the failed one was closed
