@@ -38,8 +38,8 @@ from dailyfeed import create_app  # noqa: E402
 from dailyfeed.deadletters import Status  # noqa: E402
 from dailyfeed.events import ActivityEvent, ActivityType  # noqa: E402
 from dailyfeed.extension import get_container  # noqa: E402
-from dailyfeed.ops import metrics  # noqa: E402
 from dailyfeed.store import DEAD_LETTER_COLLECTIONS  # noqa: E402
+from dailyfeed.telemetry import metrics  # noqa: E402
 from dailyfeed.tokens import issue_member_token  # noqa: E402
 from dailyfeed.transport.fake import FakeTransport  # noqa: E402
 

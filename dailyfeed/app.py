@@ -28,8 +28,8 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     from .content import api as content_api
     from .docs import bp as docs_bp
     from .ops import init_app as init_ops
-    from .ops.logs import configure_logging
     from .restore import cli as restore_cli
+    from .telemetry.logs import configure_logging
     from .transport import cli as transport_cli
 
     settings = load_settings(test_config)

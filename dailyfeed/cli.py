@@ -28,7 +28,7 @@ def _create_app():
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
 def main() -> None:
     """dailyfeed: posts, comments, likes and the member activity feed."""
-    # Logging is set up by create_app from log.format and log.level (dailyfeed.ops.logs).
+    # Logging is set up by create_app from log.format and log.level (dailyfeed.telemetry.logs).
 
 
 @main.command("token")

@@ -158,7 +158,7 @@ class ActivityEvent:
     message_key: str
     updated_at: datetime | None = None
     following_id: int | None = field(default=None)  # MEMBER events only: the member followed/unfollowed
-    # The W3C trace context of the request that caused the action (dailyfeed.ops.tracing): it travels beside the
+    # The W3C trace context of the request that caused the action (dailyfeed.telemetry.tracing): it travels beside the
     # event (record headers, feign headers, dead letters), never in the event JSON, and is no part of its identity.
     traceparent: str | None = field(default=None, compare=False)
 

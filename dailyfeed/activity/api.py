@@ -9,7 +9,7 @@ from ..contract import operation
 from ..errors import InvalidInput
 from ..events import RECORD_PATHS, ActivityTypeName, InvalidEvent, RecordBody, event_from_record_request, utcnow
 from ..extension import get_container
-from ..ops import tracing
+from ..telemetry import tracing
 from ..web import Page, PageQuery, page_body, success
 
 bp = Blueprint("activity", __name__)

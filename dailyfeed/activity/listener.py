@@ -28,8 +28,8 @@ from ..config import Settings
 from ..deadletters import DeadLetterStore, DeadLetterStoreError
 from ..delivery import Backoff, ConsumerOptions, consumer_options
 from ..events import ActivityEvent
-from ..ops import metrics
-from ..ops.tracing import from_record_headers, trace_id_of
+from ..telemetry import metrics
+from ..telemetry.tracing import from_record_headers, trace_id_of
 from ..transport.topics import DateTopics, describe_error
 from .service import ActivityService
 
@@ -148,6 +148,16 @@ class ActivityListener:
     @property
     def stopping(self) -> bool:
         return self._stop_requested.is_set()
+
+    component = "listener"  # its name among /healthz's components
+
+    def liveness(self) -> dict[str, Any]:
+        """This listener's part of /healthz: UP while its thread runs, DOWN with the reason once it ended."""
+        if self.running:
+            return {"status": "UP", "consuming": self.describe}
+        if self.stopping:
+            return {"status": "DOWN", "reason": "stopped: the process is shutting down"}
+        return {"status": "DOWN", "reason": "the listener thread ended unexpectedly (see the log)"}
 
     async def _sleep(self, seconds: float) -> None:
         """Pause, but wake up at once when the listener is asked to stop."""

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from ..errors import ActivityNotRecorded, AlreadyFollowing, InvalidInput, NotFound
 from ..events import ActivityEvent, ActivityType
-from ..ops import tracing
+from ..telemetry import tracing
 from ..web import json_time
 from .repository import ActivityRepository, FollowRepository
 

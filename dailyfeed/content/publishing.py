@@ -8,7 +8,7 @@ from typing import Callable, Mapping
 
 from ..deadletters import DeadLetterStore, DeadLetterStoreError
 from ..events import ActivityEvent, Service
-from ..ops import metrics, tracing
+from ..telemetry import metrics, tracing
 from ..transport.base import Transport, TransportError
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from typing import Any
 from flask import Flask, request
 
 from ..extension import get_container
-from . import metrics, probes, tracing
+from ..telemetry import metrics, tracing
+from . import probes
 from .state import STATE_KEY, build_state, lag_monitor, state_of
 
 __all__ = ["init_app", "lag_monitor", "serve_metrics", "state_of"]

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from ..contract import operation
 from ..extension import get_container
 from ..store import DEAD_LETTER_COLLECTIONS
-from . import metrics
+from ..telemetry import metrics
 from .state import state_of
 
 bp = Blueprint("ops", __name__)
@@ -89,18 +89,13 @@ def metrics_endpoint():
 # --- the checks --------------------------------------------------------------------------------------------------
 
 def liveness(container: Any) -> dict[str, dict[str, Any]]:
-    from ..activity.listener import ActivityListener
-
+    """The process, and each background worker that reports its own liveness (the Kafka listener)."""
     components: dict[str, dict[str, Any]] = {"process": {"status": UP}}
-    listeners = [item for item in container.background if isinstance(item, ActivityListener)]
-    for listener in listeners:
-        if listener.running:
-            components["listener"] = {"status": UP, "consuming": listener.describe}
-        elif listener.stopping:
-            components["listener"] = {"status": DOWN, "reason": "stopped: the process is shutting down"}
-        else:
-            components["listener"] = {"status": DOWN, "reason": "the listener thread ended unexpectedly (see the log)"}
-    if not listeners and container.settings.kafka_in_use:
+    for item in container.background:
+        report = getattr(item, "liveness", None)
+        if report is not None:
+            components[item.component] = report()
+    if "listener" not in components and container.settings.kafka_in_use:
         components["listener"] = {"status": UP, "note": "not run in this process (dailyfeed listen runs it)"}
     return components
 

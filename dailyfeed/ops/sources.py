@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 
 from ..deadletters import DeadLetterStats, Status
 from ..events import as_utc
-from . import metrics
+from ..telemetry import metrics
 
 log = logging.getLogger(__name__)
 

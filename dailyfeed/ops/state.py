@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 
 from ..extension import get_container
-from . import metrics
+from ..telemetry import metrics
 from .sources import DeadLetterStatsCache, LagMonitor, read_dead_letter_stats
 
 STATE_KEY = "dailyfeed.ops"

@@ -41,8 +41,8 @@ from ..deadletters import (
     new_claim_token,
 )
 from ..events import ActivityEvent, Category, InvalidEvent, as_utc, publishing_service
-from ..ops import metrics
 from ..store import KAFKA_LISTENER_DEAD_LETTERS
+from ..telemetry import metrics
 from ..transport.base import Transport, TransportError, TransportUnavailable
 
 log = logging.getLogger(__name__)

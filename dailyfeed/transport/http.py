@@ -15,7 +15,7 @@ import requests
 
 from ..delivery import FeignOptions, RetryPolicy
 from ..events import RECORD_PATHS, ActivityEvent, PublishType, record_request_body
-from ..ops.tracing import headers_for
+from ..telemetry.tracing import headers_for
 from ..tokens import issue_service_token
 from .base import TransportRejected, TransportUnavailable
 from .circuit import BreakerGuarded, CircuitBreaker

@@ -20,7 +20,7 @@ from typing import Any
 from ..config import Settings
 from ..delivery import ProducerOptions, producer_options
 from ..events import ActivityEvent, PublishType
-from ..ops.tracing import record_headers
+from ..telemetry.tracing import record_headers
 from .base import TransportUnavailable
 from .circuit import BreakerGuarded, CircuitBreaker
 from .loop import LoopClosed, LoopThread

@@ -8,9 +8,9 @@ import pytest
 from dailyfeed.activity.listener import ActivityListener
 from dailyfeed.delivery import ConsumerOptions
 from dailyfeed.extension import get_container
-from dailyfeed.ops import metrics
 from dailyfeed.ops.sources import DeadLetterStatsCache
 from dailyfeed.store import FEIGN_DEAD_LETTERS, MEMBER_ACTIVITIES
+from dailyfeed.telemetry import metrics
 from tests.support.kafka import wait_until
 from tests.support.metrics import total, value
 from tests.support.wsgi import WsgiAdapter

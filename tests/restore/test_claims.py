@@ -491,7 +491,7 @@ def test_an_insert_refused_for_another_reason_than_a_duplicate_is_raised():
 
 CANONICAL = {"_id", "message_key", "category", "payload", "created_at", "updated_at", "topic", "origin", "attempts",
              "error", "last_attempt_at", "status", "is_completed", "is_editing",  # SPEC section 7
-             "traceparent"}  # the trace context of the request that caused it (dailyfeed.ops.tracing)
+             "traceparent"}  # the trace context of the request that caused it (dailyfeed.telemetry.tracing)
 
 
 def test_every_step_keeps_the_canonical_shape_and_stamps_its_time(db, dead_letters, stepping_clock):

@@ -17,17 +17,30 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node that can run: the body of `if TYPE_CHECKING:` is left out (it only names types)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _runtime_nodes(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
                 base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
                 target = ".".join(base + ([node.module] if node.module else []))
                 submodules = [f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in modules]
-                graph[name].update(m for m in (submodules or [target]) if m in modules and m != name)
+                # `from pkg import module` runs pkg/__init__.py too: it imports the package as well as the module
+                # (but for a package the importing module is inside, whose __init__.py has run before it)
+                packages = [] if submodules and name.startswith(f"{target}.") else [target]
+                graph[name].update(m for m in (submodules + packages) if m in modules and m != name)
             elif isinstance(node, ast.Import):
                 graph[name].update(alias.name for alias in node.names if alias.name in modules)
     return graph
@@ -65,8 +78,31 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph folded onto dailyfeed's top-level packages and modules (dailyfeed.ops, dailyfeed.events)."""
+    def package(name: str) -> str:
+        return ".".join(name.split(".")[:2])
+
+    folded: dict[str, set[str]] = {package(name): set() for name in graph}
+    for name, targets in graph.items():
+        folded[package(name)].update(package(t) for t in targets if package(t) != package(name))
+    return folded
+
+
 def test_no_import_circle_between_modules():
     assert cycles(import_graph()) == []
+
+
+def test_no_import_circle_between_packages():
+    assert cycles(package_graph(import_graph())) == []
+
+
+def test_telemetry_is_a_leaf():
+    """Metrics, tracing and logs import nothing of dailyfeed but the shared language, and no Flask."""
+    graph = package_graph(import_graph())
+    assert graph["dailyfeed.telemetry"] <= {"dailyfeed.events", "dailyfeed.config"}
+    telemetry = [path for name, path in _modules().items() if name.startswith("dailyfeed.telemetry")]
+    assert telemetry and not [p.name for p in telemetry if "flask" in p.read_text()]
 
 
 def test_the_cycle_check_finds_a_circle():

@@ -13,7 +13,7 @@ from dailyfeed.config import ConfigError, load_settings
 from dailyfeed.content.publishing import ActivityPublisher
 from dailyfeed.deadletters import DeadLetterStore
 from dailyfeed.events import ActivityEvent, ActivityType, PublishType, Service
-from dailyfeed.ops import logs, tracing
+from dailyfeed.telemetry import logs, tracing
 from dailyfeed.transport.base import TransportUnavailable
 from dailyfeed.transport.fake import FakeTransport
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from prometheus_client import Counter, Histogram
 
-from dailyfeed.ops import metrics
+from dailyfeed.telemetry import metrics
 
 
 def declared() -> set[str]:

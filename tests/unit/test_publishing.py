@@ -11,8 +11,8 @@ from dailyfeed.content.publishing import ActivityPublisher, PublishFailed
 from dailyfeed.deadletters import DeadLetterStore, DeadLetterStoreError
 from dailyfeed.events import ActivityEvent, ActivityType, PublishType, Service
 from dailyfeed.extension import get_container
-from dailyfeed.ops import metrics, tracing
 from dailyfeed.store import FEIGN_DEAD_LETTERS, KAFKA_PUBLISHER_DEAD_LETTERS
+from dailyfeed.telemetry import metrics, tracing
 from dailyfeed.transport.base import CircuitOpen, TransportRejected, TransportUnavailable
 from dailyfeed.transport.fake import FakeTransport
 

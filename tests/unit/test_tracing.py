@@ -1,4 +1,4 @@
-"""W3C trace context (dailyfeed.ops.tracing), with the OpenTelemetry API installed and with it hidden: a valid
+"""W3C trace context (dailyfeed.telemetry.tracing), with the OpenTelemetry API installed and with it hidden: a valid
 incoming traceparent is carried on with its trace id, anything else starts a new trace, and the trace travels with
 the event (record headers, feign headers), never in the event JSON."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dailyfeed.events import ActivityEvent, ActivityType
-from dailyfeed.ops import tracing
+from dailyfeed.telemetry import tracing
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 INCOMING = f"00-{TRACE_ID}-00f067aa0ba902b7-01"

@@ -4,7 +4,7 @@ at `log.level`.
 A JSON line has `time` (ISO-8601 UTC), `level`, `logger` and `message`, the traceback as `exc_info` when there is
 one, and whatever a call passes in `extra`: the write and delivery paths pass `message_key`, `topic`,
 `partition` and `offset` where they know them. `trace_id` is added from the event's trace or from the request
-being served (dailyfeed.ops.tracing). The formatting is python-json-logger's.
+being served (dailyfeed.telemetry.tracing). The formatting is python-json-logger's.
 """
 from __future__ import annotations
 
