@@ -24,6 +24,7 @@ from ..auth import admin_required
 from ..contract import operation
 from ..deadletters import Selection
 from ..extension import get_container
+from ..restore import actions
 from ..web import PageQuery, success
 from . import service
 
@@ -74,7 +75,7 @@ class DiscardBody(Action):
 def _selection(body: Action) -> Selection:
     params = body.filter.model_dump(exclude_none=True) if body.filter else {}
     selection = service.selection_from(params, body.ids)
-    service.check_bulk(selection, body.all)
+    actions.check_bulk(selection, body.all)
     return selection
 
 
@@ -104,7 +105,7 @@ def dead_letter(dead_letter_id: str):
 @operation(body=ReplayBody, response=dict[str, Any], auth=admin_required, tags=TAGS)
 def replay(body: ReplayBody):
     """Replay pending dead letters through the restore jobs (a dry run first says how many)."""
-    answer = service.replay(get_container(), _selection(body), dry_run=body.dryRun, mode=body.mode)
+    answer = actions.replay(get_container(), _selection(body), dry_run=body.dryRun, mode=body.mode)
     return success(answer.to_json())
 
 
@@ -112,7 +113,7 @@ def replay(body: ReplayBody):
 @operation(body=DiscardBody, response=dict[str, Any], auth=admin_required, errors=(409,), tags=TAGS)
 def discard(body: DiscardBody):
     """Discard pending or failed dead letters; past a dry run, expectedCount must be the count confirmed."""
-    answer = service.discard(get_container(), _selection(body), dry_run=body.dryRun, expected=body.expectedCount)
+    answer = actions.discard(get_container(), _selection(body), dry_run=body.dryRun, expected=body.expectedCount)
     return success(answer.to_json())
 
 
@@ -120,4 +121,4 @@ def discard(body: DiscardBody):
 @operation(body=Action, response=dict[str, Any], auth=admin_required, tags=TAGS)
 def requeue(body: Action):
     """Put failed dead letters back to pending (their error and attempts stay)."""
-    return success(service.requeue(get_container(), _selection(body), dry_run=body.dryRun).to_json())
+    return success(actions.requeue(get_container(), _selection(body), dry_run=body.dryRun).to_json())

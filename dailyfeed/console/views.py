@@ -23,6 +23,7 @@ from ..deadletters import SHORT_NAMES, Status, age_text
 from ..errors import DailyfeedError, InvalidInput
 from ..events import Category
 from ..extension import get_container
+from ..restore import actions
 from ..web import MAX_PAGE_SIZE
 from . import charts, service
 
@@ -203,29 +204,19 @@ def action():
         selection = service.selection_from({}, ids)
     elif scope in ("matching", "all"):
         selection = service.selection_from(params)
-        service.check_bulk(selection, scope == "all")
+        actions.check_bulk(selection, scope == "all")
     else:
         raise InvalidInput(f"unknown scope {scope!r}")
-    mode = request.form.get("mode", service.ReplayMode.REPUBLISH)
+    mode = request.form.get("mode", actions.ReplayMode.REPUBLISH)
     back = request.form.get("back") or ""
     if not back.startswith("/admin"):
         back = url_for(".index")
     if request.form.get("step") != "run":
-        if name == "replay":
-            preview = service.replay(container, selection, dry_run=True, mode=mode)
-        elif name == "discard":
-            preview = service.discard(container, selection, dry_run=True, expected=None)
-        else:
-            preview = service.requeue(container, selection, dry_run=True)
+        preview = actions.act(name, container, selection, dry_run=True, mode=mode)
         return render_template("console/confirm.html", csrf=_csrf(token), action=name, label=ACTIONS[name],
                                preview=preview.to_json(), scope=scope, ids=ids, filters=params, mode=mode,
-                               back=back, modes=service.ReplayMode.ALL)
-    if name == "replay":
-        answer = service.replay(container, selection, dry_run=False, mode=mode)
-    elif name == "discard":
-        answer = service.discard(container, selection, dry_run=False, expected=_int_field("expected"))
-    else:
-        answer = service.requeue(container, selection, dry_run=False)
+                               back=back, modes=actions.ReplayMode.ALL)
+    answer = actions.act(name, container, selection, dry_run=False, mode=mode, expected=_int_field("expected"))
     counts = {k: v for k, v in answer.counts.items()}
     separator = "&" if "?" in back else "?"
     return redirect(f"{back}{separator}{urlencode({'done': name, **counts})}", 303)

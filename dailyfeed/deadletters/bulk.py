@@ -20,6 +20,7 @@ from .queries import Selection
 #: the statuses a discard takes: a completed or discarded dead letter is final
 DISCARDABLE = (Status.PENDING, Status.FAILED)
 REQUEUEABLE = (Status.FAILED,)
+UNDISCARDABLE = (Status.DISCARDED,)  # a discard is undone while the dead letter is kept (not purged)
 
 
 @dataclass
@@ -49,6 +50,10 @@ class BulkActions:
     def requeue_matching(self, selection: Selection, *, limit: int | None = None) -> BulkResult:
         """Put every failed dead letter that matches back to pending (its error and attempts stay)."""
         return self._each_claimed(selection, REQUEUEABLE, self.requeue, limit)
+
+    def undiscard_matching(self, selection: Selection, *, limit: int | None = None) -> BulkResult:
+        """Put every discarded dead letter that matches back to pending: a discard undone."""
+        return self._each_claimed(selection, UNDISCARDABLE, self.undiscard, limit)
 
     def _each_claimed(self, selection: Selection, statuses: tuple[Status, ...],
                       act: Callable[[str, Any, str], bool], limit: int | None) -> BulkResult:
