@@ -1,4 +1,5 @@
-"""What a serving process runs beside answering requests: the date topics at start-up and the Kafka listener.
+"""What a serving process runs beside answering requests: the dead-letter tasks and retention purge, the date
+topics at start-up and the Kafka listener.
 
 Only the process that serves starts it — `dailyfeed serve`, `flask run` (in the reloader's child, not in the
 watcher process that only restarts it), or a WSGI entry point that asks for it with
@@ -33,6 +34,7 @@ def serving_under_flask_run() -> bool:
 
 def start_background(dailyfeed: Any) -> None:
     """Start the serving process's background work and register it in `dailyfeed.background`."""
+    start_task_worker(dailyfeed)
     settings = dailyfeed.settings
     if not settings.kafka_in_use:
         return
@@ -46,3 +48,18 @@ def start_background(dailyfeed: Any) -> None:
     dailyfeed.background.append(listener)
     # `flask run` ends with Ctrl-C and no app teardown: stop between batches so what is stored is committed.
     atexit.register(listener.stop)
+
+
+def start_task_worker(dailyfeed: Any) -> None:
+    """Run the dead-letter tasks (replay, discard, re-queue of a selection) that the console, the API and the CLI
+    start, and the retention purge of dead letters."""
+    from .restore.actions import purge_by_retention
+    from .restore.tasks import TaskWorker
+
+    settings = dailyfeed.settings
+    worker = TaskWorker(dailyfeed, poll_s=settings["tasks.poll-s"],
+                        upkeep=lambda: purge_by_retention(dailyfeed),
+                        upkeep_every_s=settings["deadletters.retention-interval-s"])
+    worker.start()
+    dailyfeed.background.append(worker)
+    atexit.register(worker.stop)

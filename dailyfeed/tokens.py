@@ -4,7 +4,9 @@ Three kinds, told apart by the `scope` claim (SPEC section 8a):
 - member (`sub` = member id, no scope): acts as that member on the content and follow endpoints;
 - service (`scope` = activity:record): the only one that may call the record endpoints (the feign transport uses
   one), so a member token can never write activities in someone else's name;
-- admin (`scope` = admin): the dead-letter console and the admin API.
+- admin (`scope` = admin): the dead-letter console and the admin API; `sub` is the admin's name
+  (`--name alice`), which the audit trail records;
+- viewer (`scope` = admin:read): every page and read of the console and the admin API, no action.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from .events import utcnow
 
 RECORD_SCOPE = "activity:record"
 ADMIN_SCOPE = "admin"
+VIEWER_SCOPE = "admin:read"
+MAX_NAME = 64
 SERVICE_SUBJECT = "dailyfeed-content"
 
 
@@ -31,6 +35,10 @@ def issue_service_token(secret: str, ttl_seconds: int = 300, subject: str = SERV
 
 def issue_admin_token(secret: str, ttl_seconds: int, subject: str = "admin") -> str:
     return _scoped_token(secret, subject, ADMIN_SCOPE, ttl_seconds)
+
+
+def issue_viewer_token(secret: str, ttl_seconds: int, subject: str = "viewer") -> str:
+    return _scoped_token(secret, subject, VIEWER_SCOPE, ttl_seconds)
 
 
 def _scoped_token(secret: str, subject: str, scope: str, ttl_seconds: int) -> str:

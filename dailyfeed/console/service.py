@@ -18,6 +18,7 @@ from ..deadletters import (
     Status,
     parse_when,
 )
+from ..deadletters.audit import AUDIT_FILTERS, AuditQuery
 from ..errors import InvalidInput, NotFound
 from ..events import Category
 from ..ops.sources import LagMonitor
@@ -77,6 +78,28 @@ def selection_from(params: Mapping[str, Any], ids: Iterable[Any] | None = None) 
                      status=Status(status) if status else None,
                      collections=(COLLECTION_NAMES[collection],) if collection else None,
                      ids=parse_ids(ids) if ids is not None else None)
+
+
+def audit_query_from(params: Mapping[str, Any]) -> AuditQuery:
+    """The audit trail's filters (a query string or a form): one of actor, action, outcome, task; since, until."""
+    chosen = [name for name in AUDIT_FILTERS if params.get(name)]
+    if len(chosen) > 1:
+        raise InvalidInput(f"filter the audit trail by one of {', '.join(AUDIT_FILTERS)} at a time, "
+                           f"not {' and '.join(chosen)}")
+    times = {}
+    for name in ("since", "until"):
+        try:
+            times[name] = parse_when(params[name]) if params.get(name) else None
+        except ValueError as exc:
+            raise InvalidInput(f"{name}: {exc}") from None
+    task = params.get("task") or None
+    if task is not None:
+        try:
+            task = ObjectId(task)
+        except (InvalidId, TypeError):
+            raise InvalidInput(f"task: {task!r} is not a task id (24 hex digits)") from None
+    return AuditQuery(actor=params.get("actor") or None, action=params.get("action") or None,
+                      outcome=params.get("outcome") or None, task=task, **times)
 
 
 def parse_ids(ids: Iterable[Any]) -> tuple[ObjectId, ...]:

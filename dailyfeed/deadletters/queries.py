@@ -2,7 +2,9 @@
 (`dailyfeed deadletters`) and any page that shows them."""
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -231,6 +233,49 @@ class Selection:
             query["status"] = values[0] if len(values) == 1 else {"$in": values}
         return query
 
+    def to_doc(self) -> dict[str, Any]:
+        """The selection as a document (a task keeps it, the audit trail records it); `from_doc` reads it back."""
+        doc: dict[str, Any] = {}
+        for name in SELECTION_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, Status):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            doc[name] = value
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> "Selection":
+        values: dict[str, Any] = {}
+        for name, value in doc.items():
+            if name not in SELECTION_FIELDS or value is None:
+                continue
+            if name == "status":
+                value = Status(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            elif isinstance(value, datetime):
+                value = as_utc(value)
+            values[name] = value
+        return cls(**values)
+
+    def fingerprints(self) -> list[str]:
+        """One name per collection this selection takes, the same for the same filters: a running task holds a lock
+        under each, so that two tasks never run on one collection and selection at once."""
+        doc = {k: v for k, v in self.to_doc().items() if k != "collections"}
+        for name in ("since", "until"):
+            if name in doc:
+                doc[name] = as_utc(doc[name]).isoformat()
+        for name in ("ids", "keys"):
+            if name in doc:
+                doc[name] = sorted(str(v) for v in doc[name])
+        text = json.dumps(doc, sort_keys=True, default=str)
+        return [f"{collection}/{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+                for collection in self.of(DEAD_LETTER_COLLECTIONS)]
+
     def takes(self, collection: str) -> bool:
         return self.collections is None or collection in self.collections
 
@@ -254,6 +299,9 @@ class Selection:
         if self.ids is not None or self.keys is not None:
             parts.append(f"{len(self.ids or self.keys or ())} chosen")
         return ", ".join(parts) or "all dead letters"
+
+
+SELECTION_FIELDS = tuple(Selection.__dataclass_fields__)
 
 
 @dataclass(frozen=True)

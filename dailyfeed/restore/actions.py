@@ -8,17 +8,21 @@ Each action has a dry run that changes nothing and answers the count it would ac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..deadletters import LISTENER_DEAD_LETTERS, PUBLISHER_DEAD_LETTERS, SHORT_NAMES, Selection, Status
-from ..deadletters.bulk import DISCARDABLE, REQUEUEABLE, UNDISCARDABLE
+from ..deadletters import LISTENER_DEAD_LETTERS, PUBLISHER_DEAD_LETTERS, SHORT_NAMES, Selection, Status, audit
+from ..deadletters.bulk import DISCARDABLE, REQUEUEABLE, UNDISCARDABLE, PurgeResult
 from ..errors import Conflict, InvalidInput
+from ..events import utcnow
 from .jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreJob, RestoreOptions, Summary
 
 if TYPE_CHECKING:
     from ..bootstrap import Container
 
 DETAILS_SHOWN = 100  # per-dead-letter lines an action answers with
+#: `expected` of a discard whose count was confirmed when its task started: each chunk acts on what is left
+CONFIRMED = -1
 
 
 class ReplayMode:
@@ -139,7 +143,7 @@ def discard(container: Container, selection: Selection, *, dry_run: bool, expect
         return ActionAnswer("discard", True, {"matching": matching}, selection.described())
     if expected is None:
         raise InvalidInput("expectedCount is required: the count a dry run answered, as confirmed")
-    if expected != matching:
+    if expected != CONFIRMED and expected != matching:
         raise Conflict(f"the selection now matches {matching} dead letters to discard, not {expected}; "
                        "look again and confirm the new count")
     done = container.dead_letters.discard_matching(selection, limit=limit)
@@ -172,7 +176,7 @@ def undo_discard(container: Container, selection: Selection, *, dry_run: bool,
 #: every action by name, called alike: (container, selection, dry_run, options) -> ActionAnswer
 ACTIONS: dict[str, Callable[..., ActionAnswer]] = {
     "replay": lambda c, s, dry_run, o: replay(c, s, dry_run=dry_run, mode=o.get("mode") or ReplayMode.REPUBLISH,
-                                              limit=o.get("limit"), rate=o.get("rate")),
+                                              limit=o.get("limit"), rate=o.get("rate"), report=o.get("report")),
     "discard": lambda c, s, dry_run, o: discard(c, s, dry_run=dry_run, expected=o.get("expected"),
                                                 limit=o.get("limit")),
     "requeue": lambda c, s, dry_run, o: requeue(c, s, dry_run=dry_run, limit=o.get("limit")),
@@ -181,8 +185,61 @@ ACTIONS: dict[str, Callable[..., ActionAnswer]] = {
 
 
 def act(name: str, container: Container, selection: Selection, *, dry_run: bool, **options: Any) -> ActionAnswer:
-    """The action `name` (one of ACTIONS) on `selection`; `options`: mode (replay), expected (discard), limit,
-    rate. InvalidInput for an unknown name."""
+    """The action `name` (one of ACTIONS) on `selection`; `options`: mode and report (replay), expected (discard),
+    limit, rate. InvalidInput for an unknown name."""
+    check_name(name)
+    return ACTIONS[name](container, selection, dry_run, options)
+
+
+def perform(name: str, container: Container, selection: Selection, *, actor: str, via: str,
+            reason: str | None = None, **options: Any) -> ActionAnswer:
+    """The action `name` done for real by `actor`, and recorded in the audit trail (a refusal too: a count that
+    changed since the dry run). `options` as for `act`; `expected` is also the audit's dry-run count."""
+    try:
+        answer = act(name, container, selection, dry_run=False, **options)
+    except Conflict as exc:
+        audit.record(container.db, actor=actor, action=name, outcome="refused", via=via, selection=selection,
+                     dry_run_count=options.get("expected"), reason=reason, detail=exc.message)
+        raise
+    audit.record(container.db, actor=actor, action=name, outcome="done", via=via, selection=selection,
+                 dry_run_count=options.get("expected"), result_count=answer.done, reason=reason,
+                 detail=", ".join(f"{k} {v}" for k, v in answer.counts.items()))
+    return answer
+
+
+def purge_by_retention(container: Container, *, now: datetime | None = None) -> PurgeResult | None:
+    """The retention purge the serving process runs: completed and discarded dead letters older than
+    deadletters.retention-days (0: never, None answered) are deleted; audited when it deleted anything. The audit
+    trail itself is kept."""
+    days = container.settings["deadletters.retention-days"]
+    if not days:
+        return None
+    return purge(container, (now or utcnow()) - timedelta(days=days), discarded=True, actor="retention",
+                 via="retention")
+
+
+def purge(container: Container, older_than: datetime, *, actor: str, via: str, discarded: bool = False,
+          dry_run: bool = False, reason: str | None = None) -> PurgeResult:
+    """Delete completed (and with `discarded`, discarded) dead letters finished before `older_than`; audited."""
+    result = container.dead_letters.purge_completed(older_than, dry_run=dry_run, discarded=discarded)
+    if not dry_run and (result.dead_letters or via != "retention"):
+        audit.record(container.db, actor=actor, action="purge", outcome="done", via=via,
+                     result_count=result.dead_letters, reason=reason,
+                     detail=f"{'completed and discarded' if discarded else 'completed'} before "
+                            f"{older_than:%Y-%m-%d %H:%M:%S}Z; {result.claims} claims")
+    return result
+
+
+def check_name(name: str) -> None:
     if name not in ACTIONS:
         raise InvalidInput(f"unknown action {name!r}; actions are {', '.join(ACTIONS)}")
-    return ACTIONS[name](container, selection, dry_run, options)
+
+
+def count(name: str, container: Container, selection: Selection, *, mode: str | None = None) -> int:
+    """How many dead letters the action `name` would take now: its dry-run count, without a replay's per-dead-letter
+    preview (what a task starts with, and what its progress counts against)."""
+    check_name(name)
+    if name == "replay":
+        check_replay(selection, mode or ReplayMode.REPUBLISH)
+        return container.dead_letters.count_claimable(PUBLISHER_DEAD_LETTERS + LISTENER_DEAD_LETTERS, selection)
+    return act(name, container, selection, dry_run=True).matching

@@ -21,7 +21,7 @@ from pymongo.errors import PyMongoError
 
 from ..events import utcnow
 from ..extension import get_container
-from . import deadletters_cli
+from . import deadletters_cli, tasks_cli
 from .jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreJob, Summary
 from .options import restore_options, restore_selection
 
@@ -189,3 +189,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(restore_publisher_command)
     app.cli.add_command(restore_listener_command)
     app.cli.add_command(deadletters_cli.deadletters_group)
+    app.cli.add_command(tasks_cli.tasks_group)

@@ -16,7 +16,15 @@ from ..events import as_utc, utcnow
 from ..extension import get_container
 from ..store import DEAD_LETTER_COLLECTIONS
 from . import actions
-from .options import CATEGORY, COLLECTION, collection_name, selection_of, selection_options
+from .options import (
+    CATEGORY,
+    COLLECTION,
+    actor_of,
+    actor_options,
+    collection_name,
+    selection_of,
+    selection_options,
+)
 
 deadletters_group = AppGroup("deadletters", help="Look at and repair dead letters: list, show, stats, retry, "
                              "discard, purge.")
@@ -86,8 +94,10 @@ def _described(name: str, doc: dict) -> str:
 @click.option("--status", type=click.Choice([Status.PENDING.value, Status.FAILED.value]), default=None,
               help="With --matching: only pending or only failed ones.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@actor_options
 def discard_command(id_or_key: str | None, matching: bool, everything: bool, category, since, until, key,
-                    key_prefix, error_type, collection, status, yes: bool) -> None:
+                    key_prefix, error_type, collection, status, yes: bool, actor: str | None,
+                    reason: str | None) -> None:
     """Mark a pending or failed dead letter discarded (ID_OR_KEY), or every one that matches (--matching with
     filters): no restore will take them (`undiscard` undoes it while they are kept)."""
     container = get_container()
@@ -106,7 +116,8 @@ def discard_command(id_or_key: str | None, matching: bool, everything: bool, cat
         if not yes:
             click.confirm(f"Discard {count} dead letter{'' if count == 1 else 's'} ({selection.described()})? "
                           "They will never be restored.", abort=True)
-        done = store_call(lambda: actions.discard(container, selection, dry_run=False, expected=count))
+        done = store_call(lambda: actions.perform("discard", container, selection, actor=actor_of(actor), via="cli",
+                                                  reason=reason, expected=count))
         click.echo(f"discarded {done.counts['discarded']}, skipped {done.counts['skipped']} "
                    "(held by a restore right now)")
         return
@@ -119,7 +130,8 @@ def discard_command(id_or_key: str | None, matching: bool, everything: bool, cat
                                    "can be discarded")
     if not yes:
         click.confirm(f"Discard {described}? It will never be restored.", abort=True)
-    done = store_call(lambda: actions.discard(container, _just(name, doc), dry_run=False, expected=1)).done
+    done = store_call(lambda: actions.perform("discard", container, _just(name, doc), actor=actor_of(actor),
+                                              via="cli", reason=reason, expected=1)).done
     if not done:
         raise click.ClickException(f"{described} is being restored right now or has just changed; "
                                    "look at it again with `dailyfeed deadletters show`")
@@ -129,13 +141,15 @@ def discard_command(id_or_key: str | None, matching: bool, everything: bool, cat
 @deadletters_group.command("undiscard")
 @click.argument("id_or_key")
 @click.option("--collection", type=COLLECTION, callback=collection_name, help="Only this collection.")
-def undiscard_command(id_or_key: str, collection: str | None) -> None:
+@actor_options
+def undiscard_command(id_or_key: str, collection: str | None, actor: str | None, reason: str | None) -> None:
     """Undo a discard: the discarded dead letter ID_OR_KEY goes back to pending (while it is kept)."""
     name, doc = _one(id_or_key, collection)
     described = _described(name, doc)
     if doc.get("status") != Status.DISCARDED.value:
         raise click.ClickException(f"{described} is {doc.get('status')}; only a discarded one can be undone")
-    if not store_call(lambda: actions.undo_discard(get_container(), _just(name, doc), dry_run=False)).done:
+    if not store_call(lambda: actions.perform("undiscard", get_container(), _just(name, doc), actor=actor_of(actor),
+                                              via="cli", reason=reason)).done:
         raise click.ClickException(f"{described} has just changed; look at it again with `dailyfeed deadletters "
                                    "show`")
     click.echo(f"back to pending: {described}")
@@ -146,16 +160,18 @@ def undiscard_command(id_or_key: str, collection: str | None) -> None:
 @click.option("--status", type=click.Choice([Status.FAILED.value]), default=None,
               help="failed: put every failed dead letter the filters match back to pending (re-queue).")
 @selection_options
+@actor_options
 def retry_command(id_or_key: str | None, status: str | None, category, since, until, key, key_prefix, error_type,
-                  collection) -> None:
+                  collection, actor: str | None, reason: str | None) -> None:
     """Restore one dead letter now (ID_OR_KEY; a failed one is re-queued first), through the restore job of its
     collection; or, with --status failed, re-queue the failed ones that match for the restores to take."""
     container = get_container()
+    who = {"actor": actor_of(actor), "via": "cli", "reason": reason}
     if status is not None:
         if id_or_key is not None:
             raise click.UsageError("give either ID_OR_KEY or --status failed with filters, not both")
         selection = selection_of(category, since, until, key, key_prefix, error_type, collection)
-        done = store_call(lambda: actions.requeue(container, selection, dry_run=False)).counts
+        done = store_call(lambda: actions.perform("requeue", container, selection, **who)).counts
         click.echo(f"re-queued {done['requeued']} failed dead letter{'' if done['requeued'] == 1 else 's'} to "
                    f"pending ({selection.described()}), skipped {done['skipped']} (held right now); "
                    "restore-publisher and restore-listener take them from here")
@@ -165,14 +181,14 @@ def retry_command(id_or_key: str | None, status: str | None, category, since, un
     name, doc = _one(id_or_key, collection)
     described = _described(name, doc)
     if doc.get("status") == Status.FAILED.value:
-        if not store_call(lambda: actions.requeue(container, _just(name, doc), dry_run=False)).done:
+        if not store_call(lambda: actions.perform("requeue", container, _just(name, doc), **who)).done:
             raise click.ClickException(f"{described} is held by a restore right now; try again shortly")
         click.echo(f"re-queued {described}")
     elif doc.get("status") != Status.PENDING.value:
         raise click.ClickException(f"{described} is {doc.get('status')}; only pending or failed dead letters "
                                    "can be retried")
-    answer = store_call(lambda: actions.replay(container, _just(name, doc), dry_run=False,
-                                               report=lambda result: click.echo(result.line())))
+    answer = store_call(lambda: actions.perform("replay", container, _just(name, doc), **who,
+                                                report=lambda result: click.echo(result.line())))
     if answer.matching == 0:
         click.echo(f"skipped {described}: a restore holds it right now")
     counts = answer.counts
@@ -190,12 +206,13 @@ def _just(name: str, doc: dict) -> Selection:
 @click.option("--completed-older-than", "days", type=click.IntRange(min=1), required=True, metavar="DAYS",
               help="Delete completed dead letters finished more than DAYS days ago, and claims that ended then.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
-def purge_command(days: int, dry_run: bool) -> None:
+@actor_options
+def purge_command(days: int, dry_run: bool, actor: str | None, reason: str | None) -> None:
     """Retention: delete completed dead letters and released claims older than DAYS days. Pending, failed and
-    discarded dead letters are kept."""
-    store = get_container().dead_letters
+    discarded dead letters are kept (the serving process purges discarded ones too: deadletters.retention-days)."""
     cutoff = utcnow() - timedelta(days=days)
-    result = store_call(lambda: store.purge_completed(cutoff, dry_run=dry_run))
+    result = store_call(lambda: actions.purge(get_container(), cutoff, actor=actor_of(actor), via="cli",
+                                              dry_run=dry_run, reason=reason))
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {result.dead_letters} completed dead letter{'' if result.dead_letters == 1 else 's'} and "
                f"{result.claims} claim{'' if result.claims == 1 else 's'} older than {days} "

@@ -2,6 +2,8 @@
 collection by its short name) and the filters that make a Selection."""
 from __future__ import annotations
 
+import getpass
+import os
 from datetime import datetime
 from typing import Any, Callable
 
@@ -106,3 +108,24 @@ def selection_of(category, since, until, key, key_prefix, error_type, collection
         raise click.UsageError("--since must be before --until")
     return Selection(category=category, since=since, until=until, key=key, key_prefix=key_prefix,
                      error_type=error_type, collections=(collection,) if collection else None, status=status)
+
+
+def actor_options(command: Callable) -> Callable:
+    """Who acts (the audit trail records it) and why: --as (default: the operating-system user), --reason."""
+    options = [
+        click.option("--as", "actor", default=None, metavar="NAME",
+                     help="Who is acting, for the audit trail (default: the operating-system user)."),
+        click.option("--reason", default=None, metavar="TEXT", help="Why, for the audit trail."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def actor_of(name: str | None) -> str:
+    if name is not None and name.strip():
+        return name.strip()[:100]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        return f"uid-{os.getuid()}"
