@@ -1,9 +1,13 @@
-"""The dead-letter console page at /admin: server-rendered (Jinja2, autoescaped), no script needed.
+"""The dead-letter console page at /admin: server-rendered (Jinja2, autoescaped); console.js (served here, no
+other script) only makes it nicer: the progress of running tasks without a reload.
 
-Login: an admin token (`dailyfeed token --admin`) posted once, kept in an HttpOnly, SameSite=Strict cookie for
-/admin only. Every action is a POST carrying a CSRF token (an HMAC of the admin token, so it cannot be guessed
-without it) and goes through a confirmation page that shows the dry-run count first; nothing changes on a GET.
-Responses carry a strict Content-Security-Policy (no inline script or style), a second fence behind autoescaping.
+Login: an admin token (`dailyfeed token --admin --name alice`) or a viewer's (`--viewer`), posted once, kept in
+an HttpOnly, SameSite=Strict cookie for /admin only. A viewer sees every page and no action control, and any
+action a viewer posts is a 403. Every action is a POST carrying a CSRF token (an HMAC of the token, so it cannot be
+guessed without it) and goes through a confirmation page that shows the dry-run count first; nothing changes on a
+GET. Dead letters chosen by hand are acted on at once; a selection by filter (or all of them) becomes a task that
+the serving process runs in the background. Every action is audited with the admin's name. Responses carry a
+strict Content-Security-Policy (no inline script or style), a second fence behind autoescaping.
 """
 from __future__ import annotations
 
@@ -17,13 +21,14 @@ from flask import Blueprint, Response, current_app, make_response, redirect, ren
 from pymongo.errors import PyMongoError
 
 from .. import ops
-from ..auth import verify_admin_token
+from ..auth import may_act, verify_admin_token
 from ..contract import operation
 from ..deadletters import SHORT_NAMES, Status, age_text
-from ..errors import DailyfeedError, InvalidInput
+from ..deadletters import audit as audit_trail
+from ..errors import DailyfeedError, Forbidden, InvalidInput
 from ..events import Category
 from ..extension import get_container
-from ..restore import actions
+from ..restore import actions, tasks
 from ..web import MAX_PAGE_SIZE
 from . import charts, service
 
@@ -32,9 +37,11 @@ bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="template
                static_url_path="/static")
 COOKIE = "dailyfeed_admin"
 PAGE_SIZE = 25
-ACTIONS = {"replay": "Replay", "discard": "Discard", "requeue": "Re-queue"}
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'")
+ACTIONS = {"replay": "Replay", "discard": "Discard", "requeue": "Re-queue", "undiscard": "Undo discard"}
+TASKS_SHOWN = 5
+AUDIT_SHOWN = 8
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
 class LoggedOut(Exception):
@@ -79,15 +86,33 @@ def _store_down(error: PyMongoError):
                            message="the document store is unavailable; nothing was changed, try again"), 503
 
 
-def _admin_token() -> str:
+class Session:
+    """Who is logged in: the token, its holder's name, and whether they may act (an admin) or only read."""
+
+    def __init__(self, token: str, claims: dict[str, Any]):
+        self.token = token
+        self.name = str(claims.get("sub") or "unknown")
+        self.can_act = may_act(claims)
+
+    def acting(self) -> "Session":
+        if not self.can_act:
+            raise Forbidden(f"{self.name} has a viewer's token: reading only, no action")
+        return self
+
+
+def _session() -> Session:
     token = request.cookies.get(COOKIE)
     if not token:
         raise LoggedOut()
     try:
-        verify_admin_token(token)
+        claims = verify_admin_token(token)
     except DailyfeedError as exc:
         raise LoggedOut(f"{exc.message}; log in again") from None
-    return token
+    return Session(token, claims)
+
+
+def _page(template: str, session: Session, **context: Any) -> str:
+    return render_template(template, csrf=_csrf(session.token), me=session, **context)
 
 
 def _csrf(token: str) -> str:
@@ -117,7 +142,7 @@ def login_page():
 @bp.post("/login")
 @operation(media_type="text/html", tags=PAGE, status=303, errors=(401,), uses_store=False)
 def login():
-    """Log in: the admin token goes into an HttpOnly, SameSite=Strict cookie."""
+    """Log in: the admin's (or viewer's) token goes into an HttpOnly, SameSite=Strict cookie."""
     token = request.form.get("token", "").strip()
     if token.lower().startswith("bearer "):
         token = token[7:].strip()
@@ -157,7 +182,7 @@ def index_with_slash():
 @operation(media_type="text/html", tags=PAGE, errors=(400, 401))
 def index():
     """The console: counts, charts, circuits, lag, and the filtered list of dead letters."""
-    token = _admin_token()
+    session = _session()
     container = get_container()
     params = _filter_args(request.args)
     selection = service.selection_from(params)
@@ -166,19 +191,23 @@ def index():
     seen = service.overview(container, ops.state_of(current_app).lag)
     chart = charts.hours_chart(_hours(seen["hours"]), {c["name"]: c["createdPerHour"] for c in seen["collections"]})
     errors = charts.meters([(e["type"], e["open"]) for e in seen["errorTypes"]])
-    return render_template("console/index.html", csrf=_csrf(token), overview=seen, listed=listed, chart=chart,
-                           error_meters=errors, filters=params, selection=selection, page=page,
-                           result=_result(request.args), age=age_text, **_choices(),
-                           page_link=lambda n: url_for(".index", **params, page=n))
+    store = tasks.task_store(container)
+    recent, _ = audit_trail.entries(container.db, audit_trail.AuditQuery(), limit=AUDIT_SHOWN)
+    return _page("console/index.html", session, overview=seen, listed=listed, chart=chart,
+                 error_meters=errors, filters=params, selection=selection, page=page,
+                 result=_result(request.args), age=age_text, **_choices(),
+                 tasks=[tasks.progress_of(doc) for doc in store.list(limit=TASKS_SHOWN)],
+                 audit=[audit_trail.as_json(entry) for entry in recent],
+                 page_link=lambda n: url_for(".index", **params, page=n))
 
 
 @bp.get("/dead-letters/<dead_letter_id>")
 @operation(media_type="text/html", tags=PAGE, errors=(401, 404))
 def detail(dead_letter_id: str):
     """One dead letter: payload, error, origin, claim, with its actions."""
-    token = _admin_token()
+    session = _session()
     letter = service.detail(get_container(), dead_letter_id)
-    return render_template("console/detail.html", csrf=_csrf(token), letter=letter,
+    return _page("console/detail.html", session, letter=letter,
                            payload=_pretty(letter["payload"]), origin=letter["origin"],
                            origin_value=_pretty(_maybe_json((letter["origin"] or {}).get("value")))
                            if isinstance(letter["origin"], dict) else None, result=_result(request.args))
@@ -188,9 +217,10 @@ def detail(dead_letter_id: str):
 @operation(media_type="text/html", tags=PAGE, errors=(303, 400, 401, 403, 409))
 def action():
     """Every console action: first a confirmation page with the dry-run count (step=confirm), then the action
-    itself (step=run), after which the browser is sent back (303) to the list with the counts."""
-    token = _admin_token()
-    _check_csrf(token)
+    itself (step=run): dead letters chosen by hand at once, after which the browser is sent back (303) to the list
+    with the counts; a selection by filter as a task, after which the list shows its progress."""
+    session = _session().acting()
+    _check_csrf(session.token)
     container = get_container()
     name = request.form.get("action", "")
     if name not in ACTIONS:
@@ -211,15 +241,65 @@ def action():
     back = request.form.get("back") or ""
     if not back.startswith("/admin"):
         back = url_for(".index")
+    reason = request.form.get("reason", "").strip()[:audit_trail.MAX_REASON] or None
     if request.form.get("step") != "run":
-        preview = actions.act(name, container, selection, dry_run=True, mode=mode)
-        return render_template("console/confirm.html", csrf=_csrf(token), action=name, label=ACTIONS[name],
-                               preview=preview.to_json(), scope=scope, ids=ids, filters=params, mode=mode,
-                               back=back, modes=actions.ReplayMode.ALL)
-    answer = actions.act(name, container, selection, dry_run=False, mode=mode, expected=_int_field("expected"))
+        if scope == "chosen":
+            preview = actions.act(name, container, selection, dry_run=True, mode=mode).to_json()
+        else:  # a task: its count, without a replay's preview of each dead letter
+            preview = {"matching": actions.count(name, container, selection, mode=mode),
+                       "selection": selection.described()}
+        return _page("console/confirm.html", session, action=name, label=ACTIONS[name], preview=preview,
+                     scope=scope, ids=ids, filters=params, mode=mode, back=back, modes=actions.ReplayMode.ALL,
+                     default_rate=container.settings["tasks.rate"])
+    if scope != "chosen":
+        doc = tasks.start(container, name, selection, actor=session.name, via="page", mode=mode, reason=reason,
+                          rate=_rate_field(), expected=_int_field("expected"))
+        return redirect(f"{url_for('.index')}?{urlencode({'task': str(doc['_id'])})}#tasks", 303)
+    answer = actions.perform(name, container, selection, actor=session.name, via="page", reason=reason, mode=mode,
+                             expected=_int_field("expected"))
     counts = {k: v for k, v in answer.counts.items()}
     separator = "&" if "?" in back else "?"
     return redirect(f"{back}{separator}{urlencode({'done': name, **counts})}", 303)
+
+
+@bp.post("/tasks/<task_id>/<command>")
+@operation(media_type="text/html", tags=PAGE, status=303, errors=(400, 401, 403, 404, 409))
+def task_command(task_id: str, command: str):
+    """Cancel or resume a task (CSRF-checked); back to the list's tasks."""
+    session = _session().acting()
+    _check_csrf(session.token)
+    store = tasks.task_store(get_container())
+    if command == "cancel":
+        store.cancel(task_id, actor=session.name, via="page")
+    elif command == "resume":
+        store.resume(task_id, actor=session.name, via="page")
+    else:
+        raise InvalidInput(f"unknown task command {command!r}; cancel or resume")
+    return redirect(f"{url_for('.index')}#tasks", 303)
+
+
+@bp.get("/tasks.json")
+@operation(response=dict[str, Any], tags=PAGE, errors=(401,))
+def task_progress():
+    """The progress of the newest tasks, for console.js to show as they go (the same as the list's section)."""
+    _session()
+    found = tasks.task_store(get_container()).list(limit=TASKS_SHOWN)
+    return {"tasks": [tasks.progress_of(doc) for doc in found]}
+
+
+@bp.get("/audit")
+@operation(media_type="text/html", tags=PAGE, errors=(400, 401))
+def audit():
+    """The audit trail, newest first, filtered by one of actor, action, outcome or task, and a time window."""
+    session = _session()
+    params = {name: request.args.get(name, "").strip() for name in (*audit_trail.AUDIT_FILTERS, "since", "until")}
+    params = {name: value for name, value in params.items() if value}
+    page = _page_arg()
+    found, total = audit_trail.entries(get_container().db, service.audit_query_from(params), skip=page * PAGE_SIZE,
+                                       limit=PAGE_SIZE)
+    return _page("console/audit.html", session, entries=[audit_trail.as_json(e) for e in found], total=total,
+                 filters=params, page=page, page_size=PAGE_SIZE,
+                 page_link=lambda n: url_for(".audit", **params, page=n))
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
@@ -235,6 +315,16 @@ def _page_arg() -> int:
     return int(raw)
 
 
+def _rate_field() -> float | None:
+    raw = request.form.get("rate", "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidInput(f"rate must be a number of dead letters a second, got {raw[:20]!r}") from None
+
+
 def _int_field(name: str) -> int | None:
     raw = request.form.get(name, "")
     return int(raw) if raw.isdigit() else None
@@ -245,8 +335,8 @@ def _result(args) -> dict[str, Any] | None:
     name = args.get("done")
     if name not in ACTIONS:
         return None
-    counts = {k: int(v) for k, v in args.items() if k in ("restored", "skipped", "failed", "discarded", "requeued")
-              and v.isdigit()}
+    counts = {k: int(v) for k, v in args.items()
+              if k in ("restored", "skipped", "failed", "discarded", "requeued", "undone") and v.isdigit()}
     return {"action": name, "counts": counts}
 
 

@@ -63,10 +63,10 @@ def check_bulk(selection: Selection, everything: bool) -> None:
 
 
 def restore_jobs(container: Container, selection: Selection, *, mode: str = ReplayMode.REPUBLISH,
-                 limit: int | None = None, rate: float | None = None) -> list[RestoreJob]:
+                 limit: int | None = None) -> list[RestoreJob]:
     """The restore job of each side the selection takes: publisher dead letters republished (or handed off, for
     a "record" replay), listener dead letters recorded."""
-    options = RestoreOptions(selection=selection, limit=limit, rate=rate,
+    options = RestoreOptions(selection=selection, limit=limit,
                              batch_size=min(50, limit) if limit else 50)
     jobs: list[RestoreJob] = []
     if selection.of(PUBLISHER_DEAD_LETTERS):
@@ -85,7 +85,7 @@ def check_replay(selection: Selection, mode: str) -> None:
 
 
 def replay(container: Container, selection: Selection, *, dry_run: bool, mode: str = ReplayMode.REPUBLISH,
-           limit: int | None = None, rate: float | None = None,
+           limit: int | None = None,
            report: Callable[[RecordResult], None] | None = None) -> ActionAnswer:
     """Restore the pending dead letters that match, through the restore jobs (their claims keep a CLI restore
     running at once off the same dead letters). A dry run changes nothing and says what a replay would do."""
@@ -101,7 +101,7 @@ def replay(container: Container, selection: Selection, *, dry_run: bool, mode: s
         if report is not None:
             report(result)
 
-    for job in restore_jobs(container, selection, mode=mode, limit=limit, rate=rate):
+    for job in restore_jobs(container, selection, mode=mode, limit=limit):
         if dry_run:
             summary.merge(job.preview(report=noted))
         elif isinstance(job, PublisherRestore) and job.mode is Mode.HANDOFF:
@@ -176,7 +176,7 @@ def undo_discard(container: Container, selection: Selection, *, dry_run: bool,
 #: every action by name, called alike: (container, selection, dry_run, options) -> ActionAnswer
 ACTIONS: dict[str, Callable[..., ActionAnswer]] = {
     "replay": lambda c, s, dry_run, o: replay(c, s, dry_run=dry_run, mode=o.get("mode") or ReplayMode.REPUBLISH,
-                                              limit=o.get("limit"), rate=o.get("rate"), report=o.get("report")),
+                                              limit=o.get("limit"), report=o.get("report")),
     "discard": lambda c, s, dry_run, o: discard(c, s, dry_run=dry_run, expected=o.get("expected"),
                                                 limit=o.get("limit")),
     "requeue": lambda c, s, dry_run, o: requeue(c, s, dry_run=dry_run, limit=o.get("limit")),
@@ -186,7 +186,7 @@ ACTIONS: dict[str, Callable[..., ActionAnswer]] = {
 
 def act(name: str, container: Container, selection: Selection, *, dry_run: bool, **options: Any) -> ActionAnswer:
     """The action `name` (one of ACTIONS) on `selection`; `options`: mode and report (replay), expected (discard),
-    limit, rate. InvalidInput for an unknown name."""
+    limit (at most this many: a task's chunk). InvalidInput for an unknown name."""
     check_name(name)
     return ACTIONS[name](container, selection, dry_run, options)
 

@@ -362,11 +362,11 @@ class TaskRunner:
                 failures.append(result.detail)
 
         answer = actions.act(doc["action"], self.container, selection, dry_run=False, mode=doc.get("mode"),
-                             expected=actions.CONFIRMED, limit=size, rate=rate, report=noted)
+                             expected=actions.CONFIRMED, limit=size, report=noted)
         counts = answer.counts
         progress = {"moved": answer.done, "failed": counts.get("failed", 0), "skipped": counts.get("skipped", 0)}
-        if doc["action"] != "replay":  # a replay is paced by its restore job; the others a chunk at a time
-            self._sleep(max(0.0, answer.done / rate - (time.monotonic() - started)))
+        # paced a chunk at a time: what this chunk moved takes at least its share of a second
+        self._sleep(max(0.0, answer.done / rate - (time.monotonic() - started)))
         if answer.done:
             return ChunkOutcome(progress)
         if progress["failed"]:
