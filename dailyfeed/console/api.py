@@ -6,6 +6,7 @@ admin's name (the token's subject) and the optional `reason` given with it.
     GET  /api/admin/overview                   counts, oldest pending, per hour, by error type, lag, circuits
     GET  /api/admin/dead-letters               the list: filters (service.FILTER_FIELDS), page, size
     GET  /api/admin/dead-letters/<id>          one dead letter: payload, key, origin, error, claim, timestamps
+    GET  /api/admin/groups                     open dead letters by failure group (the filter `group` takes one)
     POST /api/admin/dead-letters/replay        {ids | filter | all, dryRun, mode, reason}
     POST /api/admin/dead-letters/discard       {ids | filter | all, dryRun, expectedCount, reason}
     POST /api/admin/dead-letters/requeue       {ids | filter | all, dryRun, reason}
@@ -58,6 +59,7 @@ class AdminFilter(BaseModel):
     keyPrefix: str | None = FilterText
     since: str | None = Field(default=None, max_length=64, description="ISO date or date-time (UTC by default)")
     until: str | None = Field(default=None, max_length=64, description="ISO date or date-time (UTC by default)")
+    group: str | None = Field(default=None, max_length=16, description="a failure group's fingerprint")
 
 
 class ListQuery(PageQuery, AdminFilter):
@@ -116,7 +118,7 @@ class AuditQueryModel(PageQuery):
 
 def _selection(body: Action) -> Selection:
     params = body.filter.model_dump(exclude_none=True) if body.filter else {}
-    selection = service.selection_from(params, body.ids)
+    selection = service.selection_from(params, body.ids, find_group=get_container().dead_letters.find_group)
     actions.check_bulk(selection, body.all)
     return selection
 
@@ -142,7 +144,20 @@ def overview():
 def dead_letters(query: ListQuery):
     """Dead letters matching the filters, newest first, a page at a time."""
     params = query.model_dump(exclude_none=True, exclude={"page", "size"})
-    return success(service.list_page(get_container(), service.selection_from(params), query.page, query.size))
+    container = get_container()
+    selection = service.selection_from(params, find_group=container.dead_letters.find_group)
+    return success(service.list_page(container, selection, query.page, query.size))
+
+
+@bp.get("/groups")
+@operation(query=AdminFilter, response=dict[str, Any], auth=reader_required, tags=TAGS)
+def groups(query: AdminFilter):
+    """Open dead letters grouped by failure fingerprint (error type, message stripped of ids, numbers, keys and
+    times, origin): count, first and last seen, an example. Act on one with the filter `group`."""
+    container = get_container()
+    selection = service.selection_from(query.model_dump(exclude_none=True),
+                                       find_group=container.dead_letters.find_group)
+    return success(service.failure_groups(container, selection))
 
 
 @bp.get("/dead-letters/<dead_letter_id>")

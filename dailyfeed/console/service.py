@@ -4,9 +4,10 @@ dailyfeed.restore.actions, the one module of dead-letter actions that the CLI ca
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -19,6 +20,7 @@ from ..deadletters import (
     parse_when,
 )
 from ..deadletters.audit import AUDIT_FILTERS, AuditQuery
+from ..deadletters.groups import Group
 from ..errors import InvalidInput, NotFound
 from ..events import Category
 from ..ops.sources import LagMonitor
@@ -30,14 +32,17 @@ MAX_KEY_PREFIX = 512
 MAX_LIST_SKIP = 10_000  # page * size: a list reads at most this many per collection
 COLLECTION_NAMES = {**{short: name for name, short in SHORT_NAMES.items()},
                     **{name: name for name in DEAD_LETTER_COLLECTIONS}}
-FILTER_FIELDS = ("collection", "status", "category", "errorType", "key", "keyPrefix", "since", "until")
+FILTER_FIELDS = ("collection", "status", "category", "errorType", "key", "keyPrefix", "since", "until", "group")
+GROUPS_SHOWN = 50
 
 
 # --- filters ----------------------------------------------------------------------------------------------------
 
-def selection_from(params: Mapping[str, Any], ids: Iterable[Any] | None = None) -> Selection:
+def selection_from(params: Mapping[str, Any], ids: Iterable[Any] | None = None, *,
+                   find_group: Callable[[str], Group | None] | None = None) -> Selection:
     """A Selection from filter parameters (a query string, a form or a JSON object; names as in FILTER_FIELDS;
-    empty values are no filter) and ids chosen by hand. InvalidInput names what is wrong."""
+    empty values are no filter) and ids chosen by hand. A failure group (`group`, its fingerprint) is looked up
+    with `find_group`. InvalidInput names what is wrong; NotFound a group with no open dead letter now."""
     def text(name: str) -> str | None:
         value = params.get(name)
         if value is None:
@@ -73,11 +78,43 @@ def selection_from(params: Mapping[str, Any], ids: Iterable[Any] | None = None) 
             raise InvalidInput(f"{name}: {exc}") from None
     if times["since"] and times["until"] and times["since"] >= times["until"]:
         raise InvalidInput("since must be before until")
+    collections = (COLLECTION_NAMES[collection],) if collection else None
+    group = _group(text("group"), find_group, collections)
     return Selection(category=category, since=times["since"], until=times["until"], key=text("key"),
                      key_prefix=key_prefix, error_type=text("errorType"),
                      status=Status(status) if status else None,
-                     collections=(COLLECTION_NAMES[collection],) if collection else None,
-                     ids=parse_ids(ids) if ids is not None else None)
+                     collections=(group.collection,) if group else collections,
+                     ids=parse_ids(ids) if ids is not None else None, group=tuple(group.to_list()) if group else None)
+
+
+def _group(fingerprint: str | None, find_group: Callable[[str], Group | None] | None,
+           collections: tuple[str, ...] | None) -> Group | None:
+    if fingerprint is None:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{16}", fingerprint):
+        raise InvalidInput(f"group must be a failure group's fingerprint (16 hex digits), got {fingerprint[:40]!r}")
+    if find_group is None:
+        raise InvalidInput("a failure group cannot be a filter here")
+    group = find_group(fingerprint)
+    if group is None:
+        raise NotFound(f"no open dead letter is in the failure group {fingerprint} now (resolved, or never was)")
+    if collections is not None and group.collection not in collections:
+        raise InvalidInput(f"the failure group {fingerprint} is of {SHORT_NAMES[group.collection]}, not of the "
+                           "collection filtered by")
+    return group
+
+
+def failure_groups(container: Container, selection: Selection) -> dict[str, Any]:
+    """The failure groups of the open dead letters the selection takes, most dead letters first."""
+    found, truncated = container.dead_letters.failure_groups(selection)
+    return {"content": [{"fingerprint": s.group.fingerprint, "collection": SHORT_NAMES[s.group.collection],
+                         "topic": s.group.topic or None, "errorType": s.group.error_type,
+                         "message": s.group.message, "count": s.count, "statuses": s.statuses,
+                         "firstSeen": json_time(s.first_seen), "lastSeen": json_time(s.last_seen),
+                         "example": {"id": str(s.example["_id"]), "messageKey": s.example.get("message_key"),
+                                     "message": (s.example.get("error") or {}).get("message")}}
+                        for s in found[:GROUPS_SHOWN]],
+            "total": len(found), "truncated": truncated}
 
 
 def audit_query_from(params: Mapping[str, Any]) -> AuditQuery:

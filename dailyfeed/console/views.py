@@ -39,6 +39,7 @@ COOKIE = "dailyfeed_admin"
 PAGE_SIZE = 25
 ACTIONS = {"replay": "Replay", "discard": "Discard", "requeue": "Re-queue", "undiscard": "Undo discard"}
 TASKS_SHOWN = 5
+GROUPS_SHOWN = 6
 AUDIT_SHOWN = 8
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -185,7 +186,7 @@ def index():
     session = _session()
     container = get_container()
     params = _filter_args(request.args)
-    selection = service.selection_from(params)
+    selection = service.selection_from(params, find_group=container.dead_letters.find_group)
     page = _page_arg()
     listed = service.list_page(container, selection, page, PAGE_SIZE)
     seen = service.overview(container, ops.state_of(current_app).lag)
@@ -197,6 +198,7 @@ def index():
                  error_meters=errors, filters=params, selection=selection, page=page,
                  result=_result(request.args), age=age_text, **_choices(),
                  tasks=[tasks.progress_of(doc) for doc in store.list(limit=TASKS_SHOWN)],
+                 groups=service.failure_groups(container, selection), groups_shown=GROUPS_SHOWN,
                  audit=[audit_trail.as_json(entry) for entry in recent],
                  page_link=lambda n: url_for(".index", **params, page=n))
 
@@ -233,7 +235,7 @@ def action():
             raise InvalidInput("choose at least one dead letter first (the boxes in the list)")
         selection = service.selection_from({}, ids)
     elif scope in ("matching", "all"):
-        selection = service.selection_from(params)
+        selection = service.selection_from(params, find_group=container.dead_letters.find_group)
         actions.check_bulk(selection, scope == "all")
     else:
         raise InvalidInput(f"unknown scope {scope!r}")

@@ -17,6 +17,7 @@ from pymongo.database import Database
 
 from ..events import Category, as_utc, utcnow
 from ..store import DEAD_LETTER_COLLECTIONS
+from .groups import GROUP_SCAN_LIMIT, Group, GroupSummary, summarise
 from .model import NEWEST_FIRST, OLDEST_FIRST, Status
 
 #: at most this many dead letters per collection are read for one overview chart
@@ -107,6 +108,27 @@ class DeadLetterReader:
             query = {"message_key": id_or_key}
         return [(name, doc) for name in collections for doc in self.db[name].find(query)]
 
+    def failure_groups(self, selection: "Selection | None" = None, *,
+                       scan_limit: int = GROUP_SCAN_LIMIT) -> tuple[list[GroupSummary], bool]:
+        """The failure groups of the open (pending or failed) dead letters the selection takes, most dead letters
+        first, and whether a scan hit its bound (then the counts are of the newest part only)."""
+        selection = selection or Selection()
+        query = selection.query((Status.PENDING, Status.FAILED))
+        fields = {"error": 1, "topic": 1, "created_at": 1, "last_attempt_at": 1, "status": 1, "message_key": 1,
+                  "category": 1}
+        found: list[tuple[str, dict]] = []
+        truncated = False
+        for name in selection.of(DEAD_LETTER_COLLECTIONS):
+            docs = list(self.db[name].find(query, fields).sort(NEWEST_FIRST).limit(scan_limit))
+            truncated |= len(docs) == scan_limit
+            found += [(name, doc) for doc in docs]
+        return summarise(found), truncated
+
+    def find_group(self, fingerprint: str) -> Group | None:
+        """The failure group of open dead letters with this fingerprint, if there is one now."""
+        groups, _ = self.failure_groups()
+        return next((s.group for s in groups if s.group.fingerprint == fingerprint), None)
+
     def stats(self) -> "DeadLetterStats":
         """Counts by collection, status and category, and the oldest pending dead letter of each collection.
         Plain count queries: FerretDB v1 has few $group accumulators."""
@@ -191,6 +213,7 @@ class Selection:
     collections: tuple[str, ...] | None = None  # None: all three
     ids: tuple[Any, ...] | None = None
     keys: tuple[str, ...] | None = None  # message keys picked (a console replay's hand-off copies)
+    group: tuple[str, ...] | None = None  # a failure group (groups.Group.to_list()): its dead letters
 
     def claimable_query(self) -> dict[str, Any]:
         """The pending dead letters of the selection. Whether someone holds one is in its claims, not on it."""
@@ -217,6 +240,8 @@ class Selection:
             query["message_key"] = {"$regex": "^" + re.escape(self.key_prefix)}
         if self.error_type is not None:
             query["error.type"] = self.error_type
+        if self.group is not None:
+            query.update(Group(*self.group).query())
         if self.ids is not None:
             query["_id"] = {"$in": list(self.ids)}
         return query
@@ -296,6 +321,9 @@ class Selection:
                              ("key prefix", self.key_prefix), ("since", self.since), ("until", self.until)):
             if value:
                 parts.append(f"{label} {value.value if isinstance(value, Status) else value}")
+        if self.group is not None:
+            group = Group(*self.group)
+            parts.append(f"group {group.fingerprint} ({group.error_type}: {group.message[:80]})")
         if self.ids is not None or self.keys is not None:
             parts.append(f"{len(self.ids or self.keys or ())} chosen")
         return ", ".join(parts) or "all dead letters"

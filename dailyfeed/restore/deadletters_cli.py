@@ -26,8 +26,8 @@ from .options import (
     selection_options,
 )
 
-deadletters_group = AppGroup("deadletters", help="Look at and repair dead letters: list, show, stats, retry, "
-                             "discard, purge.")
+deadletters_group = AppGroup("deadletters", help="Look at and repair dead letters: list, show, stats, groups, retry, "
+                             "discard, undiscard, purge.")
 
 
 @deadletters_group.command("list")
@@ -96,7 +96,7 @@ def _described(name: str, doc: dict) -> str:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @actor_options
 def discard_command(id_or_key: str | None, matching: bool, everything: bool, category, since, until, key,
-                    key_prefix, error_type, collection, status, yes: bool, actor: str | None,
+                    key_prefix, error_type, collection, group, status, yes: bool, actor: str | None,
                     reason: str | None) -> None:
     """Mark a pending or failed dead letter discarded (ID_OR_KEY), or every one that matches (--matching with
     filters): no restore will take them (`undiscard` undoes it while they are kept)."""
@@ -105,7 +105,7 @@ def discard_command(id_or_key: str | None, matching: bool, everything: bool, cat
         if id_or_key is not None:
             raise click.UsageError("give either ID_OR_KEY or --matching with filters, not both")
         selection = selection_of(category, since, until, key, key_prefix, error_type, collection,
-                                 Status(status) if status else None)
+                                 Status(status) if status else None, group)
         if selection.is_empty and not everything:
             raise click.UsageError("--matching without a filter would discard every pending and failed dead "
                                    "letter; give filters, or add --all")
@@ -162,7 +162,7 @@ def undiscard_command(id_or_key: str, collection: str | None, actor: str | None,
 @selection_options
 @actor_options
 def retry_command(id_or_key: str | None, status: str | None, category, since, until, key, key_prefix, error_type,
-                  collection, actor: str | None, reason: str | None) -> None:
+                  collection, group, actor: str | None, reason: str | None) -> None:
     """Restore one dead letter now (ID_OR_KEY; a failed one is re-queued first), through the restore job of its
     collection; or, with --status failed, re-queue the failed ones that match for the restores to take."""
     container = get_container()
@@ -170,7 +170,7 @@ def retry_command(id_or_key: str | None, status: str | None, category, since, un
     if status is not None:
         if id_or_key is not None:
             raise click.UsageError("give either ID_OR_KEY or --status failed with filters, not both")
-        selection = selection_of(category, since, until, key, key_prefix, error_type, collection)
+        selection = selection_of(category, since, until, key, key_prefix, error_type, collection, group=group)
         done = store_call(lambda: actions.perform("requeue", container, selection, **who)).counts
         click.echo(f"re-queued {done['requeued']} failed dead letter{'' if done['requeued'] == 1 else 's'} to "
                    f"pending ({selection.described()}), skipped {done['skipped']} (held right now); "
@@ -217,6 +217,31 @@ def purge_command(days: int, dry_run: bool, actor: str | None, reason: str | Non
     click.echo(f"{verb} {result.dead_letters} completed dead letter{'' if result.dead_letters == 1 else 's'} and "
                f"{result.claims} claim{'' if result.claims == 1 else 's'} older than {days} "
                f"day{'' if days == 1 else 's'} (before {_when(cutoff)}Z)")
+
+
+@deadletters_group.command("groups")
+@click.option("--collection", type=COLLECTION, callback=collection_name, help="Only this collection.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+def groups_command(collection: str | None, limit: int) -> None:
+    """Open (pending or failed) dead letters by failure group: the error type and message with ids, numbers, keys
+    and times stripped, and the origin. Act on one with --group FINGERPRINT (discard --matching, retry --status
+    failed, `dailyfeed tasks start`)."""
+    store = get_container().dead_letters
+    found, truncated = store_call(lambda: store.failure_groups(
+        Selection(collections=(collection,) if collection else None)))
+    if not found:
+        click.echo("no open dead letters")
+        return
+    click.echo(f"{'GROUP':<16}  {'COUNT':>6}  {'COLLECTION':<15}  {'FIRST SEEN':<19}  {'LAST SEEN':<19}  ERROR")
+    for summary in found[:limit]:
+        group = summary.group
+        click.echo(f"{group.fingerprint:<16}  {summary.count:>6}  {SHORT_NAMES[group.collection]:<15}  "
+                   f"{_when(summary.first_seen):<19}  {_when(summary.last_seen):<19}  "
+                   f"{group.error_type}: {_clip(group.message, 100)}")
+    if len(found) > limit:
+        click.echo(f"showing {limit} of {len(found)} groups; use --limit to see more")
+    if truncated:
+        click.echo("counted from the newest part only (too many to scan)", err=True)
 
 
 @deadletters_group.command("stats")

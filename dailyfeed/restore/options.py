@@ -97,17 +97,32 @@ def selection_options(command: Callable) -> Callable:
         click.option("--error-type", callback=non_empty, default=None,
                      help="Only those whose last error is of this type (TransportUnavailable, ...)."),
         click.option("--collection", type=COLLECTION, callback=collection_name, help="Only this collection."),
+        click.option("--group", callback=non_empty, default=None, metavar="FINGERPRINT",
+                     help="Only the open ones of this failure group (`dailyfeed deadletters groups`)."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def selection_of(category, since, until, key, key_prefix, error_type, collection, status: Status | None = None):
+def selection_of(category, since, until, key, key_prefix, error_type, collection, status: Status | None = None,
+                 group: str | None = None) -> Selection:
     if since is not None and until is not None and since >= until:
         raise click.UsageError("--since must be before --until")
+    found = None
+    if group is not None:
+        from ..extension import get_container
+
+        found = get_container().dead_letters.find_group(group.strip())
+        if found is None:
+            raise click.ClickException(f"no open dead letter is in the failure group {group} now "
+                                       "(see `dailyfeed deadletters groups`)")
+        if collection is not None and collection != found.collection:
+            raise click.UsageError(f"the failure group {group} is of {found.collection}, not of --collection")
     return Selection(category=category, since=since, until=until, key=key, key_prefix=key_prefix,
-                     error_type=error_type, collections=(collection,) if collection else None, status=status)
+                     error_type=error_type, status=status,
+                     collections=(found.collection,) if found else (collection,) if collection else None,
+                     group=tuple(found.to_list()) if found else None)
 
 
 def actor_options(command: Callable) -> Callable:

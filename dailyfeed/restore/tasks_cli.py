@@ -36,12 +36,13 @@ tasks_group = AppGroup("tasks", help="Dead-letter tasks: replay, discard, re-que
 @click.option("--detach", is_flag=True, help="Return at once; the serving processes run the task.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @actor_options
-def start_command(action: str, category, since, until, key, key_prefix, error_type, collection, everything: bool,
+def start_command(action: str, category, since, until, key, key_prefix, error_type, collection, group,
+                  everything: bool,
                   mode: str, rate: float | None, detach: bool, yes: bool, actor: str | None,
                   reason: str | None) -> None:
     """Start a task of ACTION on the dead letters the filters match (after saying how many)."""
     container = get_container()
-    selection = selection_of(category, since, until, key, key_prefix, error_type, collection)
+    selection = selection_of(category, since, until, key, key_prefix, error_type, collection, group=group)
     if selection.is_empty and not everything:
         raise click.UsageError("no filter would act on every dead letter; give filters, or add --all")
     count = store_call(lambda: actions.count(action, container, selection, mode=mode))
