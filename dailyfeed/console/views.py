@@ -25,7 +25,7 @@ from ..auth import may_act, verify_admin_token
 from ..contract import operation
 from ..deadletters import SHORT_NAMES, Status, age_text
 from ..deadletters import audit as audit_trail
-from ..errors import DailyfeedError, Forbidden, InvalidInput
+from ..errors import DailyfeedError, Forbidden, InvalidInput, error_response
 from ..events import Category
 from ..extension import get_container
 from ..restore import actions, tasks
@@ -284,7 +284,10 @@ def task_command(task_id: str, command: str):
 @operation(response=dict[str, Any], tags=PAGE, errors=(401,))
 def task_progress():
     """The progress of the newest tasks, for console.js to show as they go (the same as the list's section)."""
-    _session()
+    try:
+        _session()
+    except LoggedOut as exc:  # a script asked: the JSON error, not the login page
+        return error_response(401, exc.reason or "log in to the console first")
     found = tasks.task_store(get_container()).list(limit=TASKS_SHOWN)
     return {"tasks": [tasks.progress_of(doc) for doc in found]}
 

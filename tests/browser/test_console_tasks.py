@@ -101,3 +101,29 @@ def test_a_viewer_sees_the_console_without_action_controls(page_of, serving):
     page.wait_for_selector("section[aria-label='Audit trail']")
     assert "alice" in page.inner_text("table.audit") and page.locator("table.audit tbody tr").count() == 1
     screenshot(page, "audit", docs="console-audit")
+
+
+def test_a_failure_group_is_discarded_from_the_page_as_a_task(page_of, serving):
+    live = serving
+    store = live.container.dead_letters
+    for n in range(4):
+        event = post_event(n)
+        store.record_publisher_failure("feign", event, TransportUnavailable(
+            f"POST http://127.0.0.1:5001/api/member-activities/posts for {event.message_key}: HTTP 50{n}"))
+    store.record_publisher_failure("feign", post_event(9), TransportUnavailable("connection refused"))
+    page = page_of()
+    log_in(page, live)
+    rows = page.locator("#groups tbody tr")
+    assert rows.count() == 2
+    assert page.inner_text("#groups tbody tr >> nth=0 >> td >> nth=0").startswith("4")
+    assert "HTTP <n>" in page.inner_text("#groups tbody tr >> nth=0")
+    screenshot(page, "groups", docs="console-groups")
+    page.click("#groups tbody tr >> nth=0 >> button[data-discard-group]")
+    assert "4 dead letters would be discarded, by a task" in " ".join(page.inner_text("#dry-run").split())
+    page.click("#confirm")
+    page.wait_for_selector("#tasks tr[data-state=completed]", timeout=30_000)
+    page.wait_for_load_state("load")
+    db = live.container.db
+    assert db[FEIGN_DEAD_LETTERS].count_documents({"status": "discarded"}) == 4
+    assert db[FEIGN_DEAD_LETTERS].count_documents({"status": "pending"}) == 1  # the other group is untouched
+    assert page.locator("#groups tbody tr").count() == 1
