@@ -23,6 +23,9 @@ transactions):
   taken over) stops at once.
 - Never a dead letter moved twice: each chunk goes through dailyfeed.restore.actions, whose restore jobs and bulk
   actions claim every dead letter before touching it.
+- Progress (moved, failed, skipped) is written with the lease renewal after each chunk: a runner killed between a
+  chunk's writes and that renewal leaves the chunk uncounted (the dead letters' statuses stay the truth), so after
+  a crash `moved` may fall short of what moved by at most one chunk.
 """
 from __future__ import annotations
 
