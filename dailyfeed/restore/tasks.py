@@ -51,6 +51,7 @@ from ..deadletters import audit as audit_trail
 from ..errors import Conflict, InvalidInput, NotFound
 from ..events import as_utc, utcnow
 from ..store import DEAD_LETTER_TASKS, TASK_LEASES, TASK_LOCKS
+from ..telemetry import metrics
 from . import actions
 from .jobs import Outcome
 
@@ -231,6 +232,7 @@ class TaskStore:
             return False
         doc = self.db[DEAD_LETTER_TASKS].find_one({"_id": lease.task_id})
         self._unlock(lease.task_id, doc["locks"])
+        metrics.task_ended(doc["action"], state.value)
         audit_trail.record(self.db, actor=doc["actor"], action=f"task-{doc['action']}", outcome=state.value,
                            via="task", selection=Selection.from_doc(doc["selection"]), dry_run_count=doc["total"],
                            result_count=doc["moved"], reason=doc.get("reason"), task=doc["_id"], detail=error)

@@ -67,6 +67,8 @@ def test_a_replay_task_runs_in_chunks_at_its_rate_and_completes_with_every_dead_
     assert {d["status"] for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)} == {"completed"}
     assert audit_of(db, task=doc["_id"]) == [("alice", "task-replay", "started", "api", 5, None),
                                              ("alice", "task-replay", "completed", "task", 5, 5)]
+    scraped = fake.app.test_client().get("/metrics").text
+    assert 'dailyfeed_deadletter_tasks_ended_total{action="replay",state="completed"}' in scraped
 
 
 def test_a_task_that_moves_nothing_fails_with_the_reason_and_a_resume_after_the_fix_completes_it(fake):
