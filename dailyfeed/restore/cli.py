@@ -19,11 +19,12 @@ from flask import Flask
 from flask.cli import with_appcontext
 from pymongo.errors import PyMongoError
 
+from ..deadletters import audit
 from ..events import utcnow
 from ..extension import get_container
 from . import deadletters_cli, tasks_cli
 from .jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreJob, Summary
-from .options import restore_options, restore_selection
+from .options import actor_of, actor_options, restore_options, restore_selection
 
 DRY_RUN_VERBS = {Outcome.RESTORED: "restore", Outcome.SKIPPED: "skip", Outcome.FAILED: "fail"}
 EXIT_INTERRUPTED = 130
@@ -34,28 +35,36 @@ EXIT_INTERRUPTED = 130
               help="republish: send again through the transport configured for the event's service; "
                    "handoff: copy into kafka_listener_dead_letters for restore-listener.")
 @restore_options
+@actor_options
 @with_appcontext
 def restore_publisher_command(mode: str, batch_size, limit, rate, dry_run, category, since, key, watch,
-                              metrics_port) -> None:
+                              metrics_port, actor, reason) -> None:
     """Restore pending publisher dead letters (kafka_publisher_dead_letters, feign_dead_letters), oldest first."""
     dailyfeed = get_container()
     job = PublisherRestore(dailyfeed.dead_letters, dailyfeed.transports,
                            restore_selection(batch_size, limit, rate, category, since, key), mode=Mode(mode))
-    _run(job, dry_run=dry_run, watch=watch, label=f"restore-publisher ({mode})", metrics_port=metrics_port)
+    _run(job, dry_run=dry_run, watch=watch, label=f"restore-publisher ({mode})", metrics_port=metrics_port,
+         who=(actor_of(actor), reason))
 
 
 @click.command("restore-listener")
 @restore_options
+@actor_options
 @with_appcontext
-def restore_listener_command(batch_size, limit, rate, dry_run, category, since, key, watch, metrics_port) -> None:
+def restore_listener_command(batch_size, limit, rate, dry_run, category, since, key, watch, metrics_port, actor,
+                             reason) -> None:
     """Restore pending listener dead letters (kafka_listener_dead_letters) into member_activities, oldest first."""
     dailyfeed = get_container()
     job = ListenerRestore(dailyfeed.dead_letters, dailyfeed.activity_service,
                           restore_selection(batch_size, limit, rate, category, since, key))
-    _run(job, dry_run=dry_run, watch=watch, label="restore-listener", metrics_port=metrics_port)
+    _run(job, dry_run=dry_run, watch=watch, label="restore-listener", metrics_port=metrics_port,
+         who=(actor_of(actor), reason))
 
 
-def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str, metrics_port: int | None = None) -> None:
+def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str, metrics_port: int | None = None,
+         who: tuple[str, str | None] = ("unknown", None)) -> None:
+    """One run of a restore job; a run that restored or failed anything is audited (who, the counts, how it
+    ended), once at its end, also with --watch."""
     ctx = click.get_current_context()
     if dry_run and watch is not None:
         raise click.UsageError("--dry-run cannot be combined with --watch", ctx)
@@ -78,6 +87,8 @@ def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str, met
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()
+    if total.restored or total.failed:
+        _audit_run(job, total, interrupted, who)
     if total.total == 0 and watch is None and not interrupted:
         click.echo("nothing to restore: no pending dead letter matches")
         _hint_if_embedded()
@@ -86,6 +97,16 @@ def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str, met
         ctx.exit(EXIT_INTERRUPTED)
     if not total.ok:
         ctx.exit(1)
+
+
+def _audit_run(job: RestoreJob, total: Summary, interrupted: bool, who: tuple[str, str | None]) -> None:
+    actor, reason = who
+    try:
+        audit.record(get_container().db, actor=actor, action=f"restore-{job.name}", via="cli", reason=reason,
+                     outcome="interrupted" if interrupted else "done" if total.ok else "failed",
+                     selection=job.options.selection, result_count=total.restored, detail=total.line())
+    except PyMongoError as exc:  # what was restored stays restored; only its record is missing
+        click.echo(f"could not record this run in the audit trail: {type(exc).__name__}: {exc}", err=True)
 
 
 def _serve_metrics(port: int | None) -> Any:

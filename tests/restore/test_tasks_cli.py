@@ -70,3 +70,14 @@ def test_cli_actions_are_audited_with_as_or_the_os_user(db, dead_letters, runner
         ("dave", "discard", 1, None), (user, "undiscard", 1, "mistake"), ("erin", "replay", 1, None),
         (user, "purge", 0, None)]
     assert documents(db, KAFKA_LISTENER_DEAD_LETTERS)[0]["status"] == "pending"  # the discard undone
+
+
+def test_a_restore_run_that_moved_anything_is_audited_once(db, dead_letters, runner):
+    listener_dead_letters(dead_letters, 2)
+    done = runner.invoke(args=["restore-listener", "--as", "frank", "--reason", "nightly"])
+    assert done.exit_code == 0, done.output
+    nothing = runner.invoke(args=["restore-listener"])
+    assert nothing.exit_code == 0
+    assert [(e["actor"], e["action"], e["outcome"], e["result_count"], e["reason"], e["detail"])
+            for e in db[AUDIT].find()] == [("frank", "restore-listener", "done", 2, "nightly",
+                                            "restored 2, skipped 0, failed 0")]
