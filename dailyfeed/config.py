@@ -123,8 +123,11 @@ LOWER_BOUNDS = {
     "kafka.consumer.max-records": 1, "kafka.consumer.metadata-max-age-ms": 1, "kafka.consumer.store-retries": 0,
     "feign.retry.attempts": 1, "feign.retry.backoff-s": 0, "circuit.window-size": 1, "circuit.minimum-calls": 1,
     "deadletters.lease-s": 1, "server.threads": 1, "server.port": 0, "server.activity-port": 0,
+    "server.shutdown.drain-s": 0, "redrive.max-passes": 1,
 }
-POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s")
+POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s", "kafka.consumer.poll-ttl-s",
+            "kafka.consumer.consume-ttl-s", "server.shutdown.timeout-s", "redrive.interval-s", "redrive.rate",
+            "redrive.backoff-max-s")
 
 
 def _validate(values: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +166,11 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("setting metrics.deadletters-cache-s must not be negative")
     if values["metrics.lag-interval-s"] <= 0:
         raise ConfigError("setting metrics.lag-interval-s must be positive")
+    if values["server.shutdown.drain-s"] >= values["server.shutdown.timeout-s"]:
+        raise ConfigError("setting server.shutdown.drain-s must be less than server.shutdown.timeout-s (the drain is "
+                          "part of the shutdown's deadline)")
+    if values["redrive.backoff-max-s"] < values["redrive.interval-s"]:
+        raise ConfigError("setting redrive.backoff-max-s must be at least redrive.interval-s")
     if len(values["auth.jwt-secret"]) < 32:
         raise ConfigError("setting auth.jwt-secret must be at least 32 characters")
     return values

@@ -15,6 +15,7 @@ Two kinds:
 """
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
@@ -86,6 +87,12 @@ RESTORED_DEAD_LETTERS = Counter("dailyfeed_restore_dead_letters",
                                 "skipped, failed).", ["job", "outcome"])
 RESTORE_PASSES = Counter("dailyfeed_restore_passes", "Restore passes run, by job.", ["job"])
 RESTORE_OUTCOMES = ("restored", "skipped", "failed")
+REDRIVE_PASSES = Counter("dailyfeed_redrive_passes",
+                         "Automatic redrive passes a serving process ran once a transport answered again, by transport "
+                         "and outcome: delivered (nothing failed) or failed (some dead letter failed: the next pass "
+                         "waits longer). The dead letters they settled: dailyfeed_restore_dead_letters_total"
+                         "{job=\"redrive\"}.", ["transport", "outcome"])
+REDRIVE_OUTCOMES = ("delivered", "failed")
 
 # --- the metrics' own reads ------------------------------------------------------------------------------------
 
@@ -104,6 +111,7 @@ DEAD_LETTERS = "dailyfeed_dead_letters"
 DEAD_LETTERS_OLDEST = "dailyfeed_dead_letters_oldest_pending_age_seconds"
 DEAD_LETTERS_READ_AT = "dailyfeed_dead_letters_read_timestamp_seconds"
 CONSUMER_LAG = "dailyfeed_listener_consumer_lag"
+CONSUMER_LAG_SECONDS = "dailyfeed_listener_consumer_lag_seconds"
 CONSUMER_LAG_READ_AT = "dailyfeed_listener_consumer_lag_read_timestamp_seconds"
 
 
@@ -177,6 +185,11 @@ def restore_pass(job: str) -> None:
         RESTORE_PASSES.labels(job).inc()
 
 
+def redrive_pass(transport: str, outcome: str) -> None:
+    if _enabled:
+        REDRIVE_PASSES.labels(transport, outcome).inc()
+
+
 def source_failed(source: str) -> None:
     SOURCE_ERRORS.labels(source).inc()
 
@@ -200,6 +213,13 @@ def declare_restore(job: str) -> None:
     RESTORE_PASSES.labels(job)
     for outcome in RESTORE_OUTCOMES:
         RESTORED_DEAD_LETTERS.labels(job, outcome)
+
+
+def declare_redrive(transports: Iterable[str]) -> None:
+    declare_restore("redrive")
+    for transport in transports:
+        for outcome in REDRIVE_OUTCOMES:
+            REDRIVE_PASSES.labels(str(transport), outcome)
 
 
 # --- state read when scraped -----------------------------------------------------------------------------------
@@ -266,9 +286,16 @@ class StateCollector:
         family = GaugeMetricFamily(CONSUMER_LAG, "Records waiting for the listener's consumer group on each date topic "
                                    "partition: the high watermark minus the committed offset (from the oldest kept "
                                    "when the group never committed).", labels=["topic", "partition"])
+        seconds = GaugeMetricFamily(CONSUMER_LAG_SECONDS, "How old the oldest record waiting for the listener's "
+                                    "group is on each date topic partition (its producer timestamp, read with the "
+                                    "offsets; it grows between reads while nothing is consumed), 0 when none waits.",
+                                    labels=["topic", "partition"])
+        now = time.time()
         for item in lags:
             family.add_metric([item.topic, str(item.partition)], float(item.lag))
+            seconds.add_metric([item.topic, str(item.partition)], round(item.lag_seconds(now), 3))
         yield family
+        yield seconds
         yield GaugeMetricFamily(CONSUMER_LAG_READ_AT, "When the consumer lag was last read from Kafka (Unix time).",
                                 value=read_at)
 
