@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -92,7 +93,8 @@ def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
 
 
 def produce(bootstrap: str, records: Iterable[dict[str, Any]]) -> list[tuple[str, int, int]]:
-    """Send raw records ({topic, value, key?, partition?, headers?}); returns (topic, partition, offset) each."""
+    """Send raw records ({topic, value, key?, partition?, headers?, timestamp_ms?}); returns (topic, partition,
+    offset) each."""
     from aiokafka import AIOKafkaProducer
 
     async def send():
@@ -107,7 +109,8 @@ def produce(bootstrap: str, records: Iterable[dict[str, Any]]) -> list[tuple[str
                 key = r.get("key")
                 meta = await producer.send_and_wait(r["topic"], value=value,
                                                     key=key.encode() if isinstance(key, str) else key,
-                                                    partition=r.get("partition"), headers=r.get("headers"))
+                                                    partition=r.get("partition"), headers=r.get("headers"),
+                                                    timestamp_ms=r.get("timestamp_ms"))
                 placed.append((meta.topic, meta.partition, meta.offset))
             return placed
         finally:
@@ -208,6 +211,16 @@ class PrivateBroker:
 
     def kill(self) -> None:
         self._services("kafka-kill", timeout=30)
+
+    def freeze(self) -> None:
+        """SIGSTOP the broker: its sockets stay open and take bytes, nothing answers (a hung broker, not a dead one)."""
+        os.kill(self._pid(), signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self._pid(), signal.SIGCONT)
+
+    def _pid(self) -> int:
+        return int((self.dir / "kafka" / "kafka.pid").read_text().strip())
 
     def stop(self) -> None:
         try:
