@@ -29,7 +29,7 @@ from ..contract import operation
 from ..extension import get_container
 from ..store import DEAD_LETTER_COLLECTIONS
 from ..telemetry import metrics
-from .state import state_of
+from .state import state_of, workers_liveness
 
 bp = Blueprint("ops", __name__)
 
@@ -91,11 +91,7 @@ def metrics_endpoint():
 
 def liveness(container: Any) -> dict[str, dict[str, Any]]:
     """The process, and each background worker that reports its own liveness (the Kafka listener)."""
-    components: dict[str, dict[str, Any]] = {"process": {"status": UP}}
-    for item in container.background:
-        report = getattr(item, "liveness", None)
-        if report is not None:
-            components[item.component] = report()
+    components: dict[str, dict[str, Any]] = {"process": {"status": UP}, **workers_liveness(container)}
     if "listener" not in components and container.settings.kafka_in_use:
         components["listener"] = {"status": UP, "note": "not run in this process (dailyfeed listen runs it)"}
     return components

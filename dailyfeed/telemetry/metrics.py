@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -80,6 +80,13 @@ LISTENER_COMMIT_DURATION = Histogram("dailyfeed_listener_commit_duration_seconds
                                      buckets=_LATENCY_BUCKETS)
 LISTENER_BATCH_OUTCOMES = ("committed", "not-committed", "rewound", "abandoned")
 
+# --- dead letters kept ----------------------------------------------------------------------------------------
+
+DEAD_LETTERS_KEPT = Counter("dailyfeed_dead_letters_kept",
+                            "Failures kept as dead letters (a new dead letter, or a new attempt on one), by collection "
+                            "and error type (the exception's class name: a few values, so a new one stands out).",
+                            ["collection", "error_type"])
+
 # --- restores --------------------------------------------------------------------------------------------------
 
 RESTORED_DEAD_LETTERS = Counter("dailyfeed_restore_dead_letters",
@@ -112,6 +119,7 @@ DEAD_LETTERS_OLDEST = "dailyfeed_dead_letters_oldest_pending_age_seconds"
 DEAD_LETTERS_READ_AT = "dailyfeed_dead_letters_read_timestamp_seconds"
 CONSUMER_LAG = "dailyfeed_listener_consumer_lag"
 CONSUMER_LAG_SECONDS = "dailyfeed_listener_consumer_lag_seconds"
+WORKER_UP = "dailyfeed_worker_up"
 CONSUMER_LAG_READ_AT = "dailyfeed_listener_consumer_lag_read_timestamp_seconds"
 
 
@@ -175,6 +183,11 @@ def listener_committed(seconds: float) -> None:
         LISTENER_COMMIT_DURATION.observe(seconds)
 
 
+def dead_letter_kept(collection: str, error_type: str) -> None:
+    if _enabled:
+        DEAD_LETTERS_KEPT.labels(collection, error_type[:80]).inc()
+
+
 def restore_settled(job: str, outcome: str) -> None:
     if _enabled:
         RESTORED_DEAD_LETTERS.labels(job, outcome).inc()
@@ -229,7 +242,9 @@ class StateCollector:
     listener group's lag. `dead_letters` and `lag` are the caches of dailyfeed.ops.sources (or None)."""
 
     def __init__(self, transports: Iterable[Any], dead_letters: Any = None, lag: Any = None,
-                 collections: Iterable[str] = (), statuses: Iterable[str] = ()):
+                 collections: Iterable[str] = (), statuses: Iterable[str] = (),
+                 workers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None):
+        self.workers = workers  # the background workers' liveness by name (what /healthz shows), e.g. the listener
         self.transports = list(transports)
         self.dead_letters = dead_letters
         self.lag = lag
@@ -238,6 +253,8 @@ class StateCollector:
 
     def collect(self) -> Iterator[Metric]:
         yield self._breakers()
+        if self.workers is not None:
+            yield self._workers()
         if self.dead_letters is not None:
             yield from self._dead_letters()
         if self.lag is not None:
@@ -256,6 +273,15 @@ class StateCollector:
             current = breaker.state
             for state in BREAKER_STATES:
                 family.add_metric([kind, state], 1.0 if state == current else 0.0)
+        return family
+
+    def _workers(self) -> Metric:
+        family = GaugeMetricFamily(WORKER_UP, "1 while a background worker of this process is alive and not stuck "
+                                   "(its /healthz component is UP: for the listener, a poll within "
+                                   "kafka.consumer.poll-ttl-s and no batch in hand longer than consume-ttl-s), else 0.",
+                                   labels=["worker"])
+        for name, report in self.workers().items():
+            family.add_metric([name], 1.0 if report.get("status") == "UP" else 0.0)
         return family
 
     def _dead_letters(self) -> Iterator[Metric]:
