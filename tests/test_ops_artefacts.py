@@ -68,6 +68,10 @@ def run(promtool: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=300)
 
 
+# The promtool tests belong to the integration tier: promtool's first build takes many minutes, and needs Go, as
+# FerretDB does.
+@pytest.mark.integration
+@pytest.mark.promtool
 @pytest.mark.timeout(3600)
 def test_the_alert_rules_parse(promtool):
     checked = run(promtool, "check", "rules", "alerts.yml")
@@ -75,6 +79,8 @@ def test_the_alert_rules_parse(promtool):
     assert f"SUCCESS: {len(rules())} rules found" in checked.stdout
 
 
+@pytest.mark.integration
+@pytest.mark.promtool
 @pytest.mark.timeout(3600)
 def test_the_alert_rules_pass_their_unit_tests(promtool):
     tested = run(promtool, "test", "rules", "alerts_test.yml")
