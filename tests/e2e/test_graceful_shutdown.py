@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +19,7 @@ import requests
 from dailyfeed.config import load_settings
 from dailyfeed.tokens import issue_member_token
 from tests.support.apps import free_port
-from tests.support.processes import stop_group
+from tests.support.processes import start_serve, stop_group, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORD_TAKES_S = 1.0
@@ -65,23 +63,10 @@ def test_sigterm_with_writes_in_flight_answers_them_all_turns_unready_first_and_
            "DAILYFEED_ACTIVITY_BASE_URL": slow_activity_service, "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port()),
            "DAILYFEED_SERVER_SHUTDOWN_DRAIN_S": str(DRAIN_S), "DAILYFEED_SERVER_SHUTDOWN_TIMEOUT_S": str(TIMEOUT_S),
            "PYTHONUNBUFFERED": "1"}
-    base = f"http://127.0.0.1:{port}"
     token = issue_member_token(load_settings()["auth.jwt-secret"], 7, 600)
-    log = tmp_path / "server.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).with_name("dailyfeed")), "serve", "--port", str(port),
-                                    "--threads", "8"], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+    process, base, log = start_serve(tmp_path, "server", env, port, "--threads", "8")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_ready(process, base, log, 60)
 
         def write(n: int) -> int:
             return requests.post(f"{base}/api/posts", json={"content": f"in flight {n}"}, timeout=30,

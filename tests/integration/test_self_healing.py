@@ -10,12 +10,9 @@ And the time lag, on the shared broker, against records of known timestamps."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
@@ -31,7 +28,7 @@ from ..support import ROOT
 from ..support.apps import free_port, make_app
 from ..support.kafka import Api, KafkaApps, make_topics, produce, run_async, wait_until
 from ..support.metrics import total, value
-from ..support.processes import stop_group
+from ..support.processes import start_serve, stop_group, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
 
@@ -115,16 +112,6 @@ def commit_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, in
 
 # --- two serving processes redrive after the thaw ----------------------------------------------------------------
 
-def serve(tmp_path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen, str, Path]:
-    port = free_port()
-    log = tmp_path / f"{name}.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).with_name("dailyfeed")), "serve", "--port", str(port)],
-                                   env={**env, "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port())}, cwd=tmp_path,
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return process, f"http://127.0.0.1:{port}", log
-
-
 def test_two_serving_processes_redrive_the_outages_dead_letters_after_the_thaw_each_event_once(
         tmp_path, private_broker, mongo_uri):
     tag = uuid.uuid4().hex[:8]
@@ -138,11 +125,12 @@ def test_two_serving_processes_redrive_the_outages_dead_letters_after_the_thaw_e
            "DAILYFEED_REDRIVE_INTERVAL_S": "1.0", "DAILYFEED_REDRIVE_BACKOFF_MAX_S": "4.0",
            "DAILYFEED_REDRIVE_RATE": "50", "DAILYFEED_METRICS_DEADLETTERS_CACHE_S": "0"}
     token = issue_member_token(load_settings()["auth.jwt-secret"], 7, 600)
-    servers = [serve(tmp_path, name, env) for name in ("first", "second")]
+    servers = [start_serve(tmp_path, name, {**env, "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port())}, free_port())
+               for name in ("first", "second")]
     store = MongoClient(mongo_uri)[database]
     try:
         for process, base, log in servers:
-            wait_until(lambda p=process, b=base, lg=log: _ready(p, b, lg), 90, 0.5, f"{base} ready")
+            wait_ready(process, base, log)
 
         def write(base: str, text: str) -> dict:
             answer = requests.post(f"{base}/api/posts", json={"content": text}, timeout=30,
@@ -184,13 +172,3 @@ def test_two_serving_processes_redrive_the_outages_dead_letters_after_the_thaw_e
         store.client.close()
     logs = "".join(log.read_text() for _, _, log in servers)
     assert "the kafka transport answers again" in logs, logs[-4000:]
-
-
-def _ready(process: subprocess.Popen, base: str, log: Path) -> bool:
-    assert process.poll() is None, log.read_text()
-    try:
-        return requests.get(f"{base}/readyz", timeout=3).status_code == 200
-    except requests.RequestException:
-        return False
-
-

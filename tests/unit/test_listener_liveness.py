@@ -19,7 +19,6 @@ from dailyfeed.deadletters import DeadLetterStore
 from dailyfeed.delivery import ConsumerOptions, RetryPolicy
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.extension import get_container
-from dailyfeed.store import connect, ensure_indexes, forget_mock
 
 from ..support.kafka import wait_until
 
@@ -85,12 +84,9 @@ async def _wait(flag: threading.Event) -> None:
 
 
 @pytest.fixture
-def db():
-    uri = f"mongomock://liveness-{uuid.uuid4().hex[:8]}"
-    database = connect(uri, "test")
-    ensure_indexes(database)
-    yield database
-    forget_mock(uri)
+def db(apps):
+    """A fresh embedded store with its indexes (an app's)."""
+    return get_container(apps.make()).db
 
 
 def listener_with(db, consumer_factory, clock) -> ActivityListener:
@@ -101,50 +97,47 @@ def listener_with(db, consumer_factory, clock) -> ActivityListener:
                             consumer_factory=consumer_factory, options=options, clock=clock)
 
 
-def test_a_poll_that_never_returns_is_down_after_the_poll_ttl_and_up_once_it_returns(db):
+def hanging(db, *, poll: bool, commit: bool) -> tuple[ActivityListener, HangingConsumer, Clock, dict]:
+    """A started listener whose consumer's poll and/or commit hang until released (events["release_..."])."""
     clock, events = Clock(), {"release_poll": threading.Event(), "release_commit": threading.Event()}
-    events["release_commit"].set()
+    for name, hangs in (("release_poll", poll), ("release_commit", commit)):
+        if not hangs:
+            events[name].set()
     consumer = HangingConsumer(events)
     listener = listener_with(db, lambda: consumer, clock)
     listener.start()
+    return listener, consumer, clock, events
+
+
+def release(listener: ActivityListener, events: dict) -> None:
+    for event in events.values():
+        event.set()
+    listener.stop(timeout=5)
+
+
+@pytest.mark.parametrize("hangs, still_up_after, down_after, reason", [
+    # a poll hanging longer than the poll TTL
+    ("poll", POLL_TTL - 1, POLL_TTL + 1, "no poll completed for 31 s (kafka.consumer.poll-ttl-s = 30)"),
+    # a commit hanging: polls are older than the poll TTL, but with a batch in hand only the consume TTL counts
+    ("commit", POLL_TTL + 1, POLL_TTL + 1 + CONSUME_TTL,
+     "one batch has been processing for 151 s (kafka.consumer.consume-ttl-s = 120)"),
+], ids=["stuck-poll", "stuck-commit"])
+def test_a_hanging_poll_or_batch_is_down_past_its_ttl_and_up_again_once_it_returns(
+        db, hangs, still_up_after, down_after, reason):
+    listener, consumer, clock, events = hanging(db, poll=hangs == "poll", commit=hangs == "commit")
     try:
-        assert consumer.polling.wait(5)
-        clock.now += POLL_TTL - 1
+        assert (consumer.polling if hangs == "poll" else consumer.committing).wait(5)
+        start = clock.now
+        clock.now = start + still_up_after
         assert listener.liveness()["status"] == "UP"
-        clock.now += 2  # the poll has hung for longer than the poll TTL
-        down = listener.liveness()
-        assert down["status"] == "DOWN"
-        assert "no poll completed for 31 s" in down["reason"] and "kafka.consumer.poll-ttl-s = 30" in down["reason"]
+        clock.now = start + down_after
+        assert listener.liveness() == {"status": "DOWN", "reason": reason}
 
-        events["release_poll"].set()
+        events[f"release_{hangs}"].set()
         assert consumer.committed.wait(5)
-        wait_until(lambda: listener.liveness()["status"] == "UP", 5, what="UP again once a poll returned")
+        wait_until(lambda: listener.liveness()["status"] == "UP", 5, what="UP again once it returned")
     finally:
-        events["release_poll"].set()
-        listener.stop(timeout=5)
-
-
-def test_a_batch_whose_commit_hangs_is_down_after_the_consume_ttl_though_polls_were_recent(db):
-    clock, events = Clock(), {"release_poll": threading.Event(), "release_commit": threading.Event()}
-    events["release_poll"].set()
-    consumer = HangingConsumer(events)
-    listener = listener_with(db, lambda: consumer, clock)
-    listener.start()
-    try:
-        assert consumer.committing.wait(5)
-        clock.now += POLL_TTL + 1  # longer than the poll TTL, but a batch is in hand: only the consume TTL counts
-        assert listener.liveness()["status"] == "UP"
-        clock.now += CONSUME_TTL
-        down = listener.liveness()
-        assert down["status"] == "DOWN"
-        assert "one batch has been processing for 151 s" in down["reason"]
-
-        events["release_commit"].set()
-        assert consumer.committed.wait(5)
-        wait_until(lambda: listener.liveness()["status"] == "UP", 5, what="UP again once the batch was committed")
-    finally:
-        events["release_commit"].set()
-        listener.stop(timeout=5)
+        release(listener, events)
 
 
 def test_a_listener_retrying_an_unreachable_broker_is_not_stuck(db):
@@ -168,13 +161,10 @@ def test_a_listener_retrying_an_unreachable_broker_is_not_stuck(db):
 
 
 def test_healthz_answers_503_naming_the_stuck_listener(db):
-    clock, events = Clock(), {"release_poll": threading.Event(), "release_commit": threading.Event()}
-    consumer = HangingConsumer(events)
     app = create_app({"mongo.uri": f"mongomock://healthz-{uuid.uuid4().hex[:8]}"})
-    listener = listener_with(db, lambda: consumer, clock)
+    listener, consumer, clock, events = hanging(db, poll=True, commit=True)
     container = get_container(app)
     container.background.append(listener)
-    listener.start()
     try:
         assert consumer.polling.wait(5)
         assert app.test_client().get("/healthz").status_code == 200
@@ -184,6 +174,5 @@ def test_healthz_answers_503_naming_the_stuck_listener(db):
         assert answer.json["components"]["listener"]["status"] == "DOWN"
         assert answer.json["components"]["process"] == {"status": "UP"}
     finally:
-        events["release_poll"].set()
-        events["release_commit"].set()
+        release(listener, events)
         container.close()
