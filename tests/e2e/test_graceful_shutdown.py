@@ -19,10 +19,11 @@ import requests
 from dailyfeed.config import load_settings
 from dailyfeed.tokens import issue_member_token
 from tests.support.apps import free_port
+from tests.support.kafka import wait_until
 from tests.support.processes import start_serve, stop_group, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
-RECORD_TAKES_S = 1.0
+RECORD_TAKES_S = 2.0
 DRAIN_S, TIMEOUT_S = 1.5, 20.0
 
 
@@ -30,8 +31,10 @@ class SlowActivityService(BaseHTTPRequestHandler):
     """Answers every record call as recorded, after RECORD_TAKES_S."""
 
     recorded: list[str] = []
+    started: list[str] = []
 
     def do_POST(self):
+        SlowActivityService.started.append(self.path)
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         time.sleep(RECORD_TAKES_S)
         SlowActivityService.recorded.append(self.path)
@@ -74,7 +77,8 @@ def test_sigterm_with_writes_in_flight_answers_them_all_turns_unready_first_and_
 
         with ThreadPoolExecutor(6) as pool:
             in_flight = [pool.submit(write, n) for n in range(6)]
-            time.sleep(RECORD_TAKES_S / 3)  # every write is taken and waits for its record call
+            wait_until(lambda: len(SlowActivityService.started) == 6, 30, 0.01,
+                       "every write taken and waiting for its record call")
             os.killpg(process.pid, signal.SIGTERM)
             signalled = time.monotonic()
             readiness = requests.get(f"{base}/readyz", timeout=5)
