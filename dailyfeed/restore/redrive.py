@@ -5,8 +5,11 @@ Every `redrive.interval-s` a thread looks at each transport in use:
 - does it answer? Its breaker is not open (half-open lets the pass's first publish be the breaker's trial), and for
   Kafka the broker answers a metadata request. While it does not, nothing is read from the store.
 - is there something to redrive? A pending dead letter of its collection (`kafka_publisher_dead_letters` or
-  `feign_dead_letters`) that fewer than `redrive.max-passes` redrive passes have failed. One that many failed is left
-  pending for a person (the console and `dailyfeed deadletters` show it; its `redrive_passes` says why).
+  `feign_dead_letters`) that fewer than `redrive.max-passes` redrive passes have failed; one that many failed is left
+  pending for a person (the console and `dailyfeed deadletters` show it; its `redrive_passes` says why). The store
+  is asked only when there may be some (on FerretDB v1 the question reads the whole collection): at the first look,
+  when the transport answers again after it did not, when this process kept a failure since the last look, after a
+  pass that failed (at its delay), and otherwise every RESCAN_EVERY intervals (what another process kept).
 - then one pass: the restore job of `restore-publisher` (republish mode) limited to that collection, at most
   `redrive.rate` dead letters a second. A pass that failed any dead letter doubles the wait before the next pass of
   that transport (interval-s, 2x, 4x, ... at most `redrive.backoff-max-s`); a clean one, or the transport coming back
@@ -38,6 +41,7 @@ from .jobs import Outcome, Pacer, PublisherRestore, RecordResult, RestoreOptions
 log = logging.getLogger(__name__)
 
 KAFKA_CHECK_S = 2.0  # how long a redrive waits for the broker's answer to a metadata request
+RESCAN_EVERY = 20  # intervals between looks for work that nothing in this process announced
 REDRIVE_PASSES_FIELD = "redrive_passes"  # on a dead letter: redrive passes that failed it
 
 
@@ -131,6 +135,8 @@ class _TransportState:
     down: bool = False
     failed_passes: int = 0
     next_at: float = 0.0  # by the clock: no pass before it
+    kept_seen: int = -1  # the dead-letter store's `kept` at the last look for work (-1: never looked)
+    rescan_at: float = 0.0  # by the clock: look for work then even if nothing announced any
 
 
 class Redriver:
@@ -195,11 +201,17 @@ class Redriver:
                 log.info("redrive: the %s transport does not answer (%s); waiting for it", kind, reason)
             state.down = True
             return None
-        if state.down:
+        recovered = state.down
+        if recovered:
             log.info("redrive: the %s transport answers again", kind)
             state.down, state.failed_passes = False, 0
+        now, kept = self._clock(), self.dead_letters.kept
+        if not (recovered or state.failed_passes or kept != state.kept_seen or now >= state.rescan_at):
+            return None
+        state.kept_seen, state.rescan_at = kept, now + self.options.interval_s * RESCAN_EVERY
         job = RedriveJob(self.dead_letters, self.transports, state.collection, self.options, self._stop.is_set)
         if not job.has_work():
+            state.failed_passes = 0  # nothing left that may fail: the next pass starts without a delay
             return None
         return self._pass(kind, state, job)
 

@@ -9,9 +9,10 @@ import uuid
 
 import pytest
 
+from dailyfeed.deadletters import DeadLetterStore
 from dailyfeed.events import PublishType, Service
 from dailyfeed.extension import get_container
-from dailyfeed.restore.redrive import RedriveOptions, Redriver
+from dailyfeed.restore.redrive import RESCAN_EVERY, RedriveOptions, Redriver
 from dailyfeed.transport.base import TransportUnavailable
 from dailyfeed.transport.circuit import CircuitBreaker
 from dailyfeed.transport.fake import FakeTransport
@@ -159,3 +160,25 @@ def test_two_serving_processes_redriving_at_once_deliver_each_event_once(mongo_u
     delivered = [e.message_key for t in transports for e in t.published]
     assert sorted(delivered) == sorted(keys)  # every one, none twice
     assert {d["status"] for d in documents(get_container(first).db, KAFKA_PUBLISHER_DEAD_LETTERS)} == {"completed"}
+
+
+def test_the_store_is_asked_for_work_when_this_process_kept_a_failure_or_at_the_rescan_not_at_every_look(store_app):
+    clock = Clock()
+    transport = BrokerLike(clock)
+    dailyfeed = get_container(store_app)
+    redriver = redriver_for(store_app, transport, clock)
+    assert redriver.run_once() == []  # the first look: nothing pending
+
+    [mine] = keep_dead_letters(store_app, 1)  # kept by this process: the next look redrives it
+    clock.now += OPTIONS.interval_s
+    assert [r.key for report in redriver.run_once() for r in report.results] == [mine]
+
+    other_process = DeadLetterStore(dailyfeed.db)  # another process kept one and did not redrive it
+    theirs = post_event(50)
+    publisher_dead_letter(other_process, theirs, kind="kafka")
+    for _ in range(RESCAN_EVERY - 1):
+        clock.now += OPTIONS.interval_s
+        assert redriver.run_once() == []
+    clock.now += OPTIONS.interval_s
+    assert [r.key for report in redriver.run_once() for r in report.results] == [theirs.message_key]
+    assert [e.message_key for e in transport.published] == [mine, theirs.message_key]
