@@ -92,11 +92,12 @@ def producer_options(settings: Settings) -> ProducerOptions:
 
 
 def feign_options(settings: Settings) -> FeignOptions:
-    backoff = settings["feign.retry.backoff-s"]
     return FeignOptions(connect_timeout_s=settings["feign.connect-timeout-s"],
                         read_timeout_s=settings["feign.read-timeout-s"],
-                        retry=RetryPolicy(attempts=settings["feign.retry.attempts"], base_s=backoff, max_s=backoff,
-                                          factor=1.0))
+                        retry=RetryPolicy(attempts=settings["feign.retry.attempts"],
+                                          base_s=settings["feign.retry.backoff-s"],
+                                          max_s=settings["feign.retry.max-backoff-s"],
+                                          factor=settings["feign.retry.factor"]))
 
 
 def consumer_options(settings: Settings, pattern: str) -> ConsumerOptions:
