@@ -37,8 +37,11 @@ class HttpTransport(BreakerGuarded):
         self.session = session or requests.Session()
         self._sleep = sleep  # injectable: tests read the pauses between attempts without waiting for them
         self._token: tuple[float, str] | None = None
+        self._closed = False
 
     def _deliver(self, event: ActivityEvent) -> None:
+        if self._closed:  # like the Kafka transport: a closed session would quietly open new connections
+            raise TransportUnavailable("the feign transport is closed")
         url = f"{self._base_url().rstrip('/')}/api/member-activities/{RECORD_PATHS[event.category]}"
         body = record_request_body(event)
         headers = {"Authorization": f"Bearer {self._service_token()}", **headers_for(event.traceparent)}
@@ -68,6 +71,7 @@ class HttpTransport(BreakerGuarded):
         return self._token[1]
 
     def close(self) -> None:
+        self._closed = True
         self.session.close()
 
 

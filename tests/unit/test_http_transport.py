@@ -1,4 +1,5 @@
-"""The feign transport's failure rules, with scripted answers instead of a network."""
+"""The feign transport's own rules, with scripted answers instead of a network: its wire format, which failures it
+retries and how it paces them. What every transport does (deliver, fail, refuse, close) is tests/transport."""
 from datetime import datetime, timezone
 
 import jwt
@@ -9,7 +10,7 @@ from requests.adapters import BaseAdapter
 from dailyfeed.config import load_settings
 from dailyfeed.delivery import feign_options
 from dailyfeed.events import ActivityEvent, ActivityType
-from dailyfeed.transport.base import CircuitOpen, TransportRejected, TransportUnavailable
+from dailyfeed.transport.base import CircuitOpen, TransportUnavailable
 from dailyfeed.transport.circuit import CircuitBreaker
 from dailyfeed.transport.http import HttpTransport
 
@@ -72,13 +73,6 @@ def test_connection_errors_and_timeouts_are_retried_until_success():
     adapter = Scripted(requests.ConnectionError("refused"), requests.ReadTimeout("slow"), 200)
     transport(adapter).publish(EVENT)
     assert len(adapter.requests) == 3
-
-
-def test_4xx_is_rejected_without_retry():
-    adapter = Scripted(400)
-    with pytest.raises(TransportRejected, match="400"):
-        transport(adapter).publish(EVENT)
-    assert len(adapter.requests) == 1
 
 
 def test_open_circuit_fails_fast_without_calling():
