@@ -59,7 +59,41 @@ class Received:
     trace_id: str | None
 
 
-class FakeBackend:
+class Backend:
+    """A transport (`transport`) and its other side. Subclasses say which failures they can have and read back
+    what arrived; a side without topics names none in its errors."""
+
+    name: str
+    failures: tuple[Failure, ...]
+    transport: Any
+
+    def received(self) -> list[Received]:
+        raise NotImplementedError
+
+    def wait_received(self, key: str) -> Received:
+        wait_until(lambda: any(r.message_key == key for r in self.received()), 10, 0.05, f"{key} arrives")
+        [found] = [r for r in self.received() if r.message_key == key]
+        return found
+
+    def asked(self) -> int:
+        """How many requests reached the other side."""
+        raise NotImplementedError
+
+    def topic_of(self, event: ActivityEvent) -> str | None:
+        return None
+
+    def fail(self, kind: Failure) -> str:
+        """Put the other side in this failure; returns what the publish error says about it."""
+        raise NotImplementedError
+
+    def heal(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class FakeBackend(Backend):
     name = "fake"
     failures = (Failure.DOWN, Failure.FROZEN, Failure.REFUSES)
     ERRORS = {Failure.DOWN: TransportUnavailable("fake: connection refused"),
@@ -73,14 +107,8 @@ class FakeBackend:
         return [Received(e.message_key, e.member_id, e.activity_type.value, trace_id_of(e.traceparent))
                 for e in self.transport.published]
 
-    def wait_received(self, key: str) -> Received:
-        return _one(self.received(), key)
-
     def asked(self) -> int:
         return self.transport.attempts
-
-    def topic_of(self, event: ActivityEvent) -> str | None:
-        return None
 
     def fail(self, kind: Failure) -> str:
         self.transport.fail_with(self.ERRORS[kind])
@@ -113,7 +141,7 @@ class Gate:
         return self.app(environ, start_response)
 
 
-class FeignBackend:
+class FeignBackend(Backend):
     name = "feign"
     failures = (Failure.DOWN, Failure.FROZEN, Failure.REFUSES)
 
@@ -137,15 +165,8 @@ class FeignBackend:
         return [Received(d["message_key"], d["member_id"], d["member_activity_type"], trace_id_of(d.get("traceparent")))
                 for d in get_container(self.app).db[MEMBER_ACTIVITIES].find()]
 
-    def wait_received(self, key: str) -> Received:
-        wait_until(lambda: any(r.message_key == key for r in self.received()), 10, 0.05, f"{key} is recorded")
-        return _one(self.received(), key)
-
     def asked(self) -> int:
         return self.gate.asked
-
-    def topic_of(self, event: ActivityEvent) -> str | None:
-        return None
 
     def fail(self, kind: Failure) -> str:
         if kind is Failure.DOWN:
@@ -171,7 +192,7 @@ class FeignBackend:
         close_app(self.app)
 
 
-class KafkaBackend:
+class KafkaBackend(Backend):
     name = "kafka"
     failures = (Failure.DOWN, Failure.FROZEN)  # a broker that answers does not refuse an event of ours
 
@@ -212,9 +233,4 @@ class KafkaBackend:
     def close(self) -> None:
         self.transport.close()
         drop_topics(self.bootstrap, self.settings["kafka.topic.prefix"])
-
-
-def _one(received: list[Received], key: str) -> Received:
-    [found] = [r for r in received if r.message_key == key]
-    return found
 
