@@ -27,7 +27,8 @@ class FakeTransport:
         self.failure = None
 
     def publish(self, event: ActivityEvent) -> None:
-        self.attempts += 1
+        with self._lock:
+            self.attempts += 1
         if self.closed:
             raise TransportUnavailable("the fake transport is closed")
         if self.failure is not None:
