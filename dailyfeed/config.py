@@ -121,7 +121,9 @@ LOWER_BOUNDS = {
     "kafka.topic.partitions": 1, "kafka.topic.replication-factor": 1,
     "kafka.producer.send-timeout-ms": 100,  # below that no broker round trip fits
     "kafka.consumer.max-records": 1, "kafka.consumer.metadata-max-age-ms": 1, "kafka.consumer.store-retries": 0,
-    "feign.retry.attempts": 1, "feign.retry.backoff-s": 0, "circuit.window-size": 1, "circuit.minimum-calls": 1,
+    "feign.retry.attempts": 1, "feign.retry.backoff-s": 0,
+    "feign.retry.factor": 1,  # a pause that shrinks after each failure would hammer a struggling service
+    "circuit.window-size": 1, "circuit.minimum-calls": 1,
     "deadletters.lease-s": 1, "server.threads": 1, "server.port": 0, "server.activity-port": 0,
 }
 POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s")
@@ -150,6 +152,10 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     for key in POSITIVE:
         if values[key] <= 0:
             raise ConfigError(f"setting {key} ({env_name(key)}) must be greater than 0, got {values[key]}")
+    if values["feign.retry.max-backoff-s"] < values["feign.retry.backoff-s"]:
+        raise ConfigError(f"setting feign.retry.max-backoff-s ({env_name('feign.retry.max-backoff-s')}) must be at "
+                          f"least feign.retry.backoff-s ({values['feign.retry.backoff-s']}), "
+                          f"got {values['feign.retry.max-backoff-s']}")
     if not 0 < values["circuit.failure-rate"] <= 1:
         raise ConfigError("setting circuit.failure-rate must be in (0, 1]")
     values["log.format"] = str(values["log.format"]).strip().lower()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -208,6 +209,16 @@ class PrivateBroker:
 
     def kill(self) -> None:
         self._services("kafka-kill", timeout=30)
+
+    def freeze(self) -> None:
+        """SIGSTOP the broker: its sockets stay open and nothing answers (a hung broker, a long GC pause)."""
+        os.kill(self._pid(), signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self._pid(), signal.SIGCONT)
+
+    def _pid(self) -> int:
+        return int((self.dir / "kafka" / "kafka.pid").read_text().split()[0])
 
     def stop(self) -> None:
         try:

@@ -44,6 +44,8 @@ def test_unknown_publish_type_is_a_start_up_error_naming_setting_and_values():
     ("kafka.consumer.store-retries", -1, "must be at least 0"),
     ("kafka.consumer.max-records", 0, "must be at least 1"),
     ("feign.read-timeout-s", 0, "greater than 0"),
+    ("feign.retry.factor", 0.5, r"feign.retry.factor \(DAILYFEED_FEIGN_RETRY_FACTOR\) must be at least 1"),
+    ("feign.retry.max-backoff-s", 0.1, "must be at least feign.retry.backoff-s"),
 ])
 def test_bad_values_are_rejected(key, value, problem):
     with pytest.raises(ConfigError, match=problem):
