@@ -11,10 +11,7 @@ import http.client
 import os
 import random
 import string
-import subprocess
-import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,7 +22,7 @@ from dailyfeed.config import load_settings
 from dailyfeed.tokens import issue_member_token
 from tests.support.apps import free_port
 from tests.support.metrics import samples
-from tests.support.processes import stop_group
+from tests.support.processes import start_server, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,22 +63,9 @@ def served(request, tmp_path):
     command = ["flask", "--app", "dailyfeed", "run", "--no-reload"] if request.param == "flask-run" else \
         ["dailyfeed", "serve"]
     log = tmp_path / "server.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).with_name(command[0])), *command[1:], "--port", str(port)],
-                                   env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    process = start_server(command, port, env=env, cwd=tmp_path, log=log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield url, port, log
+        yield f"http://127.0.0.1:{port}", port, log
     finally:
         stop_group(process, timeout=15)
 
