@@ -33,7 +33,7 @@ from ..web import MAX_PAGE_SIZE, secure_page
 from . import charts, service
 from .sessions import ConsoleSessions
 
-PAGE = ("console page",)  # server-rendered HTML; the admin token travels in an HttpOnly cookie
+PAGE = ("console page",)  # server-rendered HTML; a login session's id travels in an HttpOnly cookie
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static",
                static_url_path="/static")
 COOKIE = "dailyfeed_admin"
@@ -122,7 +122,7 @@ def login_page():
 
 
 @bp.post("/login")
-@operation(media_type="text/html", tags=PAGE, status=303, errors=(401,), uses_store=False)
+@operation(media_type="text/html", tags=PAGE, status=303, errors=(401,))
 def login():
     """Log in: the admin token opens a session; its id goes into an HttpOnly, SameSite=Strict cookie."""
     token = request.form.get("token", "").strip()
@@ -142,7 +142,7 @@ def login():
 
 
 @bp.post("/logout")
-@operation(media_type="text/html", tags=PAGE, status=303, errors=(401, 403), uses_store=False)
+@operation(media_type="text/html", tags=PAGE, status=303, errors=(401, 403))
 def logout():
     """Log out (CSRF-checked): the session ends in the store and the cookie is dropped."""
     session_id = request.cookies.get(COOKIE)
