@@ -57,7 +57,8 @@ def test_posts_the_original_body_to_the_category_path_with_a_service_token():
     transport(adapter).publish(EVENT)
     sent = adapter.requests[0]
     assert sent.url == "http://activity.test/api/member-activities/comments/likes"
-    claims = jwt.decode(sent.headers["Authorization"].split()[1], SECRET, algorithms=["HS256"])
+    claims = jwt.decode(sent.headers["Authorization"].split()[1], SECRET, algorithms=["HS256"],
+                        audience="dailyfeed-activity")
     assert claims["scope"] == "activity:record"
     assert b'"messageKey": "member_activity:kafka_event:LIKE_COMMENT###2###7###' in sent.body
 
