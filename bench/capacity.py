@@ -35,6 +35,7 @@ from bench.storage import STORAGE_RESULTS as STORAGE_FILE
 from dailyfeed.activity.service import MAX_FOLLOWINGS
 from dailyfeed.web import DEFAULT_PAGE_SIZE as PAGE  # a feed page; it reads one more to tell if a next one exists
 
+SCALING_DOCS = REPO / "docs" / "scaling.md"
 DAY_S = 86_400
 GIB = 1024 ** 3
 EXPLODE_LIMIT = 200  # MongoDB's internalQueryMaxScansToExplode: past it the sort after an $in is done in memory
@@ -149,6 +150,7 @@ class Target:
     comment_chars: int = 120
     reads_per_write: float = 1.0  # store reads a write makes (the post looked up, its likes counted)
     shard_storage_gib: float = 1024.0  # data + indexes one shard is planned to hold
+    insert_cost_keys: float = 10.0  # what a replicated, indexed insert costs, in index keys read from cache
     # the share of actions by what they create (follows are recorded in-process: no Kafka event)
     mix: tuple[tuple[str, float], ...] = (("posts", 0.10), ("comments", 0.25), ("post_likes", 0.40),
                                           ("comment_likes", 0.20), ("follows", 0.05))
@@ -160,7 +162,7 @@ class Target:
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1]")
         for name in ("actions", "peak_factor", "feed_reads", "post_chars", "comment_chars", "title_chars",
-                     "shard_storage_gib"):
+                     "shard_storage_gib", "insert_cost_keys"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.peak_factor < 1:
@@ -522,6 +524,11 @@ def feed_parts(t: Target, ld: Load, inp: Inputs, retained: float) -> list[Part]:
         parts.append(Part("   their storage over the retention, an entry the size of an activity (BSON)",
                           entries * c.per_doc_bson, "B", f"{n(entries)} entries × {n(c.per_doc_bson)} B = "
                                                           f"{size(entries * c.per_doc_bson)}"))
+    reads = ld.feed_peak_per_s * keys
+    parts.append(Part("   the timeline costs less once a page asks this many shards", t.insert_cost_keys *
+                      timeline_writes / reads if reads else float("inf"), "",
+                      f"insert cost {t.insert_cost_keys} keys × timeline inserts {n(timeline_writes)}/s / (feed reads "
+                      f"{n(ld.feed_peak_per_s)}/s × {n(keys)} keys a shard)"))
     return parts
 
 
@@ -543,7 +550,7 @@ def value_text(p: Part) -> str:
     if p.unit == "s":
         return hours(p.value)
     if p.unit == "×":
-        return f"{p.value:,.2f}×"
+        return f"{p.value:,.2f}×" if p.value >= 0.01 else f"{p.value:.1g}×"
     return f"{n(p.value)} {p.unit}".strip()
 
 
@@ -592,6 +599,37 @@ def render_summary(targets: list[Target], inp: Inputs) -> str:
     return "\n".join(lines)
 
 
+def render_feed(feed: dict[str, Any]) -> str:
+    """The feed measurement as a table: raw query p50 (ms) per store and stored activities, a column per
+    followings count, then the fit."""
+    followings = sorted({p["followings"] for r in feed["stores"].values() for p in r["points"]})
+    lines = ["| store, activities per member → stored | " + " | ".join(f"{f} followings" for f in followings) + " |",
+             "|---|" + "---|" * len(followings)]
+    for store, result in feed["stores"].items():
+        for a in sorted({p["per_member"] for p in result["points"]}):
+            points = {p["followings"]: p for p in result["points"] if p["per_member"] == a}
+            cells = [f"{points[f]['raw_ms']:,.0f} ({points[f]['samples']})" if f in points else "—"
+                     for f in followings]
+            stored = next(iter(points.values()))["stored"]
+            lines.append(f"| {store}, {a} → {stored:,} | " + " | ".join(cells) + " |")
+    fits = "; ".join(f"{store} ≈ {r['fit']['base_ms']:,.0f} ms + {r['fit']['per_stored_ms']:.3f} ms per stored "
+                     f"+ {r['fit']['per_matched_ms']:.3f} ms per matched activity"
+                     for store, r in feed["stores"].items())
+    load = ", ".join(f"{x:.1f}" for x in feed["load_before"][:1] + feed.get("load_after", [])[:1])
+    return "\n".join(lines) + (f"\n\nRaw query p50 in ms (pairs in brackets), run {feed['run']}, load average "
+                               f"before / after {load}. Least squares: {fits}.\n")
+
+
+def write_docs(path: Path, blocks: dict[str, str]) -> None:
+    """Replace what stands between each pair of the model's markers in `path` (docs/scaling.md)."""
+    text = path.read_text()
+    for name, block in blocks.items():
+        start_mark, end_mark = f"<!-- capacity:{name}:start -->", f"<!-- capacity:{name}:end -->"
+        start, end = text.index(start_mark) + len(start_mark), text.index(end_mark)
+        text = text[:start] + "\n" + block + text[end:]
+    path.write_text(text)
+
+
 def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
     pairs = []
     for item in text.split(","):
@@ -615,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", type=Path, default=STORAGE_FILE)
     parser.add_argument("--feed", type=Path, default=FEED_FILE)
     parser.add_argument("--markdown", action="store_true", help="one table of every part, a column per target")
+    parser.add_argument("--write-docs", action="store_true",
+                        help=f"put the inputs and that table into {display(SCALING_DOCS)}")
     args = parser.parse_args(argv)
     try:
         targets = [Target(members=int(m), mix=parse_mix(args.mix),
@@ -623,6 +663,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     inp = load_inputs(args.bench, args.storage, args.feed)
+    if args.write_docs:
+        blocks = {"table": f"```text\n{render_inputs(inp)}\n```\n\n{render_summary(targets, inp)}\n"}
+        if inp.feed is not None:
+            blocks["feed"] = render_feed(inp.feed)
+        write_docs(SCALING_DOCS, blocks)
+        print(f"written to {display(SCALING_DOCS)}")
+        return 0
     print(render_inputs(inp))
     if args.markdown:
         print()

@@ -50,8 +50,12 @@ STORAGE = {"run": "r1", "started": "2026-12-05T08:00:00+00:00", "store": {"uri_s
                "outbox": {"documents": 5, "bson_bytes": 150, "text_bytes": 0, "store_data_bytes": 300,
                           "store_index_bytes": {"_id_": 50}},
            }}
-FEED = {"run": "f1", "stores": {"ferretdb": {"fit": {"base_ms": 1.0, "per_stored_ms": 0.001, "per_matched_ms": 0.01},
-                                             "points": []}}}
+FEED = {"run": "f1", "load_before": [1.5, 1.0, 1.0], "load_after": [2.5, 2.0, 2.0],
+        "stores": {"ferretdb": {"fit": {"base_ms": 1.0, "per_stored_ms": 0.001, "per_matched_ms": 0.01},
+                                "points": [{"per_member": 2, "stored": 1998, "matched": 2, "followings": 1,
+                                            "raw_ms": 12.4, "samples": 5},
+                                           {"per_member": 2, "stored": 1998, "matched": 1998, "followings": 999,
+                                            "raw_ms": 1234.5, "samples": 3}]}}}
 
 
 def inputs(**rates: float) -> Inputs:
@@ -203,6 +207,8 @@ def test_feed_costs_of_the_worked_example():
     # each of the 4 feed reads/s asks the shards holding any of 50 followings, and each seeks 70 keys
     assert part(parts, "index keys examined per second").value == pytest.approx(4 * 4 * (1 - 0.75 ** 50) * 70)
     assert part(parts, "a timeline per member").value == pytest.approx(9 * 50)  # events × mean followers
+    # 10 keys an insert × 450 timeline inserts/s against 4 pages/s × 70 keys on each shard asked
+    assert part(parts, "   the timeline costs less").value == pytest.approx(10 * 450 / (4 * 70))
     assert part(parts, "   their storage").value == pytest.approx(432_000 * 0.9 * 50 * 2 * 300)
 
 
@@ -287,3 +293,19 @@ def test_the_committed_results_give_every_rate_and_every_collection(capsys):
     assert set(capacity.DAILY) <= set(inp.storage["collections"])
     assert not math.isnan(capacity.feed_parts(Target(members=10_000), capacity.load_of(Target(members=10_000)),
                                               inp, retained=1.0)[1].value)
+
+
+def test_write_docs_replaces_only_what_stands_between_the_markers(results, tmp_path, monkeypatch):
+    doc = tmp_path / "scaling.md"
+    doc.write_text("# Scaling\nbefore\n<!-- capacity:table:start -->\nold table\n<!-- capacity:table:end -->\nmiddle\n"
+                   "<!-- capacity:feed:start -->\nold feed\n<!-- capacity:feed:end -->\nafter\n")
+    monkeypatch.setattr(capacity, "SCALING_DOCS", doc)
+    assert capacity.main(["--members", "86400,864000", "--write-docs"] + results) == 0
+    text = doc.read_text()
+    assert "old table" not in text and "old feed" not in text
+    assert text.startswith("# Scaling\nbefore\n<!-- capacity:table:start -->\n```text\nmeasured inputs")
+    assert "| part | 86,400 members | 864,000 members |" in text
+    assert "| actions per day | 345,600 | 3,456,000 |" in text  # 86,400 × 0.2 × 20, and 10× that
+    assert "| ferretdb, 2 → 1,998 | 12 (5) | 1,234 (3) |" in text  # raw p50 (pairs) by followings
+    assert "load average before / after 1.5, 2.5" in text
+    assert text.endswith("<!-- capacity:feed:end -->\nafter\n") and "\nmiddle\n" in text
