@@ -309,3 +309,14 @@ def test_write_docs_replaces_only_what_stands_between_the_markers(results, tmp_p
     assert "| ferretdb, 2 → 1,998 | 12 (5) | 1,234 (3) |" in text  # raw p50 (pairs) by followings
     assert "load average before / after 1.5, 2.5" in text
     assert text.endswith("<!-- capacity:feed:end -->\nafter\n") and "\nmiddle\n" in text
+
+
+def test_the_feed_fit_recovers_a_cost_made_of_a_base_a_scan_and_a_sort():
+    """bench/feed.py's least squares: points made exactly of 5 ms + 0.1 ms per stored + 0.02 ms per matched."""
+    from bench.feed import fit
+
+    points = [{"stored": stored, "matched": matched, "raw_ms": 5 + 0.1 * stored + 0.02 * matched}
+              for stored in (1_000, 5_000, 20_000) for matched in (1, 100, 999)]
+    assert fit(points) == pytest.approx({"base_ms": 5, "per_stored_ms": 0.1, "per_matched_ms": 0.02})
+    with pytest.raises(ValueError, match="more than one size"):
+        fit([{"stored": 1_000, "matched": m, "raw_ms": m} for m in (1, 10)] * 2)
