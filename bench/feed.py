@@ -26,7 +26,7 @@ from typing import Any, Callable
 from bench import common
 from bench.app import services
 from bench.common import Run
-from bench.storage import MEASURED
+from bench.storage import MEASURED, save_results
 from dailyfeed.activity.service import MAX_FOLLOWINGS
 from dailyfeed.web import DEFAULT_PAGE_SIZE as PAGE
 
@@ -156,12 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         common.drop_databases(run)
     data["load_after"] = os.getloadavg()
-    common.save_json(args.out, data)
-    for store, result in data["stores"].items():
-        f = result["fit"]
+    for store, f in ((store, result["fit"]) for store, result in data["stores"].items()):
         print(f"{store}: raw p50 ≈ {f['base_ms']:.2f} ms + {f['per_stored_ms'] * 1000:.3f} ms per 1,000 stored "
               f"+ {f['per_matched_ms'] * 1000:.3f} ms per 1,000 matched")
-    print(f"written to {args.out}")
+    save_results(args.out, data)
     return 0
 
 

@@ -123,6 +123,12 @@ def measure(db: Any) -> dict[str, Any]:
     return out
 
 
+def save_results(path: Path, data: dict[str, Any]) -> None:
+    """A results file of bench/measured/, which bench/capacity.py reads (commit it after a run worth keeping)."""
+    common.save_json(path, data)
+    print(f"written to {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="document and index sizes of every collection, on the store here")
     parser.add_argument("--docs", type=int, default=1000, help="posts (and comments, replies, likes...) to write")
@@ -147,13 +153,12 @@ def main(argv: list[str] | None = None) -> int:
             "load_before": os.getloadavg(), "docs": args.docs, "dead_letters": args.dead_letters,
             "text": {"title": len(TITLE), "post": len(POST_TEXT), "comment": len(COMMENT_TEXT)},
             "collections": sizes}
-    common.save_json(args.out, data)
     print(f"{'collection':32} {'docs':>6} {'BSON B/doc':>10} {'text B':>7} {'store B/doc':>11}  indexes (store B/doc)")
     for name, c in sizes.items():
         indexes = ", ".join(f"{k} {v:.0f}" for k, v in c["store_index_bytes"].items())
         print(f"{name:32} {c['documents']:>6} {c['bson_bytes']:>10.0f} {c['text_bytes']:>7.0f} "
               f"{c['store_data_bytes']:>11.0f}  {indexes}")
-    print(f"written to {args.out}")
+    save_results(args.out, data)
     return 0
 
 
