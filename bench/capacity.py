@@ -60,7 +60,7 @@ MEASURED = (
             ((r"^1a ceiling: raw produce", "the broker's own ceiling"),), 10_000,
             "assumed 10,000 ev/s: a third of what row 1a measured before"),
     Measure("listener", "one `dailyfeed listen` process (ev/s)",
-            ((r"^2\s+listener ingest", "the listener's ingest"),
+            ((r"^2[a-z]?\s+listener ingest", "the listener's ingest"),
              (r"^1c ceiling", "no listener row: the ceiling it is held to, raw consume + the app's insert_many")),
             1_000, "assumed 1,000 ev/s"),
     Measure("write_kafka", "writes per serving process, kafka transport (req/s)",
