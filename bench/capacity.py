@@ -10,7 +10,7 @@ It needs no service. Every figure comes from a measured row or from a named assu
 - the document and index sizes measured on the store here from documents the app wrote (bench/measured/storage.json,
   written by `python -m bench.storage`);
 - the followings feed's cost against stored and matched activities (bench/measured/feed.json, `python -m bench.feed`);
-- the shipped settings (config/default.toml: partitions, replication, server threads) and the app's own event
+- the shipped settings (config/default.toml: partitions, replication, topic retention) and the app's own event
   builder (the bytes of a Kafka record);
 - the target and the assumptions given on the command line (`Target`; `--help` lists them with their defaults).
 
