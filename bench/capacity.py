@@ -367,6 +367,7 @@ def collection_size(t: Target, name: str, measured: dict[str, Any]) -> Collectio
 DAILY = ("member_activities", "posts", "comments", "post_likes", "comment_likes", "follows")
 OUTAGE = {"kafka": "kafka_publisher_dead_letters", "feign": "feign_dead_letters"}
 NOT_DAILY = {"counters": "one document per id sequence, not per action",
+             "ops_readiness_probes": "one document per readiness probe",
              "kafka_listener_dead_letters": "only when the store keeps refusing a record (not a broker outage)",
              "dead_letter_claims": "one per dead letter restored (the outage section)",
              **{c: "written during an outage (the outage section)" for c in OUTAGE.values()}}
