@@ -11,7 +11,7 @@ from flask import g, request
 
 from .errors import Forbidden, Unauthenticated
 from .extension import get_container
-from .tokens import ADMIN_SCOPE, RECORD_SCOPE
+from .tokens import ADMIN_SCOPE, RECORD_AUDIENCE, RECORD_SCOPE
 from .types import id_from_text
 
 MAX_TOKEN_CHARS = 4096
@@ -31,8 +31,11 @@ def verify_token(token: str) -> dict:
         raise Unauthenticated("bearer token is too long")
     secret = get_container().settings["auth.jwt-secret"]
     try:
+        # The audience is checked by the views that need one (scope_required), so that a scoped token on a
+        # member endpoint is told it has the wrong scope rather than a confusing audience error.
         return jwt.decode(token.strip(), secret, algorithms=["HS256"], options={"require": ["exp", "sub"],
-                                                                                 "verify_sub": False})
+                                                                                 "verify_sub": False,
+                                                                                 "verify_aud": False})
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("bearer token has expired") from None
     except jwt.InvalidTokenError as exc:
@@ -67,14 +70,18 @@ def member_required(view):
 member_required.scope = "member"  # read by dailyfeed.contract to document the security requirement
 
 
-def scope_required(scope: str, what: str):
-    """A view that only a token with `scope` may call; `what` names the action in the 403 message."""
+def scope_required(scope: str, what: str, audience: str | None = None):
+    """A view that only a token with `scope` (and `audience` among its `aud`, when given) may call; `what` names the
+    action in the 403 message."""
 
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            if _claims().get("scope") != scope:
+            claims = _claims()
+            if claims.get("scope") != scope:
                 raise Forbidden(f"{what} needs a token with scope {scope}")
+            if audience is not None and audience not in _audiences(claims):
+                raise Forbidden(f"{what} needs a token for audience {audience} (dailyfeed token --service issues one)")
             return view(*args, **kwargs)
 
         return wrapper
@@ -83,7 +90,12 @@ def scope_required(scope: str, what: str):
     return decorate
 
 
-#: Only the content side (a service token) may record activities through the HTTP endpoints.
-service_required = scope_required(RECORD_SCOPE, "recording activities")
+def _audiences(claims: dict) -> list:
+    aud = claims.get("aud")
+    return aud if isinstance(aud, list) else [aud]
+
+
+#: Only the content side (a service token, issued for the record endpoints) may record activities over HTTP.
+service_required = scope_required(RECORD_SCOPE, "recording activities", audience=RECORD_AUDIENCE)
 #: The dead-letter console and the admin API.
 admin_required = scope_required(ADMIN_SCOPE, "the admin API")

@@ -32,6 +32,26 @@ def serving_under_flask_run() -> bool:
     return is_running_from_reloader() or not reload
 
 
+def flask_run_base_url() -> str | None:
+    """Under `flask run` (or `dailyfeed run`): the URL of the address it binds, from its own options (--host,
+    --port, --cert, or FLASK_RUN_*), known before it serves; None under any other command."""
+    import click
+    from flask.cli import run_command
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.command is not run_command:
+        return None
+    from .config import ConfigError
+    from .hosts import bound_url
+
+    port = ctx.params.get("port")
+    if not port:
+        raise ConfigError("flask run --port 0 binds a port the app cannot know in advance: set activity.base-url "
+                          "(DAILYFEED_ACTIVITY_BASE_URL), or give a port")
+    scheme = "https" if ctx.params.get("cert") else "http"
+    return bound_url(ctx.params.get("host") or "127.0.0.1", int(port), scheme)
+
+
 def start_background(dailyfeed: Any) -> None:
     """Start the serving process's background work and register it in `dailyfeed.background`."""
     settings = dailyfeed.settings

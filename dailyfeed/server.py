@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from flask import Flask
 from waitress.server import create_server
 
+from .hosts import bound_url
+
 log = logging.getLogger(__name__)
 
 
@@ -95,7 +97,7 @@ def start(app_factory, *, host: str, port: int, activity_port: int, threads: int
     activity = create_server(app, host=host, port=activity_port, threads=max(2, threads // 2),
                              ident="dailyfeed-activity")
     main = create_server(app, host=host, port=port, threads=threads, ident="dailyfeed")
-    holder["app"] = app_factory(f"http://{activity.effective_host}:{activity.effective_port}")
+    holder["app"] = app_factory(bound_url(activity.effective_host, activity.effective_port))
     workers = [threading.Thread(target=s.run, name=f"waitress-{n}", daemon=True)
                for n, s in (("main", main), ("activity", activity))]
     for worker in workers:

@@ -24,6 +24,7 @@ FEIGN_DEAD_LETTERS = "feign_dead_letters"
 KAFKA_LISTENER_DEAD_LETTERS = "kafka_listener_dead_letters"
 DEAD_LETTER_COLLECTIONS = (KAFKA_PUBLISHER_DEAD_LETTERS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS)
 DEAD_LETTER_CLAIMS = "dead_letter_claims"  # restore claims: unique _id per (dead letter, lease generation)
+CONSOLE_SESSIONS = "console_sessions"  # the console's logins: _id is the hash of the cookie's session id
 
 _mock_clients: dict[str, object] = {}
 _mock_lock = threading.Lock()
@@ -108,6 +109,7 @@ def ensure_indexes(db: Database) -> None:
                                         name="leased_claims")
     db[DEAD_LETTER_CLAIMS].create_index([("token", ASCENDING), ("lease_until", ASCENDING)], name="leased_claims_of_run")
     db[DEAD_LETTER_CLAIMS].create_index([("lease_until", ASCENDING)], name="lease_end")  # purge of old claims
+    db[CONSOLE_SESSIONS].create_index([("expires_at", ASCENDING)], name="session_end")  # purge of ended sessions
     for name, replaced in REPLACED_INDEXES.items():
         present = db[name].index_information()
         for index in replaced:

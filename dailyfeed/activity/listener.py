@@ -30,7 +30,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from ..config import Settings
-from ..deadletters import DeadLetterStore, DeadLetterStoreError
+from ..deadletters import DeadLetterStoreError, ListenerDeadLetterSink
 from ..delivery import Backoff, ConsumerOptions, consumer_options
 from ..events import ActivityEvent
 from ..telemetry import metrics
@@ -62,7 +62,7 @@ def record_origin(record: Any) -> dict[str, Any]:
 
 
 class ActivityListener:
-    def __init__(self, activities: ActivityService, dead_letters: DeadLetterStore, *,
+    def __init__(self, activities: ActivityService, dead_letters: ListenerDeadLetterSink, *,
                  consumer_factory: Callable[[], Any], options: ConsumerOptions, describe: str = "",
                  clock: Callable[[], float] = time.monotonic):
         self.activities = activities
@@ -83,7 +83,7 @@ class ActivityListener:
 
     @classmethod
     def from_settings(cls, settings: Settings, activities: ActivityService,
-                      dead_letters: DeadLetterStore) -> "ActivityListener":
+                      dead_letters: ListenerDeadLetterSink) -> "ActivityListener":
         options = consumer_options(settings, DateTopics.from_settings(settings).pattern)
 
         def consumer_factory() -> Any:

@@ -1,15 +1,20 @@
 """The dead-letter console page at /admin: server-rendered (Jinja2, autoescaped), no script needed.
 
-Login: an admin token (`dailyfeed token --admin`) posted once, kept in an HttpOnly, SameSite=Strict cookie for
-/admin only. Every action is a POST carrying a CSRF token (an HMAC of the admin token, so it cannot be guessed
+Login: an admin token (`dailyfeed token --admin`) posted once opens a session kept in the store (sessions.py); the
+HttpOnly, SameSite=Strict cookie for /admin holds only the session's random id, never the token, and logout ends
+the session. Every action is a POST carrying a CSRF token (an HMAC of the session id, so it cannot be guessed
 without it) and goes through a confirmation page that shows the dry-run count first; nothing changes on a GET.
-Responses carry a strict Content-Security-Policy (no inline script or style), a second fence behind autoescaping.
+Form numbers follow the API's rules (ASCII digits); a `back` address that is not a plain /admin path is replaced by
+/admin before anything is done. Responses carry a strict Content-Security-Policy (no inline script or style), a
+second fence behind autoescaping.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import re
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,17 +28,19 @@ from ..deadletters import SHORT_NAMES, Status, age_text
 from ..errors import DailyfeedError, InvalidInput
 from ..events import Category
 from ..extension import get_container
-from ..web import MAX_PAGE_SIZE
+from ..types import count_from_text
+from ..web import MAX_PAGE_SIZE, secure_page
 from . import charts, service
+from .sessions import ConsoleSessions
 
-PAGE = ("console page",)  # server-rendered HTML; the admin token travels in an HttpOnly cookie
+PAGE = ("console page",)  # server-rendered HTML; a login session's id travels in an HttpOnly cookie
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static",
                static_url_path="/static")
 COOKIE = "dailyfeed_admin"
 PAGE_SIZE = 25
 ACTIONS = {"replay": "Replay", "discard": "Discard", "requeue": "Re-queue"}
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'")
+#: Where an action may send the browser back to: a path of the console, printable ASCII, no scheme or host.
+BACK = re.compile(r"/admin(?:[/?][!#-\[\]-~]*)?")
 
 
 class LoggedOut(Exception):
@@ -50,11 +57,8 @@ def _when(value: str | None) -> str:
 
 @bp.after_request
 def _headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return secure_page(response)
 
 
 @bp.errorhandler(LoggedOut)
@@ -78,24 +82,28 @@ def _store_down(error: PyMongoError):
                            message="the document store is unavailable; nothing was changed, try again"), 503
 
 
-def _admin_token() -> str:
-    token = request.cookies.get(COOKIE)
-    if not token:
+def _sessions() -> ConsoleSessions:
+    return ConsoleSessions(get_container().db)
+
+
+def _admin_session() -> str:
+    """The id of the live session the cookie names; LoggedOut otherwise."""
+    session_id = request.cookies.get(COOKIE)
+    if not session_id:
         raise LoggedOut()
-    try:
-        verify_admin_token(token)
-    except DailyfeedError as exc:
-        raise LoggedOut(f"{exc.message}; log in again") from None
-    return token
+    if _sessions().find(session_id) is None:
+        raise LoggedOut("your session has ended (logged out, or its token expired); log in again")
+    return session_id
 
 
-def _csrf(token: str) -> str:
+def _csrf(session_id: str) -> str:
     secret = get_container().settings["auth.jwt-secret"].encode()
-    return hmac.new(secret, b"console-csrf:" + token.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(secret, b"console-csrf:" + session_id.encode(), hashlib.sha256).hexdigest()
 
 
-def _check_csrf(token: str) -> None:
-    if not hmac.compare_digest(request.form.get("csrf", ""), _csrf(token)):
+def _check_csrf(session_id: str) -> None:
+    # bytes: compare_digest refuses str with non-ASCII characters (a 500 instead of a refusal)
+    if not hmac.compare_digest(request.form.get("csrf", "").encode(), _csrf(session_id).encode()):
         raise InvalidInput("this form is stale or came from another site (CSRF token missing or wrong); "
                            "reload the page and try again")
 
@@ -114,30 +122,33 @@ def login_page():
 
 
 @bp.post("/login")
-@operation(media_type="text/html", tags=PAGE, status=303, errors=(401,), uses_store=False)
+@operation(media_type="text/html", tags=PAGE, status=303, errors=(401,))
 def login():
-    """Log in: the admin token goes into an HttpOnly, SameSite=Strict cookie."""
+    """Log in: the admin token opens a session; its id goes into an HttpOnly, SameSite=Strict cookie."""
     token = request.form.get("token", "").strip()
     if token.lower().startswith("bearer "):
         token = token[7:].strip()
     if not token:
         raise LoggedOut("paste an admin token")
     try:
-        verify_admin_token(token)
+        claims = verify_admin_token(token)
     except DailyfeedError as exc:
         raise LoggedOut(exc.message) from None
+    session_id = _sessions().open(str(claims.get("sub")), datetime.fromtimestamp(claims["exp"], timezone.utc))
     response = redirect(url_for(".index"), 303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure, path="/admin")
+    response.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict", secure=request.is_secure,
+                        path="/admin")
     return response
 
 
 @bp.post("/logout")
-@operation(media_type="text/html", tags=PAGE, status=303, errors=(401, 403), uses_store=False)
+@operation(media_type="text/html", tags=PAGE, status=303, errors=(401, 403))
 def logout():
-    """Log out (CSRF-checked): the cookie is dropped."""
-    token = request.cookies.get(COOKIE)
-    if token:
-        _check_csrf(token)
+    """Log out (CSRF-checked): the session ends in the store and the cookie is dropped."""
+    session_id = request.cookies.get(COOKIE)
+    if session_id:
+        _check_csrf(session_id)
+        _sessions().end(session_id)
     response = redirect(url_for(".login_page"), 303)
     response.delete_cookie(COOKIE, path="/admin")
     return response
@@ -156,7 +167,7 @@ def index_with_slash():
 @operation(media_type="text/html", tags=PAGE, errors=(400, 401))
 def index():
     """The console: counts, charts, circuits, lag, and the filtered list of dead letters."""
-    token = _admin_token()
+    session_id = _admin_session()
     container = get_container()
     params = _filter_args(request.args)
     selection = service.selection_from(params)
@@ -165,7 +176,7 @@ def index():
     seen = service.overview(container, ops.state_of(current_app).lag)
     chart = charts.hours_chart(_hours(seen["hours"]), {c["name"]: c["createdPerHour"] for c in seen["collections"]})
     errors = charts.meters([(e["type"], e["open"]) for e in seen["errorTypes"]])
-    return render_template("console/index.html", csrf=_csrf(token), overview=seen, listed=listed, chart=chart,
+    return render_template("console/index.html", csrf=_csrf(session_id), overview=seen, listed=listed, chart=chart,
                            error_meters=errors, filters=params, selection=selection, page=page,
                            result=_result(request.args), age=age_text, **_choices(),
                            page_link=lambda n: url_for(".index", **params, page=n))
@@ -175,9 +186,9 @@ def index():
 @operation(media_type="text/html", tags=PAGE, errors=(401, 404))
 def detail(dead_letter_id: str):
     """One dead letter: payload, error, origin, claim, with its actions."""
-    token = _admin_token()
+    session_id = _admin_session()
     letter = service.detail(get_container(), dead_letter_id)
-    return render_template("console/detail.html", csrf=_csrf(token), letter=letter,
+    return render_template("console/detail.html", csrf=_csrf(session_id), letter=letter,
                            payload=_pretty(letter["payload"]), origin=letter["origin"],
                            origin_value=_pretty(_maybe_json((letter["origin"] or {}).get("value")))
                            if isinstance(letter["origin"], dict) else None, result=_result(request.args))
@@ -188,9 +199,12 @@ def detail(dead_letter_id: str):
 def action():
     """Every console action: first a confirmation page with the dry-run count (step=confirm), then the action
     itself (step=run), after which the browser is sent back (303) to the list with the counts."""
-    token = _admin_token()
-    _check_csrf(token)
+    session_id = _admin_session()
+    _check_csrf(session_id)
     container = get_container()
+    back = request.form.get("back") or ""
+    if not BACK.fullmatch(back):
+        back = url_for(".index")
     name = request.form.get("action", "")
     if name not in ACTIONS:
         raise InvalidInput(f"unknown action {name!r}")
@@ -207,9 +221,6 @@ def action():
     else:
         raise InvalidInput(f"unknown scope {scope!r}")
     mode = request.form.get("mode", service.ReplayMode.REPUBLISH)
-    back = request.form.get("back") or ""
-    if not back.startswith("/admin"):
-        back = url_for(".index")
     if request.form.get("step") != "run":
         if name == "replay":
             preview = service.replay(container, selection, dry_run=True, mode=mode)
@@ -217,13 +228,13 @@ def action():
             preview = service.discard(container, selection, dry_run=True, expected=None)
         else:
             preview = service.requeue(container, selection, dry_run=True)
-        return render_template("console/confirm.html", csrf=_csrf(token), action=name, label=ACTIONS[name],
+        return render_template("console/confirm.html", csrf=_csrf(session_id), action=name, label=ACTIONS[name],
                                preview=preview.to_json(), scope=scope, ids=ids, filters=params, mode=mode,
                                back=back, modes=service.ReplayMode.ALL)
     if name == "replay":
         answer = service.replay(container, selection, dry_run=False, mode=mode)
     elif name == "discard":
-        answer = service.discard(container, selection, dry_run=False, expected=_int_field("expected"))
+        answer = service.discard(container, selection, dry_run=False, expected=_number_field("expected"))
     else:
         answer = service.requeue(container, selection, dry_run=False)
     counts = {k: v for k, v in answer.counts.items()}
@@ -238,15 +249,21 @@ def _filter_args(source) -> dict[str, str]:
 
 
 def _page_arg() -> int:
-    raw = request.args.get("page", "0")
-    if not raw.isdigit() or int(raw) * PAGE_SIZE > service.MAX_LIST_SKIP:
-        raise InvalidInput(f"page must be a number from 0 to {service.MAX_LIST_SKIP // PAGE_SIZE}")
-    return int(raw)
+    page = count_from_text(request.args.get("page", "0"))
+    if page is None or page * PAGE_SIZE > service.MAX_LIST_SKIP:
+        raise InvalidInput(f"page must be a number from 0 to {service.MAX_LIST_SKIP // PAGE_SIZE} (ASCII digits)")
+    return page
 
 
-def _int_field(name: str) -> int | None:
+def _number_field(name: str) -> int | None:
+    """A form's count: None when missing; InvalidInput when it is not ASCII digits (the API's rule)."""
     raw = request.form.get(name, "")
-    return int(raw) if raw.isdigit() else None
+    if not raw:
+        return None
+    number = count_from_text(raw)
+    if number is None:
+        raise InvalidInput(f"{name} must be a count in ASCII digits (at most 18)")
+    return number
 
 
 def _result(args) -> dict[str, Any] | None:
@@ -254,8 +271,8 @@ def _result(args) -> dict[str, Any] | None:
     name = args.get("done")
     if name not in ACTIONS:
         return None
-    counts = {k: int(v) for k, v in args.items() if k in ("restored", "skipped", "failed", "discarded", "requeued")
-              and v.isdigit()}
+    counts = {k: count_from_text(v) for k, v in args.items()
+              if k in ("restored", "skipped", "failed", "discarded", "requeued") and count_from_text(v) is not None}
     return {"action": name, "counts": counts}
 
 

@@ -2,13 +2,16 @@
 (claims.py), the read side (queries.py) and the bulk actions (bulk.py) that the restore jobs, the CLI and the
 console use.
 
+The write path sees only a sink of one method (PublisherDeadLetterSink, ListenerDeadLetterSink), as arroyo's
+processing code sees only its DLQ producer: the restore side's claims, reads and bulk actions stay out of its reach.
+
 Every document is keyed by its message key (unique index), so recording the same failure twice updates one
 document.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Protocol
 
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
@@ -20,6 +23,20 @@ from .bulk import BulkActions
 from .claims import ClaimProtocol
 from .model import PUBLISHER_COLLECTIONS, DeadLetterStoreError, Status, clip, error_info, insert_unordered
 from .queries import DeadLetterReader
+
+
+class PublisherDeadLetterSink(Protocol):
+    """What content publishing needs of the dead letters: keep an event no transport delivered."""
+
+    def record_publisher_failure(self, kind: str, event: ActivityEvent, error: BaseException,
+                                 topic: str | None = None) -> None: ...
+
+
+class ListenerDeadLetterSink(Protocol):
+    """What the Kafka listener needs of the dead letters: keep a record it could not parse or store."""
+
+    def record_listener_failure(self, *, origin: Mapping[str, Any], error: BaseException,
+                                event: ActivityEvent | None = None, traceparent: str | None = None) -> None: ...
 
 
 class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):

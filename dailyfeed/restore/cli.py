@@ -282,6 +282,8 @@ def list_command(status: str, category: str | None, collection: str | None, limi
     found, total = _store_call(lambda: store.list_dead_letters(selection, limit=limit))
     if not found:
         click.echo("no dead letters match")
+        if not _store_call(lambda: store.list_dead_letters(Selection(), limit=1))[0]:
+            _hint_if_embedded()
         return
     click.echo(f"{'ID':<24}  {'COLLECTION':<15}  {'STATUS':<9}  {'CATEGORY':<12}  {'TRIES':>5}  "
                f"{'CREATED (UTC)':<19}  KEY / ERROR")
@@ -464,6 +466,8 @@ def purge_command(days: int, dry_run: bool) -> None:
 def stats_command() -> None:
     """Counts by collection, status and category, and the age of the oldest pending dead letter."""
     stats = _store_call(lambda: get_container().dead_letters.stats())
+    if not any(stats.total(name, s.value) for name in DEAD_LETTER_COLLECTIONS for s in Status):
+        _hint_if_embedded()
     now = utcnow()
     for name in DEAD_LETTER_COLLECTIONS:
         by_status = stats.counts.get(name, {})

@@ -42,6 +42,11 @@ def enabled() -> bool:
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+#: The `method` label's values: any other method a client sends is counted as `other` (a label per method sent
+#: would let one client grow /metrics without bound).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "other"
+
 HTTP_REQUESTS = Counter("dailyfeed_http_requests", "HTTP requests answered, by route template, method and status.",
                         ["route", "method", "status"])
 HTTP_DURATION = Histogram("dailyfeed_http_request_duration_seconds",
@@ -126,13 +131,17 @@ CONSUMER_LAG_READ_AT = "dailyfeed_listener_consumer_lag_read_timestamp_seconds"
 # --- the calls the code paths make -----------------------------------------------------------------------------
 
 # The children of the per-request metrics by label values: `.labels()` validates and takes a lock on every call; a
-# plain dict read does not (label values come from small fixed sets, so these stay small).
+# plain dict read does not (label values come from small fixed sets, so these stay small: request_done folds the
+# method, the only label a client spells).
 _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 _publish_children: dict[tuple[Any, Any, str], tuple[Any, Any]] = {}
 
 
 def request_done(route: str, method: str, status: int, seconds: float) -> None:
+    """`route` is the matched rule's template (or a fixed word), `method` as the client sent it (folded here)."""
     if _enabled:
+        if method not in HTTP_METHODS:
+            method = OTHER_METHOD
         children = _request_children.get((route, method, status))
         if children is None:
             children = _request_children[route, method, status] = (

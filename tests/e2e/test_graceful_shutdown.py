@@ -20,7 +20,7 @@ from dailyfeed.config import load_settings
 from dailyfeed.tokens import issue_member_token
 from tests.support.apps import free_port
 from tests.support.kafka import wait_until
-from tests.support.processes import start_serve, stop_group, wait_ready
+from tests.support.processes import start_server, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORD_TAKES_S = 2.0
@@ -67,10 +67,9 @@ def test_sigterm_with_writes_in_flight_answers_them_all_turns_unready_first_and_
            "DAILYFEED_SERVER_SHUTDOWN_DRAIN_S": str(DRAIN_S), "DAILYFEED_SERVER_SHUTDOWN_TIMEOUT_S": str(TIMEOUT_S),
            "PYTHONUNBUFFERED": "1"}
     token = issue_member_token(load_settings()["auth.jwt-secret"], 7, 600)
-    process, base, log = start_serve(tmp_path, "server", env, port, "--threads", "8")
+    base, log = f"http://127.0.0.1:{port}", tmp_path / "server.log"
+    process = start_server(["dailyfeed", "serve", "--threads", "8"], port, env=env, cwd=tmp_path, log=log)
     try:
-        wait_ready(process, base, log, 60)
-
         def write(n: int) -> int:
             return requests.post(f"{base}/api/posts", json={"content": f"in flight {n}"}, timeout=30,
                                  headers={"Authorization": f"Bearer {token}"}).status_code

@@ -28,7 +28,7 @@ from ..support import ROOT
 from ..support.apps import free_port, make_app
 from ..support.kafka import Api, KafkaApps, make_topics, produce, run_async, wait_until
 from ..support.metrics import total, value
-from ..support.processes import start_serve, stop_group, wait_ready
+from ..support.processes import start_server, stop_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
 
@@ -125,12 +125,14 @@ def test_two_serving_processes_redrive_the_outages_dead_letters_after_the_thaw_e
            "DAILYFEED_REDRIVE_INTERVAL_S": "1.0", "DAILYFEED_REDRIVE_BACKOFF_MAX_S": "4.0",
            "DAILYFEED_REDRIVE_RATE": "50", "DAILYFEED_METRICS_DEADLETTERS_CACHE_S": "0"}
     token = issue_member_token(load_settings()["auth.jwt-secret"], 7, 600)
-    servers = [start_serve(tmp_path, name, {**env, "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port())}, free_port())
-               for name in ("first", "second")]
+    servers: list[tuple] = []
     store = MongoClient(mongo_uri)[database]
     try:
-        for process, base, log in servers:
-            wait_ready(process, base, log)
+        for name in ("first", "second"):
+            port, log = free_port(), tmp_path / f"{name}.log"
+            servers.append((start_server(["dailyfeed", "serve"], port, cwd=tmp_path, log=log, timeout=90,
+                                         env={**env, "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port())}),
+                            f"http://127.0.0.1:{port}", log))
 
         def write(base: str, text: str) -> dict:
             answer = requests.post(f"{base}/api/posts", json={"content": text}, timeout=30,

@@ -213,14 +213,14 @@ class PrivateBroker:
         self._services("kafka-kill", timeout=30)
 
     def freeze(self) -> None:
-        """SIGSTOP the broker: its sockets stay open and take bytes, nothing answers (a hung broker, not a dead one)."""
+        """SIGSTOP the broker: its sockets stay open and nothing answers (a hung broker, a long GC pause)."""
         os.kill(self._pid(), signal.SIGSTOP)
 
     def thaw(self) -> None:
         os.kill(self._pid(), signal.SIGCONT)
 
     def _pid(self) -> int:
-        return int((self.dir / "kafka" / "kafka.pid").read_text().strip())
+        return int((self.dir / "kafka" / "kafka.pid").read_text().split()[0])
 
     def stop(self) -> None:
         try:

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import requests
+
 
 def stop_group(process: subprocess.Popen, timeout: float = 30) -> None:
     """SIGTERM to the process group the test started (a server and its reloader child too), SIGKILL if it has not
@@ -20,29 +22,23 @@ def stop_group(process: subprocess.Popen, timeout: float = 30) -> None:
         process.wait()
 
 
-def start_serve(directory: Path, name: str, env: dict[str, str], port: int,
-                *args: str) -> tuple[subprocess.Popen, str, Path]:
-    """`dailyfeed serve --port PORT ARGS` in a session of its own (stop it with stop_group), its output in
-    directory/NAME.log; returns the process, its base URL and the log's path."""
-    log = directory / f"{name}.log"
+def start_server(command: list[str], port: int, *, env: dict[str, str], cwd: Path, log: Path,
+                 timeout: float = 60) -> subprocess.Popen:
+    """Start a serving command of the venv (`flask run …`, `dailyfeed serve`) on `port`, in a session of its own
+    with its output in `log`, and wait until it answers `/healthz`; stopped (stop_group) if it does not."""
     with open(log, "w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).with_name("dailyfeed")), "serve", "--port", str(port),
-                                    *args], env=env, cwd=directory, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    return process, f"http://127.0.0.1:{port}", log
-
-
-def wait_ready(process: subprocess.Popen, base: str, log: Path, timeout: float = 90) -> None:
-    """Until `base`/readyz answers 200; fails with the server's output when it exits or the timeout passes."""
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while True:
-        assert process.poll() is None, f"the server exited:\n{log.read_text()}"
-        try:
-            if requests.get(f"{base}/readyz", timeout=3).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline, f"not ready within {timeout:.0f} s:\n{log.read_text()}"
-        time.sleep(0.2)
+        process = subprocess.Popen([str(Path(sys.executable).with_name(command[0])), *command[1:], "--port", str(port)],
+                                   env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    return process
+            except (requests.ConnectionError, requests.Timeout):  # not bound yet; bound, still loading the app
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    except BaseException:
+        stop_group(process, timeout=15)
+        raise
