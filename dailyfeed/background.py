@@ -1,4 +1,5 @@
-"""What a serving process runs beside answering requests: the date topics at start-up and the Kafka listener.
+"""What a serving process runs beside answering requests: the date topics at start-up, the Kafka listener and the
+automatic redrive of publisher dead letters (dailyfeed.restore.redrive).
 
 Only the process that serves starts it — `dailyfeed serve`, `flask run` (in the reloader's child, not in the
 watcher process that only restarts it), or a WSGI entry point that asks for it with
@@ -54,6 +55,12 @@ def flask_run_base_url() -> str | None:
 def start_background(dailyfeed: Any) -> None:
     """Start the serving process's background work and register it in `dailyfeed.background`."""
     settings = dailyfeed.settings
+    if settings["redrive.enabled"]:
+        from .restore.redrive import Redriver
+
+        redriver = Redriver.from_container(dailyfeed)
+        redriver.start()
+        dailyfeed.background.append(redriver)
     if not settings.kafka_in_use:
         return
     from .transport.topics import ensure_topics_at_startup

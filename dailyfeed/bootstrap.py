@@ -6,6 +6,7 @@ names, or replace the transports.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
@@ -40,6 +41,7 @@ class Container:
     activity_service: ActivityService
     content_service: ContentService
     background: list[Stoppable] = field(default_factory=list)  # the listener, started by dailyfeed.background
+    shutting_down: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: /readyz answers 503
 
     def close(self) -> None:
         for item in reversed(self.background):

@@ -134,8 +134,11 @@ LOWER_BOUNDS = {
     "feign.retry.factor": 1,  # a pause that shrinks after each failure would hammer a struggling service
     "circuit.window-size": 1, "circuit.minimum-calls": 1,
     "deadletters.lease-s": 1, "server.threads": 1, "server.port": 0, "server.activity-port": 0,
+    "server.shutdown.drain-s": 0, "redrive.max-passes": 1,
 }
-POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s")
+POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s", "kafka.consumer.poll-ttl-s",
+            "kafka.consumer.consume-ttl-s", "server.shutdown.timeout-s", "redrive.interval-s", "redrive.rate",
+            "redrive.backoff-max-s")
 
 
 def _validate(values: dict[str, Any]) -> dict[str, Any]:
@@ -179,6 +182,11 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     if values["metrics.lag-interval-s"] <= 0:
         raise ConfigError("setting metrics.lag-interval-s must be positive")
     values["server.trusted-hosts"] = _trusted_hosts(values["server.trusted-hosts"])
+    if values["server.shutdown.drain-s"] >= values["server.shutdown.timeout-s"]:
+        raise ConfigError("setting server.shutdown.drain-s must be less than server.shutdown.timeout-s (the drain is "
+                          "part of the shutdown's deadline)")
+    if values["redrive.backoff-max-s"] < values["redrive.interval-s"]:
+        raise ConfigError("setting redrive.backoff-max-s must be at least redrive.interval-s")
     if len(values["auth.jwt-secret"]) < 32:
         raise ConfigError("setting auth.jwt-secret must be at least 32 characters")
     return values

@@ -84,6 +84,8 @@ class ConsumerOptions:
     commit: Commit = Commit.AFTER_STORE
     store_retry: RetryPolicy = RetryPolicy(attempts=4, base_s=0.5, max_s=30.0)  # then dead letters
     reconnect: RetryPolicy = RetryPolicy(attempts=None, base_s=0.5, max_s=30.0)  # a consumer that cannot start
+    poll_ttl_s: float = 300.0  # liveness: the loop made progress (a poll returned, a reconnect was tried) this recently
+    consume_ttl_s: float = 600.0  # liveness: no batch has been in hand (stored, committed) longer than this
 
 
 def producer_options(settings: Settings) -> ProducerOptions:
@@ -106,4 +108,6 @@ def consumer_options(settings: Settings, pattern: str) -> ConsumerOptions:
                            max_records=settings["kafka.consumer.max-records"],
                            metadata_max_age_ms=settings["kafka.consumer.metadata-max-age-ms"],
                            store_retry=replace(ConsumerOptions.store_retry,
-                                               attempts=settings["kafka.consumer.store-retries"] + 1))
+                                               attempts=settings["kafka.consumer.store-retries"] + 1),
+                           poll_ttl_s=settings["kafka.consumer.poll-ttl-s"],
+                           consume_ttl_s=settings["kafka.consumer.consume-ttl-s"])

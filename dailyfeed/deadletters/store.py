@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..events import ActivityEvent, utcnow
 from ..store import KAFKA_LISTENER_DEAD_LETTERS
+from ..telemetry import metrics
 from .bulk import BulkActions
 from .claims import ClaimProtocol
 from .model import PUBLISHER_COLLECTIONS, DeadLetterStoreError, Status, clip, error_info, insert_unordered
@@ -42,6 +43,7 @@ class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
     def __init__(self, db: Database, lease_seconds: int = 300):
         self.db = db
         self.lease_seconds = lease_seconds
+        self.kept = 0  # failures this process kept: the redrive looks for work when it changes
 
     # --- writing failures -------------------------------------------------------------------------------------
 
@@ -89,6 +91,8 @@ class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
                 self.db[collection].update_one({"message_key": key}, {"$set": failure, "$inc": {"attempts": 1}})
         except Exception as exc:  # any store fault: the caller decides (undo the write / do not commit)
             raise DeadLetterStoreError(f"could not store dead letter in {collection}: {exc}") from exc
+        self.kept += 1
+        metrics.dead_letter_kept(collection, failure["error"]["type"])
 
     def hand_off(self, source: str, doc: Mapping[str, Any], event: ActivityEvent) -> bool:
         """Copy a publisher dead letter into the listener collection, pending, as the original did; False when

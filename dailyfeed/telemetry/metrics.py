@@ -15,8 +15,9 @@ Two kinds:
 """
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -84,6 +85,13 @@ LISTENER_COMMIT_DURATION = Histogram("dailyfeed_listener_commit_duration_seconds
                                      buckets=_LATENCY_BUCKETS)
 LISTENER_BATCH_OUTCOMES = ("committed", "not-committed", "rewound", "abandoned")
 
+# --- dead letters kept ----------------------------------------------------------------------------------------
+
+DEAD_LETTERS_KEPT = Counter("dailyfeed_dead_letters_kept",
+                            "Failures kept as dead letters (a new dead letter, or a new attempt on one), by collection "
+                            "and error type (the exception's class name: a few values, so a new one stands out).",
+                            ["collection", "error_type"])
+
 # --- restores --------------------------------------------------------------------------------------------------
 
 RESTORED_DEAD_LETTERS = Counter("dailyfeed_restore_dead_letters",
@@ -91,6 +99,12 @@ RESTORED_DEAD_LETTERS = Counter("dailyfeed_restore_dead_letters",
                                 "skipped, failed).", ["job", "outcome"])
 RESTORE_PASSES = Counter("dailyfeed_restore_passes", "Restore passes run, by job.", ["job"])
 RESTORE_OUTCOMES = ("restored", "skipped", "failed")
+REDRIVE_PASSES = Counter("dailyfeed_redrive_passes",
+                         "Automatic redrive passes a serving process ran once a transport answered again, by transport "
+                         "and outcome: delivered (nothing failed) or failed (some dead letter failed: the next pass "
+                         "waits longer). The dead letters they settled: dailyfeed_restore_dead_letters_total"
+                         "{job=\"redrive\"}.", ["transport", "outcome"])
+REDRIVE_OUTCOMES = ("delivered", "failed")
 
 # --- the metrics' own reads ------------------------------------------------------------------------------------
 
@@ -109,6 +123,8 @@ DEAD_LETTERS = "dailyfeed_dead_letters"
 DEAD_LETTERS_OLDEST = "dailyfeed_dead_letters_oldest_pending_age_seconds"
 DEAD_LETTERS_READ_AT = "dailyfeed_dead_letters_read_timestamp_seconds"
 CONSUMER_LAG = "dailyfeed_listener_consumer_lag"
+CONSUMER_LAG_SECONDS = "dailyfeed_listener_consumer_lag_seconds"
+WORKER_UP = "dailyfeed_worker_up"
 CONSUMER_LAG_READ_AT = "dailyfeed_listener_consumer_lag_read_timestamp_seconds"
 
 
@@ -176,6 +192,11 @@ def listener_committed(seconds: float) -> None:
         LISTENER_COMMIT_DURATION.observe(seconds)
 
 
+def dead_letter_kept(collection: str, error_type: str) -> None:
+    if _enabled:
+        DEAD_LETTERS_KEPT.labels(collection, error_type[:80]).inc()
+
+
 def restore_settled(job: str, outcome: str) -> None:
     if _enabled:
         RESTORED_DEAD_LETTERS.labels(job, outcome).inc()
@@ -184,6 +205,11 @@ def restore_settled(job: str, outcome: str) -> None:
 def restore_pass(job: str) -> None:
     if _enabled:
         RESTORE_PASSES.labels(job).inc()
+
+
+def redrive_pass(transport: str, outcome: str) -> None:
+    if _enabled:
+        REDRIVE_PASSES.labels(transport, outcome).inc()
 
 
 def source_failed(source: str) -> None:
@@ -211,6 +237,13 @@ def declare_restore(job: str) -> None:
         RESTORED_DEAD_LETTERS.labels(job, outcome)
 
 
+def declare_redrive(transports: Iterable[str]) -> None:
+    declare_restore("redrive")
+    for transport in transports:
+        for outcome in REDRIVE_OUTCOMES:
+            REDRIVE_PASSES.labels(str(transport), outcome)
+
+
 # --- state read when scraped -----------------------------------------------------------------------------------
 
 class StateCollector:
@@ -218,7 +251,9 @@ class StateCollector:
     listener group's lag. `dead_letters` and `lag` are the caches of dailyfeed.ops.sources (or None)."""
 
     def __init__(self, transports: Iterable[Any], dead_letters: Any = None, lag: Any = None,
-                 collections: Iterable[str] = (), statuses: Iterable[str] = ()):
+                 collections: Iterable[str] = (), statuses: Iterable[str] = (),
+                 workers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None):
+        self.workers = workers  # the background workers' liveness by name (what /healthz shows), e.g. the listener
         self.transports = list(transports)
         self.dead_letters = dead_letters
         self.lag = lag
@@ -227,6 +262,8 @@ class StateCollector:
 
     def collect(self) -> Iterator[Metric]:
         yield self._breakers()
+        if self.workers is not None:
+            yield self._workers()
         if self.dead_letters is not None:
             yield from self._dead_letters()
         if self.lag is not None:
@@ -245,6 +282,15 @@ class StateCollector:
             current = breaker.state
             for state in BREAKER_STATES:
                 family.add_metric([kind, state], 1.0 if state == current else 0.0)
+        return family
+
+    def _workers(self) -> Metric:
+        family = GaugeMetricFamily(WORKER_UP, "1 while a background worker of this process is alive and not stuck "
+                                   "(its /healthz component is UP: for the listener, a poll within "
+                                   "kafka.consumer.poll-ttl-s and no batch in hand longer than consume-ttl-s), else 0.",
+                                   labels=["worker"])
+        for name, report in self.workers().items():
+            family.add_metric([name], 1.0 if report.get("status") == "UP" else 0.0)
         return family
 
     def _dead_letters(self) -> Iterator[Metric]:
@@ -275,9 +321,16 @@ class StateCollector:
         family = GaugeMetricFamily(CONSUMER_LAG, "Records waiting for the listener's consumer group on each date topic "
                                    "partition: the high watermark minus the committed offset (from the oldest kept "
                                    "when the group never committed).", labels=["topic", "partition"])
+        seconds = GaugeMetricFamily(CONSUMER_LAG_SECONDS, "How old the oldest record waiting for the listener's "
+                                    "group is on each date topic partition (its producer timestamp, read with the "
+                                    "offsets; it grows between reads while nothing is consumed), 0 when none waits.",
+                                    labels=["topic", "partition"])
+        now = time.time()
         for item in lags:
             family.add_metric([item.topic, str(item.partition)], float(item.lag))
+            seconds.add_metric([item.topic, str(item.partition)], round(item.lag_seconds(now), 3))
         yield family
+        yield seconds
         yield GaugeMetricFamily(CONSUMER_LAG_READ_AT, "When the consumer lag was last read from Kafka (Unix time).",
                                 value=read_at)
 

@@ -3,6 +3,7 @@ confirm-then-run flow of an action. (tests/browser drives the same page in a rea
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -117,6 +118,18 @@ def lag_reads(app, dailyfeed):
 
 TOPIC = "member-activity-20261129"
 BEHIND = [PartitionLag(TOPIC, 0, end_offset=10, committed=4), PartitionLag(TOPIC, 1, end_offset=3, committed=None)]
+
+
+def test_the_overview_shows_how_old_the_oldest_waiting_record_is(admin, page, lag_reads):
+    now_ms = int(time.time() * 1000)
+    lag_reads([PartitionLag(TOPIC, 0, end_offset=10, committed=4, oldest_timestamp_ms=now_ms - 3_723_000),
+               PartitionLag(TOPIC, 1, end_offset=3, committed=3, oldest_timestamp_ms=None)])
+    lag = admin.data(admin.get("/overview"))["consumerLag"]
+    assert [(p["partition"], p["lag"]) for p in lag["partitions"]] == [(0, 6), (1, 0)]
+    assert 3723 <= lag["partitions"][0]["lagSeconds"] < 3800 and lag["partitions"][1]["lagSeconds"] == 0
+    assert lag["maxLagSeconds"] == lag["partitions"][0]["lagSeconds"]
+    html = page.get("/admin").text
+    assert re.search(r'data-lag-seconds="37\d\d">The oldest record waiting is\s+<strong>1h 2m</strong> old', html)
 
 
 def test_the_overview_shows_the_lag_the_monitor_read_and_reads_kafka_once_for_many_views(admin, page, lag_reads):
