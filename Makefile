@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv lint run serve test test-unit test-integration mutate services services-stop services-status bench clean
+.PHONY: venv lint run serve test test-unit test-integration mutate services services-stop services-status bench capacity capacity-measure clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,13 @@ services-status:
 
 bench: venv
 	bash bench/run.sh
+
+capacity: venv  ## the capacity model on the committed results, no service needed (ARGS="--members 5000000 ...")
+	$(BIN)/python -m bench.capacity $(ARGS)
+
+capacity-measure: venv  ## what the model reads from the store: document and index sizes, the followings feed's cost
+	BENCH_MODULE=bench.storage bash bench/run.sh
+	BENCH_MODULE=bench.feed bash bench/run.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info mutants mutants.log

@@ -3,6 +3,7 @@
 #
 #   bash bench/run.sh [--quick] [--scale X] [--reps N] [--only ingest,write,restore,flat,read,scale] [--write-docs]
 #   BENCH_SCALE=0.5 make bench          # smaller N everywhere;  BENCH_WRITE_DOCS=1 make bench  # update the docs
+#   BENCH_MODULE=bench.feed bash bench/run.sh [args]   # another bench module with the same services (make capacity-measure)
 #
 # Uses the services if `scripts/services.sh status` says they run; otherwise starts the missing ones and stops,
 # on any exit, only those it started. Never touches a service it did not start.
@@ -38,4 +39,4 @@ if ! "$PY" -c 'import pyinstrument' 2>/dev/null; then
     "${VENV:-.venv}/bin/pip" install --quiet -e '.[bench]' || echo "bench: could not install the bench extra (profilers); going on"
 fi
 
-"$PY" -m bench.harness "$@"
+"$PY" -m "${BENCH_MODULE:-bench.harness}" "$@"

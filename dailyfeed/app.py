@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from flask import Flask, has_request_context, request
+from flask import Flask
 
-from .bootstrap import FALLBACK_BASE_URL, bootstrap
+from . import hosts
+from .bootstrap import bootstrap
 from .config import load_settings
 from .errors import register_error_handlers
 from .events import Service
@@ -24,7 +25,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     from . import console
     from .activity import api as activity_api
     from .activity import cli as activity_cli
-    from .background import serving_under_flask_run, start_background
+    from .background import flask_run_base_url, serving_under_flask_run, start_background
     from .content import api as content_api
     from .docs import bp as docs_bp
     from .ops import init_app as init_ops
@@ -34,15 +35,10 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
 
     settings = load_settings(test_config)
     configure_logging(settings["log.format"], settings["log.level"])
-    configured_url = settings["activity.base-url"]
-
-    def activity_base_url() -> str:
-        # Empty setting: the feign transport calls the app's own URL, as the request that publishes reached it.
-        if configured_url:
-            return configured_url
-        return request.host_url if has_request_context() else FALLBACK_BASE_URL
-
-    container = bootstrap(settings=settings, transports=transports, activity_base_url=activity_base_url)
+    served_at = None if settings["activity.base-url"] else flask_run_base_url()
+    if served_at is not None:  # under `flask run` the app's own address is where it binds (dailyfeed serve sets it)
+        settings = settings.with_overrides({"activity.base-url": served_at})
+    container = bootstrap(settings=settings, transports=transports)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False
@@ -51,6 +47,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
 
     register_error_handlers(app)
     init_ops(app)  # probes, /metrics, request metrics and trace context
+    hosts.init_app(app, settings)  # untrusted Host headers are refused before any view
     app.register_blueprint(content_api.bp)
     app.register_blueprint(activity_api.bp)
     app.register_blueprint(docs_bp)

@@ -11,7 +11,7 @@ from flask import g, request
 
 from .errors import Forbidden, Unauthenticated
 from .extension import get_container
-from .tokens import ADMIN_SCOPE, RECORD_SCOPE, VIEWER_SCOPE
+from .tokens import ADMIN_SCOPE, RECORD_AUDIENCE, RECORD_SCOPE, VIEWER_SCOPE
 from .types import id_from_text
 
 MAX_TOKEN_CHARS = 4096
@@ -31,8 +31,11 @@ def verify_token(token: str) -> dict:
         raise Unauthenticated("bearer token is too long")
     secret = get_container().settings["auth.jwt-secret"]
     try:
+        # The audience is checked by the views that need one (scope_required), so that a scoped token on a
+        # member endpoint is told it has the wrong scope rather than a confusing audience error.
         return jwt.decode(token.strip(), secret, algorithms=["HS256"], options={"require": ["exp", "sub"],
-                                                                                 "verify_sub": False})
+                                                                                 "verify_sub": False,
+                                                                                 "verify_aud": False})
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("bearer token has expired") from None
     except jwt.InvalidTokenError as exc:
@@ -78,9 +81,9 @@ def member_required(view):
 member_required.scope = "member"  # read by dailyfeed.contract to document the security requirement
 
 
-def scope_required(scope: str, what: str, *also: str):
-    """A view that only a token with `scope` (or one of `also`) may call; `what` names the action in the 403
-    message. The token's subject is then `g.actor`."""
+def scope_required(scope: str, what: str, *also: str, audience: str | None = None):
+    """A view that only a token with `scope` (or one of `also`), and `audience` among its `aud` when given, may
+    call; `what` names the action in the 403 message. The token's subject is then `g.actor`."""
 
     def decorate(view):
         @wraps(view)
@@ -88,6 +91,8 @@ def scope_required(scope: str, what: str, *also: str):
             claims = _claims()
             if claims.get("scope") not in (scope, *also):
                 raise Forbidden(f"{what} needs a token with scope {scope}")
+            if audience is not None and audience not in _audiences(claims):
+                raise Forbidden(f"{what} needs a token for audience {audience} (dailyfeed token --service issues one)")
             g.actor = claims.get("sub")
             return view(*args, **kwargs)
 
@@ -97,8 +102,13 @@ def scope_required(scope: str, what: str, *also: str):
     return decorate
 
 
-#: Only the content side (a service token) may record activities through the HTTP endpoints.
-service_required = scope_required(RECORD_SCOPE, "recording activities")
+def _audiences(claims: dict) -> list:
+    aud = claims.get("aud")
+    return aud if isinstance(aud, list) else [aud]
+
+
+#: Only the content side (a service token, issued for the record endpoints) may record activities over HTTP.
+service_required = scope_required(RECORD_SCOPE, "recording activities", audience=RECORD_AUDIENCE)
 CONSOLE_SCOPES = (ADMIN_SCOPE, VIEWER_SCOPE)
 #: The actions of the admin API (an admin, never a viewer).
 admin_required = scope_required(ADMIN_SCOPE, "acting on dead letters")

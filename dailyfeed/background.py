@@ -1,5 +1,6 @@
 """What a serving process runs beside answering requests: the dead-letter tasks and retention purge, the date
-topics at start-up and the Kafka listener.
+topics at start-up, the Kafka listener and the automatic redrive of publisher dead letters
+(dailyfeed.restore.redrive).
 
 Only the process that serves starts it — `dailyfeed serve`, `flask run` (in the reloader's child, not in the
 watcher process that only restarts it), or a WSGI entry point that asks for it with
@@ -32,10 +33,36 @@ def serving_under_flask_run() -> bool:
     return is_running_from_reloader() or not reload
 
 
+def flask_run_base_url() -> str | None:
+    """Under `flask run` (or `dailyfeed run`): the URL of the address it binds, from its own options (--host,
+    --port, --cert, or FLASK_RUN_*), known before it serves; None under any other command."""
+    import click
+    from flask.cli import run_command
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.command is not run_command:
+        return None
+    from .config import ConfigError
+    from .hosts import bound_url
+
+    port = ctx.params.get("port")
+    if not port:
+        raise ConfigError("flask run --port 0 binds a port the app cannot know in advance: set activity.base-url "
+                          "(DAILYFEED_ACTIVITY_BASE_URL), or give a port")
+    scheme = "https" if ctx.params.get("cert") else "http"
+    return bound_url(ctx.params.get("host") or "127.0.0.1", int(port), scheme)
+
+
 def start_background(dailyfeed: Any) -> None:
     """Start the serving process's background work and register it in `dailyfeed.background`."""
     start_task_worker(dailyfeed)
     settings = dailyfeed.settings
+    if settings["redrive.enabled"]:
+        from .restore.redrive import Redriver
+
+        redriver = Redriver.from_container(dailyfeed)
+        redriver.start()
+        dailyfeed.background.append(redriver)
     if not settings.kafka_in_use:
         return
     from .transport.topics import ensure_topics_at_startup

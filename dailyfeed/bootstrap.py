@@ -6,8 +6,9 @@ names, or replace the transports.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 from pymongo.database import Database
 
@@ -19,12 +20,10 @@ from .content.repository import ContentRepository
 from .content.service import ContentService
 from .deadletters import DeadLetterStore
 from .events import Service
+from .hosts import own_base_url
 from .store import connect, ensure_indexes
 from .transport import build_transports
 from .transport.base import Transport
-
-#: where the feign transport sends record calls when activity.base-url is empty and no request tells the app's URL
-FALLBACK_BASE_URL = "http://127.0.0.1:5000"
 
 
 class Stoppable(Protocol):
@@ -42,6 +41,7 @@ class Container:
     activity_service: ActivityService
     content_service: ContentService
     background: list[Stoppable] = field(default_factory=list)  # the listener, started by dailyfeed.background
+    shutting_down: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: /readyz answers 503
 
     def close(self) -> None:
         for item in reversed(self.background):
@@ -51,26 +51,20 @@ class Container:
 
 
 def bootstrap(overrides: Mapping[str, Any] | None = None, *, settings: Settings | None = None,
-              transports: Mapping[Service, Transport] | None = None,
-              activity_base_url: Callable[[], str] | None = None) -> Container:
+              transports: Mapping[Service, Transport] | None = None) -> Container:
     """Build the container. `overrides` change settings by their dotted names (on top of `settings`, or of the
-    files and environment); `transports` (by service) replace the configured ones; `activity_base_url` tells the
-    feign transport where the record endpoints are when activity.base-url is empty."""
+    files and environment); `transports` (by service) replace the configured ones. The feign transport sends
+    record calls to hosts.own_base_url(settings), fixed here once: no request can move it."""
     if settings is None:
         settings = load_settings(overrides)
     elif overrides:
         settings = settings.with_overrides(overrides)
     db = connect(settings["mongo.uri"], settings["mongo.database"])
     ensure_indexes(db)
-    if activity_base_url is None:
-        configured = settings["activity.base-url"] or FALLBACK_BASE_URL
-
-        def activity_base_url() -> str:
-            return configured
-
+    activity_url = own_base_url(settings)
     dead_letters = DeadLetterStore(db, lease_seconds=settings["deadletters.lease-s"])
     built = {Service(name): t for name, t in transports.items()} if transports is not None \
-        else build_transports(settings, activity_base_url)
+        else build_transports(settings, lambda: activity_url)
     return Container(settings=settings, db=db, transports=built, dead_letters=dead_letters,
                      activity_service=ActivityService(ActivityRepository(db), FollowRepository(db)),
                      content_service=ContentService(ContentRepository(db), ActivityPublisher(built, dead_letters)))

@@ -101,7 +101,36 @@ def serve_command(host: str | None, port: int | None, threads: int | None) -> No
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    click.echo("dailyfeed stopping")
+    _shut_down(running, [get_container(app) for app in built], drain_s=settings["server.shutdown.drain-s"],
+               timeout_s=settings["server.shutdown.timeout-s"])
+
+
+def _shut_down(running, containers: list, *, drain_s: float, timeout_s: float) -> None:
+    """The graceful stop of SIGTERM: /readyz answers 503 first (for drain_s, so that a load balancer stops sending),
+    the requests taken are answered, the listener commits what it stored, all within timeout_s; past it the process
+    exits at once with status 1."""
+    import os
+    import sys
+    import time
+
+    deadline = time.monotonic() + timeout_s
+
+    def too_late() -> None:
+        sys.stderr.write(f"dailyfeed: not stopped within server.shutdown.timeout-s = {timeout_s:g} s; exiting now\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    watchdog = threading.Timer(timeout_s, too_late)
+    watchdog.daemon = True
+    watchdog.start()
+    for container in containers:
+        container.shutting_down.set()
+    click.echo(f"dailyfeed stopping: /readyz answers 503, new connections taken for {drain_s:g} s more")
+    time.sleep(drain_s)
+    if not running.drain(deadline):
+        click.echo("dailyfeed: requests still in flight at the deadline", err=True)
     running.close()
-    for app in built:
-        get_container(app).close()
+    for container in containers:
+        container.close()
+    watchdog.cancel()
+    click.echo("dailyfeed stopped")

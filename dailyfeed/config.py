@@ -6,6 +6,7 @@ variables, then the mapping given to create_app(test_config=...). Keys are the d
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from enum import Enum
@@ -27,6 +28,9 @@ class ConfigError(ValueError):
 SERVICES = tuple(Service)
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: A trusted host: a name or IPv4 address (".example.com" also trusts its subdomains), an IPv6 address in brackets,
+#: or "*" (any: only behind a proxy that checks Host itself). No port: a trusted host is trusted on every port.
+TRUSTED_HOST = re.compile(r"\*|\.?[a-z0-9]([a-z0-9.-]{0,252})|\[[0-9a-f:.]{2,45}\]")
 
 
 def env_name(key: str) -> str:
@@ -56,6 +60,11 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _coerce(key: str, raw: Any, like: Any) -> Any:
     """Convert an override (often an environment string) to the type of the default."""
+    if isinstance(like, (list, tuple)):  # a list: a TOML array, or in the environment comma-separated text
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+            raise ConfigError(f"setting {key} must be a list of strings, got {raw!r}")
+        return [item.strip() for item in items if item.strip()]
     if isinstance(like, bool):
         if isinstance(raw, bool):
             return raw
@@ -121,12 +130,15 @@ LOWER_BOUNDS = {
     "kafka.topic.partitions": 1, "kafka.topic.replication-factor": 1,
     "kafka.producer.send-timeout-ms": 100,  # below that no broker round trip fits
     "kafka.consumer.max-records": 1, "kafka.consumer.metadata-max-age-ms": 1, "kafka.consumer.store-retries": 0,
-    "feign.retry.attempts": 1, "feign.retry.backoff-s": 0, "circuit.window-size": 1, "circuit.minimum-calls": 1,
+    "feign.retry.attempts": 1, "feign.retry.backoff-s": 0,
+    "feign.retry.factor": 1,  # a pause that shrinks after each failure would hammer a struggling service
+    "circuit.window-size": 1, "circuit.minimum-calls": 1,
     "deadletters.lease-s": 1, "deadletters.retention-days": 0, "tasks.lease-s": 2, "server.threads": 1,
-    "server.port": 0, "server.activity-port": 0,
+    "server.port": 0, "server.activity-port": 0, "server.shutdown.drain-s": 0, "redrive.max-passes": 1,
 }
 POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s", "tasks.rate", "tasks.poll-s",
-            "deadletters.retention-interval-s")
+            "deadletters.retention-interval-s", "kafka.consumer.poll-ttl-s", "kafka.consumer.consume-ttl-s",
+            "server.shutdown.timeout-s", "redrive.interval-s", "redrive.rate", "redrive.backoff-max-s")
 
 
 def _validate(values: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +164,10 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     for key in POSITIVE:
         if values[key] <= 0:
             raise ConfigError(f"setting {key} ({env_name(key)}) must be greater than 0, got {values[key]}")
+    if values["feign.retry.max-backoff-s"] < values["feign.retry.backoff-s"]:
+        raise ConfigError(f"setting feign.retry.max-backoff-s ({env_name('feign.retry.max-backoff-s')}) must be at "
+                          f"least feign.retry.backoff-s ({values['feign.retry.backoff-s']}), "
+                          f"got {values['feign.retry.max-backoff-s']}")
     if not 0 < values["circuit.failure-rate"] <= 1:
         raise ConfigError("setting circuit.failure-rate must be in (0, 1]")
     values["log.format"] = str(values["log.format"]).strip().lower()
@@ -165,6 +181,23 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("setting metrics.deadletters-cache-s must not be negative")
     if values["metrics.lag-interval-s"] <= 0:
         raise ConfigError("setting metrics.lag-interval-s must be positive")
+    values["server.trusted-hosts"] = _trusted_hosts(values["server.trusted-hosts"])
+    if values["server.shutdown.drain-s"] >= values["server.shutdown.timeout-s"]:
+        raise ConfigError("setting server.shutdown.drain-s must be less than server.shutdown.timeout-s (the drain is "
+                          "part of the shutdown's deadline)")
+    if values["redrive.backoff-max-s"] < values["redrive.interval-s"]:
+        raise ConfigError("setting redrive.backoff-max-s must be at least redrive.interval-s")
     if len(values["auth.jwt-secret"]) < 32:
         raise ConfigError("setting auth.jwt-secret must be at least 32 characters")
     return values
+
+
+def _trusted_hosts(hosts: list[str]) -> tuple[str, ...]:
+    cleaned = tuple(dict.fromkeys(host.strip().lower() for host in hosts))
+    for host in cleaned:
+        if not TRUSTED_HOST.fullmatch(host):
+            raise ConfigError(f"setting server.trusted-hosts ({env_name('server.trusted-hosts')}): {host!r} is not a "
+                              "host name, an IPv4 address, an IPv6 address in brackets or *; give no port")
+    if not cleaned:
+        raise ConfigError("setting server.trusted-hosts must name at least one host (or * for any)")
+    return cleaned

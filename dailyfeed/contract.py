@@ -213,7 +213,8 @@ SECURITY_SCHEMES = {
                     "description": "HS256 JWT whose `sub` is the member id (ASCII digits, 1 … 2^63-1) and which "
                                    "has no `scope`: `dailyfeed token --member N`."},
     "serviceToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                     "description": "HS256 JWT with `scope` = `activity:record`: `dailyfeed token --service`. "
+                     "description": "HS256 JWT with `scope` = `activity:record` and `aud` = `dailyfeed-activity`: "
+                                    "`dailyfeed token --service`. "
                                     "The only token the record endpoints accept."},
     "adminToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                    "description": "HS256 JWT with `scope` = `admin`: `dailyfeed token --admin`."},

@@ -12,7 +12,7 @@ One retry shape (RetryPolicy) serves the listener's reconnects, its store retrie
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from .config import Settings
@@ -84,6 +84,8 @@ class ConsumerOptions:
     commit: Commit = Commit.AFTER_STORE
     store_retry: RetryPolicy = RetryPolicy(attempts=4, base_s=0.5, max_s=30.0)  # then dead letters
     reconnect: RetryPolicy = RetryPolicy(attempts=None, base_s=0.5, max_s=30.0)  # a consumer that cannot start
+    poll_ttl_s: float = 300.0  # liveness: the loop made progress (a poll returned, a reconnect was tried) this recently
+    consume_ttl_s: float = 600.0  # liveness: no batch has been in hand (stored, committed) longer than this
 
 
 def producer_options(settings: Settings) -> ProducerOptions:
@@ -92,11 +94,12 @@ def producer_options(settings: Settings) -> ProducerOptions:
 
 
 def feign_options(settings: Settings) -> FeignOptions:
-    backoff = settings["feign.retry.backoff-s"]
     return FeignOptions(connect_timeout_s=settings["feign.connect-timeout-s"],
                         read_timeout_s=settings["feign.read-timeout-s"],
-                        retry=RetryPolicy(attempts=settings["feign.retry.attempts"], base_s=backoff, max_s=backoff,
-                                          factor=1.0))
+                        retry=RetryPolicy(attempts=settings["feign.retry.attempts"],
+                                          base_s=settings["feign.retry.backoff-s"],
+                                          max_s=settings["feign.retry.max-backoff-s"],
+                                          factor=settings["feign.retry.factor"]))
 
 
 def consumer_options(settings: Settings, pattern: str) -> ConsumerOptions:
@@ -104,5 +107,7 @@ def consumer_options(settings: Settings, pattern: str) -> ConsumerOptions:
                            group_id=settings["kafka.consumer.group-id"], pattern=pattern,
                            max_records=settings["kafka.consumer.max-records"],
                            metadata_max_age_ms=settings["kafka.consumer.metadata-max-age-ms"],
-                           store_retry=RetryPolicy(attempts=settings["kafka.consumer.store-retries"] + 1, base_s=0.5,
-                                                   max_s=30.0))
+                           store_retry=replace(ConsumerOptions.store_retry,
+                                               attempts=settings["kafka.consumer.store-retries"] + 1),
+                           poll_ttl_s=settings["kafka.consumer.poll-ttl-s"],
+                           consume_ttl_s=settings["kafka.consumer.consume-ttl-s"])

@@ -3,6 +3,8 @@ event, events.EventValue) and /docs, a page rendered here from the OpenAPI docum
 and nothing from another host (the machines have no internet)."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from html import escape
 from importlib.metadata import PackageNotFoundError, version
@@ -13,6 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 from .contract import openapi_document, operation
 from .events import TOPIC_PATTERN, EventValue, key_pattern
 from .extension import get_container
+from .web import PAGE_CSP, secure_page
 
 bp = Blueprint("docs", __name__)
 
@@ -131,7 +134,7 @@ def asyncapi_json():
 @bp.get("/docs")
 @operation(summary="This API as a page", media_type="text/html", tags=("docs",), uses_store=False)
 def docs_page():
-    return Response(render_page(openapi(current_app)), mimetype="text/html")
+    return secure_page(Response(render_page(openapi(current_app)), mimetype="text/html"), DOCS_CSP)
 
 
 # --- the page ------------------------------------------------------------------------------------------------------
@@ -147,6 +150,10 @@ h2{border-bottom:1px solid #ccc;margin-top:2em} .op{border:1px solid #ddd;border
 pre{padding:.6em;overflow:auto;max-height:28em} table{border-collapse:collapse} td,th{padding:.2em .8em;
 text-align:left;vertical-align:top;border-bottom:1px solid #eee} .lock{color:#6a1b9a}
 """
+
+# The page's one inline style is allowed by its hash; nothing else inline runs or applies.
+DOCS_CSP = PAGE_CSP.replace("style-src 'self'",
+                            f"style-src 'sha256-{base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()}'")
 
 
 def render_page(document: dict[str, Any]) -> str:

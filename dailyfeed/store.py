@@ -28,6 +28,7 @@ DEAD_LETTER_TASKS = "dead_letter_tasks"  # replay, discard, re-queue of a select
 TASK_LOCKS = "dead_letter_task_locks"  # unique _id per (collection, selection) of a running task
 TASK_LEASES = "dead_letter_task_leases"  # unique _id per (task, lease generation): who runs a task
 AUDIT = "dead_letter_audit"  # every action on dead letters: who, when, what; append-only
+CONSOLE_SESSIONS = "console_sessions"  # the console's logins: _id is the hash of the cookie's session id
 
 _mock_clients: dict[str, object] = {}
 _mock_lock = threading.Lock()
@@ -121,6 +122,7 @@ def ensure_indexes(db: Database) -> None:
     db[AUDIT].create_index([("at", DESCENDING), ("_id", DESCENDING)], name="newest")
     for field in ("actor", "action", "outcome", "task"):
         db[AUDIT].create_index([(field, ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)], name=f"{field}_newest")
+    db[CONSOLE_SESSIONS].create_index([("expires_at", ASCENDING)], name="session_end")  # purge of ended sessions
     for name, replaced in REPLACED_INDEXES.items():
         present = db[name].index_information()
         for index in replaced:

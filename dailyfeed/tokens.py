@@ -2,8 +2,9 @@
 
 Three kinds, told apart by the `scope` claim (SPEC section 8a):
 - member (`sub` = member id, no scope): acts as that member on the content and follow endpoints;
-- service (`scope` = activity:record): the only one that may call the record endpoints (the feign transport uses
-  one), so a member token can never write activities in someone else's name;
+- service (`scope` = activity:record, `aud` = dailyfeed-activity): the only one that may call the record endpoints
+  (the feign transport uses one), so a member token can never write activities in someone else's name; the
+  audience names the record endpoints as the one place such a token is for, and they refuse one without it;
 - admin (`scope` = admin): the dead-letter console and the admin API; `sub` is the admin's name
   (`--name alice`), which the audit trail records;
 - viewer (`scope` = admin:read): every page and read of the console and the admin API, no action.
@@ -17,6 +18,7 @@ import jwt
 from .events import utcnow
 
 RECORD_SCOPE = "activity:record"
+RECORD_AUDIENCE = "dailyfeed-activity"  # the `aud` of service tokens: the activity module's record endpoints
 ADMIN_SCOPE = "admin"
 VIEWER_SCOPE = "admin:read"
 MAX_NAME = 64
@@ -30,7 +32,7 @@ def issue_member_token(secret: str, member_id: int, ttl_seconds: int) -> str:
 
 
 def issue_service_token(secret: str, ttl_seconds: int = 300, subject: str = SERVICE_SUBJECT) -> str:
-    return _scoped_token(secret, subject, RECORD_SCOPE, ttl_seconds)
+    return _scoped_token(secret, subject, RECORD_SCOPE, ttl_seconds, audience=RECORD_AUDIENCE)
 
 
 def issue_admin_token(secret: str, ttl_seconds: int, subject: str = "admin") -> str:
@@ -41,7 +43,9 @@ def issue_viewer_token(secret: str, ttl_seconds: int, subject: str = "viewer") -
     return _scoped_token(secret, subject, VIEWER_SCOPE, ttl_seconds)
 
 
-def _scoped_token(secret: str, subject: str, scope: str, ttl_seconds: int) -> str:
+def _scoped_token(secret: str, subject: str, scope: str, ttl_seconds: int, audience: str | None = None) -> str:
     now = utcnow()
     claims = {"sub": subject, "scope": scope, "iat": now, "exp": now + timedelta(seconds=ttl_seconds)}
+    if audience is not None:
+        claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -74,9 +74,10 @@ def scalar_text(value: str) -> str:
     """`value` unchanged when it is made of Unicode scalar values; a validation error otherwise."""
     match = _SURROGATE.search(value)
     if match:
-        raise PydanticCustomError("text_surrogate", "must be valid Unicode text (a lone surrogate U+{code:04X} "
+        # pydantic fills {name} in a message but knows no format spec: the code point is spelt here
+        raise PydanticCustomError("text_surrogate", "must be valid Unicode text (a lone surrogate U+{code} "
                                                     "at character {at})",
-                                  {"code": ord(match.group()), "at": match.start()})
+                                  {"code": f"{ord(match.group()):04X}", "at": match.start()})
     return value
 
 
@@ -107,6 +108,14 @@ def text(max_length: int, *, blank: bool = True) -> Any:
         checks.append(WithJsonSchema({"type": "string", "minLength": 1, "maxLength": max_length,
                                       "pattern": NOT_BLANK_PATTERN}))
     return Annotated[(str, *checks)]
+
+
+def count_from_text(raw: Any, max_digits: int = 18) -> int | None:
+    """A count or page number spelt in text (a form field, a query): ASCII digits only (not `²` nor `١`), at most
+    `max_digits`; None otherwise."""
+    if not isinstance(raw, str) or not re.fullmatch(f"[0-9]{{1,{max_digits}}}", raw):
+        return None
+    return int(raw)
 
 
 # --- timestamps --------------------------------------------------------------------------------------------------

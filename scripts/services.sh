@@ -13,6 +13,7 @@
 #   check [kafka|mongo|all]   exit 0 if the tools to build and run are present, 3 if not
 #   logs  kafka|mongo         last 50 lines of the service log
 #   kafka-kill                kill -9 the broker (fault tests); `start kafka` brings it back
+#   promtool                  build Prometheus's promtool (services/promtool) if needed; prints its path
 #   kafka-start               same as `start kafka`
 #
 # State (jars, binary, data, logs, pid files) lives in $DAILYFEED_SERVICES_DIR,
@@ -367,23 +368,40 @@ ferret_bin_cached() {
         [[ "$(cat "$FERRET_BIN.sha256")" == "$(ferret_src_hash)" ]]
 }
 
-ferret_build() {
-    local t0
-    if ferret_bin_cached; then
-        say "mongo: ferretdb binary cached at $FERRET_BIN"
+# go_build LABEL SRC_DIR BIN PACKAGE HASH: build a Go program of the module in SRC_DIR into BIN, unless BIN was
+# built from sources of the same HASH (modules come from the Go module proxy; the build cache makes rebuilds quick).
+go_build() {
+    local label=$1 src=$2 bin=$3 package=$4 hash=$5 t0
+    if [[ -x "$bin" && -f "$bin.sha256" && "$(cat "$bin.sha256")" == "$hash" ]]; then
+        say "$label: binary cached at $bin"
         return 0
     fi
     t0="$(now)"
-    mkdir -p "$(dirname "$FERRET_BIN")"
-    say "mongo: building FerretDB (services/ferretdb, go build; first build takes a minute or two) ..."
-    if ! (cd "$FERRET_SRC" && CGO_ENABLED=0 go build -trimpath -o "$FERRET_BIN.tmp" .) \
-        >"$STATE_DIR/bin/go-build.log" 2>&1; then
-        show_log_tail "$STATE_DIR/bin/go-build.log"
-        die "mongo: go build failed"
+    mkdir -p "$(dirname "$bin")"
+    say "$label: building ${src#"$REPO_ROOT"/} (go build; the first build takes minutes) ..."
+    if ! (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" "$package") \
+        >"$bin.go-build.log" 2>&1; then
+        show_log_tail "$bin.go-build.log"
+        die "$label: go build failed"
     fi
-    mv -f "$FERRET_BIN.tmp" "$FERRET_BIN"
-    ferret_src_hash >"$FERRET_BIN.sha256"
-    say "mongo: built $FERRET_BIN in $(since "$t0")"
+    mv -f "$bin.tmp" "$bin"
+    echo "$hash" >"$bin.sha256"
+    say "$label: built $bin in $(since "$t0")"
+}
+
+ferret_build() { go_build mongo "$FERRET_SRC" "$FERRET_BIN" . "$(ferret_src_hash)"; }
+
+# ================================ promtool ================================
+# Prometheus's promtool, for CI's checks of deploy/prometheus (tests/test_ops_artefacts.py): built like FerretDB,
+# from services/promtool (a module whose go.mod pins github.com/prometheus/prometheus as a tool).
+
+PROMTOOL_SRC="$REPO_ROOT/services/promtool"
+PROMTOOL_BIN="$STATE_DIR/bin/promtool"
+
+promtool_build() {
+    go_build promtool "$PROMTOOL_SRC" "$PROMTOOL_BIN" github.com/prometheus/prometheus/cmd/promtool \
+        "$(hash_files "$PROMTOOL_SRC/go.mod" "$PROMTOOL_SRC/go.sum")" >&2
+    echo "$PROMTOOL_BIN"
 }
 
 
@@ -530,6 +548,7 @@ main() {
             esac
             ;;
         kafka-kill) kafka_kill ;;
+        promtool) promtool_build ;;
         kafka-start) mkdir -p "$STATE_DIR"; start_kafka ;;
         -h | --help | help) usage ;;
         *)

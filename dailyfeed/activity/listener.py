@@ -11,6 +11,11 @@ and only then are its offsets committed, so a redelivered record leaves exactly 
 | a dead letter cannot be stored either            | nothing committed: seek back, back off, try again   |
 | the listener stops (Ctrl-C, SIGTERM, app close)  | stops between batches: all it stored is committed   |
 
+Stuck detection (Karafka's polling_ttl and consuming_ttl, arroyo's stuck detector): the loop notes when it last made
+progress (a poll returned, or a failed connect was given up for a retry) and when the batch in hand was taken;
+`liveness()` is DOWN once the first is older than `poll_ttl_s` or the second than `consume_ttl_s`. A broker that is
+down keeps the loop retrying, which is progress (readiness says Kafka is down); a call that never returns is not.
+
 It runs in a thread of its own with its own event loop; store calls go to a worker thread so the consumer's
 heartbeats keep going while the store is slow. Inside the app it is started by dailyfeed.background; standalone
 it is `dailyfeed listen`.
@@ -25,7 +30,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from ..config import Settings
-from ..deadletters import DeadLetterStore, DeadLetterStoreError
+from ..deadletters import DeadLetterStoreError, ListenerDeadLetterSink
 from ..delivery import Backoff, ConsumerOptions, consumer_options
 from ..events import ActivityEvent
 from ..telemetry import metrics
@@ -57,8 +62,9 @@ def record_origin(record: Any) -> dict[str, Any]:
 
 
 class ActivityListener:
-    def __init__(self, activities: ActivityService, dead_letters: DeadLetterStore, *,
-                 consumer_factory: Callable[[], Any], options: ConsumerOptions, describe: str = ""):
+    def __init__(self, activities: ActivityService, dead_letters: ListenerDeadLetterSink, *,
+                 consumer_factory: Callable[[], Any], options: ConsumerOptions, describe: str = "",
+                 clock: Callable[[], float] = time.monotonic):
         self.activities = activities
         self.dead_letters = dead_letters
         self.consumer_factory = consumer_factory  # called on the listener's loop (aiokafka needs a running loop)
@@ -71,10 +77,13 @@ class ActivityListener:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._clock = clock
+        self._progress_at = clock()  # the loop's last progress: a poll returned, a connect attempt ended
+        self._batch_since: float | None = None  # when the batch in hand was taken (None: none in hand)
 
     @classmethod
     def from_settings(cls, settings: Settings, activities: ActivityService,
-                      dead_letters: DeadLetterStore) -> "ActivityListener":
+                      dead_letters: ListenerDeadLetterSink) -> "ActivityListener":
         options = consumer_options(settings, DateTopics.from_settings(settings).pattern)
 
         def consumer_factory() -> Any:
@@ -152,9 +161,18 @@ class ActivityListener:
     component = "listener"  # its name among /healthz's components
 
     def liveness(self) -> dict[str, Any]:
-        """This listener's part of /healthz: UP while its thread runs, DOWN with the reason once it ended."""
+        """This listener's part of /healthz: UP while its thread runs and its loop is not stuck, DOWN with the reason
+        once it ended or is stuck (no progress within poll_ttl_s, a batch in hand longer than consume_ttl_s)."""
         if self.running:
-            return {"status": "UP", "consuming": self.describe}
+            now = self._clock()
+            since_progress, batch_since = now - self._progress_at, self._batch_since
+            if batch_since is not None and now - batch_since > self.options.consume_ttl_s:
+                return {"status": "DOWN", "reason": f"one batch has been processing for {now - batch_since:.0f} s "
+                        f"(kafka.consumer.consume-ttl-s = {self.options.consume_ttl_s:g})"}
+            if batch_since is None and since_progress > self.options.poll_ttl_s:
+                return {"status": "DOWN", "reason": f"no poll completed for {since_progress:.0f} s "
+                        f"(kafka.consumer.poll-ttl-s = {self.options.poll_ttl_s:g})"}
+            return {"status": "UP", "consuming": self.describe, "lastPollSecondsAgo": round(since_progress, 1)}
         if self.stopping:
             return {"status": "DOWN", "reason": "stopped: the process is shutting down"}
         return {"status": "DOWN", "reason": "the listener thread ended unexpectedly (see the log)"}
@@ -185,6 +203,7 @@ class ActivityListener:
             except Exception as exc:
                 delay = connect_backoff.next()
                 log.warning("listener cannot reach Kafka (%s); retrying in %.1f s", describe_error(exc), delay)
+                self._progress_at = self._clock()  # retrying an unreachable broker is not being stuck
                 await self._close(consumer)
                 await self._sleep(delay)
                 continue
@@ -226,9 +245,15 @@ class ActivityListener:
                 pass
             return BatchOutcome.EMPTY
         batches = poll.result()
+        self._progress_at = self._clock()
         if not batches:
             return BatchOutcome.EMPTY
-        outcome = await self.handle_batch(consumer, batches)
+        self._batch_since = self._progress_at
+        try:
+            outcome = await self.handle_batch(consumer, batches)
+        finally:
+            self._batch_since = None
+            self._progress_at = self._clock()
         metrics.listener_batch(outcome.value)
         return outcome
 

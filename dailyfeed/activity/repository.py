@@ -7,7 +7,7 @@ from pymongo import DESCENDING
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from ..events import ActivityEvent, utcnow
+from ..events import ActivityEvent, ActivityType, utcnow
 from ..store import FOLLOWS, MEMBER_ACTIVITIES
 
 
@@ -63,12 +63,22 @@ class ActivityRepository:
     def find_by_key(self, key: str) -> dict[str, Any] | None:
         return self.collection.find_one({"message_key": key})
 
-    def find(self, query: dict[str, Any], skip: int, limit: int) -> list[dict[str, Any]]:
+    def newest_of_member(self, member_id: int, activity_type: ActivityType | None, skip: int,
+                         limit: int) -> list[dict[str, Any]]:
+        """One member's activities (of one type, if given), newest first."""
+        return self._newest({"member_id": member_id}, activity_type, skip, limit)
+
+    def newest_of_members(self, member_ids: list[int], activity_type: ActivityType | None, skip: int,
+                          limit: int) -> list[dict[str, Any]]:
+        """The activities of any of these members (of one type, if given), newest first."""
+        return self._newest({"member_id": {"$in": member_ids}}, activity_type, skip, limit)
+
+    def _newest(self, query: dict[str, Any], activity_type: ActivityType | None, skip: int,
+                limit: int) -> list[dict[str, Any]]:
+        if activity_type is not None:
+            query["member_activity_type"] = activity_type.value
         cursor = self.collection.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
         return list(cursor.skip(skip).limit(limit))
-
-    def count(self, query: dict[str, Any]) -> int:
-        return self.collection.count_documents(query)
 
 
 class FollowRepository:

@@ -73,26 +73,27 @@ class ActivityService:
     # --- queries ----------------------------------------------------------------------------------------------
 
     def followings_feed(self, member_id: int, page: int, size: int, activity_type: str | None) -> list[dict]:
-        query = _type_filter(activity_type)
+        wanted = _activity_type(activity_type)
         followings = self.follows.followings(member_id)
         if not followings:
             return []
-        return self._page({**query, "member_id": {"$in": followings}}, page, size)
+        return _json(self.activities.newest_of_members(followings, wanted, page * size, size + 1))
 
     def member_activities(self, member_id: int, page: int, size: int, activity_type: str | None) -> list[dict]:
-        return self._page({**_type_filter(activity_type), "member_id": member_id}, page, size)
-
-    def _page(self, query: dict[str, Any], page: int, size: int) -> list[dict]:
-        return [activity_json(doc) for doc in self.activities.find(query, page * size, size + 1)]
+        return _json(self.activities.newest_of_member(member_id, _activity_type(activity_type), page * size, size + 1))
 
 
-def _type_filter(raw: str | None) -> dict[str, Any]:
+def _activity_type(raw: str | None) -> ActivityType | None:
     if not raw:
-        return {}
+        return None
     try:
-        return {"member_activity_type": ActivityType(raw.upper()).value}
+        return ActivityType(raw.upper())
     except ValueError:
         raise InvalidInput(f"type must be one of {', '.join(t.value for t in ActivityType)}") from None
+
+
+def _json(docs: list[dict[str, Any]]) -> list[dict]:
+    return [activity_json(doc) for doc in docs]
 
 
 def activity_json(doc: dict[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,14 @@ from . import service
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/admin")
 
+
+@bp.after_request
+def _not_cached(response):
+    # dead letters hold members' activities and errors: no shared or browser cache keeps an answer
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 FilterText = Field(default=None, max_length=512)
 TAGS = ("admin",)
 

@@ -207,8 +207,10 @@ def consumer_lag(container: Container, monitor: LagMonitor | None) -> dict[str, 
             "readAgeSeconds": int(now - reading.read_at) if read_at is not None else None,
             "readEverySeconds": monitor.interval_s,
             "partitions": [{"topic": p.topic, "partition": p.partition, "endOffset": p.end_offset,
-                            "committed": p.committed, "lag": p.lag} for p in reading.partitions],
-            "total": sum(p.lag for p in reading.partitions) if read_at is not None else None}
+                            "committed": p.committed, "lag": p.lag, "lagSeconds": int(p.lag_seconds(now))}
+                           for p in reading.partitions],
+            "total": sum(p.lag for p in reading.partitions) if read_at is not None else None,
+            "maxLagSeconds": max((int(p.lag_seconds(now)) for p in reading.partitions), default=0)}
 
 
 def list_page(container: Container, selection: Selection, page: int, size: int) -> dict[str, Any]:

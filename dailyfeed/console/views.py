@@ -1,12 +1,15 @@
 """The dead-letter console page at /admin: server-rendered (Jinja2, autoescaped); console.js (served here, no
 other script) only makes it nicer: the progress of running tasks without a reload.
 
-Login: an admin token (`dailyfeed token --admin --name alice`) or a viewer's (`--viewer`), posted once, kept in
-an HttpOnly, SameSite=Strict cookie for /admin only. A viewer sees every page and no action control, and any
-action a viewer posts is a 403. Every action is a POST carrying a CSRF token (an HMAC of the token, so it cannot be
-guessed without it) and goes through a confirmation page that shows the dry-run count first; nothing changes on a
-GET. Dead letters chosen by hand are acted on at once; a selection by filter (or all of them) becomes a task that
-the serving process runs in the background. Every action is audited with the admin's name. Responses carry a
+Login: an admin token (`dailyfeed token --admin --name alice`) or a viewer's (`--viewer`), posted once, opens a
+session kept in the store (sessions.py) with the token's subject and scope; the HttpOnly, SameSite=Strict cookie for
+/admin holds only the session's random id, never the token, and logout ends the session. A viewer sees every page
+and no action control, and any action a viewer posts is a 403. Every action is a POST carrying a CSRF token (an
+HMAC of the session id, so it cannot be guessed without it) and goes through a confirmation page that shows the
+dry-run count first; nothing changes on a GET. Dead letters chosen by hand are acted on at once; a selection by
+filter (or all of them) becomes a task that the serving process runs in the background. Every action is audited
+with the name of the token the session was opened with. Form numbers follow the API's rules (ASCII digits); a
+`back` address that is not a plain /admin path is replaced by /admin before anything is done. Responses carry a
 strict Content-Security-Policy (no inline script or style), a second fence behind autoescaping.
 """
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,10 +34,12 @@ from ..errors import DailyfeedError, Forbidden, InvalidInput, error_response
 from ..events import Category
 from ..extension import get_container
 from ..restore import actions, tasks
-from ..web import MAX_PAGE_SIZE
+from ..types import count_from_text
+from ..web import MAX_PAGE_SIZE, PAGE_CSP, secure_page
 from . import charts, service
+from .sessions import ConsoleSessions
 
-PAGE = ("console page",)  # server-rendered HTML; the admin token travels in an HttpOnly cookie
+PAGE = ("console page",)  # server-rendered HTML; a login session's id travels in an HttpOnly cookie
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static",
                static_url_path="/static")
 COOKIE = "dailyfeed_admin"
@@ -41,8 +48,10 @@ ACTIONS = {"replay": "Replay", "discard": "Discard", "requeue": "Re-queue", "und
 TASKS_SHOWN = 5
 GROUPS_SHOWN = 6
 AUDIT_SHOWN = 8
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+#: the pages' policy, and console.js may poll tasks.json on this origin
+CSP = PAGE_CSP.replace("script-src 'self';", "script-src 'self'; connect-src 'self';")
+#: Where an action may send the browser back to: a path of the console, printable ASCII, no scheme or host.
+BACK = re.compile(r"/admin(?:[/?][!#-\[\]-~]*)?")
 
 
 class LoggedOut(Exception):
@@ -59,11 +68,8 @@ def _when(value: str | None) -> str:
 
 @bp.after_request
 def _headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return secure_page(response, CSP)
 
 
 @bp.errorhandler(LoggedOut)
@@ -88,12 +94,13 @@ def _store_down(error: PyMongoError):
 
 
 class Session:
-    """Who is logged in: the token, its holder's name, and whether they may act (an admin) or only read."""
+    """Who is logged in: the session's id (the cookie), the name of the token it was opened with, and whether they
+    may act (an admin) or only read (a viewer); both from the session document, never from the request."""
 
-    def __init__(self, token: str, claims: dict[str, Any]):
-        self.token = token
-        self.name = str(claims.get("sub") or "unknown")
-        self.can_act = may_act(claims)
+    def __init__(self, session_id: str, document: dict[str, Any]):
+        self.id = session_id
+        self.name = str(document.get("subject") or "unknown")
+        self.can_act = may_act(document)
 
     def acting(self) -> "Session":
         if not self.can_act:
@@ -101,28 +108,33 @@ class Session:
         return self
 
 
+def _sessions() -> ConsoleSessions:
+    return ConsoleSessions(get_container().db)
+
+
 def _session() -> Session:
-    token = request.cookies.get(COOKIE)
-    if not token:
+    """The live session the cookie names; LoggedOut otherwise."""
+    session_id = request.cookies.get(COOKIE)
+    if not session_id:
         raise LoggedOut()
-    try:
-        claims = verify_admin_token(token)
-    except DailyfeedError as exc:
-        raise LoggedOut(f"{exc.message}; log in again") from None
-    return Session(token, claims)
+    document = _sessions().find(session_id)
+    if document is None:
+        raise LoggedOut("your session has ended (logged out, or its token expired); log in again")
+    return Session(session_id, dict(document))
 
 
 def _page(template: str, session: Session, **context: Any) -> str:
-    return render_template(template, csrf=_csrf(session.token), me=session, **context)
+    return render_template(template, csrf=_csrf(session.id), me=session, **context)
 
 
-def _csrf(token: str) -> str:
+def _csrf(session_id: str) -> str:
     secret = get_container().settings["auth.jwt-secret"].encode()
-    return hmac.new(secret, b"console-csrf:" + token.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(secret, b"console-csrf:" + session_id.encode(), hashlib.sha256).hexdigest()
 
 
-def _check_csrf(token: str) -> None:
-    if not hmac.compare_digest(request.form.get("csrf", ""), _csrf(token)):
+def _check_csrf(session_id: str) -> None:
+    # bytes: compare_digest refuses str with non-ASCII characters (a 500 instead of a refusal)
+    if not hmac.compare_digest(request.form.get("csrf", "").encode(), _csrf(session_id).encode()):
         raise InvalidInput("this form is stale or came from another site (CSRF token missing or wrong); "
                            "reload the page and try again")
 
@@ -141,30 +153,35 @@ def login_page():
 
 
 @bp.post("/login")
-@operation(media_type="text/html", tags=PAGE, status=303, errors=(401,), uses_store=False)
+@operation(media_type="text/html", tags=PAGE, status=303, errors=(401,))
 def login():
-    """Log in: the admin's (or viewer's) token goes into an HttpOnly, SameSite=Strict cookie."""
+    """Log in: the admin's (or viewer's) token opens a session; its id goes into an HttpOnly, SameSite=Strict
+    cookie."""
     token = request.form.get("token", "").strip()
     if token.lower().startswith("bearer "):
         token = token[7:].strip()
     if not token:
         raise LoggedOut("paste an admin token")
     try:
-        verify_admin_token(token)
+        claims = verify_admin_token(token)
     except DailyfeedError as exc:
         raise LoggedOut(exc.message) from None
+    session_id = _sessions().open(str(claims.get("sub") or "unknown"), str(claims.get("scope")),
+                                  datetime.fromtimestamp(claims["exp"], timezone.utc))
     response = redirect(url_for(".index"), 303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure, path="/admin")
+    response.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict", secure=request.is_secure,
+                        path="/admin")
     return response
 
 
 @bp.post("/logout")
-@operation(media_type="text/html", tags=PAGE, status=303, errors=(401, 403), uses_store=False)
+@operation(media_type="text/html", tags=PAGE, status=303, errors=(401, 403))
 def logout():
-    """Log out (CSRF-checked): the cookie is dropped."""
-    token = request.cookies.get(COOKIE)
-    if token:
-        _check_csrf(token)
+    """Log out (CSRF-checked): the session ends in the store and the cookie is dropped."""
+    session_id = request.cookies.get(COOKIE)
+    if session_id:
+        _check_csrf(session_id)
+        _sessions().end(session_id)
     response = redirect(url_for(".login_page"), 303)
     response.delete_cookie(COOKIE, path="/admin")
     return response
@@ -222,8 +239,11 @@ def action():
     itself (step=run): dead letters chosen by hand at once, after which the browser is sent back (303) to the list
     with the counts; a selection by filter as a task, after which the list shows its progress."""
     session = _session().acting()
-    _check_csrf(session.token)
+    _check_csrf(session.id)
     container = get_container()
+    back = request.form.get("back") or ""
+    if not BACK.fullmatch(back):
+        back = url_for(".index")
     name = request.form.get("action", "")
     if name not in ACTIONS:
         raise InvalidInput(f"unknown action {name!r}")
@@ -240,9 +260,6 @@ def action():
     else:
         raise InvalidInput(f"unknown scope {scope!r}")
     mode = request.form.get("mode", actions.ReplayMode.REPUBLISH)
-    back = request.form.get("back") or ""
-    if not back.startswith("/admin"):
-        back = url_for(".index")
     reason = request.form.get("reason", "").strip()[:audit_trail.MAX_REASON] or None
     if request.form.get("step") != "run":
         if scope == "chosen":
@@ -255,10 +272,10 @@ def action():
                      default_rate=container.settings["tasks.rate"])
     if scope != "chosen":
         doc = tasks.start(container, name, selection, actor=session.name, via="page", mode=mode, reason=reason,
-                          rate=_rate_field(), expected=_int_field("expected"))
+                          rate=_rate_field(), expected=_number_field("expected"))
         return redirect(f"{url_for('.index')}?{urlencode({'task': str(doc['_id'])})}#tasks", 303)
     answer = actions.perform(name, container, selection, actor=session.name, via="page", reason=reason, mode=mode,
-                             expected=_int_field("expected"))
+                             expected=_number_field("expected"))
     counts = {k: v for k, v in answer.counts.items()}
     separator = "&" if "?" in back else "?"
     return redirect(f"{back}{separator}{urlencode({'done': name, **counts})}", 303)
@@ -269,7 +286,7 @@ def action():
 def task_command(task_id: str, command: str):
     """Cancel or resume a task (CSRF-checked); back to the list's tasks."""
     session = _session().acting()
-    _check_csrf(session.token)
+    _check_csrf(session.id)
     store = tasks.task_store(get_container())
     if command == "cancel":
         store.cancel(task_id, actor=session.name, via="page")
@@ -314,10 +331,10 @@ def _filter_args(source) -> dict[str, str]:
 
 
 def _page_arg() -> int:
-    raw = request.args.get("page", "0")
-    if not raw.isdigit() or int(raw) * PAGE_SIZE > service.MAX_LIST_SKIP:
-        raise InvalidInput(f"page must be a number from 0 to {service.MAX_LIST_SKIP // PAGE_SIZE}")
-    return int(raw)
+    page = count_from_text(request.args.get("page", "0"))
+    if page is None or page * PAGE_SIZE > service.MAX_LIST_SKIP:
+        raise InvalidInput(f"page must be a number from 0 to {service.MAX_LIST_SKIP // PAGE_SIZE} (ASCII digits)")
+    return page
 
 
 def _rate_field() -> float | None:
@@ -330,9 +347,15 @@ def _rate_field() -> float | None:
         raise InvalidInput(f"rate must be a number of dead letters a second, got {raw[:20]!r}") from None
 
 
-def _int_field(name: str) -> int | None:
+def _number_field(name: str) -> int | None:
+    """A form's count: None when missing; InvalidInput when it is not ASCII digits (the API's rule)."""
     raw = request.form.get(name, "")
-    return int(raw) if raw.isdigit() else None
+    if not raw:
+        return None
+    number = count_from_text(raw)
+    if number is None:
+        raise InvalidInput(f"{name} must be a count in ASCII digits (at most 18)")
+    return number
 
 
 def _result(args) -> dict[str, Any] | None:
@@ -340,8 +363,9 @@ def _result(args) -> dict[str, Any] | None:
     name = args.get("done")
     if name not in ACTIONS:
         return None
-    counts = {k: int(v) for k, v in args.items()
-              if k in ("restored", "skipped", "failed", "discarded", "requeued", "undone") and v.isdigit()}
+    counts = {k: count_from_text(v) for k, v in args.items()
+              if k in ("restored", "skipped", "failed", "discarded", "requeued", "undone")
+              and count_from_text(v) is not None}
     return {"action": name, "counts": counts}
 
 

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Callable, Mapping
 
-from ..deadletters import DeadLetterStore, DeadLetterStoreError
+from ..deadletters import DeadLetterStoreError, PublisherDeadLetterSink
 from ..events import ActivityEvent, Service
 from ..telemetry import metrics, tracing
 from ..transport.base import Transport, TransportError
@@ -19,7 +19,7 @@ class PublishFailed(Exception):
 
 
 class ActivityPublisher:
-    def __init__(self, transports: Mapping[Service, Transport], dead_letters: DeadLetterStore,
+    def __init__(self, transports: Mapping[Service, Transport], dead_letters: PublisherDeadLetterSink,
                  clock: Callable[[], float] = time.perf_counter):
         self.transports = transports
         self.dead_letters = dead_letters

@@ -1,7 +1,8 @@
 """Dead letters: where an activity that could not be delivered or stored is kept until it is restored.
 
     model.py    the vocabulary: statuses, collections, the error kept, the event a dead letter holds
-    store.py    DeadLetterStore: keeping a failure (the write path), handing off; with the two parts below
+    store.py    DeadLetterStore: keeping a failure, handing off; with the parts below. The write path is typed
+                against its one-method sinks (PublisherDeadLetterSink, ListenerDeadLetterSink)
     claims.py   the claim/lease protocol that lets restores (CLI and console) run at once
     queries.py  the read side: selections, lists, lookups, stats, the console's overview
     bulk.py     bulk actions on a selection: discard, re-queue failed ones, purge completed ones
@@ -23,8 +24,9 @@ from .model import (
     error_info,
 )
 from .queries import DeadLetterStats, Overview, Selection, parse_when
-from .store import DeadLetterStore
+from .store import DeadLetterStore, ListenerDeadLetterSink, PublisherDeadLetterSink
 
 __all__ = ["BulkResult", "DeadLetterStats", "DeadLetterStore", "DeadLetterStoreError", "LISTENER_DEAD_LETTERS",
-           "MAX_UPDATE", "Overview", "PUBLISHER_COLLECTIONS", "PUBLISHER_DEAD_LETTERS", "PurgeResult", "SHORT_NAMES",
-           "Selection", "Status", "age_text", "dead_letter_event", "error_info", "new_claim_token", "parse_when"]
+           "ListenerDeadLetterSink", "MAX_UPDATE", "Overview", "PUBLISHER_COLLECTIONS", "PUBLISHER_DEAD_LETTERS",
+           "PublisherDeadLetterSink", "PurgeResult", "SHORT_NAMES", "Selection", "Status", "age_text",
+           "dead_letter_event", "error_info", "new_claim_token", "parse_when"]

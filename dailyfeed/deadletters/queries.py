@@ -7,7 +7,7 @@ import heapq
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -17,6 +17,7 @@ from pymongo.database import Database
 
 from ..events import Category, as_utc, utcnow
 from ..store import DEAD_LETTER_COLLECTIONS
+from ..types import MAX_YEAR, MIN_YEAR, BadTimestamp, parse_timestamp
 from .groups import GROUP_SCAN_LIMIT, Group, GroupSummary, summarise
 from .model import NEWEST_FIRST, OLDEST_FIRST, Status
 
@@ -179,19 +180,21 @@ class DeadLetterReader:
 
 
 def parse_when(text: str) -> datetime:
-    """A filter's time: an ISO date (midnight UTC) or date-time (UTC unless it carries an offset). ValueError
-    with the reason otherwise."""
+    """A filter's time: an ISO date (midnight UTC) or date-time (UTC unless it carries an offset), within the years
+    1970-9999 once converted to UTC (the one rule of types.parse_timestamp). ValueError with the reason otherwise."""
     text = str(text).strip()
     try:
-        if len(text) == 10:
-            parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
-        else:
-            parsed = datetime.fromisoformat(text)
+        iso = datetime.combine(date.fromisoformat(text), datetime.min.time()).isoformat() if len(text) == 10 else text
+        return parse_timestamp(iso)
+    except BadTimestamp as exc:
+        if "outside the years" in str(exc):
+            raise ValueError(f"{text[:80]!r} is outside the years {MIN_YEAR}-{MAX_YEAR} (UTC)") from None
+        raise ValueError(_NOT_ISO.format(text[:80])) from None
     except ValueError:
-        raise ValueError(f"{text!r} is not an ISO date (2026-11-22) or date-time (2026-11-22T10:00:00Z)") from None
-    if not 1970 <= parsed.year <= 9999:
-        raise ValueError(f"{text!r} is outside the years 1970-9999")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        raise ValueError(_NOT_ISO.format(text[:80])) from None
+
+
+_NOT_ISO = "{!r} is not an ISO date (2026-11-22) or date-time (2026-11-22T10:00:00Z)"
 
 
 @dataclass(frozen=True)

@@ -2,29 +2,48 @@
 (claims.py), the read side (queries.py) and the bulk actions (bulk.py) that the restore jobs, the CLI and the
 console use.
 
+The write path sees only a sink of one method (PublisherDeadLetterSink, ListenerDeadLetterSink), as arroyo's
+processing code sees only its DLQ producer: the restore side's claims, reads and bulk actions stay out of its reach.
+
 Every document is keyed by its message key (unique index), so recording the same failure twice updates one
 document.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Protocol
 
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from ..events import ActivityEvent, utcnow
 from ..store import KAFKA_LISTENER_DEAD_LETTERS
+from ..telemetry import metrics
 from .bulk import BulkActions
 from .claims import ClaimProtocol
 from .model import PUBLISHER_COLLECTIONS, DeadLetterStoreError, Status, clip, error_info, insert_unordered
 from .queries import DeadLetterReader
 
 
+class PublisherDeadLetterSink(Protocol):
+    """What content publishing needs of the dead letters: keep an event no transport delivered."""
+
+    def record_publisher_failure(self, kind: str, event: ActivityEvent, error: BaseException,
+                                 topic: str | None = None) -> None: ...
+
+
+class ListenerDeadLetterSink(Protocol):
+    """What the Kafka listener needs of the dead letters: keep a record it could not parse or store."""
+
+    def record_listener_failure(self, *, origin: Mapping[str, Any], error: BaseException,
+                                event: ActivityEvent | None = None, traceparent: str | None = None) -> None: ...
+
+
 class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
     def __init__(self, db: Database, lease_seconds: int = 300):
         self.db = db
         self.lease_seconds = lease_seconds
+        self.kept = 0  # failures this process kept: the redrive looks for work when it changes
 
     # --- writing failures -------------------------------------------------------------------------------------
 
@@ -72,6 +91,8 @@ class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
                 self.db[collection].update_one({"message_key": key}, {"$set": failure, "$inc": {"attempts": 1}})
         except Exception as exc:  # any store fault: the caller decides (undo the write / do not commit)
             raise DeadLetterStoreError(f"could not store dead letter in {collection}: {exc}") from exc
+        self.kept += 1
+        metrics.dead_letter_kept(collection, failure["error"]["type"])
 
     def hand_off(self, source: str, doc: Mapping[str, Any], event: ActivityEvent) -> bool:
         """Copy a publisher dead letter into the listener collection, pending, as the original did; False when

@@ -5,7 +5,8 @@ Boot Actuator's health, which the original's operators know), 200 when every com
 
 - liveness: no store round trip. DOWN when a background part that should run has died: the in-app Kafka listener
   (started by dailyfeed.background when a service publishes by Kafka) whose thread ended without being stopped.
-- readiness: a write would succeed or be kept as a dead letter.
+- readiness: a write would succeed or be kept as a dead letter; DOWN from the moment the process is told to stop
+  (SIGTERM to `dailyfeed serve`), while it still answers what it takes.
   `store`: the server answers `ping`.
   `deadLetters`: one acknowledged upsert of this host's document in `ops_readiness_probes` (the database takes
   writes: not read-only, not a secondary, disk not full), then an update of each dead-letter collection that
@@ -28,7 +29,7 @@ from ..contract import operation
 from ..extension import get_container
 from ..store import DEAD_LETTER_COLLECTIONS
 from ..telemetry import metrics
-from .state import state_of
+from .state import state_of, workers_liveness
 
 bp = Blueprint("ops", __name__)
 
@@ -90,17 +91,15 @@ def metrics_endpoint():
 
 def liveness(container: Any) -> dict[str, dict[str, Any]]:
     """The process, and each background worker that reports its own liveness (the Kafka listener)."""
-    components: dict[str, dict[str, Any]] = {"process": {"status": UP}}
-    for item in container.background:
-        report = getattr(item, "liveness", None)
-        if report is not None:
-            components[item.component] = report()
+    components: dict[str, dict[str, Any]] = {"process": {"status": UP}, **workers_liveness(container)}
     if "listener" not in components and container.settings.kafka_in_use:
         components["listener"] = {"status": UP, "note": "not run in this process (dailyfeed listen runs it)"}
     return components
 
 
 def readiness(container: Any) -> dict[str, dict[str, Any]]:
+    if container.shutting_down.is_set():  # first, so that a load balancer stops sending before the server stops
+        return {"process": {"status": DOWN, "reason": "shutting down: answering the requests already taken"}}
     components = {"store": _store(container.db)}
     components["deadLetters"] = _dead_letters(container.db) if components["store"]["status"] == UP else \
         {"status": DOWN, "reason": "the store does not answer"}

@@ -33,9 +33,15 @@ def build_state(container: Any) -> OpsState:
                                  settings["metrics.deadletters-cache-s"])
     lag = _new_lag_monitor(container) if settings.kafka_in_use else None
     collector = metrics.StateCollector(container.transports.values(), cache, lag, DEAD_LETTER_COLLECTIONS,
-                                       [s.value for s in Status])
+                                       [s.value for s in Status], workers=lambda: workers_liveness(container))
     metrics.declare_publishes({(service, t.kind) for service, t in container.transports.items()})
     return OpsState(dead_letters=cache, lag=lag, collector=collector, registry=metrics.registry_for(collector))
+
+
+def workers_liveness(container: Any) -> dict[str, dict[str, Any]]:
+    """The liveness of each background worker that reports one (the Kafka listener), by its component name."""
+    return {item.component: item.liveness() for item in container.background
+            if getattr(item, "liveness", None) is not None}
 
 
 def state_of(app: Flask) -> OpsState:

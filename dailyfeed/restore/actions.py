@@ -114,7 +114,11 @@ def replay(container: Container, selection: Selection, *, dry_run: bool, mode: s
 
 def _hand_off_and_record(container: Container, job: PublisherRestore, report) -> Summary:
     """A "record" replay: hand the publisher dead letters off to the listener side, then record those copies
-    here. A copy that cannot be recorded stays a pending listener dead letter with the reason, never lost."""
+    here. A copy that cannot be recorded stays a pending listener dead letter with the reason, never lost.
+
+    The answer counts what this call moved: an activity is "restored" by the call that recorded it. A copy this
+    call handed off but another replay running at once recorded first counts there, and here as skipped (so that
+    concurrent replays add up to the dead letters there were, not more)."""
     handed: list[str] = []
     summary = Summary()
 
@@ -127,10 +131,20 @@ def _hand_off_and_record(container: Container, job: PublisherRestore, report) ->
 
     job.run(report=handed_off)
     if handed:
-        recorded = ListenerRestore(container.dead_letters, container.activity_service, RestoreOptions(
-            selection=Selection(collections=LISTENER_DEAD_LETTERS, keys=tuple(handed)))).run(report=report)
-        summary.merge(recorded)
-        summary.restored += len(handed) - recorded.total  # a copy recorded (or being recorded) already
+        settled: set[str] = set()
+
+        def recorded(result: RecordResult) -> None:
+            settled.add(result.key)
+            report(result)
+
+        summary.merge(ListenerRestore(container.dead_letters, container.activity_service, RestoreOptions(
+            selection=Selection(collections=LISTENER_DEAD_LETTERS, keys=tuple(handed)))).run(report=recorded))
+        for key in handed:
+            if key not in settled:
+                result = RecordResult(Outcome.SKIPPED, LISTENER_DEAD_LETTERS[0], key,
+                                      "handed off here, recorded by another restore running at once")
+                summary.add(result)
+                report(result)
     return summary
 
 

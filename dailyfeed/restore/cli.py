@@ -24,7 +24,7 @@ from ..events import utcnow
 from ..extension import get_container
 from . import deadletters_cli, tasks_cli
 from .jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreJob, Summary
-from .options import actor_of, actor_options, restore_options, restore_selection
+from .options import actor_of, actor_options, hint_if_embedded, restore_options, restore_selection
 
 DRY_RUN_VERBS = {Outcome.RESTORED: "restore", Outcome.SKIPPED: "skip", Outcome.FAILED: "fail"}
 EXIT_INTERRUPTED = 130
@@ -77,7 +77,7 @@ def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str, met
             summary = job.preview(report=_dry_run_line)
             if summary.total == 0:
                 click.echo("nothing to restore: no pending dead letter matches")
-                _hint_if_embedded()
+                hint_if_embedded()
             click.echo(f"dry run, nothing changed: would restore {summary.restored}, skip {summary.skipped}, "
                        f"fail {summary.failed}")
             return
@@ -91,7 +91,7 @@ def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str, met
         _audit_run(job, total, interrupted, who)
     if total.total == 0 and watch is None and not interrupted:
         click.echo("nothing to restore: no pending dead letter matches")
-        _hint_if_embedded()
+        hint_if_embedded()
     click.echo(total.line())
     if interrupted and watch is None:
         ctx.exit(EXIT_INTERRUPTED)
@@ -119,12 +119,6 @@ def _serve_metrics(port: int | None) -> Any:
     server = serve_metrics(current_app._get_current_object(), port)
     click.echo(f"metrics on http://{server.server_address[0]}:{server.server_port}/metrics")
     return server
-
-
-def _hint_if_embedded() -> None:
-    if str(get_container().settings["mongo.uri"]).startswith("mongomock://"):
-        click.echo("note: mongo.uri is the embedded store (mongomock://), which lives inside one process: this "
-                   "command cannot see another process's dead letters; set DAILYFEED_MONGO_URI", err=True)
 
 
 def _passes(job: RestoreJob, *, watch: float | None, tty: bool, label: str) -> tuple[Summary, bool]:

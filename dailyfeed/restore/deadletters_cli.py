@@ -22,6 +22,7 @@ from .options import (
     actor_of,
     actor_options,
     collection_name,
+    hint_if_embedded,
     selection_of,
     selection_options,
 )
@@ -43,6 +44,8 @@ def list_command(status: str, category: str | None, collection: str | None, limi
     found, total = store_call(lambda: store.list_dead_letters(selection, limit=limit))
     if not found:
         click.echo("no dead letters match")
+        if not store_call(lambda: store.list_dead_letters(Selection(), limit=1))[0]:
+            hint_if_embedded()
         return
     click.echo(f"{'ID':<24}  {'COLLECTION':<15}  {'STATUS':<9}  {'CATEGORY':<12}  {'TRIES':>5}  "
                f"{'CREATED (UTC)':<19}  KEY / ERROR")
@@ -248,6 +251,8 @@ def groups_command(collection: str | None, limit: int) -> None:
 def stats_command() -> None:
     """Counts by collection, status and category, and the age of the oldest pending dead letter."""
     stats = store_call(lambda: get_container().dead_letters.stats())
+    if not any(stats.total(name, s.value) for name in DEAD_LETTER_COLLECTIONS for s in Status):
+        hint_if_embedded()
     now = utcnow()
     for name in DEAD_LETTER_COLLECTIONS:
         by_status = stats.counts.get(name, {})

@@ -144,3 +144,12 @@ def actor_of(name: str | None) -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no user name for this uid (a container)
         return f"uid-{os.getuid()}"
+
+
+def hint_if_embedded() -> None:
+    """Said when a command finds nothing: on the embedded store it cannot see another process's dead letters."""
+    from ..extension import get_container
+
+    if str(get_container().settings["mongo.uri"]).startswith("mongomock://"):
+        click.echo("note: mongo.uri is the embedded store (mongomock://), which lives inside one process: this "
+                   "command cannot see another process's dead letters; set DAILYFEED_MONGO_URI", err=True)

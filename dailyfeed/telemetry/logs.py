@@ -5,10 +5,15 @@ A JSON line has `time` (ISO-8601 UTC), `level`, `logger` and `message`, the trac
 one, and whatever a call passes in `extra`: the write and delivery paths pass `message_key`, `topic`,
 `partition` and `offset` where they know them. `trace_id` is added from the event's trace or from the request
 being served (dailyfeed.telemetry.tracing). The formatting is python-json-logger's.
+
+A text line is one record too: control characters in it (a newline in a remote service's error message) are
+escaped as JSON escapes them, and a traceback's lines are indented, so that no logged value can start a line that
+looks like a record of its own.
 """
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
@@ -18,6 +23,30 @@ from . import tracing
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MARK = "_dailyfeed_handler"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character (and the Unicode line and paragraph separators) escaped: \\n, \\u001b."""
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\u{ord(m.group()):04x}"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT, a record a line: the line escaped; a traceback below it indented, its own text escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    return "\n".join("    " + escape_controls(line) for line in text.splitlines())
 
 
 class TraceIdFilter(logging.Filter):
@@ -40,7 +69,7 @@ def formatter(fmt: str) -> logging.Formatter:
     if fmt == "json":
         return json_formatter()
     if fmt == "text":
-        return logging.Formatter(TEXT_FORMAT)
+        return TextFormatter(TEXT_FORMAT)
     raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 

@@ -15,8 +15,9 @@ Two kinds:
 """
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -40,6 +41,11 @@ def enabled() -> bool:
 # --- HTTP ------------------------------------------------------------------------------------------------------
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+#: The `method` label's values: any other method a client sends is counted as `other` (a label per method sent
+#: would let one client grow /metrics without bound).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "other"
 
 HTTP_REQUESTS = Counter("dailyfeed_http_requests", "HTTP requests answered, by route template, method and status.",
                         ["route", "method", "status"])
@@ -79,6 +85,13 @@ LISTENER_COMMIT_DURATION = Histogram("dailyfeed_listener_commit_duration_seconds
                                      buckets=_LATENCY_BUCKETS)
 LISTENER_BATCH_OUTCOMES = ("committed", "not-committed", "rewound", "abandoned")
 
+# --- dead letters kept ----------------------------------------------------------------------------------------
+
+DEAD_LETTERS_KEPT = Counter("dailyfeed_dead_letters_kept",
+                            "Failures kept as dead letters (a new dead letter, or a new attempt on one), by collection "
+                            "and error type (the exception's class name: a few values, so a new one stands out).",
+                            ["collection", "error_type"])
+
 # --- restores --------------------------------------------------------------------------------------------------
 
 RESTORED_DEAD_LETTERS = Counter("dailyfeed_restore_dead_letters",
@@ -89,6 +102,12 @@ RESTORE_OUTCOMES = ("restored", "skipped", "failed")
 TASKS_ENDED = Counter("dailyfeed_deadletter_tasks_ended",
                       "Dead-letter tasks that ended, by action (replay, discard, requeue, undiscard) and state "
                       "(completed, cancelled, failed).", ["action", "state"])
+REDRIVE_PASSES = Counter("dailyfeed_redrive_passes",
+                         "Automatic redrive passes a serving process ran once a transport answered again, by transport "
+                         "and outcome: delivered (nothing failed) or failed (some dead letter failed: the next pass "
+                         "waits longer). The dead letters they settled: dailyfeed_restore_dead_letters_total"
+                         "{job=\"redrive\"}.", ["transport", "outcome"])
+REDRIVE_OUTCOMES = ("delivered", "failed")
 
 # --- the metrics' own reads ------------------------------------------------------------------------------------
 
@@ -107,19 +126,25 @@ DEAD_LETTERS = "dailyfeed_dead_letters"
 DEAD_LETTERS_OLDEST = "dailyfeed_dead_letters_oldest_pending_age_seconds"
 DEAD_LETTERS_READ_AT = "dailyfeed_dead_letters_read_timestamp_seconds"
 CONSUMER_LAG = "dailyfeed_listener_consumer_lag"
+CONSUMER_LAG_SECONDS = "dailyfeed_listener_consumer_lag_seconds"
+WORKER_UP = "dailyfeed_worker_up"
 CONSUMER_LAG_READ_AT = "dailyfeed_listener_consumer_lag_read_timestamp_seconds"
 
 
 # --- the calls the code paths make -----------------------------------------------------------------------------
 
 # The children of the per-request metrics by label values: `.labels()` validates and takes a lock on every call; a
-# plain dict read does not (label values come from small fixed sets, so these stay small).
+# plain dict read does not (label values come from small fixed sets, so these stay small: request_done folds the
+# method, the only label a client spells).
 _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 _publish_children: dict[tuple[Any, Any, str], tuple[Any, Any]] = {}
 
 
 def request_done(route: str, method: str, status: int, seconds: float) -> None:
+    """`route` is the matched rule's template (or a fixed word), `method` as the client sent it (folded here)."""
     if _enabled:
+        if method not in HTTP_METHODS:
+            method = OTHER_METHOD
         children = _request_children.get((route, method, status))
         if children is None:
             children = _request_children[route, method, status] = (
@@ -170,6 +195,11 @@ def listener_committed(seconds: float) -> None:
         LISTENER_COMMIT_DURATION.observe(seconds)
 
 
+def dead_letter_kept(collection: str, error_type: str) -> None:
+    if _enabled:
+        DEAD_LETTERS_KEPT.labels(collection, error_type[:80]).inc()
+
+
 def restore_settled(job: str, outcome: str) -> None:
     if _enabled:
         RESTORED_DEAD_LETTERS.labels(job, outcome).inc()
@@ -183,6 +213,11 @@ def restore_pass(job: str) -> None:
 def task_ended(action: str, state: str) -> None:
     if _enabled:
         TASKS_ENDED.labels(action, state).inc()
+
+
+def redrive_pass(transport: str, outcome: str) -> None:
+    if _enabled:
+        REDRIVE_PASSES.labels(transport, outcome).inc()
 
 
 def source_failed(source: str) -> None:
@@ -210,6 +245,13 @@ def declare_restore(job: str) -> None:
         RESTORED_DEAD_LETTERS.labels(job, outcome)
 
 
+def declare_redrive(transports: Iterable[str]) -> None:
+    declare_restore("redrive")
+    for transport in transports:
+        for outcome in REDRIVE_OUTCOMES:
+            REDRIVE_PASSES.labels(str(transport), outcome)
+
+
 # --- state read when scraped -----------------------------------------------------------------------------------
 
 class StateCollector:
@@ -217,7 +259,9 @@ class StateCollector:
     listener group's lag. `dead_letters` and `lag` are the caches of dailyfeed.ops.sources (or None)."""
 
     def __init__(self, transports: Iterable[Any], dead_letters: Any = None, lag: Any = None,
-                 collections: Iterable[str] = (), statuses: Iterable[str] = ()):
+                 collections: Iterable[str] = (), statuses: Iterable[str] = (),
+                 workers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None):
+        self.workers = workers  # the background workers' liveness by name (what /healthz shows), e.g. the listener
         self.transports = list(transports)
         self.dead_letters = dead_letters
         self.lag = lag
@@ -226,6 +270,8 @@ class StateCollector:
 
     def collect(self) -> Iterator[Metric]:
         yield self._breakers()
+        if self.workers is not None:
+            yield self._workers()
         if self.dead_letters is not None:
             yield from self._dead_letters()
         if self.lag is not None:
@@ -244,6 +290,15 @@ class StateCollector:
             current = breaker.state
             for state in BREAKER_STATES:
                 family.add_metric([kind, state], 1.0 if state == current else 0.0)
+        return family
+
+    def _workers(self) -> Metric:
+        family = GaugeMetricFamily(WORKER_UP, "1 while a background worker of this process is alive and not stuck "
+                                   "(its /healthz component is UP: for the listener, a poll within "
+                                   "kafka.consumer.poll-ttl-s and no batch in hand longer than consume-ttl-s), else 0.",
+                                   labels=["worker"])
+        for name, report in self.workers().items():
+            family.add_metric([name], 1.0 if report.get("status") == "UP" else 0.0)
         return family
 
     def _dead_letters(self) -> Iterator[Metric]:
@@ -274,9 +329,16 @@ class StateCollector:
         family = GaugeMetricFamily(CONSUMER_LAG, "Records waiting for the listener's consumer group on each date topic "
                                    "partition: the high watermark minus the committed offset (from the oldest kept "
                                    "when the group never committed).", labels=["topic", "partition"])
+        seconds = GaugeMetricFamily(CONSUMER_LAG_SECONDS, "How old the oldest record waiting for the listener's "
+                                    "group is on each date topic partition (its producer timestamp, read with the "
+                                    "offsets; it grows between reads while nothing is consumed), 0 when none waits.",
+                                    labels=["topic", "partition"])
+        now = time.time()
         for item in lags:
             family.add_metric([item.topic, str(item.partition)], float(item.lag))
+            seconds.add_metric([item.topic, str(item.partition)], round(item.lag_seconds(now), 3))
         yield family
+        yield seconds
         yield GaugeMetricFamily(CONSUMER_LAG_READ_AT, "When the consumer lag was last read from Kafka (Unix time).",
                                 value=read_at)
 

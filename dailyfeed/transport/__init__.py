@@ -15,8 +15,8 @@ __all__ = ["CircuitOpen", "Transport", "TransportError", "TransportRejected", "T
 
 
 def build_http_transport(settings: Settings, base_url: Callable[[], str]) -> HttpTransport:
-    return HttpTransport.from_options(base_url, settings["auth.jwt-secret"], feign_options(settings),
-                                      CircuitBreaker.from_settings(settings))
+    return HttpTransport(base_url, settings["auth.jwt-secret"], feign_options(settings),
+                         CircuitBreaker.from_settings(settings))
 
 
 def build_kafka_transport(settings: Settings) -> Transport:

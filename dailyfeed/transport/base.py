@@ -1,7 +1,8 @@
 """The transport port: how the content module hands an activity event to the activity module.
 
 One method, `publish(event)`, which returns only once the event is delivered (Kafka acknowledged it, or the
-activity service recorded it) and raises a TransportError otherwise. Implementations: kafka.py (aiokafka),
+activity service recorded it) and raises a TransportError otherwise. tests/transport holds every implementation to
+this contract with one suite. Implementations: kafka.py (aiokafka),
 http.py (the "feign" transport, requests) and fake.py (in memory, for tests).
 """
 from __future__ import annotations
@@ -36,4 +37,5 @@ class Transport(Protocol):
 
     def publish(self, event: ActivityEvent) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the transport holds (may be called twice); a publish after it raises TransportUnavailable."""

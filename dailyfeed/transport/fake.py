@@ -1,4 +1,5 @@
-"""An in-memory transport for tests: records what it was given, fails on demand."""
+"""An in-memory transport for tests: records what it was given, fails on demand. It keeps the transport contract
+that the real ones keep (tests/transport): a failure is a TransportError, a closed transport publishes nothing."""
 from __future__ import annotations
 
 import threading
@@ -14,6 +15,8 @@ class FakeTransport:
         self.kind = PublishType(kind)
         self.published: list[ActivityEvent] = []
         self.failure: TransportError | None = None
+        self.attempts = 0  # publishes tried, delivered or not
+        self.closed = False
         self._deliver = deliver
         self._lock = threading.Lock()
 
@@ -24,6 +27,10 @@ class FakeTransport:
         self.failure = None
 
     def publish(self, event: ActivityEvent) -> None:
+        with self._lock:
+            self.attempts += 1
+        if self.closed:
+            raise TransportUnavailable("the fake transport is closed")
         if self.failure is not None:
             raise self.failure
         if self._deliver is not None:
@@ -32,4 +39,4 @@ class FakeTransport:
             self.published.append(event)
 
     def close(self) -> None:
-        pass
+        self.closed = True

@@ -1,9 +1,10 @@
 """The "feign" transport: POST the event to the activity module's record endpoint over HTTP (requests).
 
-Timeouts (connect 5 s, read 10 s); up to 3 attempts 500 ms apart on connection errors, timeouts and 5xx, which
-is safe because the record endpoint is idempotent by message key; 4xx is not retried; a circuit breaker makes
-an unreachable activity service fail fast. A 5xx is a failure (the original counted it as success). The event's
-W3C trace context goes in the `traceparent` header; the record endpoint takes it from there.
+Timeouts and retries come whole from FeignOptions (settings feign.*): attempts with a pause (growing by
+feign.retry.factor) on connection errors, timeouts and 5xx, which is safe because the record endpoint is idempotent
+by message key; 4xx is not retried; a circuit breaker makes an unreachable activity service fail fast. A 5xx is a
+failure (the original counted it as success). The event's W3C trace context goes in the `traceparent` header; the
+record endpoint takes it from there.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Callable
 
 import requests
 
-from ..delivery import FeignOptions, RetryPolicy
+from ..delivery import FeignOptions
 from ..events import RECORD_PATHS, ActivityEvent, PublishType, record_request_body
 from ..telemetry.tracing import headers_for
 from ..tokens import issue_service_token
@@ -26,24 +27,21 @@ log = logging.getLogger(__name__)
 class HttpTransport(BreakerGuarded):
     kind = PublishType.FEIGN
 
-    def __init__(self, base_url: Callable[[], str], secret: str, *, connect_timeout: float = 5.0,
-                 read_timeout: float = 10.0, attempts: int = 3, backoff_s: float = 0.5,
-                 breaker: CircuitBreaker | None = None, session: requests.Session | None = None):
+    def __init__(self, base_url: Callable[[], str], secret: str, options: FeignOptions, breaker: CircuitBreaker, *,
+                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep):
         self._base_url = base_url  # resolved per call: by default the app's own URL
         self._secret = secret
-        self.timeout = (connect_timeout, read_timeout)
-        self.retry = RetryPolicy(attempts=attempts, base_s=backoff_s, max_s=backoff_s, factor=1.0)
-        self.breaker = breaker or CircuitBreaker()
+        self.timeout = (options.connect_timeout_s, options.read_timeout_s)
+        self.retry = options.retry
+        self.breaker = breaker
         self.session = session or requests.Session()
+        self._sleep = sleep  # injectable: tests read the pauses between attempts without waiting for them
         self._token: tuple[float, str] | None = None
-
-    @classmethod
-    def from_options(cls, base_url: Callable[[], str], secret: str, options: FeignOptions,
-                     breaker: CircuitBreaker) -> "HttpTransport":
-        return cls(base_url, secret, connect_timeout=options.connect_timeout_s, read_timeout=options.read_timeout_s,
-                   attempts=options.retry.attempts, backoff_s=options.retry.base_s, breaker=breaker)
+        self._closed = False
 
     def _deliver(self, event: ActivityEvent) -> None:
+        if self._closed:  # like the Kafka transport: a closed session would quietly open new connections
+            raise TransportUnavailable("the feign transport is closed")
         url = f"{self._base_url().rstrip('/')}/api/member-activities/{RECORD_PATHS[event.category]}"
         body = record_request_body(event)
         headers = {"Authorization": f"Bearer {self._service_token()}", **headers_for(event.traceparent)}
@@ -64,7 +62,7 @@ class HttpTransport(BreakerGuarded):
                 raise error
             log.info("record call for %s failed (attempt %d/%d): %s", event.message_key, attempt,
                      self.retry.attempts, error, extra={"message_key": event.message_key})
-            time.sleep(self.retry.delay(attempt))
+            self._sleep(self.retry.delay(attempt))
 
     def _service_token(self) -> str:
         now = time.monotonic()
@@ -73,6 +71,7 @@ class HttpTransport(BreakerGuarded):
         return self._token[1]
 
     def close(self) -> None:
+        self._closed = True
         self.session.close()
 
 

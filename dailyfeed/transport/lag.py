@@ -3,11 +3,16 @@ the end offset (high watermark) minus the group's committed offset (SPEC section
 
 A partition the group never committed counts from the start of what the broker still keeps (the listener reads
 from `earliest`), so a listener that has not started yet shows everything that waits for it.
+
+Beside the offsets, the time lag: the timestamp of the oldest record not yet consumed (the one at the group's
+position), read from that record itself for each partition that lags, so that "100 behind" can say "for 20 minutes".
+A record's timestamp is the producer's (CreateTime, the topics' default): the time of the action it carries.
 """
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import Settings
@@ -22,11 +27,23 @@ class PartitionLag:
     end_offset: int  # the high watermark: the offset the next record will get
     committed: int | None  # None: the group never committed on this partition
     start_offset: int = 0  # the oldest offset the broker still keeps
+    oldest_timestamp_ms: int | None = None  # the timestamp of the oldest record not consumed (None: none waits)
 
     @property
     def lag(self) -> int:
         position = self.start_offset if self.committed is None else self.committed
         return max(0, self.end_offset - position)
+
+    @property
+    def oldest_waiting(self) -> int:
+        """The offset of the oldest record waiting that the broker still keeps."""
+        return self.start_offset if self.committed is None else max(self.committed, self.start_offset)
+
+    def lag_seconds(self, now: float | None = None) -> float:
+        """How old the oldest record not yet consumed is at `now` (Unix time); 0 when none waits."""
+        if not self.lag or self.oldest_timestamp_ms is None:
+            return 0.0
+        return max(0.0, (time.time() if now is None else now) - self.oldest_timestamp_ms / 1000)
 
 
 def read_consumer_lag(settings: Settings, *, group_id: str | None = None, timeout_s: float = 5.0) -> list[PartitionLag]:
@@ -43,7 +60,8 @@ def read_consumer_lag(settings: Settings, *, group_id: str | None = None, timeou
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="dailyfeed-lag",
                                     request_timeout_ms=int(timeout_s * 1000))
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, client_id="dailyfeed-lag",
-                                    enable_auto_commit=False, request_timeout_ms=int(timeout_s * 1000))
+                                    enable_auto_commit=False, request_timeout_ms=int(timeout_s * 1000),
+                                    max_partition_fetch_bytes=64 * 1024)  # only the first record of each is wanted
         try:
             await admin.start()
             await consumer.start()
@@ -55,12 +73,15 @@ def read_consumer_lag(settings: Settings, *, group_id: str | None = None, timeou
             ends = await consumer.end_offsets(partitions)
             starts = await consumer.beginning_offsets(partitions)
             committed = await _group_offsets(admin, group, partitions)
-            result = []
+            result = {}
             for tp in partitions:
                 meta: Any = committed.get(tp)
                 offset = meta.offset if meta is not None and meta.offset >= 0 else None
-                result.append(PartitionLag(tp.topic, tp.partition, ends[tp], offset, starts[tp]))
-            return sorted(result, key=lambda item: (item.topic, item.partition))
+                result[tp] = PartitionLag(tp.topic, tp.partition, ends[tp], offset, starts[tp])
+            waiting = {tp: item.oldest_waiting for tp, item in result.items() if item.end_offset > item.oldest_waiting}
+            oldest = await _oldest_timestamps(consumer, waiting, timeout_s / 2)
+            return sorted((replace(item, oldest_timestamp_ms=oldest.get(tp)) for tp, item in result.items()),
+                          key=lambda item: (item.topic, item.partition))
         finally:
             await consumer.stop()
             await admin.close()
@@ -73,6 +94,25 @@ def read_consumer_lag(settings: Settings, *, group_id: str | None = None, timeou
         raise
     except Exception as exc:
         raise TopicAdminError(f"Kafka at {bootstrap}: {describe_error(exc)}") from exc
+
+
+async def _oldest_timestamps(consumer: Any, positions: dict[Any, int], within_s: float) -> dict[Any, int]:
+    """The timestamp (ms) of the record at each position: one fetch from there per partition that lags. A partition
+    whose record does not come within `within_s` is left out (its time lag is then unknown, shown as 0)."""
+    found: dict[Any, int] = {}
+    if not positions:
+        return found
+    consumer.assign(list(positions))
+    for tp, position in positions.items():
+        consumer.seek(tp, position)
+    deadline = time.monotonic() + within_s
+    while len(found) < len(positions) and time.monotonic() < deadline:
+        batches = await consumer.getmany(timeout_ms=200)
+        for tp, records in batches.items():
+            if tp not in found and records:
+                found[tp] = records[0].timestamp
+                consumer.pause(tp)  # its first record is all that is wanted
+    return found
 
 
 async def _group_offsets(admin: Any, group: str, partitions: list[Any]) -> dict[Any, Any]:

@@ -49,10 +49,17 @@ def test_a_member_follows_at_most_999(api, db):
 
 
 def test_member_activities_lists_one_members_actions(api):
-    api.post(7, "/api/posts", json={"content": "a"})
+    post = api.post(7, "/api/posts", json={"content": "a"}).json["data"]
     api.post(9, "/api/posts", json={"content": "b"})
     content = api.get(None, "/api/members/7/activities").json["data"]["content"]
     assert [(a["memberId"], a["memberActivityType"]) for a in content] == [(7, "POST_CREATE")]
+
+    api.post(7, f"/api/posts/{post['id']}/like")
+    api.post(9, f"/api/posts/{post['id']}/like")
+    likes = api.get(None, "/api/members/7/activities?type=LIKE_POST").json["data"]
+    assert [(a["memberId"], a["memberActivityType"]) for a in likes["content"]] == [(7, "LIKE_POST")]
+    first = api.get(None, "/api/members/7/activities?size=1").json["data"]
+    assert [a["memberActivityType"] for a in first["content"]] == ["LIKE_POST"] and first["hasNext"] is True
 
 
 def _record(client, app, path, body):

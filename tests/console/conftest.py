@@ -2,6 +2,8 @@
 paths (DeadLetterStore.record_*), as in tests/restore."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dailyfeed.tokens import issue_admin_token, issue_member_token, issue_service_token
@@ -25,3 +27,14 @@ def tokens(dailyfeed):
 @pytest.fixture
 def admin(app, tokens):
     return Admin(app, tokens["admin"])
+
+
+@pytest.fixture
+def page(app, tokens):
+    """A browser-like client logged in to the console; `csrf` is the form token of the page it saw."""
+    client = app.test_client()
+    admin_token = tokens["admin"]["Authorization"].split(" ", 1)[1]
+    response = client.post("/admin/login", data={"token": admin_token})
+    assert response.status_code == 303
+    client.csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/admin").text).group(1)
+    return client

@@ -3,6 +3,7 @@ confirm-then-run flow of an action. (tests/browser drives the same page in a rea
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -19,18 +20,7 @@ from ..support.deadletters import documents, post_event, snapshot
 XSS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(2)>']
 
 
-@pytest.fixture
-def page(app, tokens):
-    """A browser-like client logged in to the console; `csrf` is the form token of the page it saw."""
-    client = app.test_client()
-    admin_token = tokens["admin"]["Authorization"].split(" ", 1)[1]
-    response = client.post("/admin/login", data={"token": admin_token})
-    assert response.status_code == 303
-    client.csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/admin").text).group(1)
-    return client
-
-
-def test_login_keeps_the_admin_token_in_an_httponly_strict_cookie_for_admin_only(app, tokens):
+def test_login_keeps_a_session_id_in_an_httponly_strict_cookie_for_admin_only(app, tokens):
     client = app.test_client()
     assert client.get("/admin").status_code == 401  # the login form
     admin_token = tokens["admin"]["Authorization"].split(" ", 1)[1]
@@ -38,6 +28,7 @@ def test_login_keeps_the_admin_token_in_an_httponly_strict_cookie_for_admin_only
     cookie = response.headers["Set-Cookie"]
     assert response.status_code == 303 and response.headers["Location"].endswith("/admin")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
+    assert admin_token not in cookie and admin_token.split(".")[1] not in cookie  # the session's id, not the token
     assert client.get("/admin").status_code == 200
 
 
@@ -196,6 +187,18 @@ def lag_reads(app, dailyfeed):
 
 TOPIC = "member-activity-20261129"
 BEHIND = [PartitionLag(TOPIC, 0, end_offset=10, committed=4), PartitionLag(TOPIC, 1, end_offset=3, committed=None)]
+
+
+def test_the_overview_shows_how_old_the_oldest_waiting_record_is(admin, page, lag_reads):
+    now_ms = int(time.time() * 1000)
+    lag_reads([PartitionLag(TOPIC, 0, end_offset=10, committed=4, oldest_timestamp_ms=now_ms - 3_723_000),
+               PartitionLag(TOPIC, 1, end_offset=3, committed=3, oldest_timestamp_ms=None)])
+    lag = admin.data(admin.get("/overview"))["consumerLag"]
+    assert [(p["partition"], p["lag"]) for p in lag["partitions"]] == [(0, 6), (1, 0)]
+    assert 3723 <= lag["partitions"][0]["lagSeconds"] < 3800 and lag["partitions"][1]["lagSeconds"] == 0
+    assert lag["maxLagSeconds"] == lag["partitions"][0]["lagSeconds"]
+    html = page.get("/admin").text
+    assert re.search(r'data-lag-seconds="37\d\d">The oldest record waiting is\s+<strong>1h 2m</strong> old', html)
 
 
 def test_the_overview_shows_the_lag_the_monitor_read_and_reads_kafka_once_for_many_views(admin, page, lag_reads):

@@ -9,14 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.support.apps import free_port
-from tests.support.processes import stop_group
+from tests.support.processes import start_server, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED = "could not make sure the date topics"
@@ -37,22 +35,8 @@ def test_a_server_starts_the_background_work_once_in_the_serving_process(tmp_pat
     port = free_port()
     log = tmp_path / "server.log"
     env = {**kafka_env(), "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port())}
-    with open(log, "w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).with_name(command[0])), *command[1:], "--port", str(port)],
-                                   env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/api/posts", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-    finally:
-        stop_group(process, timeout=15)
+    process = start_server(command, port, env=env, cwd=tmp_path, log=log)
+    stop_group(process, timeout=15)
     output = log.read_text()
     assert output.count(STARTED) == 1, output
     assert ("Restarting with" in output) is ("--reload" in command)

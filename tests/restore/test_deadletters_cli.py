@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.extension import get_container
 
 from ..support.deadletters import (
     FEIGN_DEAD_LETTERS,
@@ -127,3 +128,17 @@ def test_stats_counts_by_collection_status_and_category_with_the_oldest_pending(
     assert lines[2] == f"{FEIGN_DEAD_LETTERS}: 0 dead letters"
     assert lines[3] == f"{KAFKA_LISTENER_DEAD_LETTERS}: 1 dead letter"
     assert lines[4].split() == ["failed", "1", "unparsed", "1"]
+
+
+def test_list_and_stats_of_an_empty_embedded_store_say_a_cli_cannot_see_the_apps_store(db, dead_letters, runner):
+    """Issue 19: as restore-publisher does, `list` and `stats` say that a separate process has its own embedded
+    store, instead of suggesting that there are no dead letters."""
+    embedded = get_container(runner.app).settings["mongo.uri"].startswith("mongomock://")
+    note = "cannot see another process's dead letters"
+    for args in (["deadletters", "list"], ["deadletters", "stats"]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 0
+        assert (note in result.stderr) is embedded, result.stderr
+    publisher_dead_letter(dead_letters, post_event(1))
+    for args in (["deadletters", "list", "--status", "discarded"], ["deadletters", "stats"]):
+        assert note not in runner.invoke(args=args).stderr  # the store has dead letters: it is the app's

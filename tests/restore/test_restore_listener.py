@@ -209,6 +209,8 @@ def test_filters_take_only_matching_dead_letters(db, dead_letters, runner, stepp
     (["restore-listener", "--rate", "0"], "--rate"),
     (["restore-listener", "--category", "LIKES"], "'LIKES' is not one of"),
     (["restore-listener", "--since", "last tuesday"], "is not an ISO date"),
+    (["restore-publisher", "--since", "9999-12-31T23:59:59-01:00"], "outside the years 1970-9999"),  # issue 19 (5)
+    (["restore-listener", "--since", "1970-01-01T00:30:00+01:00"], "outside the years 1970-9999"),
     (["restore-listener", "--key", " "], "must not be empty"),
     (["restore-listener", "--watch", "0"], "--watch"),
     (["restore-listener", "--dry-run", "--watch", "5"], "--dry-run cannot be combined with --watch"),

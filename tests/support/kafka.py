@@ -93,7 +93,8 @@ def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
 
 
 def produce(bootstrap: str, records: Iterable[dict[str, Any]]) -> list[tuple[str, int, int]]:
-    """Send raw records ({topic, value, key?, partition?, headers?}); returns (topic, partition, offset) each."""
+    """Send raw records ({topic, value, key?, partition?, headers?, timestamp_ms?}); returns (topic, partition,
+    offset) each."""
     from aiokafka import AIOKafkaProducer
 
     async def send():
@@ -108,7 +109,8 @@ def produce(bootstrap: str, records: Iterable[dict[str, Any]]) -> list[tuple[str
                 key = r.get("key")
                 meta = await producer.send_and_wait(r["topic"], value=value,
                                                     key=key.encode() if isinstance(key, str) else key,
-                                                    partition=r.get("partition"), headers=r.get("headers"))
+                                                    partition=r.get("partition"), headers=r.get("headers"),
+                                                    timestamp_ms=r.get("timestamp_ms"))
                 placed.append((meta.topic, meta.partition, meta.offset))
             return placed
         finally:
@@ -211,14 +213,14 @@ class PrivateBroker:
         self._services("kafka-kill", timeout=30)
 
     def freeze(self) -> None:
-        """SIGSTOP the broker: its sockets stay open and nothing answers (a hung broker, not a dead one)."""
+        """SIGSTOP the broker: its sockets stay open and nothing answers (a hung broker, a long GC pause)."""
         os.kill(self._pid(), signal.SIGSTOP)
 
     def thaw(self) -> None:
         os.kill(self._pid(), signal.SIGCONT)
 
     def _pid(self) -> int:
-        return int((self.dir / "kafka" / "kafka.pid").read_text().strip())
+        return int((self.dir / "kafka" / "kafka.pid").read_text().split()[0])
 
     def stop(self) -> None:
         try:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 from .kafka import run_async
 
@@ -10,6 +10,17 @@ from .kafka import run_async
 def read_records(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
     """The first `expected` records of `topic` (all partitions, from the start), as {key, value, headers} with the
     headers as a dict; fails when fewer are there within `timeout_s`."""
+    return _read_until(bootstrap, topic, lambda found: len(found) >= expected, timeout_s)
+
+
+def find_record(bootstrap: str, topic: str, key: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The first record of `topic` with this key; fails when there is none within `timeout_s`."""
+    found = _read_until(bootstrap, topic, lambda found: any(r["key"] == key for r in found), timeout_s)
+    return next(r for r in found if r["key"] == key)
+
+
+def _read_until(bootstrap: str, topic: str, enough: Callable[[list[dict[str, Any]]], bool],
+                timeout_s: float) -> list[dict[str, Any]]:
     from aiokafka import AIOKafkaConsumer
 
     async def read() -> list[dict[str, Any]]:
@@ -18,7 +29,7 @@ def read_records(bootstrap: str, topic: str, expected: int, timeout_s: float = 3
         await consumer.start()
         found: list[dict[str, Any]] = []
         try:
-            while len(found) < expected:
+            while not enough(found):
                 for records in (await consumer.getmany(timeout_ms=500)).values():
                     found.extend({"key": r.key.decode() if r.key else None, "value": r.value,
                                   "headers": {name: value.decode() for name, value in r.headers or ()}}

@@ -1,4 +1,5 @@
-"""The feign transport's failure rules, with scripted answers instead of a network."""
+"""The feign transport's own rules, with scripted answers instead of a network: its wire format, which failures it
+retries and how it paces them. What every transport does (deliver, fail, refuse, close) is tests/transport."""
 from datetime import datetime, timezone
 
 import jwt
@@ -6,8 +7,10 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 
+from dailyfeed.config import load_settings
+from dailyfeed.delivery import feign_options
 from dailyfeed.events import ActivityEvent, ActivityType
-from dailyfeed.transport.base import CircuitOpen, TransportRejected, TransportUnavailable
+from dailyfeed.transport.base import CircuitOpen, TransportUnavailable
 from dailyfeed.transport.circuit import CircuitBreaker
 from dailyfeed.transport.http import HttpTransport
 
@@ -39,11 +42,14 @@ class Scripted(BaseAdapter):
         pass
 
 
-def transport(adapter, breaker=None):
+def transport(adapter, breaker=None, settings=None, sleep=lambda seconds: None):
+    """The feign transport built from the feign.* settings (test settings by default), its session answered by
+    `adapter`; `sleep` receives the pauses between attempts instead of waiting them."""
     session = requests.Session()
     session.mount("http://activity.test", adapter)
-    return HttpTransport(lambda: "http://activity.test", SECRET, attempts=3, backoff_s=0, session=session,
-                         breaker=breaker or CircuitBreaker(window_size=100, minimum_calls=100))
+    options = feign_options(settings or load_settings())
+    return HttpTransport(lambda: "http://activity.test", SECRET, options,
+                         breaker or CircuitBreaker(window_size=100, minimum_calls=100), session=session, sleep=sleep)
 
 
 def test_posts_the_original_body_to_the_category_path_with_a_service_token():
@@ -51,7 +57,8 @@ def test_posts_the_original_body_to_the_category_path_with_a_service_token():
     transport(adapter).publish(EVENT)
     sent = adapter.requests[0]
     assert sent.url == "http://activity.test/api/member-activities/comments/likes"
-    claims = jwt.decode(sent.headers["Authorization"].split()[1], SECRET, algorithms=["HS256"])
+    claims = jwt.decode(sent.headers["Authorization"].split()[1], SECRET, algorithms=["HS256"],
+                        audience="dailyfeed-activity")
     assert claims["scope"] == "activity:record"
     assert b'"messageKey": "member_activity:kafka_event:LIKE_COMMENT###2###7###' in sent.body
 
@@ -69,13 +76,6 @@ def test_connection_errors_and_timeouts_are_retried_until_success():
     assert len(adapter.requests) == 3
 
 
-def test_4xx_is_rejected_without_retry():
-    adapter = Scripted(400)
-    with pytest.raises(TransportRejected, match="400"):
-        transport(adapter).publish(EVENT)
-    assert len(adapter.requests) == 1
-
-
 def test_open_circuit_fails_fast_without_calling():
     adapter = Scripted(requests.ConnectionError("refused"))
     sender = transport(adapter, CircuitBreaker(window_size=2, minimum_calls=2, failure_rate=1.0, open_wait_s=60))
@@ -86,3 +86,24 @@ def test_open_circuit_fails_fast_without_calling():
     with pytest.raises(CircuitOpen):
         sender.publish(EVENT)
     assert len(adapter.requests) == calls
+
+
+@pytest.mark.parametrize("factor, max_backoff, pauses", [
+    (2.0, 10.0, [0.1, 0.2, 0.4, 0.8]),   # exponential: each pause twice the one before
+    (2.0, 0.3, [0.1, 0.2, 0.3, 0.3]),    # up to the cap
+    (1.0, 10.0, [0.1, 0.1, 0.1, 0.1]),   # the default factor: evenly spaced
+])
+def test_the_configured_backoff_paces_the_attempts(factor, max_backoff, pauses):
+    settings = load_settings({"feign.retry.attempts": 5, "feign.retry.backoff-s": 0.1, "feign.retry.factor": factor,
+                              "feign.retry.max-backoff-s": max_backoff})
+    adapter, slept = Scripted(503), []
+    with pytest.raises(TransportUnavailable):
+        transport(adapter, settings=settings, sleep=slept.append).publish(EVENT)
+    assert len(adapter.requests) == 5
+    assert slept == pytest.approx(pauses)
+
+
+def test_a_success_ends_the_pauses():
+    adapter, slept = Scripted(requests.ConnectionError("refused"), 200), []
+    transport(adapter, sleep=slept.append).publish(EVENT)
+    assert len(adapter.requests) == 2 and len(slept) == 1

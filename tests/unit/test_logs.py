@@ -93,3 +93,29 @@ def test_log_settings_are_checked_at_start_up():
         load_settings({"log.format": "xml"}, environ={})
     with pytest.raises(ConfigError, match="log.level"):
         load_settings({"log.level": "chatty"}, environ={})
+
+
+def test_text_lines_escape_control_characters_so_no_value_forges_a_line():
+    """Issue 19 (4): a remote error message with newlines planted a fake CRITICAL line in the text format."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.formatter("text"))
+    logger = logging.getLogger("dailyfeed.test_forged")
+    logger.addHandler(handler)
+    try:
+        remote = "boom\n2026-11-29 10:00:00,000 CRITICAL dailyfeed: all data deleted\r\x1b[2K\u2028x"
+        logger.warning("record call failed: %s", remote)
+        try:
+            raise TransportUnavailable(f"POST answered 500: {remote}")
+        except TransportUnavailable:
+            logger.exception("publish failed")
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    records = [line for line in lines if not line.startswith(" ")]
+    assert len(records) == 2 and all(" CRITICAL " not in line.split(": ", 1)[0] for line in records)
+    assert records[0].endswith("record call failed: boom\\n2026-11-29 10:00:00,000 CRITICAL dailyfeed: all data "
+                               "deleted\\r\\u001b[2K\\u2028x")
+    assert lines[lines.index(records[1]) + 1].startswith("    Traceback")
+    assert not any(line.startswith("2026-11-29") for line in lines)
+    assert "\x1b" not in stream.getvalue()

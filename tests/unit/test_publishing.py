@@ -68,15 +68,17 @@ def test_a_rejected_event_is_kept_too(publisher, transports, db):
     assert db[KAFKA_PUBLISHER_DEAD_LETTERS].find_one()["error"]["type"] == "TransportRejected"
 
 
-class Unreachable(DeadLetterStore):
-    def record_publisher_failure(self, *args, **kwargs):
+class Unreachable:
+    """A dead-letter sink (the one method the publisher may use) that cannot write."""
+
+    def record_publisher_failure(self, kind, event, error, topic=None):
         raise DeadLetterStoreError("dead-letter store unreachable (injected)")
 
 
 def test_an_event_neither_delivered_nor_kept_raises_publish_failed(db, transports, caplog):
     transports["comment-service"].fail_with()
     with pytest.raises(PublishFailed, match="dead-letter store unreachable") as err:
-        ActivityPublisher(transports, Unreachable(db)).publish_activity("comment-service", COMMENT)
+        ActivityPublisher(transports, Unreachable()).publish_activity("comment-service", COMMENT)
     assert isinstance(err.value.__cause__, DeadLetterStoreError)
     assert f"dead letter for {COMMENT.message_key} could not be stored: dead-letter store unreachable " \
         "(injected)" in caplog.messages
@@ -149,7 +151,7 @@ def test_a_dead_lettered_publish_is_counted_and_timed_until_it_failed(counted, s
 def test_an_undone_publish_is_counted_but_not_timed(counted):
     failing = FakeTransport(PublishType.FEIGN)
     failing.fail_with()
-    publisher = ticking({Service.COMMENT: failing}, Unreachable(mongomock.MongoClient()["publishing"]))
+    publisher = ticking({Service.COMMENT: failing}, Unreachable())
 
     def publish():
         with pytest.raises(PublishFailed):
@@ -165,7 +167,7 @@ def test_both_failure_log_records_name_the_message_key_topic_and_trace_of_the_re
     error.topic = "member-activity-20261129"
     failing = FakeTransport(PublishType.KAFKA)
     failing.fail_with(error)
-    publisher = ticking({Service.POST: failing}, Unreachable(mongomock.MongoClient()["publishing"]))
+    publisher = ticking({Service.POST: failing}, Unreachable())
     trace = tracing.start_request({"traceparent": TRACEPARENT}, "POST /api/posts")
     try:
         with caplog.at_level(logging.WARNING, logger="dailyfeed.content.publishing"), pytest.raises(PublishFailed):
