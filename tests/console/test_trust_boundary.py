@@ -4,6 +4,8 @@
 cookie holding a session that logout ends, no-store on the admin API, the page headers on /docs."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dailyfeed.deadletters import DeadLetterStore
@@ -167,3 +169,34 @@ def test_docs_carry_the_page_security_headers(app):
     assert console.headers["X-Content-Type-Options"] == "nosniff" and "frame-ancestors 'none'" in \
         console.headers["Content-Security-Policy"]
 
+
+@pytest.mark.parametrize("issue, scope", [("admin", "admin"), ("viewer", "admin:read")])
+def test_the_session_keeps_the_name_and_scope_of_the_token_it_was_opened_with(app, db, issue, scope):
+    from dailyfeed import tokens
+
+    secret = get_container(app).settings["auth.jwt-secret"]
+    token = getattr(tokens, f"issue_{issue}_token")(secret, 600, "carol")
+    client = app.test_client()
+    assert client.post("/admin/login", data={"token": token}).status_code == 303
+    [session] = db[CONSOLE_SESSIONS].find()
+    assert (session["subject"], session["scope"]) == ("carol", scope)
+    assert token not in str(session) and token not in client.get_cookie("dailyfeed_admin", path="/admin").value
+
+
+def test_an_action_on_the_page_is_audited_under_the_name_of_the_session_s_token(app, db, dead_letters):
+    from dailyfeed.deadletters import audit
+    from dailyfeed.tokens import issue_admin_token
+
+    for n in range(2):
+        publisher_dead_letter(dead_letters, post_event(n))
+    client = app.test_client()
+    token = issue_admin_token(get_container(app).settings["auth.jwt-secret"], 600, "carol")
+    assert client.post("/admin/login", data={"token": token}).status_code == 303
+    listed = client.get("/admin", headers={"Authorization": "Bearer forged"})  # a header decides nothing here
+    client.csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', listed.text).group(1)
+    assert "carol" in listed.text
+    response = _discard_chosen(client, db, reason="duplicates")
+    assert response.status_code == 303 and "discarded=2" in response.headers["Location"]
+    [entry], _ = audit.entries(db, audit.AuditQuery(action="discard"))
+    assert (entry["actor"], entry["via"], entry["result_count"], entry["reason"]) == ("carol", "page", 2,
+                                                                                      "duplicates")
