@@ -58,9 +58,10 @@ def start_background(dailyfeed: Any) -> None:
     start_task_worker(dailyfeed)
     settings = dailyfeed.settings
     if settings["redrive.enabled"]:
-        from .restore.redrive import Redriver
+        from .restore.redrive import Redriver, audit_passes
 
         redriver = Redriver.from_container(dailyfeed)
+        redriver.on_pass.append(audit_passes(dailyfeed.db))
         redriver.start()
         dailyfeed.background.append(redriver)
     if not settings.kafka_in_use:
