@@ -277,7 +277,7 @@ class ActivityListener:
             log.warning("could not commit offsets %s (%s: %s); those records will be delivered again",
                         _describe_offsets(offsets), type(exc).__name__, exc)
             return BatchOutcome.NOT_COMMITTED
-        if log.isEnabledFor(logging.DEBUG):  # its arguments sort topics and offsets: not for nothing
+        if log.isEnabledFor(logging.DEBUG):  # its arguments sort topics and offsets: only when shown
             log.debug("batch of %d records from %s: %d new activities, %d dead letters; committed %s", len(records),
                       ", ".join(sorted({tp.topic for tp in batches})), new, len(poison) + failed,
                       _describe_offsets(offsets))
