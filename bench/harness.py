@@ -60,6 +60,7 @@ def machine_notes() -> dict[str, Any]:
              if line[3:].startswith("dailyfeed/") and not line.startswith("??")]
     return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
             "commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty,
+            "dailyfeed": os.environ.get("BENCH_DAILYFEED"),
             "load_before": os.getloadavg(), "busy_before": busy_share(1.0)}
 
 

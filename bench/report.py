@@ -117,6 +117,8 @@ def render(data: dict, sections: Iterable[Callable[[Table], None]]) -> str:
     code = f"code at {mach.get('commit', '?')}"
     if mach.get("uncommitted"):
         code += f" plus uncommitted changes to {', '.join(mach['uncommitted'])}"
+    if mach.get("dailyfeed"):
+        code += f", the `dailyfeed listen` processes of {mach['dailyfeed']}"
     notes = (f"Run {data['run']} {data['started']} → {data['finished']}, {code}; "
              f"{data['sizes']['reps']} repetitions, median shown; {mach['cpus']} × {mach['cpu']}; "
              f"Python {mach['python']}; load average before "
