@@ -15,6 +15,7 @@ listed as such, like a row that only one of the runs has.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from bench import report
 from bench.common import REPO
 
 HISTORY = "bench/history"
+SAMPLES = re.compile(r", \d+ samples$")  # the read paths' N says how many samples they took: not part of the row
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Comparison:
 def compare(now: Iterable[report.Row], before: Iterable[report.Row]) -> Comparison:
     """The rows whose ratio moved by more than the wider of the two runs' noise bands (matched by figure and N)."""
     def by_key(rows: Iterable[report.Row]) -> dict[tuple[str, str], report.Row]:
-        return {(row.figure, row.n): row for row in rows if row.ratio_value is not None}
+        return {(row.figure, SAMPLES.sub("", row.n)): row for row in rows if row.ratio_value is not None}
 
     now_rows, before_rows = by_key(now), by_key(before)
     result = Comparison([], [], [], [])
@@ -122,7 +124,8 @@ def summary(data: dict[str, Any], sections: Iterable[Callable[[report.Table], No
     if result.unjudged:
         lines.append(f"  not judged (one repetition, no band): {'; '.join(result.unjudged)}")
     if result.new:
-        lines.append(f"  only in this run: {'; '.join(result.new)}")
+        lines.append(f"  only in this run: {'; '.join(result.new[:5])}"
+                     + (f" and {len(result.new) - 5} more" if len(result.new) > 5 else ""))
     if result.gone:
         lines.append(f"  not measured in this run: {len(result.gone)} rows of the committed one")
     return "\n".join(lines)

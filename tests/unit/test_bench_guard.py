@@ -94,3 +94,13 @@ def test_the_last_committed_results_file_is_the_yardstick(tmp_path):
     path, data = guard.committed_results(tmp_path)
 
     assert path == "bench/history/20261204-100000-last.json" and data == {"run": "last"}
+
+
+def test_rows_are_matched_by_figure_and_size_whatever_number_of_samples_they_took():
+    def row(n: str, ratio: float) -> report.Row:
+        return report.Row("7a feed: HTTP p50 / p99 (ms)", n, "", ratio_value=ratio, band=(ratio - 0.05, ratio + 0.05))
+
+    result = guard.compare([row("1,000 activities, 18 samples", 0.5)], [row("1,000 activities, 30 samples", 0.9)])
+
+    assert [(m.figure, m.n, m.before, m.now) for m in result.moved] == \
+           [("7a feed: HTTP p50 / p99 (ms)", "1,000 activities", 0.9, 0.5)]
