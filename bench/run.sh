@@ -34,9 +34,10 @@ for svc in kafka mongo; do
 done
 eval "$(bash "$SERVICES" env)"
 
-# The profilers of the bench extra are only needed to profile (docs/benchmarks.md); a missing one is no failure.
-if ! "$PY" -c 'import pyinstrument' 2>/dev/null; then
-    "${VENV:-.venv}/bin/pip" install --quiet -e '.[bench]' || echo "bench: could not install the bench extra (profilers); going on"
+# The bench extra: the profilers (docs/benchmarks.md) and FastStream, the peer of row 2p. Without it the bench
+# goes on: the peer's rows say they failed, the other figures are measured.
+if ! "$PY" -c 'import pyinstrument, faststream.kafka' 2>/dev/null; then
+    "${VENV:-.venv}/bin/pip" install --quiet -e '.[bench]' || echo "bench: could not install the bench extra (profilers, FastStream); going on"
 fi
 
 "$PY" -m "${BENCH_MODULE:-bench.harness}" "$@"
