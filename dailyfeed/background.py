@@ -1,4 +1,5 @@
-"""What a serving process runs beside answering requests: the date topics at start-up and the Kafka listener.
+"""What a serving process runs beside answering requests: the publication relay (its first pass at start-up),
+the date topics at start-up and the Kafka listener.
 
 Only the process that serves starts it — `dailyfeed serve`, `flask run` (in the reloader's child, not in the
 watcher process that only restarts it), or a WSGI entry point that asks for it with
@@ -34,6 +35,13 @@ def serving_under_flask_run() -> bool:
 def start_background(dailyfeed: Any) -> None:
     """Start the serving process's background work and register it in `dailyfeed.background`."""
     settings = dailyfeed.settings
+    if dailyfeed.publications is not None:
+        from .content.outbox import RelayWorker
+
+        relay = RelayWorker(dailyfeed.relay(), settings["outbox.interval-s"])
+        relay.start()
+        dailyfeed.background.append(relay)
+        atexit.register(relay.stop)
     if not settings.kafka_in_use:
         return
     from .transport.topics import ensure_topics_at_startup

@@ -122,9 +122,11 @@ LOWER_BOUNDS = {
     "kafka.producer.send-timeout-ms": 100,  # below that no broker round trip fits
     "kafka.consumer.max-records": 1, "kafka.consumer.metadata-max-age-ms": 1, "kafka.consumer.store-retries": 0,
     "feign.retry.attempts": 1, "feign.retry.backoff-s": 0, "circuit.window-size": 1, "circuit.minimum-calls": 1,
-    "deadletters.lease-s": 1, "server.threads": 1, "server.port": 0, "server.activity-port": 0,
+    "deadletters.lease-s": 1, "outbox.batch": 1, "outbox.lease-s": 1,
+    "server.threads": 1, "server.port": 0, "server.activity-port": 0,
 }
-POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s")
+POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s", "outbox.grace-s",
+            "outbox.interval-s")
 
 
 def _validate(values: dict[str, Any]) -> dict[str, Any]:
