@@ -55,7 +55,7 @@ from ..deadletters import Status
 from ..deadletters.claims import ClaimProtocol, new_claim_token
 from ..events import ActivityEvent, Service, as_utc, utcnow
 from ..store import EVENT_PUBLICATIONS
-from ..telemetry import tracing
+from ..telemetry import metrics, tracing
 from .publishing import ActivityPublisher, PublishFailed
 from .repository import ContentRepository
 
@@ -272,6 +272,7 @@ class PublicationRelay:
                 self.checkpoint(RELAY_PUBLISHED, key)
                 settled.append(key)
             summary.add(outcome)
+            metrics.relayed(outcome.value)
             log.info("relayed publication %s: %s", key, outcome.value, extra={"message_key": key})
             if report is not None:
                 report(key, outcome)
