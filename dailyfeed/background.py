@@ -35,13 +35,7 @@ def serving_under_flask_run() -> bool:
 def start_background(dailyfeed: Any) -> None:
     """Start the serving process's background work and register it in `dailyfeed.background`."""
     settings = dailyfeed.settings
-    if dailyfeed.publications is not None:
-        from .content.outbox import RelayWorker
-
-        relay = RelayWorker(dailyfeed.relay(), settings["outbox.interval-s"])
-        relay.start()
-        dailyfeed.background.append(relay)
-        atexit.register(relay.stop)
+    start_publication_work(dailyfeed)
     if not settings.kafka_in_use:
         return
     from .transport.topics import ensure_topics_at_startup
@@ -54,3 +48,17 @@ def start_background(dailyfeed: Any) -> None:
     dailyfeed.background.append(listener)
     # `flask run` ends with Ctrl-C and no app teardown: stop between batches so what is stored is committed.
     atexit.register(listener.stop)
+
+
+def start_publication_work(dailyfeed: Any) -> None:
+    """The publication registry's part (docs/outbox.md): completions batched off the request path, and the relay
+    (its first pass now, for what a dead process left owed). Nothing when outbox.enabled is false."""
+    if dailyfeed.publications is None:
+        return
+    from .content.outbox import Completer, RelayWorker
+
+    relay = RelayWorker(dailyfeed.relay(), dailyfeed.settings["outbox.interval-s"])
+    for work in (Completer(dailyfeed.publications), relay):  # stopped in reverse: the relay, then the last batch
+        work.start()
+        dailyfeed.background.append(work)
+        atexit.register(work.stop)

@@ -153,6 +153,16 @@ class PublicationRegistry:
         self.grace = timedelta(seconds=grace_s)
         self.claims = PublicationClaims(db, lease_s)
         self._clock = clock
+        self.completer: Completer | None = None  # a serving process's: completions batched off the request path
+
+    def complete_published(self, key: str) -> None:
+        """Step 4 of a write whose event was published: batched by the serving process's completer when it runs
+        (one delete for many writes), else now. Dying before the batch is deleted only republishes those events
+        after the grace period, with their keys (stored once downstream)."""
+        if self.completer is not None:
+            self.completer.add(key)
+        else:
+            self.complete([key])
 
     def record(self, service: Service, event: ActivityEvent, target: Target) -> ActivityEvent:
         """Step 1: store the publication; the event as recorded (with the traceparent it will be sent with)."""
@@ -333,6 +343,55 @@ def _landed(landing: Landing, key: str, doc: Mapping[str, Any] | None) -> bool:
     if landing is Landing.PRESENT:
         return doc is not None
     return doc is None
+
+
+class Completer:
+    """Deletes completed publications in batches, in a thread of its own: a write's completion costs the request
+    no store round trip. Started with the relay in a serving process; what is queued is deleted when it stops."""
+
+    def __init__(self, registry: PublicationRegistry, flush_s: float = 0.05, max_batch: int = 500):
+        self.registry = registry
+        self.flush_s = flush_s
+        self.max_batch = max_batch
+        self._keys: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dailyfeed-outbox-completer", daemon=True)
+
+    def start(self) -> None:
+        self.registry.completer = self
+        self._thread.start()
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._keys.append(key)
+
+    def flush(self) -> None:
+        with self._lock:
+            keys, self._keys = self._keys[:self.max_batch], self._keys[self.max_batch:]
+        if not keys:
+            return
+        try:
+            self.registry.complete(keys)
+        except Exception:  # the store failed: keep them for the next flush (or the relay republishes them)
+            log.warning("could not complete %d publications; trying again", len(keys), exc_info=True)
+            with self._lock:
+                self._keys[:0] = keys
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_s):
+            self.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=15)
+        self.registry.completer = None
+        for _ in range(100):
+            with self._lock:
+                if not self._keys:
+                    return
+            self.flush()
 
 
 class RelayWorker:

@@ -245,7 +245,7 @@ class ContentService:
                 raise self._not_recorded(event) from exc
             return result  # a relay holds the publication and will publish it: the change stays
         self.checkpoint(outbox.PUBLISHED, key)
-        registry.complete([key])
+        registry.complete_published(key)
         self.checkpoint(outbox.COMPLETED, key)
         return result
 

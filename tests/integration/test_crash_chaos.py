@@ -62,6 +62,9 @@ def world(mongo_uri, kafka_bootstrap):
            "DAILYFEED_DEADLETTERS_LEASE_S": "3"}
     db = connect(mongo_uri, env["DAILYFEED_MONGO_DATABASE"])
     yield env, db
+    if os.environ.get("CHAOS_KEEP"):
+        print("KEPT", db.name, env["DAILYFEED_KAFKA_TOPIC_PREFIX"])
+        return
     db.client.drop_database(db.name)
     drop_topics(kafka_bootstrap, env["DAILYFEED_KAFKA_TOPIC_PREFIX"])
 
