@@ -7,13 +7,12 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from typing import Any, Callable
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from pymongo.errors import PyMongoError
 
+from ..clistore import store_call
 from ..deadletters.model import age_text
 from ..events import utcnow
 from ..extension import get_container
@@ -39,7 +38,7 @@ def relay_command(watch: float | None, dry_run: bool) -> None:
         raise click.ClickException("the publication registry is off (outbox.enabled = false)")
     relay = container.relay()
     if dry_run:
-        summary = _store_call(lambda: relay.preview(report=lambda key, outcome: click.echo(
+        summary = store_call(lambda: relay.preview(report=lambda key, outcome: click.echo(
             f"would {'publish' if outcome is Outcome.DELIVERED else 'drop':<7} {key}")))
         click.echo(f"dry run, nothing changed: would publish {summary.counts[Outcome.DELIVERED]}, "
                    f"drop {summary.counts[Outcome.DROPPED]}")
@@ -50,7 +49,7 @@ def relay_command(watch: float | None, dry_run: bool) -> None:
         if threading.current_thread() is threading.main_thread() else None
     try:
         while True:
-            summary = _store_call(lambda: relay.run_pass(report=_line))
+            summary = store_call(lambda: relay.run_pass(report=_line))
             for outcome, count in summary.counts.items():
                 total.counts[outcome] += count
             total.skipped += summary.skipped
@@ -77,7 +76,7 @@ def stats_command() -> None:
     container = get_container()
     if container.publications is None:
         raise click.ClickException("the publication registry is off (outbox.enabled = false)")
-    stats = _store_call(container.publications.stats)
+    stats = store_call(container.publications.stats)
     oldest = f"; oldest {age_text(stats.oldest_age_s(utcnow()))} old" if stats.oldest else ""
     click.echo(f"event_publications: {stats.outstanding} owed{oldest} (grace "
                f"{container.settings['outbox.grace-s']:g} s)")
@@ -85,13 +84,6 @@ def stats_command() -> None:
 
 def _line(key: str, outcome: Outcome) -> None:
     click.echo(f"{time.strftime('%H:%M:%S')} {outcome.value:<13} {key}")
-
-
-def _store_call(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except PyMongoError as exc:
-        raise click.ClickException(f"the store failed: {type(exc).__name__}: {exc}") from None
 
 
 def init_app(app: Flask) -> None:
