@@ -18,7 +18,9 @@ A write is this order of single-document writes; after a crash at each point:
    its live replies (update_many); the relay rolls the replies forward (idempotent) before it publishes.
 3. **publish**: deliver, or keep a dead letter (ActivityPublisher, SPEC section 5). Crash after it: the relay
    publishes the event again, with its key: the listener and the record endpoint store it once.
-4. **complete**: delete the publication. Crash after it: nothing is owed.
+4. **complete**: delete the publication (a serving process's completer deletes them in batches, off the request
+   path). Crash after it: nothing is owed; or, if the process died before the batch was deleted, the relay
+   publishes the event again with its key (stored once downstream).
 
 When the event can be neither delivered nor kept (PublishFailed), the writer first takes the publication's claim
 (the claims of the restore jobs, deadletters/claims.py: a document with a unique `_id`, safe on FerretDB v1 where a
