@@ -119,14 +119,12 @@ class Publication:
     service: Service
     event: ActivityEvent
     target: Target
-    created_at: datetime
     landed: bool  # marked landed by a later change (an unlike of this like)
 
     @classmethod
     def of(cls, doc: Mapping[str, Any]) -> "Publication":
         event = ActivityEvent.from_json(doc["event"], doc["_id"]).with_traceparent(doc.get("traceparent"))
-        return cls(Service(doc["service"]), event, Target.of(doc["target"]), as_utc(doc["created_at"]),
-                   bool(doc.get("landed")))
+        return cls(Service(doc["service"]), event, Target.of(doc["target"]), bool(doc.get("landed")))
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def test_a_crash_between_a_comment_and_its_replies_is_rolled_forward(api, app, d
     assert db[COMMENTS].count_documents({"post_id": post_id, "is_deleted": False}) == 1  # the reply, still live
     relay(app)
 
-    assert db[COMMENTS].count_documents({"post_id": post_id, "is_deleted": False}) == 0
+    assert db[COMMENTS].count_documents({"post_id": post_id, "is_deleted": True}) == 2  # the comment, its reply
     assert db[MEMBER_ACTIVITIES].count_documents({"message_key": crash.key}) == 1
     assert api.get(None, f"/api/posts/{post_id}/comments").json["data"]["content"] == []
 
