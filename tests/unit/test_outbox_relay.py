@@ -161,3 +161,14 @@ def test_the_completer_thread_deletes_on_its_own_and_stops(make):
         completer.stop()
     assert not completer._thread.is_alive() and threading.active_count() >= 1
     assert registry.collection.count_documents({"_id": "b"}) == 1  # only what was completed
+
+
+def test_stats_count_what_is_owed_and_name_the_oldest(make):
+    container = make()
+    owe(container, 1)
+    time.sleep(0.01)
+    owe(container, 1)
+    created = sorted(doc["created_at"] for doc in container.db[EVENT_PUBLICATIONS].find())
+    stats = container.publications.stats()
+    assert stats.outstanding == 2
+    assert stats.oldest.replace(tzinfo=None) == created[0] != created[1]
