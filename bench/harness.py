@@ -1,6 +1,7 @@
 """`make bench`: dailyfeed against the real Kafka and FerretDB, one table of figures with their ratios.
 
-    .venv/bin/python -m bench.harness [--quick] [--scale X] [--reps N] [--only ingest,write,restore,flat,read,scale]
+    .venv/bin/python -m bench.harness [--quick] [--scale X] [--reps N]
+                                      [--only ingest,write,restore,outbox,flat,read,scale]
     .venv/bin/python -m bench.harness --render bench/results/<run>.json
 
 Every figure is paired with a baseline measured in the same run, each measurement is repeated (--reps, default 3)
@@ -17,6 +18,7 @@ Sections, one module each (docs/benchmarks.md explains each figure):
   bench.memory   6 peak RSS of app and listener; RSS flatness of the listener over a long run
   bench.readpath 7 four GET endpoints over HTTP at 1k / 10k / 50k stored activities, beside their raw queries
   bench.scaleout 8 two apps and two listeners (one group) against one of each: writes, ingest, exactly once
+  bench.outbox   9 the publication registry: the kafka write with it against the bare write; the relay's rate
 bench.report builds the table from the saved results; this module only runs the sections and prints it.
 """
 from __future__ import annotations
@@ -34,12 +36,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import ceiling, common, guard, ingest, memory, readpath, report, restore, scaleout, write
+from bench import ceiling, common, guard, ingest, memory, outbox, readpath, report, restore, scaleout, write
 from bench.common import RESULTS, Run, Sizes
 
-SECTIONS = "ingest,write,restore,flat,read,scale"
+SECTIONS = "ingest,write,restore,outbox,flat,read,scale"
 # the table's rows, in order
-TABLE = (ceiling.rows, ingest.rows, write.rows, restore.rows, memory.rows, readpath.rows, scaleout.rows)
+TABLE = (ceiling.rows, ingest.rows, write.rows, restore.rows, memory.rows, readpath.rows, scaleout.rows, outbox.rows)
 
 
 def machine_notes() -> dict[str, Any]:
@@ -113,6 +115,10 @@ def run_bench(sizes: Sizes, sections: set[str], run: Run) -> dict[str, Any]:
                 step(f"write:{mode}#", lambda mode=mode: write.write_rep(run, rep, mode, sizes, tokens))
         if "restore" in sections:
             step("restore#", lambda: restore.restore_rep(run, rep, sizes.restore))
+        if "outbox" in sections:  # the bare write, the kafka write with the registry, the relay beside 5d's update
+            for mode in outbox.WRITES:
+                step(f"outbox:{mode}#", lambda mode=mode: outbox.write_rep(run, rep, mode, sizes, tokens))
+            step("outbox:relay#", lambda: outbox.relay_rep(run, rep, sizes.restore))
         if "scale" in sections:
             for procs in scaleout.PROCESSES:
                 step(f"scale:{procs}#", lambda procs=procs: scaleout.scale_rep(run, rep, procs, sizes, tokens))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the benchmarks against the real Kafka and FerretDB (see docs/benchmarks.md).
 #
-#   bash bench/run.sh [--quick] [--scale X] [--reps N] [--only ingest,write,restore,flat,read,scale] [--write-docs]
+#   bash bench/run.sh [--quick] [--scale X] [--reps N] [--only ingest,write,restore,outbox,flat,read,scale] [--write-docs]
 #   BENCH_SCALE=0.5 make bench          # smaller N everywhere;  BENCH_WRITE_DOCS=1 make bench  # update the docs
 #   BENCH_MODULE=bench.feed bash bench/run.sh [args]   # another bench module with the same services (make capacity-measure)
 #

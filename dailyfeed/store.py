@@ -25,6 +25,7 @@ KAFKA_LISTENER_DEAD_LETTERS = "kafka_listener_dead_letters"
 DEAD_LETTER_COLLECTIONS = (KAFKA_PUBLISHER_DEAD_LETTERS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS)
 DEAD_LETTER_CLAIMS = "dead_letter_claims"  # restore claims: unique _id per (dead letter, lease generation)
 CONSOLE_SESSIONS = "console_sessions"  # the console's logins: _id is the hash of the cookie's session id
+EVENT_PUBLICATIONS = "event_publications"  # the events owed by content changes (dailyfeed/content/outbox.py)
 
 _mock_clients: dict[str, object] = {}
 _mock_lock = threading.Lock()
@@ -110,6 +111,8 @@ def ensure_indexes(db: Database) -> None:
     db[DEAD_LETTER_CLAIMS].create_index([("token", ASCENDING), ("lease_until", ASCENDING)], name="leased_claims_of_run")
     db[DEAD_LETTER_CLAIMS].create_index([("lease_until", ASCENDING)], name="lease_end")  # purge of old claims
     db[CONSOLE_SESSIONS].create_index([("expires_at", ASCENDING)], name="session_end")  # purge of ended sessions
+    # the relay's due publications, oldest due first (the _id is the message key: completion deletes by it)
+    db[EVENT_PUBLICATIONS].create_index([("due_at", ASCENDING), ("_id", ASCENDING)], name="due")
     for name, replaced in REPLACED_INDEXES.items():
         present = db[name].index_information()
         for index in replaced:
@@ -148,11 +151,17 @@ class IdBlocks:
 _ids = IdBlocks()
 
 
+def next_id(db: Database, collection: str, *, fresh: bool = False) -> int:
+    """The next integer id of `collection`, for a document inserted under it; `fresh` after an insert under the last
+    one was refused (another process drew the same block). Only the unique _id guarantees uniqueness."""
+    return _ids.draw(db, collection, fresh=fresh)
+
+
 def insert_with_next_id(db: Database, collection: str, doc: dict, attempts: int = 50) -> dict:
     """Insert `doc` under the next integer id of its collection. The unique _id is what guarantees uniqueness."""
     fresh = False
     for _ in range(attempts):
-        candidate = {**doc, "_id": _ids.draw(db, collection, fresh=fresh)}
+        candidate = {**doc, "_id": next_id(db, collection, fresh=fresh)}
         try:
             db[collection].insert_one(candidate)
         except DuplicateKeyError:

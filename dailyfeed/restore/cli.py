@@ -21,6 +21,7 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 from pymongo.errors import PyMongoError
 
+from ..clistore import store_call as _store_call
 from ..deadletters import SHORT_NAMES, Selection, Status, age_text, new_claim_token, parse_when
 from ..events import Category, as_utc, utcnow
 from ..extension import get_container
@@ -481,13 +482,6 @@ def stats_command() -> None:
             parts = ", ".join(f"{category or 'unparsed'} {count}"
                               for category, count in by_status[status.value].items())
             click.echo(f"  {status.value:<9} {stats.total(name, status.value):>7}   {parts}")
-
-
-def _store_call(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except PyMongoError as exc:
-        raise click.ClickException(f"the store failed: {type(exc).__name__}: {exc}") from None
 
 
 def _when(at: datetime | None) -> str:

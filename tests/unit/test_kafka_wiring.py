@@ -72,12 +72,20 @@ def test_a_serving_app_on_kafka_starts_the_listener_even_when_kafka_is_down(capl
     assert not listener.running
 
 
-def test_a_serving_app_on_feign_only_runs_nothing_in_the_background():
+def test_a_serving_app_on_feign_only_runs_only_the_publication_registry_work_in_the_background():
+    from dailyfeed.content.outbox import Completer, RelayWorker
+
     app = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}"}, run_background=True)
     try:
-        assert get_container(app).background == []
+        assert [type(item) for item in get_container(app).background] == [Completer, RelayWorker]
     finally:
         get_container(app).close()
+    off = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "outbox.enabled": False},
+                   run_background=True)
+    try:
+        assert get_container(off).background == []
+    finally:
+        get_container(off).close()
 
 
 def test_one_kafka_service_is_enough_for_the_listener():
