@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
 PYTHON = sys.executable
-DAILYFEED = str(Path(PYTHON).parent / "dailyfeed")  # the console script of the venv running the bench
+# the console script of the venv running the bench; BENCH_DAILYFEED names another (another version's listener)
+DAILYFEED = os.environ.get("BENCH_DAILYFEED") or str(Path(PYTHON).parent / "dailyfeed")
 MONGO_URI = os.environ.get("DAILYFEED_MONGO_URI", "mongodb://127.0.0.1:27017/?directConnection=true")
 BOOTSTRAP = os.environ.get("DAILYFEED_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 6  # kafka.topic.partitions default

@@ -1,6 +1,7 @@
 """`make bench`: dailyfeed against the real Kafka and FerretDB, one table of figures with their ratios.
 
-    .venv/bin/python -m bench.harness [--quick] [--scale X] [--reps N] [--only ingest,write,restore,flat,read,scale]
+    .venv/bin/python -m bench.harness [--quick] [--scale X] [--reps N]
+                                      [--only ingest,write,restore,outbox,flat,read,scale]
     .venv/bin/python -m bench.harness --render bench/results/<run>.json
 
 Every figure is paired with a baseline measured in the same run, each measurement is repeated (--reps, default 3)
@@ -9,13 +10,15 @@ The app and the listener run in processes of their own, so the load generator ne
 
 Sections, one module each (docs/benchmarks.md explains each figure):
   bench.ceiling  1 raw aiokafka produce / consume and the app's insert_many via pymongo, no app
-  bench.ingest   2 `dailyfeed listen` on N events already on the topic
+  bench.ingest   2 `dailyfeed listen` on N events already on the topic; 2p the same for its peer (bench.peer,
+                   FastStream's batch subscriber)
   bench.write    3 POST /api/posts: the store alone; no publish; kafka; kafka + in-app listener; feign (also with
                    5k activities stored);  4 first POST → last activity stored (kafka + in-app listener)
   bench.restore  5 restore-listener and restore-publisher over M dead letters
   bench.memory   6 peak RSS of app and listener; RSS flatness of the listener over a long run
   bench.readpath 7 four GET endpoints over HTTP at 1k / 10k / 50k stored activities, beside their raw queries
   bench.scaleout 8 two apps and two listeners (one group) against one of each: writes, ingest, exactly once
+  bench.outbox   9 the publication registry: the kafka write with it against the bare write; the relay's rate
 bench.report builds the table from the saved results; this module only runs the sections and prints it.
 """
 from __future__ import annotations
@@ -33,12 +36,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import ceiling, common, ingest, memory, readpath, report, restore, scaleout, write
+from bench import ceiling, common, guard, ingest, memory, outbox, readpath, report, restore, scaleout, write
 from bench.common import RESULTS, Run, Sizes
 
-SECTIONS = "ingest,write,restore,flat,read,scale"
+SECTIONS = "ingest,write,restore,outbox,flat,read,scale"
 # the table's rows, in order
-TABLE = (ceiling.rows, ingest.rows, write.rows, restore.rows, memory.rows, readpath.rows, scaleout.rows)
+TABLE = (ceiling.rows, ingest.rows, write.rows, restore.rows, memory.rows, readpath.rows, scaleout.rows, outbox.rows)
 
 
 def machine_notes() -> dict[str, Any]:
@@ -59,6 +62,7 @@ def machine_notes() -> dict[str, Any]:
              if line[3:].startswith("dailyfeed/") and not line.startswith("??")]
     return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
             "commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty,
+            "dailyfeed": os.environ.get("BENCH_DAILYFEED"),
             "load_before": os.getloadavg(), "busy_before": busy_share(1.0)}
 
 
@@ -102,13 +106,19 @@ def run_bench(sizes: Sizes, sections: set[str], run: Run) -> dict[str, Any]:
         print(f"repetition {rep + 1}/{sizes.reps}", flush=True)
         if "ingest" in sections:
             step("ceiling#", lambda: ceiling.ceiling_rep(run, rep, sizes.ingest))
-            step("ingest#", lambda: ingest.ingest_rep(run, rep, sizes.ingest))
+            consumers = [("ingest#", ingest.ingest_rep), ("peer#", ingest.peer_rep)]
+            for name, consumer_rep in consumers[::1 if rep % 2 == 0 else -1]:  # which goes first alternates
+                step(name, lambda consumer_rep=consumer_rep: consumer_rep(run, rep, sizes.ingest))
         if "write" in sections:
             step("write:store#", lambda: write.write_store_rep(run, rep, sizes.writes, sizes.concurrency))
             for mode in write.WRITE_MODES:
                 step(f"write:{mode}#", lambda mode=mode: write.write_rep(run, rep, mode, sizes, tokens))
         if "restore" in sections:
             step("restore#", lambda: restore.restore_rep(run, rep, sizes.restore))
+        if "outbox" in sections:  # the bare write, the kafka write with the registry, the relay beside 5d's update
+            for mode in outbox.WRITES:
+                step(f"outbox:{mode}#", lambda mode=mode: outbox.write_rep(run, rep, mode, sizes, tokens))
+            step("outbox:relay#", lambda: outbox.relay_rep(run, rep, sizes.restore))
         if "scale" in sections:
             for procs in scaleout.PROCESSES:
                 step(f"scale:{procs}#", lambda procs=procs: scaleout.scale_rep(run, rep, procs, sizes, tokens))
@@ -172,9 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"raw results: {path.relative_to(common.REPO)}; wall time {data['wall_s']:.0f} s")
     (RESULTS / "latest.md").write_text(table)
+    committed = guard.committed_results()  # read before this run's file joins the history
     if args.write_docs:
         report.write_docs(table)
-        print(f"table written to {common.DOCS.relative_to(common.REPO)}")
+        common.save_json(common.REPO / guard.HISTORY / path.name, data)
+        print(f"table written to {common.DOCS.relative_to(common.REPO)}, results to {guard.HISTORY}/{path.name} "
+              "(commit both: the guard compares the next runs with it)")
+    print()
+    print(guard.summary(data, TABLE, committed))
     return 0
 
 

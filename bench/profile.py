@@ -2,7 +2,7 @@
 
   .venv/bin/python -m bench.profile restore [--m 200]      pyinstrument + store commands per dead letter
   .venv/bin/python -m bench.profile write --mode kafka     py-spy on the app process under the write load
-  .venv/bin/python -m bench.profile listener [--n 300]     py-spy on `dailyfeed listen` during an ingest
+  .venv/bin/python -m bench.profile listener [--n 20000]   py-spy --gil on `dailyfeed listen` during an ingest
 
 Needs the bench extra (pyinstrument, py-spy) and the real services, like `make bench`. Output goes to stdout and
 bench/results/profiles/.
@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import collections
 import logging
+import signal
 import subprocess
 import threading
 import time
@@ -23,7 +24,7 @@ from pymongo import monitoring
 from bench import common, harness, write
 from bench.app import services
 from bench.common import RESULTS, Run, Sizes
-from bench.ingest import listener_env, start_listener
+from bench.ingest import listener_env, watch_group
 
 OUT = RESULTS / "profiles"
 PY_SPY = str(Path(common.PYTHON).parent / "py-spy")
@@ -119,21 +120,31 @@ def py_spy_record(pid: int, seconds: float, name: str) -> Path:
     return path
 
 
-def summarise(path: Path, top: int = 25) -> None:
-    """Self and inclusive sample shares of the busiest functions in a collapsed-stack file."""
+def summarise(path: Path, top: int = 25, by_thread: bool = False) -> None:
+    """Self and inclusive sample shares of the busiest functions in a collapsed-stack file; `by_thread` for a
+    file recorded with --threads (each stack starts with its thread): the threads' shares first."""
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         n = int(count)
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0] + ")" if " (" in f else f
-                  for f in stack.split(";")]
+        frames = stack.split(";")
+        if by_thread:
+            threads[frames[0].split(": ", 1)[-1]] += n
+            frames = frames[1:] or ["(no Python frame)"]
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].split("site-packages/")[-1] + ")"
+                  if " (" in f else f for f in frames]
         total += n
         own[frames[-1]] += n
         for frame in set(frames):
             incl[frame] += n
-    print(f"\n--- {path.name}: {total} samples over all threads (idle included) ---")
+    print(f"\n--- {path.name}: {total} samples ---")
+    if by_thread:
+        print("threads:")
+        for thread, n in threads.most_common():
+            print(f"  {n / total * 100:5.1f} %  {thread}")
     print("self time:")
     for frame, n in own.most_common(top):
         print(f"  {n / total * 100:5.1f} %  {frame}")
@@ -176,27 +187,41 @@ def profile_write(mode: str, requests: int) -> None:
         common.delete_topics(run)
 
 
-def profile_listener(n: int) -> None:
+def profile_listener(n: int, dailyfeed: str, name: str) -> None:
+    """The consume path's CPU: py-spy on `dailyfeed listen` (the console script `dailyfeed`, of this checkout or
+    another venv's) during the bench's ingest (section 2: n events already on a fresh date topic, default
+    settings), sampling only the thread that holds the GIL (`--gil`): on-CPU Python work, never a wait on Kafka
+    or the store. Printed per thread and function, as shares of those samples."""
     run = Run.new()
     label = "prof"
     prefix = run.prefix(label)
     topic = common.today_topic(prefix)
+    group = run.group(label)
 
     async def setup() -> None:
         await common.create_topic(topic)
         await common.produce(topic, common.make_events(n))
 
     asyncio.run(setup())
-    env = listener_env(run, label, prefix, run.group(label), **{"kafka.consumer.max-records": 100})
     log = RESULTS / "logs" / f"{run.id}-listen-profile.log"
-    proc = start_listener(env, log)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.collapsed"
+    proc = common.start_process([dailyfeed, "listen"], listener_env(run, label, prefix, group), log)
     try:
         common.wait_for_line(log, r"listener consuming", proc)
-        py_spy_record(proc.pid, 10, "listener")
+        spy = subprocess.Popen([PY_SPY, "record", "--pid", str(proc.pid), "--rate", "250", "--format", "raw",
+                                "--output", str(path), "--gil", "--threads", "--duration", "600"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started = time.time()
+        done_at = watch_group(group, n, [proc], [], timeout=max(120.0, n / 5))
+        spy.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
+        spy.wait(30)
     finally:
         common.stop_process(proc)
         common.drop_databases(run)
         common.delete_topics(run)
+    print(f"{n:,} events in {done_at - started:.2f} s while sampled ({n / (done_at - started):,.0f} ev/s)")
+    summarise(path, by_thread=True)
 
 
 def main() -> None:
@@ -207,14 +232,18 @@ def main() -> None:
     write_cmd = sub.add_parser("write")
     write_cmd.add_argument("--mode", choices=list(write.WRITE_MODES), default="kafka")
     write_cmd.add_argument("--requests", type=int, default=600)
-    sub.add_parser("listener").add_argument("--n", type=int, default=300)
+    listener = sub.add_parser("listener")
+    listener.add_argument("--n", type=int, default=20_000)
+    listener.add_argument("--dailyfeed", default=common.DAILYFEED,
+                          help="the `dailyfeed` console script to run (another venv's: another version's listener)")
+    listener.add_argument("--name", default="listener", help="the profile's file name in bench/results/profiles")
     args = parser.parse_args()
     if args.what == "restore":
         profile_restore(args.m)
     elif args.what == "write":
         profile_write(args.mode, args.requests)
     else:
-        profile_listener(args.n)
+        profile_listener(args.n, args.dailyfeed, args.name)
 
 
 if __name__ == "__main__":

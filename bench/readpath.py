@@ -198,7 +198,8 @@ def rows(table: Table) -> None:
             table.add(Row(f"{label}: HTTP p50 / p99 (ms)", f"{int(n):,} activities, {m['samples']} samples",
                           f"{fmt(m['http_p50_ms'])} / {fmt(m['http_p99_ms'])}", _pair_spread(m.get("pair_ratios")),
                           f"raw {fmt(m['raw_p50_ms'])} / {fmt(m['raw_p99_ms'])}", times(ratio),
-                          f"≥ 0.8× (raw / HTTP p50){status}{notes}"))
+                          f"≥ 0.8× (raw / HTTP p50){status}{notes}", ratio if ratio == ratio else None,
+                          _pair_band(m.get("pair_ratios"))))
         low, high = by_size.get(ns[0]), by_size.get(ns[-1])
         if low and high:
             grow_http = ratio_of(high["http_p50_ms"], low["http_p50_ms"])
@@ -212,6 +213,11 @@ def rows(table: Table) -> None:
                           "raw's share of the added HTTP time"))
 
 
+def _pair_band(ratios: list[float] | None) -> tuple[float, float] | None:
+    return (min(ratios), max(ratios)) if ratios and len(ratios) > 1 else None
+
+
 def _pair_spread(ratios: list[float] | None) -> str:
     """The range of raw / HTTP over the pairs: how far the shared machine moved one pair against another."""
-    return f"pairs {min(ratios):.2f}–{max(ratios):.2f}×" if ratios and len(ratios) > 1 else ""
+    band = _pair_band(ratios)
+    return f"pairs {band[0]:.2f}–{band[1]:.2f}×" if band else ""

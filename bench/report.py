@@ -5,7 +5,7 @@ A run's results are a JSON dict whose `reps` maps a section name to one dict per
 """
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 from typing import Callable, Iterable
 
 from bench.common import DOCS, median
@@ -23,9 +23,13 @@ class Row:
     baseline: str = "—"
     ratio: str = "—"
     target: str = ""
+    # for bench.guard, not printed: the ratio as a number and its noise band, the lowest and highest ratio of one
+    # repetition (or of one pair of samples) in the run
+    ratio_value: float | None = field(default=None, compare=False)
+    band: tuple[float, float] | None = field(default=None, compare=False)
 
     def markdown(self) -> str:
-        return "| " + " | ".join(astuple(self)) + " |"
+        return "| " + " | ".join(astuple(self)[:len(HEAD)]) + " |"
 
 
 def fmt(x: float, unit: str = "") -> str:
@@ -75,26 +79,46 @@ class Table:
                target: str = "", unit: str = "", check: Callable[[float, float], bool] | None = None) -> Row:
         """The median of `v` with its spread, next to the median of a baseline and their ratio; `check(median,
         ratio)` marks the target met or missed."""
+        base_v = list(base_v) if base_v is not None else None
         m, b = median(v), median(base_v) if base_v is not None else float("nan")
         ratio = ratio_of(m, b)
         status = ""
         if check is not None and ratio == ratio:
             status = " ✅" if check(m, ratio) else " ❌"
         return self.add(Row(figure, n, fmt(m, unit), spread(v), f"{base_label} {fmt(b, unit)}" if base_label else "—",
-                            times(ratio), (target + status).strip()))
+                            times(ratio), (target + status).strip(), ratio if ratio == ratio else None,
+                            ratio_band(v, base_v) if ratio == ratio else None))
+
+
+def ratio_band(v: list[float], base_v: list[float]) -> tuple[float, float] | None:
+    """The lowest and highest ratio of one repetition: figure and baseline are measured once per repetition, in
+    that order, so the i-th values pair up (when a repetition failed they no longer do: the widest band then)."""
+    if not v or not base_v or not all(base_v):
+        return None
+    if len(v) == len(base_v):
+        ratios = [a / b for a, b in zip(v, base_v)]
+        return min(ratios), max(ratios)
+    return min(v) / max(base_v), max(v) / min(base_v)
+
+
+def rows(data: dict, sections: Iterable[Callable[[Table], None]]) -> list[Row]:
+    """Every section's rows of a run's results, in order."""
+    table = Table(data)
+    for add_rows in sections:
+        add_rows(table)
+    return table.rows
 
 
 def render(data: dict, sections: Iterable[Callable[[Table], None]]) -> str:
     """The table (every section's rows, in order) and the run's notes, as markdown."""
-    table = Table(data)
-    for add_rows in sections:
-        add_rows(table)
     lines = ["| " + " | ".join(HEAD) + " |", "|" + "|".join("---" for _ in HEAD) + "|"]
-    lines += [row.markdown() for row in table.rows]
+    lines += [row.markdown() for row in rows(data, sections)]
     mach = data["machine"]
     code = f"code at {mach.get('commit', '?')}"
     if mach.get("uncommitted"):
         code += f" plus uncommitted changes to {', '.join(mach['uncommitted'])}"
+    if mach.get("dailyfeed"):
+        code += f", the `dailyfeed listen` processes of {mach['dailyfeed']}"
     notes = (f"Run {data['run']} {data['started']} → {data['finished']}, {code}; "
              f"{data['sizes']['reps']} repetitions, median shown; {mach['cpus']} × {mach['cpu']}; "
              f"Python {mach['python']}; load average before "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the benchmarks against the real Kafka and FerretDB (see docs/benchmarks.md).
 #
-#   bash bench/run.sh [--quick] [--scale X] [--reps N] [--only ingest,write,restore,flat,read,scale] [--write-docs]
+#   bash bench/run.sh [--quick] [--scale X] [--reps N] [--only ingest,write,restore,outbox,flat,read,scale] [--write-docs]
 #   BENCH_SCALE=0.5 make bench          # smaller N everywhere;  BENCH_WRITE_DOCS=1 make bench  # update the docs
 #   BENCH_MODULE=bench.feed bash bench/run.sh [args]   # another bench module with the same services (make capacity-measure)
 #
@@ -34,9 +34,10 @@ for svc in kafka mongo; do
 done
 eval "$(bash "$SERVICES" env)"
 
-# The profilers of the bench extra are only needed to profile (docs/benchmarks.md); a missing one is no failure.
-if ! "$PY" -c 'import pyinstrument' 2>/dev/null; then
-    "${VENV:-.venv}/bin/pip" install --quiet -e '.[bench]' || echo "bench: could not install the bench extra (profilers); going on"
+# The bench extra: the profilers (docs/benchmarks.md) and FastStream, the peer of row 2p. Without it the bench
+# goes on: the peer's rows say they failed, the other figures are measured.
+if ! "$PY" -c 'import pyinstrument, faststream.kafka' 2>/dev/null; then
+    "${VENV:-.venv}/bin/pip" install --quiet -e '.[bench]' || echo "bench: could not install the bench extra (profilers, FastStream); going on"
 fi
 
 "$PY" -m "${BENCH_MODULE:-bench.harness}" "$@"

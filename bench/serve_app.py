@@ -22,7 +22,7 @@ import time
 from flask import jsonify, request
 
 from dailyfeed import create_app, server
-from dailyfeed.background import start_background
+from dailyfeed.background import start_background, start_publication_work
 from dailyfeed.config import load_settings
 from dailyfeed.extension import get_container
 from dailyfeed.transport.fake import FakeTransport
@@ -70,12 +70,16 @@ def main() -> None:
     parser.add_argument("--topic-prefix", default="member-activity-")
     parser.add_argument("--group-id", default="dailyfeed-bench")
     parser.add_argument("--threads", type=int, default=None, help="default: server.threads")
+    parser.add_argument("--no-outbox", action="store_true",
+                        help="without the event publication registry (outbox.enabled = false): the bare write")
     args = parser.parse_args()
 
     publish = "feign" if args.transport == "none" else args.transport
     overrides = {"mongo.database": args.database, "publish-type.post-service": publish,
                  "publish-type.comment-service": publish, "kafka.topic.prefix": args.topic_prefix,
                  "kafka.consumer.group-id": args.group_id}
+    if args.no_outbox:
+        overrides["outbox.enabled"] = False
     stored = StoredLog()
     built = []
 
@@ -89,7 +93,9 @@ def main() -> None:
         dailyfeed = get_container(app)
         stored.wrap(dailyfeed.activity_service)  # before the listener takes its reference's methods
         if args.listener:
-            start_background(dailyfeed)  # date topics + the listener, as `dailyfeed serve` starts them
+            start_background(dailyfeed)  # relay, date topics + the listener, as `dailyfeed serve` starts them
+        else:
+            start_publication_work(dailyfeed)  # the registry's completer and relay, as `dailyfeed serve` starts them
 
         @app.get("/_bench/stored")
         def bench_stored():

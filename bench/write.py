@@ -28,14 +28,17 @@ WRITE_MODES = {  # name: (serve_app --transport, in-app listener, activities sto
 
 
 def start_app(run: Run, label: str, transport: str, log_path: Path, *, listener: bool = False,
-              database: str | None = None, prefix: str | None = None) -> tuple[subprocess.Popen, str]:
+              database: str | None = None, prefix: str | None = None,
+              outbox: bool = True) -> tuple[subprocess.Popen, str]:
     """bench/serve_app.py (the app under waitress, as `dailyfeed serve` wires it) in a process of its own;
-    returns the process and its URL once it serves."""
+    returns the process and its URL once it serves. `outbox` False: without the publication registry."""
     args = [common.PYTHON, "-m", "bench.serve_app", "--transport", transport,
             "--database", database or run.db(label), "--topic-prefix", prefix or run.prefix(label),
             "--group-id", run.group(label)]
     if listener:
         args.append("--listener")
+    if not outbox:
+        args.append("--no-outbox")
     proc = common.start_process(args, common.bench_env(), log_path)
     try:
         url = common.wait_for_line(log_path, r"READY (\S+)", proc, timeout=60).group(1)

@@ -27,6 +27,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     from .activity import cli as activity_cli
     from .background import flask_run_base_url, serving_under_flask_run, start_background
     from .content import api as content_api
+    from .content import cli as content_cli
     from .docs import bp as docs_bp
     from .ops import init_app as init_ops
     from .restore import cli as restore_cli
@@ -52,7 +53,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *,
     app.register_blueprint(activity_api.bp)
     app.register_blueprint(docs_bp)
     console.init_app(app)
-    for module in (activity_cli, transport_cli, restore_cli):
+    for module in (activity_cli, transport_cli, restore_cli, content_cli):
         module.init_app(app)
     if serving_under_flask_run() if run_background is None else run_background:
         start_background(container)

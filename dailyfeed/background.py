@@ -1,6 +1,6 @@
-"""What a serving process runs beside answering requests: the dead-letter tasks and retention purge, the date
-topics at start-up, the Kafka listener and the automatic redrive of publisher dead letters
-(dailyfeed.restore.redrive).
+"""What a serving process runs beside answering requests: the dead-letter tasks and retention purge, the
+publication relay (its first pass at start-up), the date topics at start-up, the Kafka listener and the automatic
+redrive of publisher dead letters (dailyfeed.restore.redrive).
 
 Only the process that serves starts it — `dailyfeed serve`, `flask run` (in the reloader's child, not in the
 watcher process that only restarts it), or a WSGI entry point that asks for it with
@@ -57,6 +57,7 @@ def start_background(dailyfeed: Any) -> None:
     """Start the serving process's background work and register it in `dailyfeed.background`."""
     start_task_worker(dailyfeed)
     settings = dailyfeed.settings
+    start_publication_work(dailyfeed)
     if settings["redrive.enabled"]:
         from .restore.redrive import Redriver, audit_passes
 
@@ -91,3 +92,17 @@ def start_task_worker(dailyfeed: Any) -> None:
     worker.start()
     dailyfeed.background.append(worker)
     atexit.register(worker.stop)
+
+
+def start_publication_work(dailyfeed: Any) -> None:
+    """The publication registry's part (docs/outbox.md): completions batched off the request path, and the relay
+    (its first pass now, for what a dead process left owed). Nothing when outbox.enabled is false."""
+    if dailyfeed.publications is None:
+        return
+    from .content.outbox import Completer, RelayWorker
+
+    relay = RelayWorker(dailyfeed.relay(), dailyfeed.settings["outbox.interval-s"])
+    for work in (Completer(dailyfeed.publications), relay):  # stopped in reverse: the relay, then the last batch
+        work.start()
+        dailyfeed.background.append(work)
+        atexit.register(work.stop)

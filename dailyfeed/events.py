@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from .types import MAX_YEAR, MIN_YEAR, BadJson, Id, Timestamp, describe, load_json, text
+from .types import MAX_ID, MAX_YEAR, MIN_YEAR, BadJson, Id, Timestamp, describe, load_json, text
 
 KEY_PREFIX = "member_activity:kafka_event:"
 TOPIC_PATTERN = r"^member-activity-\d{8}$"
@@ -194,28 +194,36 @@ class ActivityEvent:
         return json.dumps(self.to_json(), separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, body: Any, key: str | None = None) -> "ActivityEvent":
+    def from_json(cls, body: Any, key: str | None = None, traceparent: str | None = None) -> "ActivityEvent":
         """Parse the event JSON (EventValue: ours or the Java original's, with Jackson date arrays and missing
         optional fields). The message key comes from the record key; without one (an old record) it is derived
-        from the event."""
-        value = _validate(EventValue, body, "event")
+        from the event. `traceparent` is the trace context that travelled beside it (a record header)."""
+        fields = _common_event_fields(body)
+        if fields is None:  # anything but the common well-formed event: the model decides and names the problem
+            value = _validate(EventValue, body, "event")
+            fields = (value.memberActivityType, value.memberId, value.postId, value.commentId, value.followingId,
+                      value.createdAt, value.updatedAt)
         if key is not None and not isinstance(key, str):
             raise InvalidEvent("message key must be a string")
-        created_at = value.createdAt or (key and key_timestamp(key)) or _no_time()
-        return cls._of(value.memberActivityType, value.memberId, value.postId, value.commentId, value.followingId,
-                       created_at, value.updatedAt, key)
+        activity_type, member_id, post_id, comment_id, following_id, created_at, updated_at = fields
+        created_at = created_at or (key and key_timestamp(key)) or _no_time()
+        return cls._of(activity_type, member_id, post_id, comment_id, following_id, created_at, updated_at, key,
+                       traceparent)
 
     @classmethod
     def _of(cls, activity_type: ActivityType, member_id: int, post_id: int | None, comment_id: int | None,
             following_id: int | None, created_at: datetime, updated_at: datetime | None,
-            key: str | None) -> "ActivityEvent":
+            key: str | None, traceparent: str | None = None) -> "ActivityEvent":
         target = _target_id(activity_type, post_id, comment_id, following_id)
         return cls(member_id=member_id, activity_type=activity_type, post_id=post_id, comment_id=comment_id,
                    created_at=created_at, updated_at=updated_at, following_id=following_id,
-                   message_key=key or message_key(activity_type, target, member_id, created_at))
+                   message_key=key or message_key(activity_type, target, member_id, created_at),
+                   traceparent=traceparent)
 
     @classmethod
-    def from_bytes(cls, value: bytes | str | None, key: bytes | str | None = None) -> "ActivityEvent":
+    def from_bytes(cls, value: bytes | str | None, key: bytes | str | None = None,
+                   traceparent: str | None = None) -> "ActivityEvent":
+        """The event of a Kafka record: its value, its key and the trace context of its headers."""
         if value is None:
             raise InvalidEvent("record has no value")
         try:
@@ -227,7 +235,7 @@ class ActivityEvent:
                 key = key.decode()
             except UnicodeDecodeError:
                 raise InvalidEvent("record key is not UTF-8") from None
-        return cls.from_json(body, key or None)
+        return cls.from_json(body, key or None, traceparent)
 
     def with_key(self, key: str) -> "ActivityEvent":
         return replace(self, message_key=key)
@@ -380,6 +388,43 @@ class RecordBody(BaseModel):
     messageKey: MessageKey | None = Field(None, description="the action's key (the Kafka key of /asyncapi.json); "
                                                             "built from the time of receipt when missing")
     createdAt: Timestamp | None = None
+
+
+# The listener parses every record: the event our own producers write (to_json) is read on a fast path that takes
+# exactly that shape and gives what EventValue gives for it; anything else (the Java original's date arrays and
+# missing fields, other letter cases, every refusal) goes through EventValue, so nothing is accepted that it refuses.
+_TYPES_BY_VALUE = {t.value: t for t in ActivityType}
+_COMMON_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def _common_event_fields(body: Any) -> tuple | None:
+    """(type, memberId, postId, commentId, followingId, createdAt, updatedAt) of an event in to_json's own form, or
+    None when it is not in that form (which says nothing about whether it is valid)."""
+    if type(body) is not dict:
+        return None
+    ids = (body.get("memberId"), body.get("postId"), body.get("commentId"), body.get("followingId"))
+    for position, value in enumerate(ids):  # exact ints (not bools, floats or strings) in 1 … 2^63-1
+        if (value is not None or position == 0) and (type(value) is not int or not 1 <= value <= MAX_ID):
+            return None
+    name, created, updated = body.get("memberActivityType"), body.get("createdAt"), body.get("updatedAt")
+    if type(name) is not str or name not in _TYPES_BY_VALUE:
+        return None
+    created_at = _common_time(created)
+    updated_at = None if updated is None else _common_time(updated)
+    if created_at is None or (updated is not None and updated_at is None):
+        return None
+    return (_TYPES_BY_VALUE[name], *ids, created_at, updated_at)
+
+
+def _common_time(value: Any) -> datetime | None:
+    """A time as _iso writes it (`2026-11-22T10:20:30.123456Z`) within the years allowed, or None."""
+    if type(value) is not str or not _COMMON_TIME.fullmatch(value):
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:  # e.g. month 13: EventValue says so
+        return None
+    return at if at.year >= MIN_YEAR else None
 
 
 def _validate(model: type[BaseModel], body: Any, what: str) -> Any:

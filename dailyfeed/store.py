@@ -29,6 +29,7 @@ TASK_LOCKS = "dead_letter_task_locks"  # unique _id per (collection, selection) 
 TASK_LEASES = "dead_letter_task_leases"  # unique _id per (task, lease generation): who runs a task
 AUDIT = "dead_letter_audit"  # every action on dead letters: who, when, what; append-only
 CONSOLE_SESSIONS = "console_sessions"  # the console's logins: _id is the hash of the cookie's session id
+EVENT_PUBLICATIONS = "event_publications"  # the events owed by content changes (dailyfeed/content/outbox.py)
 
 _mock_clients: dict[str, object] = {}
 _mock_lock = threading.Lock()
@@ -123,6 +124,8 @@ def ensure_indexes(db: Database) -> None:
     for field in ("actor", "action", "outcome", "task"):
         db[AUDIT].create_index([(field, ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)], name=f"{field}_newest")
     db[CONSOLE_SESSIONS].create_index([("expires_at", ASCENDING)], name="session_end")  # purge of ended sessions
+    # the relay's due publications, oldest due first (the _id is the message key: completion deletes by it)
+    db[EVENT_PUBLICATIONS].create_index([("due_at", ASCENDING), ("_id", ASCENDING)], name="due")
     for name, replaced in REPLACED_INDEXES.items():
         present = db[name].index_information()
         for index in replaced:
@@ -161,11 +164,17 @@ class IdBlocks:
 _ids = IdBlocks()
 
 
+def next_id(db: Database, collection: str, *, fresh: bool = False) -> int:
+    """The next integer id of `collection`, for a document inserted under it; `fresh` after an insert under the last
+    one was refused (another process drew the same block). Only the unique _id guarantees uniqueness."""
+    return _ids.draw(db, collection, fresh=fresh)
+
+
 def insert_with_next_id(db: Database, collection: str, doc: dict, attempts: int = 50) -> dict:
     """Insert `doc` under the next integer id of its collection. The unique _id is what guarantees uniqueness."""
     fresh = False
     for _ in range(attempts):
-        candidate = {**doc, "_id": _ids.draw(db, collection, fresh=fresh)}
+        candidate = {**doc, "_id": next_id(db, collection, fresh=fresh)}
         try:
             db[collection].insert_one(candidate)
         except DuplicateKeyError:

@@ -219,6 +219,8 @@ class BadJson(ValueError):
 def json_depth_exceeds(raw: str, limit: int = MAX_JSON_DEPTH) -> bool:
     """True when the JSON text `raw` opens more than `limit` nested arrays/objects (brackets inside strings do
     not count). Checked before parsing: json.loads recurses once per level and a deep document overflows it."""
+    if raw.count("[") + raw.count("{") <= limit:  # cannot nest deeper than it opens: no need to tokenize
+        return False
     depth = 0
     for match in _JSON_TOKENS.finditer(raw):
         token = match.group()

@@ -2,7 +2,7 @@
 # `make mutate`: mutation testing (mutmut 3, configured in setup.cfg [mutmut]) of the core modules against the
 # fast tiers, then the score per module. Slow (tens of minutes); not part of `make test`.
 #   make mutate                              every core module
-#   make mutate MODULES="circuit events"     some of them (events circuit publishing service claims)
+#   make mutate MODULES="circuit events"     some of them (events circuit publishing service claims outbox)
 #   make mutate MUTATE_CHILDREN=2            more parallel test runs (default 1: the machine is shared)
 #   make mutate SURVIVORS=1                  only the mutants that survived the last run (after adding tests)
 # Results stay in mutants/ (git-ignored); the mutants named on the command line are always run again.

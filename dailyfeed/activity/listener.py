@@ -50,9 +50,10 @@ class BatchOutcome(str, enum.Enum):
 
 
 def record_event(record: Any) -> ActivityEvent:
-    """The event of a consumed record, with the trace context its `traceparent` header carries."""
-    event = ActivityEvent.from_bytes(record.value, record.key)
-    return event.with_traceparent(from_record_headers(getattr(record, "headers", None)))
+    """The event of a consumed record, with the trace context its `traceparent` header carries (headers are read
+    only when the record has some: most have none)."""
+    headers = getattr(record, "headers", None)
+    return ActivityEvent.from_bytes(record.value, record.key, from_record_headers(headers) if headers else None)
 
 
 def record_origin(record: Any) -> dict[str, Any]:
@@ -301,9 +302,10 @@ class ActivityListener:
             log.warning("could not commit offsets %s (%s: %s); those records will be delivered again",
                         _describe_offsets(offsets), type(exc).__name__, exc)
             return BatchOutcome.NOT_COMMITTED
-        log.debug("batch of %d records from %s: %d new activities, %d dead letters; committed %s", len(records),
-                  ", ".join(sorted({tp.topic for tp in batches})), new, len(poison) + failed,
-                  _describe_offsets(offsets))
+        if log.isEnabledFor(logging.DEBUG):  # its arguments sort topics and offsets: only when shown
+            log.debug("batch of %d records from %s: %d new activities, %d dead letters; committed %s", len(records),
+                      ", ".join(sorted({tp.topic for tp in batches})), new, len(poison) + failed,
+                      _describe_offsets(offsets))
         return BatchOutcome.COMMITTED
 
     async def _store(self, events: list[tuple[Any, ActivityEvent]]) -> tuple[int, int] | None:

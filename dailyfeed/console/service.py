@@ -179,7 +179,19 @@ def overview(container: Container, lag: LagMonitor | None = None) -> dict[str, A
         "truncated": seen.truncated,
         "transports": transports(container),
         "consumerLag": consumer_lag(container, lag),
+        "publications": publications(container, now),
     }
+
+
+def publications(container: Container, now: datetime) -> dict[str, Any] | None:
+    """The events owed by stored changes (the publication registry holds only those: one small read); None when
+    the registry is off."""
+    registry = container.publications
+    if registry is None:
+        return None
+    stats = registry.stats()
+    return {"owed": stats.outstanding, "oldestAgeSeconds": int(stats.oldest_age_s(now)) if stats.oldest else None,
+            "graceSeconds": container.settings["outbox.grace-s"]}
 
 
 def transports(container: Container) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Storage of posts, comments and likes. Only the content module uses it.
 
 Every change is one single-document write (or one update_many over a comment thread), and each has its exact
-inverse here, so the service can undo a change whose activity could not be kept.
+inverse here, so the service can undo a change whose activity could not be kept. A change of a post or a comment
+carries the message key of its event in the same write (`events`, the last MAX_MARKERS of them), and a like is
+stored under its event's key: the publication relay (outbox.py) reads there whether a change landed.
 """
 from __future__ import annotations
 
@@ -13,7 +15,11 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from ..events import utcnow
-from ..store import COMMENT_LIKES, COMMENTS, POST_LIKES, POSTS, insert_with_next_id
+from ..store import COMMENT_LIKES, COMMENTS, POST_LIKES, POSTS, next_id
+
+#: How many event keys a post or comment keeps (its latest changes'). A change whose key was pushed out before the
+#: relay read it (MAX_MARKERS later changes of one document within the grace period) reads as never landed.
+MAX_MARKERS = 32
 
 
 def post_document(author_id: int, title: str | None, content: str, now: datetime) -> dict[str, Any]:
@@ -37,10 +43,18 @@ class ContentRepository:
         self.post_likes = db[POST_LIKES]
         self.comment_likes = db[COMMENT_LIKES]
 
+    def next_id(self, collection: str, *, fresh: bool = False) -> int:
+        """The id a new post or comment is created under (store.next_id)."""
+        return next_id(self.db, collection, fresh=fresh)
+
     # --- posts ------------------------------------------------------------------------------------------------
 
-    def insert_post(self, author_id: int, title: str | None, content: str) -> dict[str, Any]:
-        return insert_with_next_id(self.db, POSTS, post_document(author_id, title, content, utcnow()))
+    def insert_post(self, post_id: int, author_id: int, title: str | None, content: str,
+                    marker: str) -> dict[str, Any]:
+        """Insert a new post under `post_id` with its event's key; DuplicateKeyError when that id is taken."""
+        doc = {"_id": post_id, **post_document(author_id, title, content, utcnow()), "events": [marker]}
+        self.posts.insert_one(doc)
+        return doc
 
     def find_post(self, post_id: int, *, include_deleted: bool = False) -> dict[str, Any] | None:
         query: dict[str, Any] = {"_id": post_id}
@@ -54,18 +68,24 @@ class ContentRepository:
             query["author_id"] = author_id
         return list(self.posts.find(query).sort("_id", DESCENDING).skip(skip).limit(limit))
 
-    def set_post_fields(self, post_id: int, fields: dict[str, Any]) -> None:
-        self.posts.update_one({"_id": post_id}, {"$set": fields})
+    def set_post_fields(self, post_id: int, fields: dict[str, Any], *, mark: str | None = None,
+                        unmark: str | None = None) -> None:
+        """Set fields of a post; with `mark` its event's key is added in the same write, with `unmark` removed."""
+        self.posts.update_one({"_id": post_id}, _with_marker({"$set": fields}, mark, unmark))
 
-    def delete_post_for_good(self, post_id: int) -> None:
-        self.posts.delete_one({"_id": post_id})
+    def delete_post_for_good(self, post_id: int, marker: str) -> None:
+        """Undo a post's creation: only the post created with this event's key (its id may be another's)."""
+        self.posts.delete_one({"_id": post_id, "events": marker})
 
     # --- comments ---------------------------------------------------------------------------------------------
 
-    def insert_comment(self, post_id: int, parent_id: int | None, depth: int, author_id: int,
-                       content: str) -> dict[str, Any]:
-        return insert_with_next_id(self.db, COMMENTS,
-                                   comment_document(post_id, parent_id, depth, author_id, content, utcnow()))
+    def insert_comment(self, comment_id: int, post_id: int, parent_id: int | None, depth: int, author_id: int,
+                       content: str, marker: str) -> dict[str, Any]:
+        """Insert a new comment under `comment_id` with its event's key; DuplicateKeyError when that id is taken."""
+        doc = {"_id": comment_id, **comment_document(post_id, parent_id, depth, author_id, content, utcnow()),
+               "events": [marker]}
+        self.comments.insert_one(doc)
+        return doc
 
     def find_comment(self, comment_id: int) -> dict[str, Any] | None:
         return self.comments.find_one({"_id": comment_id, "is_deleted": False})
@@ -88,28 +108,35 @@ class ContentRepository:
         self.comments.update_many({"_id": {"$in": comment_ids}},
                                   {"$set": {"is_deleted": deleted, "deleted_at": now}})
 
-    def set_comment_fields(self, comment_id: int, fields: dict[str, Any]) -> None:
-        self.comments.update_one({"_id": comment_id}, {"$set": fields})
+    def set_comment_fields(self, comment_id: int, fields: dict[str, Any], *, mark: str | None = None,
+                           unmark: str | None = None) -> None:
+        """Set fields of a comment; with `mark` its event's key is added in the same write, with `unmark` removed."""
+        self.comments.update_one({"_id": comment_id}, _with_marker({"$set": fields}, mark, unmark))
 
-    def delete_comment_for_good(self, comment_id: int) -> None:
-        self.comments.delete_one({"_id": comment_id})
+    def delete_comment_for_good(self, comment_id: int, marker: str) -> None:
+        """Undo a comment's creation: only the comment created with this event's key."""
+        self.comments.delete_one({"_id": comment_id, "events": marker})
 
     # --- likes ------------------------------------------------------------------------------------------------
 
-    def add_like(self, kind: str, target_id: int, member_id: int) -> dict[str, Any] | None:
-        """Insert a like; None when this member already likes it."""
+    def add_like(self, kind: str, target_id: int, member_id: int, like_id: str) -> dict[str, Any] | None:
+        """Insert a like under `like_id` (its event's key); None when this member already likes it."""
         collection, field = self._likes(kind)
-        doc = {field: target_id, "member_id": member_id, "created_at": utcnow()}
+        doc = {"_id": like_id, field: target_id, "member_id": member_id, "created_at": utcnow()}
         try:
             collection.insert_one(doc)
         except DuplicateKeyError:
             return None
         return doc
 
-    def remove_like(self, kind: str, target_id: int, member_id: int) -> dict[str, Any] | None:
-        """Delete a like and return it; None when there was none."""
+    def find_like(self, kind: str, target_id: int, member_id: int) -> dict[str, Any] | None:
         collection, field = self._likes(kind)
-        return collection.find_one_and_delete({field: target_id, "member_id": member_id})
+        return collection.find_one({field: target_id, "member_id": member_id})
+
+    def remove_like(self, kind: str, like_id: Any) -> bool:
+        """Delete a like by its _id; False when it was gone already."""
+        collection, _ = self._likes(kind)
+        return collection.delete_one({"_id": like_id}).deleted_count == 1
 
     def restore_like(self, kind: str, doc: dict[str, Any]) -> None:
         collection, _ = self._likes(kind)
@@ -118,13 +145,18 @@ class ContentRepository:
         except DuplicateKeyError:
             pass
 
-    def delete_like(self, kind: str, target_id: int, member_id: int) -> None:
-        collection, field = self._likes(kind)
-        collection.delete_one({field: target_id, "member_id": member_id})
+    def documents(self, collection: str, ids: list[Any], fields: dict[str, int]) -> dict[Any, dict[str, Any]]:
+        """Posts, comments or likes by _id (one read), with these fields: what the relay checks a change by."""
+        if collection not in (POSTS, COMMENTS, POST_LIKES, COMMENT_LIKES):
+            raise ValueError(f"{collection!r} holds no content")
+        return {doc["_id"]: doc for doc in self.db[collection].find({"_id": {"$in": ids}}, fields)}
 
     def count_likes(self, kind: str, target_id: int) -> int:
         collection, field = self._likes(kind)
         return collection.count_documents({field: target_id})
+
+    def likes_collection(self, kind: str) -> str:
+        return self._likes(kind)[0].name
 
     def _likes(self, kind: str):
         if kind == "post":
@@ -132,3 +164,11 @@ class ContentRepository:
         if kind == "comment":
             return self.comment_likes, "comment_id"
         raise ValueError(f"likes are of a post or a comment, not of {kind!r}")
+
+
+def _with_marker(update: dict[str, Any], mark: str | None, unmark: str | None) -> dict[str, Any]:
+    if mark is not None:
+        update["$push"] = {"events": {"$each": [mark], "$slice": -MAX_MARKERS}}
+    if unmark is not None:
+        update["$pull"] = {"events": unmark}
+    return update

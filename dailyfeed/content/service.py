@@ -1,17 +1,23 @@
 """Content rules: posts, comments, replies and likes, and the event each change publishes.
 
-A write stores the content change, then publishes its event (SPEC section 5). When the event can be neither
-delivered nor kept as a dead letter, the change is undone and ActivityNotRecorded (503) is raised: there is never
-a post without its event, nor an event without its post.
+A write records the event it owes, stores the content change with the event's key, publishes the event, and
+completes the publication (SPEC section 5; the protocol and what a crash at each step leaves: outbox.py). When
+the event can be neither delivered nor kept as a dead letter, the change is undone and ActivityNotRecorded (503)
+is raised: there is never a post without its event, nor an event without its post.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
+
+from pymongo.errors import DuplicateKeyError
 
 from ..errors import ActivityNotRecorded, DuplicateLike, Forbidden, InvalidInput, NotFound
 from ..events import ActivityEvent, ActivityType, Service, utcnow
+from ..store import COMMENTS, POSTS
 from ..web import json_time
+from . import outbox
+from .outbox import Checkpoint, Landing, PublicationRegistry, Target, no_checkpoint
 from .publishing import ActivityPublisher, PublishFailed
 from .repository import ContentRepository
 
@@ -20,20 +26,31 @@ log = logging.getLogger(__name__)
 POST_SERVICE = Service.POST
 COMMENT_SERVICE = Service.COMMENT
 MAX_REPLY_DEPTH = 2
+ID_ATTEMPTS = 50  # fresh id blocks tried when another process drew the same one
+T = TypeVar("T")
 
 
 class ContentService:
-    def __init__(self, repository: ContentRepository, publisher: ActivityPublisher):
+    def __init__(self, repository: ContentRepository, publisher: ActivityPublisher,
+                 registry: PublicationRegistry | None = None, checkpoint: Checkpoint = no_checkpoint):
+        """`registry`: the event publication registry (None: outbox.enabled is false, a crash between a change
+        and its publish loses the event); `checkpoint`: called after each step of the protocol (tests crash there)."""
         self.repo = repository
         self.publisher = publisher
+        self.registry = registry
+        self.checkpoint = checkpoint
 
     # --- posts ------------------------------------------------------------------------------------------------
 
     def create_post(self, member_id: int, title: str | None, content: str) -> dict[str, Any]:
-        post = self.repo.insert_post(member_id, title, content)
-        self._publish(POST_SERVICE, ActivityEvent.new(ActivityType.POST_CREATE, member_id, post_id=post["_id"]),
-                      undo=lambda: self.repo.delete_post_for_good(post["_id"]))
-        return self._post_json(post)
+        def create(post_id: int) -> dict[str, Any]:
+            event = ActivityEvent.new(ActivityType.POST_CREATE, member_id, post_id=post_id)
+            key = event.message_key
+            return self._write(POST_SERVICE, event, Target(POSTS, post_id, Landing.MARKED),
+                               apply=lambda: self.repo.insert_post(post_id, member_id, title, content, key),
+                               undo=lambda: self.repo.delete_post_for_good(post_id, key))
+
+        return self._post_json(self._under_next_id(POSTS, create))
 
     def get_post(self, post_id: int) -> dict[str, Any]:
         return self._post_json(self._live_post(post_id))
@@ -48,17 +65,22 @@ class ContentService:
         after = {"content": content, "updated_at": utcnow()}
         if title_given:
             after["title"] = title
-        self.repo.set_post_fields(post_id, after)
-        self._publish(POST_SERVICE, ActivityEvent.new(ActivityType.POST_UPDATE, member_id, post_id=post_id),
-                      undo=lambda: self.repo.set_post_fields(post_id, before))
+        event = ActivityEvent.new(ActivityType.POST_UPDATE, member_id, post_id=post_id)
+        key = event.message_key
+        self._write(POST_SERVICE, event, Target(POSTS, post_id, Landing.MARKED),
+                    apply=lambda: self.repo.set_post_fields(post_id, after, mark=key),
+                    undo=lambda: self.repo.set_post_fields(post_id, before, unmark=key))
         return self._post_json({**post, **after})
 
     def delete_post(self, member_id: int, post_id: int) -> dict[str, Any]:
         self._own(self._live_post(post_id), member_id, "post")
         deleted = {"is_deleted": True, "deleted_at": utcnow()}
-        self.repo.set_post_fields(post_id, deleted)
-        self._publish(POST_SERVICE, ActivityEvent.new(ActivityType.POST_DELETE, member_id, post_id=post_id),
-                      undo=lambda: self.repo.set_post_fields(post_id, {"is_deleted": False, "deleted_at": None}))
+        event = ActivityEvent.new(ActivityType.POST_DELETE, member_id, post_id=post_id)
+        key = event.message_key
+        self._write(POST_SERVICE, event, Target(POSTS, post_id, Landing.MARKED),
+                    apply=lambda: self.repo.set_post_fields(post_id, deleted, mark=key),
+                    undo=lambda: self.repo.set_post_fields(post_id, {"is_deleted": False, "deleted_at": None},
+                                                           unmark=key))
         return {"id": post_id, "deleted": True}
 
     def like_post(self, member_id: int, post_id: int) -> dict[str, Any]:
@@ -84,11 +106,16 @@ class ContentService:
             depth = parent["depth"] + 1
             if depth > MAX_REPLY_DEPTH:
                 raise InvalidInput(f"replies nest at most {MAX_REPLY_DEPTH} levels below a comment")
-        comment = self.repo.insert_comment(post_id, parent_id, depth, member_id, content)
-        event = ActivityEvent.new(ActivityType.COMMENT_CREATE, member_id, post_id=post_id,
-                                  comment_id=comment["_id"])
-        self._publish(COMMENT_SERVICE, event, undo=lambda: self.repo.delete_comment_for_good(comment["_id"]))
-        return self._comment_json(comment)
+
+        def create(comment_id: int) -> dict[str, Any]:
+            event = ActivityEvent.new(ActivityType.COMMENT_CREATE, member_id, post_id=post_id, comment_id=comment_id)
+            key = event.message_key
+            return self._write(COMMENT_SERVICE, event, Target(COMMENTS, comment_id, Landing.MARKED),
+                               apply=lambda: self.repo.insert_comment(comment_id, post_id, parent_id, depth,
+                                                                      member_id, content, key),
+                               undo=lambda: self.repo.delete_comment_for_good(comment_id, key))
+
+        return self._comment_json(self._under_next_id(COMMENTS, create))
 
     def list_comments(self, post_id: int, page: int, size: int) -> list[dict[str, Any]]:
         self._live_post(post_id)
@@ -98,20 +125,40 @@ class ContentService:
         comment = self._own(self._live_comment(comment_id), member_id, "comment")
         before = {k: comment[k] for k in ("content", "updated_at")}
         after = {"content": content, "updated_at": utcnow()}
-        self.repo.set_comment_fields(comment_id, after)
         event = ActivityEvent.new(ActivityType.COMMENT_UPDATE, member_id, post_id=comment["post_id"],
                                   comment_id=comment_id)
-        self._publish(COMMENT_SERVICE, event, undo=lambda: self.repo.set_comment_fields(comment_id, before))
+        key = event.message_key
+        self._write(COMMENT_SERVICE, event, Target(COMMENTS, comment_id, Landing.MARKED),
+                    apply=lambda: self.repo.set_comment_fields(comment_id, after, mark=key),
+                    undo=lambda: self.repo.set_comment_fields(comment_id, before, unmark=key))
         return self._comment_json({**comment, **after})
 
     def delete_comment(self, member_id: int, comment_id: int) -> dict[str, Any]:
         comment = self._own(self._live_comment(comment_id), member_id, "comment")
-        thread = self.repo.live_thread_ids(comment_id)
-        self.repo.set_comments_deleted(thread, True)
+        replies = self.repo.live_thread_ids(comment_id)[1:]
         event = ActivityEvent.new(ActivityType.COMMENT_DELETE, member_id, post_id=comment["post_id"],
                                   comment_id=comment_id)
-        self._publish(COMMENT_SERVICE, event, undo=lambda: self.repo.set_comments_deleted(thread, False))
-        return {"id": comment_id, "deleted": True, "deletedReplies": len(thread) - 1}
+        key = event.message_key
+
+        replies_deleted = []  # whether the replies' update went through (what an undo restores)
+
+        def delete_thread() -> None:
+            # the comment first, with the marker: once it is there the relay rolls the replies forward
+            self.repo.set_comment_fields(comment_id, {"is_deleted": True, "deleted_at": utcnow()}, mark=key)
+            if replies:
+                self.checkpoint(outbox.ROOT_APPLIED, key)
+                self.repo.set_comments_deleted(replies, True)
+                replies_deleted.append(True)
+
+        def restore_thread() -> None:
+            # the replies first: while the marked comment is deleted, the change still reads as landed
+            if replies_deleted:
+                self.repo.set_comments_deleted(replies, False)
+            self.repo.set_comment_fields(comment_id, {"is_deleted": False, "deleted_at": None}, unmark=key)
+
+        self._write(COMMENT_SERVICE, event, Target(COMMENTS, comment_id, Landing.MARKED, thread=True),
+                    apply=delete_thread, undo=restore_thread)
+        return {"id": comment_id, "deleted": True, "deletedReplies": len(replies)}
 
     def like_comment(self, member_id: int, comment_id: int) -> dict[str, Any]:
         comment = self._live_comment(comment_id)
@@ -125,28 +172,105 @@ class ContentService:
 
     # --- shared -----------------------------------------------------------------------------------------------
 
-    def _like(self, kind: str, service: str, activity_type: ActivityType, member_id: int, *, post_id: int,
+    def _like(self, kind: str, service: Service, activity_type: ActivityType, member_id: int, *, post_id: int,
               comment_id: int | None = None) -> dict[str, Any]:
         target = post_id if kind == "post" else comment_id
-        if self.repo.add_like(kind, target, member_id) is None:
-            raise DuplicateLike(f"member {member_id} already likes {kind} {target}")
         event = ActivityEvent.new(activity_type, member_id, post_id=post_id, comment_id=comment_id)
-        self._publish(service, event, undo=lambda: self.repo.delete_like(kind, target, member_id))
+        key = event.message_key  # the like is stored under its event's key: its presence says the like landed
+        liked = self._write(service, event, Target(self.repo.likes_collection(kind), key, Landing.PRESENT),
+                            apply=lambda: self.repo.add_like(kind, target, member_id, key),
+                            undo=lambda: self.repo.remove_like(kind, key), refused=lambda doc: doc is None)
+        if liked is None:
+            raise DuplicateLike(f"member {member_id} already likes {kind} {target}")
         return {f"{kind}Id": target, "memberId": member_id, "liked": True,
                 "likeCount": self.repo.count_likes(kind, target)}
 
-    def _unlike(self, kind: str, service: str, activity_type: ActivityType, member_id: int, *, post_id: int,
+    def _unlike(self, kind: str, service: Service, activity_type: ActivityType, member_id: int, *, post_id: int,
                 comment_id: int | None = None) -> dict[str, Any]:
         target = post_id if kind == "post" else comment_id
-        removed = self.repo.remove_like(kind, target, member_id)
-        if removed is None:
+        like = self.repo.find_like(kind, target, member_id)
+        if like is None:
             raise NotFound(f"member {member_id} does not like {kind} {target}")
         event = ActivityEvent.new(activity_type, member_id, post_id=post_id, comment_id=comment_id)
-        self._publish(service, event, undo=lambda: self.repo.restore_like(kind, removed))
+
+        def remove() -> bool:
+            if self.registry is not None:
+                # once the like is gone its absence no longer says it landed: say so on its publication, if owed
+                self.registry.mark_landed(like["_id"])
+            return self.repo.remove_like(kind, like["_id"])
+
+        removed = self._write(service, event, Target(self.repo.likes_collection(kind), like["_id"], Landing.ABSENT),
+                              apply=remove, undo=lambda: self.repo.restore_like(kind, like),
+                              refused=lambda done: not done)
+        if not removed:  # another request removed it first
+            raise NotFound(f"member {member_id} does not like {kind} {target}")
         return {f"{kind}Id": target, "memberId": member_id, "liked": False,
                 "likeCount": self.repo.count_likes(kind, target)}
 
-    def _publish(self, service: str, event: ActivityEvent, undo: Callable[[], None]) -> None:
+    def _under_next_id(self, collection: str, create: Callable[[int], T]) -> T:
+        """`create(id)` under the next id of `collection`; again under a fresh one when that id was taken (another
+        process drew the same block of ids: see store.IdBlocks)."""
+        fresh = False
+        for _ in range(ID_ATTEMPTS):
+            try:
+                return create(self.repo.next_id(collection, fresh=fresh))
+            except DuplicateKeyError:
+                fresh = True
+        raise RuntimeError(f"no free id for {collection} after {ID_ATTEMPTS} attempts")
+
+    def _write(self, service: Service, event: ActivityEvent, target: Target, *, apply: Callable[[], T],
+               undo: Callable[[], Any], refused: Callable[[T], bool] = lambda result: False) -> T:
+        """The protocol of outbox.py: record the publication, apply the change (with the event's key), publish,
+        complete. `refused(result)`: the change was refused without storing anything (a duplicate like): the
+        publication is dropped and the result returned. Raises ActivityNotRecorded when the change was undone
+        because its event could be neither delivered nor kept."""
+        registry, key = self.registry, event.message_key
+        if registry is None:
+            return self._apply_and_publish(service, event, apply, undo, refused)
+        event = registry.record(service, event, target)
+        self.checkpoint(outbox.RECORDED, key)
+        try:
+            result = apply()
+        except Exception:
+            self._undo(event, undo)
+            raise
+        if refused(result):
+            registry.complete([key])
+            return result
+        self.checkpoint(outbox.APPLIED, key)
+        try:
+            self.publisher.publish_activity(service, event)
+        except PublishFailed as exc:
+            if self._undo(event, undo):
+                raise self._not_recorded(event) from exc
+            return result  # a relay holds the publication and will publish it: the change stays
+        self.checkpoint(outbox.PUBLISHED, key)
+        registry.complete_published(key)
+        self.checkpoint(outbox.COMPLETED, key)
+        return result
+
+    def _undo(self, event: ActivityEvent, undo: Callable[[], Any]) -> bool:
+        """Undo a change and drop its publication; False (nothing done) when a relay holds the publication: it
+        publishes it. A store that fails here leaves the publication, which the relay settles by what landed."""
+        key = event.message_key
+        try:
+            if self.registry.hold(key) is None:
+                log.warning("publication %s is held by a relay: its change stays and the relay publishes it", key,
+                            extra={"message_key": key})
+                return False
+            undo()
+            self.checkpoint(outbox.UNDONE, key)
+            self.registry.complete([key])
+        except Exception:  # the store failed under us; say so loudly, the client still gets an error
+            log.exception("could not undo the change of %s", key, extra={"message_key": key})
+        return True
+
+    def _apply_and_publish(self, service: Service, event: ActivityEvent, apply: Callable[[], T],
+                           undo: Callable[[], Any], refused: Callable[[T], bool]) -> T:
+        """Without the registry (outbox.enabled false): store the change, then publish; undo when neither."""
+        result = apply()
+        if refused(result):
+            return result
         try:
             self.publisher.publish_activity(service, event)
         except PublishFailed as exc:
@@ -154,9 +278,14 @@ class ContentService:
                 undo()
             except Exception:  # the store failed under us; say so loudly, the client still gets 503
                 log.exception("could not undo the change of %s", event.message_key)
-            raise ActivityNotRecorded(
-                f"the {event.activity_type.value} activity could not be delivered nor kept for retry; "
-                "the change was not saved, try again") from exc
+            raise self._not_recorded(event) from exc
+        return result
+
+    @staticmethod
+    def _not_recorded(event: ActivityEvent) -> ActivityNotRecorded:
+        return ActivityNotRecorded(
+            f"the {event.activity_type.value} activity could not be delivered nor kept for retry; "
+            "the change was not saved, try again")
 
     def _live_post(self, post_id: int) -> dict[str, Any]:
         post = self.repo.find_post(post_id)

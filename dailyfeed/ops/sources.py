@@ -59,8 +59,9 @@ READ_SPACING = 9.0  # after a read that took d seconds, the next starts no soone
 
 class DeadLetterStatsCache:
     def __init__(self, read: Callable[[], Any], ttl_s: float, *, wait_s: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, source: str = "dead_letters"):
         self._read = read
+        self.source = source  # what it reads, as counted by dailyfeed_metrics_source_errors (also: outbox)
         self.ttl_s = ttl_s
         self.wait_s = wait_s
         self._clock = clock
@@ -102,8 +103,8 @@ class DeadLetterStatsCache:
         try:
             stats = self._read()
         except Exception as exc:
-            metrics.source_failed("dead_letters")
-            log.warning("metrics: could not read the dead-letter stats (%s: %s)", type(exc).__name__, exc)
+            metrics.source_failed(self.source)
+            log.warning("metrics: could not read the %s stats (%s: %s)", self.source, type(exc).__name__, exc)
             stats = None
         with self._lock:
             self._stats, self._read_at = stats, self._clock()

@@ -19,6 +19,7 @@ class OpsState:
     """One app's metric sources (caches, lag monitor) and the registry its /metrics exposes."""
 
     dead_letters: DeadLetterStatsCache
+    publications: DeadLetterStatsCache | None  # the publication registry's stats (None: the registry is off)
     lag: LagMonitor | None
     collector: metrics.StateCollector
     registry: Any
@@ -31,11 +32,16 @@ def build_state(container: Any) -> OpsState:
     settings = container.settings
     cache = DeadLetterStatsCache(lambda: read_dead_letter_stats(container.dead_letters.db, DEAD_LETTER_COLLECTIONS),
                                  settings["metrics.deadletters-cache-s"])
+    registry = container.publications
+    publications = None if registry is None else \
+        DeadLetterStatsCache(registry.stats, settings["metrics.deadletters-cache-s"], source="outbox")
     lag = _new_lag_monitor(container) if settings.kafka_in_use else None
     collector = metrics.StateCollector(container.transports.values(), cache, lag, DEAD_LETTER_COLLECTIONS,
-                                       [s.value for s in Status], workers=lambda: workers_liveness(container))
+                                       [s.value for s in Status], publications,
+                                       workers=lambda: workers_liveness(container))
     metrics.declare_publishes({(service, t.kind) for service, t in container.transports.items()})
-    return OpsState(dead_letters=cache, lag=lag, collector=collector, registry=metrics.registry_for(collector))
+    return OpsState(dead_letters=cache, publications=publications, lag=lag, collector=collector,
+                    registry=metrics.registry_for(collector))
 
 
 def workers_liveness(container: Any) -> dict[str, dict[str, Any]]:

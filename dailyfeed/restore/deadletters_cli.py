@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 import click
 from flask.cli import AppGroup
-from pymongo.errors import PyMongoError
 
+from .. import clistore
 from ..deadletters import SHORT_NAMES, Selection, Status, age_text
 from ..errors import DailyfeedError
 from ..events import as_utc, utcnow
@@ -269,10 +269,9 @@ def stats_command() -> None:
 
 
 def store_call(call: Callable[[], Any]) -> Any:
+    """clistore.store_call (a store failure is a message and exit 1), and an action's refusal too."""
     try:
-        return call()
-    except PyMongoError as exc:
-        raise click.ClickException(f"the store failed: {type(exc).__name__}: {exc}") from None
+        return clistore.store_call(call)
     except DailyfeedError as exc:  # refused by the action's rules (a count that changed, a bad filter)
         raise click.ClickException(exc.message) from None
 

@@ -109,13 +109,23 @@ REDRIVE_PASSES = Counter("dailyfeed_redrive_passes",
                          "{job=\"redrive\"}.", ["transport", "outcome"])
 REDRIVE_OUTCOMES = ("delivered", "failed")
 
+# --- the publication relay (crash-safe publishing) -------------------------------------------------------------
+
+RELAY_OUTCOMES = ("delivered", "dead_lettered", "dropped", "left")
+RELAYED_PUBLICATIONS = Counter("dailyfeed_outbox_relayed",
+                               "Owed events a relay settled, by outcome: delivered, dead_lettered, dropped (its change "
+                               "never landed) or left (neither delivered nor kept: owed for the next pass).",
+                               ["outcome"])
+for _outcome in RELAY_OUTCOMES:
+    RELAYED_PUBLICATIONS.labels(_outcome)
+
 # --- the metrics' own reads ------------------------------------------------------------------------------------
 
 SOURCE_ERRORS = Counter("dailyfeed_metrics_source_errors",
-                        "Reads for the metrics that failed, by source (dead_letters, consumer_lag): the series of "
-                        "that source are left out of the scrape (dead letters) or keep their last read (lag).",
-                        ["source"])
-for _source in ("dead_letters", "consumer_lag"):
+                        "Reads for the metrics that failed, by source (dead_letters, outbox, consumer_lag): the "
+                        "series of that source are left out of the scrape (dead letters, outbox) or keep their last "
+                        "read (lag).", ["source"])
+for _source in ("dead_letters", "outbox", "consumer_lag"):
     SOURCE_ERRORS.labels(_source)
 
 # --- read when scraped (StateCollector) ------------------------------------------------------------------------
@@ -125,6 +135,8 @@ BREAKER_STATES = ("closed", "half-open", "open")
 DEAD_LETTERS = "dailyfeed_dead_letters"
 DEAD_LETTERS_OLDEST = "dailyfeed_dead_letters_oldest_pending_age_seconds"
 DEAD_LETTERS_READ_AT = "dailyfeed_dead_letters_read_timestamp_seconds"
+OUTBOX_OWED = "dailyfeed_outbox_publications"
+OUTBOX_OLDEST = "dailyfeed_outbox_oldest_age_seconds"
 CONSUMER_LAG = "dailyfeed_listener_consumer_lag"
 CONSUMER_LAG_SECONDS = "dailyfeed_listener_consumer_lag_seconds"
 WORKER_UP = "dailyfeed_worker_up"
@@ -220,6 +232,11 @@ def redrive_pass(transport: str, outcome: str) -> None:
         REDRIVE_PASSES.labels(transport, outcome).inc()
 
 
+def relayed(outcome: str) -> None:
+    if _enabled:
+        RELAYED_PUBLICATIONS.labels(outcome).inc()
+
+
 def source_failed(source: str) -> None:
     SOURCE_ERRORS.labels(source).inc()
 
@@ -259,11 +276,12 @@ class StateCollector:
     listener group's lag. `dead_letters` and `lag` are the caches of dailyfeed.ops.sources (or None)."""
 
     def __init__(self, transports: Iterable[Any], dead_letters: Any = None, lag: Any = None,
-                 collections: Iterable[str] = (), statuses: Iterable[str] = (),
+                 collections: Iterable[str] = (), statuses: Iterable[str] = (), publications: Any = None,
                  workers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None):
         self.workers = workers  # the background workers' liveness by name (what /healthz shows), e.g. the listener
         self.transports = list(transports)
         self.dead_letters = dead_letters
+        self.publications = publications  # a cache of the publication registry's stats (or None: registry off)
         self.lag = lag
         self.collections = tuple(collections)
         self.statuses = tuple(statuses)
@@ -274,6 +292,8 @@ class StateCollector:
             yield self._workers()
         if self.dead_letters is not None:
             yield from self._dead_letters()
+        if self.publications is not None:
+            yield from self._publications()
         if self.lag is not None:
             yield from self._lag()
 
@@ -321,6 +341,16 @@ class StateCollector:
         if self.dead_letters.read_time is not None:
             yield GaugeMetricFamily(DEAD_LETTERS_READ_AT, "When the dead-letter counts shown were read from the store "
                                     "(Unix time).", value=self.dead_letters.read_time)
+
+    def _publications(self) -> Iterator[Metric]:
+        stats = self.publications.get()
+        if stats is None:  # the store did not answer (SOURCE_ERRORS counts it)
+            return
+        yield GaugeMetricFamily(OUTBOX_OWED, "Events owed by stored content changes and not yet published "
+                                "(the publication registry; read at most once per metrics.deadletters-cache-s).",
+                                value=float(stats.outstanding))
+        yield GaugeMetricFamily(OUTBOX_OLDEST, "Age of the oldest owed event (0 when none): past outbox.grace-s "
+                                "it waits for a relay.", value=stats.oldest_age_s(datetime.now(timezone.utc)))
 
     def _lag(self) -> Iterator[Metric]:
         lags, read_at = self.lag.snapshot()

@@ -59,6 +59,17 @@ def slow_activity_service():
     server.server_close()
 
 
+def _readiness_once_signalled(base: str):
+    """/readyz as soon as the signal handler has run (a signal is handled a moment after it is sent: on a loaded
+    machine a request can still be answered before); the drain keeps the server answering meanwhile."""
+    deadline = time.monotonic() + DRAIN_S
+    while True:
+        readiness = requests.get(f"{base}/readyz", timeout=5)
+        if readiness.status_code == 503 or time.monotonic() > deadline:
+            return readiness
+        time.sleep(0.05)
+
+
 def test_sigterm_with_writes_in_flight_answers_them_all_turns_unready_first_and_exits_in_time(
         tmp_path, slow_activity_service):
     port = free_port()
@@ -80,7 +91,7 @@ def test_sigterm_with_writes_in_flight_answers_them_all_turns_unready_first_and_
                        "every write taken and waiting for its record call")
             os.killpg(process.pid, signal.SIGTERM)
             signalled = time.monotonic()
-            readiness = requests.get(f"{base}/readyz", timeout=5)
+            readiness = _readiness_once_signalled(base)
             during_drain = write(99)  # still taken while the load balancer catches up
             statuses = [future.result() for future in in_flight]
         exit_code = process.wait(timeout=TIMEOUT_S + 5)

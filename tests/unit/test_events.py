@@ -1,6 +1,6 @@
 """The wire formats of SPEC section 4: message keys, event JSON, topics, and the Java original's records."""
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import jsonschema
@@ -434,3 +434,90 @@ def test_keys_and_event_times_are_utc_whatever_the_machines_timezone(monkeypatch
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+# --- the listener's fast path: the common well-formed event, read as EventValue reads it -------------------------
+
+def _read(body, key="member_activity:kafka_event:POST_CREATE###12###7###2026-11-22 10:20:30.123456000"):
+    """What from_json makes of a body: the event, or the refusal's message."""
+    try:
+        return ActivityEvent.from_json(body, key)
+    except InvalidEvent as exc:
+        return f"refused: {exc}"
+
+
+def _variants():
+    """Every field of a well-formed event (each type's shape) replaced in turn by values at and past the edges of
+    what the model accepts."""
+    ids = [1, 2**63 - 1, 2**63, 0, -1, True, False, 1.0, "1", None, [1], {"id": 1}]
+    types = ["POST_CREATE", "post_create", "Post_Create", "POST_CREATE ", "PO\u017fT_CREATE", "LIKE_CANCEL_POST", "",
+             None, 1, ["POST_CREATE"], {"type": "POST_CREATE"}]
+    times = ["2026-11-22T10:20:30.123456Z", "2026-11-22T10:20:30Z", "2026-11-22T10:20:30.123456789Z",
+             "2026-11-22T10:20:30.123456+02:00", "2026-11-22T10:20:30.123456z", " 2026-11-22T10:20:30.123456Z",
+             "2026-13-22T10:20:30.123456Z", "2026-02-29T10:20:30.123456Z", "2026-11-22T24:00:00.000000Z",
+             "1969-12-31T23:59:59.999999Z", "1970-01-01T00:00:00.000000Z", "0000-01-01T00:00:00.000000Z",
+             "9999-12-31T23:59:59.999999Z", "\uff12026-11-22T10:20:30.123456Z", "2026-11-22T10:20:30.12345\u0665Z",
+             [2026, 11, 22, 10, 20, 30, 123456000], 1700000000, True, None, ""]
+    for activity_type in ActivityType:
+        base = ActivityEvent.new(activity_type, 7, post_id=12, comment_id=40, following_id=9, at=AT).to_json()
+        base["followingId"] = 9
+        yield base
+        for field, values in (("memberId", ids), ("postId", ids), ("commentId", ids), ("followingId", ids),
+                              ("memberActivityType", types), ("createdAt", times), ("updatedAt", times)):
+            for value in values:
+                yield {**base, field: value}
+            yield {k: v for k, v in base.items() if k != field}
+    yield from ([], "event", None, 7, {}, {"memberId": 7, "extra": {"deep": [1, 2]}})
+
+
+def test_the_fast_path_reads_every_event_exactly_as_the_model_does(monkeypatch):
+    from dailyfeed import events
+
+    bodies = list(_variants())
+    fast = [_read(body) for body in bodies]
+    monkeypatch.setattr(events, "_common_event_fields", lambda body: None)  # the model alone
+    model = [_read(body) for body in bodies]
+
+    for body, by_fast, by_model in zip(bodies, fast, model):
+        assert by_fast == by_model, body
+        if isinstance(by_model, ActivityEvent):  # equal, and of the same types (an int stays an int, times UTC)
+            assert [type(getattr(by_fast, f)) for f in ("member_id", "post_id", "comment_id", "following_id")] == \
+                   [type(getattr(by_model, f)) for f in ("member_id", "post_id", "comment_id", "following_id")]
+            assert by_fast.created_at.utcoffset() == by_model.created_at.utcoffset() == timedelta(0)
+    assert sum(isinstance(r, str) for r in model) > 300 and sum(isinstance(r, ActivityEvent) for r in model) > 100
+
+
+def test_the_fast_path_takes_what_our_producers_write_and_leaves_the_rest_to_the_model():
+    from dailyfeed.events import _common_event_fields
+
+    ours = ActivityEvent.new(ActivityType.LIKE_COMMENT, 7, post_id=12, comment_id=40, at=AT)
+    assert _common_event_fields(ours.to_json()) == (ActivityType.LIKE_COMMENT, 7, 12, 40, None, AT, None)
+    assert _common_event_fields({**ours.to_json(), "updatedAt": "2026-11-23T00:00:00.000001Z"})[-1] == \
+           datetime(2026, 11, 23, 0, 0, 0, 1, tzinfo=timezone.utc)
+    java = {"memberId": 7, "postId": 12, "memberActivityType": "LIKE_POST", "createdAt": [2026, 11, 22, 10, 20, 30]}
+    assert _common_event_fields(java) is None
+    assert _common_event_fields({**ours.to_json(), "memberActivityType": "like_comment"}) is None
+
+
+def test_a_records_trace_context_is_part_of_the_event_it_makes():
+    event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=12, at=AT)
+    parsed = ActivityEvent.from_bytes(event.to_bytes(), event.message_key.encode(), f"00-{'1' * 32}-{'2' * 16}-01")
+    assert parsed == event and parsed.traceparent == f"00-{'1' * 32}-{'2' * 16}-01"
+    assert ActivityEvent.from_bytes(event.to_bytes(), event.message_key.encode()).traceparent is None
+
+
+@pytest.mark.parametrize("text, too_deep", [
+    ("[" * 32 + "]" * 32, False),
+    ("[" * 33 + "]" * 33, True),
+    ('{"a": "' + "[" * 40 + '"}', False),  # brackets inside a string do not nest
+    ("[" + "[]," * 40 + "[]]", False),  # many brackets, two levels
+    ('{"a": "\\"' + '[[[", "b": ' + "[" * 31 + "]" * 31 + "}", False),
+    ('{"a": "\\"' + '[[[", "b": ' + "[" * 32 + "]" * 32 + "}", True),
+])
+def test_the_nesting_limit_counts_levels_not_brackets(text, too_deep):
+    from dailyfeed.types import json_depth_exceeds
+
+    assert json_depth_exceeds(text) is too_deep
+    if too_deep:
+        with pytest.raises(InvalidEvent, match="nested deeper than 32 levels"):
+            ActivityEvent.from_bytes(text.encode(), b"k")

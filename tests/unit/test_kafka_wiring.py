@@ -72,14 +72,21 @@ def test_a_serving_app_on_kafka_starts_the_listener_even_when_kafka_is_down(capl
     assert not listener.running
 
 
-def test_a_serving_app_on_feign_only_runs_only_the_dead_letter_tasks_in_the_background():
+def test_a_serving_app_on_feign_only_runs_the_dead_letter_tasks_and_the_publication_registry_work():
+    from dailyfeed.content.outbox import Completer, RelayWorker
     from dailyfeed.restore.tasks import TaskWorker
 
     app = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}"}, run_background=True)
     try:
-        assert [type(item) for item in get_container(app).background] == [TaskWorker]
+        assert [type(item) for item in get_container(app).background] == [TaskWorker, Completer, RelayWorker]
     finally:
         get_container(app).close()
+    off = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "outbox.enabled": False},
+                   run_background=True)
+    try:
+        assert get_container(off).background == []
+    finally:
+        get_container(off).close()
 
 
 def test_one_kafka_service_is_enough_for_the_listener():
