@@ -11,7 +11,7 @@ from flask import g, request
 
 from .errors import Forbidden, Unauthenticated
 from .extension import get_container
-from .tokens import ADMIN_SCOPE, RECORD_AUDIENCE, RECORD_SCOPE
+from .tokens import ADMIN_SCOPE, RECORD_AUDIENCE, RECORD_SCOPE, VIEWER_SCOPE
 from .types import id_from_text
 
 MAX_TOKEN_CHARS = 4096
@@ -43,11 +43,22 @@ def verify_token(token: str) -> dict:
 
 
 def verify_admin_token(token: str) -> dict:
-    """The claims of an admin token (the console's login); Unauthenticated or Forbidden otherwise."""
+    """The claims of an admin or viewer token (the console's login); Unauthenticated or Forbidden otherwise.
+    Whether it may act is `may_act(claims)`."""
     claims = verify_token(token)
-    if claims.get("scope") != ADMIN_SCOPE:
-        raise Forbidden(f"the admin API needs a token with scope {ADMIN_SCOPE}")
+    if claims.get("scope") not in CONSOLE_SCOPES:
+        raise Forbidden(f"the admin API needs a token with scope {ADMIN_SCOPE} (or {VIEWER_SCOPE} to read)")
     return claims
+
+
+def may_act(claims: dict) -> bool:
+    """An admin acts on dead letters; a viewer only reads."""
+    return claims.get("scope") == ADMIN_SCOPE
+
+
+def actor() -> str:
+    """Who the request acts as, for the audit trail: the token's subject (an admin's name)."""
+    return str(g.get("actor") or "unknown")
 
 
 def member_required(view):
@@ -70,18 +81,19 @@ def member_required(view):
 member_required.scope = "member"  # read by dailyfeed.contract to document the security requirement
 
 
-def scope_required(scope: str, what: str, audience: str | None = None):
-    """A view that only a token with `scope` (and `audience` among its `aud`, when given) may call; `what` names the
-    action in the 403 message."""
+def scope_required(scope: str, what: str, *also: str, audience: str | None = None):
+    """A view that only a token with `scope` (or one of `also`), and `audience` among its `aud` when given, may
+    call; `what` names the action in the 403 message. The token's subject is then `g.actor`."""
 
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
             claims = _claims()
-            if claims.get("scope") != scope:
+            if claims.get("scope") not in (scope, *also):
                 raise Forbidden(f"{what} needs a token with scope {scope}")
             if audience is not None and audience not in _audiences(claims):
                 raise Forbidden(f"{what} needs a token for audience {audience} (dailyfeed token --service issues one)")
+            g.actor = claims.get("sub")
             return view(*args, **kwargs)
 
         return wrapper
@@ -97,5 +109,8 @@ def _audiences(claims: dict) -> list:
 
 #: Only the content side (a service token, issued for the record endpoints) may record activities over HTTP.
 service_required = scope_required(RECORD_SCOPE, "recording activities", audience=RECORD_AUDIENCE)
-#: The dead-letter console and the admin API.
-admin_required = scope_required(ADMIN_SCOPE, "the admin API")
+CONSOLE_SCOPES = (ADMIN_SCOPE, VIEWER_SCOPE)
+#: The actions of the admin API (an admin, never a viewer).
+admin_required = scope_required(ADMIN_SCOPE, "acting on dead letters")
+#: The reads of the admin API: an admin or a viewer.
+reader_required = scope_required(ADMIN_SCOPE, "the admin API", VIEWER_SCOPE)

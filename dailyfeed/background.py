@@ -1,6 +1,6 @@
-"""What a serving process runs beside answering requests: the publication relay (its first pass at start-up),
-the date topics at start-up, the Kafka listener and the automatic redrive of publisher dead letters
-(dailyfeed.restore.redrive).
+"""What a serving process runs beside answering requests: the dead-letter tasks and retention purge, the
+publication relay (its first pass at start-up), the date topics at start-up, the Kafka listener and the automatic
+redrive of publisher dead letters (dailyfeed.restore.redrive).
 
 Only the process that serves starts it — `dailyfeed serve`, `flask run` (in the reloader's child, not in the
 watcher process that only restarts it), or a WSGI entry point that asks for it with
@@ -55,12 +55,14 @@ def flask_run_base_url() -> str | None:
 
 def start_background(dailyfeed: Any) -> None:
     """Start the serving process's background work and register it in `dailyfeed.background`."""
+    start_task_worker(dailyfeed)
     settings = dailyfeed.settings
     start_publication_work(dailyfeed)
     if settings["redrive.enabled"]:
-        from .restore.redrive import Redriver
+        from .restore.redrive import Redriver, audit_passes
 
         redriver = Redriver.from_container(dailyfeed)
+        redriver.on_pass.append(audit_passes(dailyfeed.db))
         redriver.start()
         dailyfeed.background.append(redriver)
     if not settings.kafka_in_use:
@@ -75,6 +77,21 @@ def start_background(dailyfeed: Any) -> None:
     dailyfeed.background.append(listener)
     # `flask run` ends with Ctrl-C and no app teardown: stop between batches so what is stored is committed.
     atexit.register(listener.stop)
+
+
+def start_task_worker(dailyfeed: Any) -> None:
+    """Run the dead-letter tasks (replay, discard, re-queue of a selection) that the console, the API and the CLI
+    start, and the retention purge of dead letters."""
+    from .restore.actions import purge_by_retention
+    from .restore.tasks import TaskWorker
+
+    settings = dailyfeed.settings
+    worker = TaskWorker(dailyfeed, poll_s=settings["tasks.poll-s"],
+                        upkeep=lambda: purge_by_retention(dailyfeed),
+                        upkeep_every_s=settings["deadletters.retention-interval-s"])
+    worker.start()
+    dailyfeed.background.append(worker)
+    atexit.register(worker.stop)
 
 
 def start_publication_work(dailyfeed: Any) -> None:

@@ -37,14 +37,25 @@ def main() -> None:
 @click.option("--service", "service", is_flag=True,
               help="a service token (scope activity:record): the only one that may call the record endpoints")
 @click.option("--admin", "admin", is_flag=True, help="an admin token (scope admin): the console and /api/admin")
+@click.option("--viewer", "viewer", is_flag=True,
+              help="a viewer token (scope admin:read): every page and read of the console, no action")
+@click.option("--name", default=None, metavar="NAME",
+              help="with --admin or --viewer: who holds it (the token's subject, recorded in the audit trail)")
 @click.option("--ttl", type=click.IntRange(min=1), default=None,
               help="lifetime in seconds (default: auth.token-ttl-s)")
-def token_command(member_id: int | None, service: bool, admin: bool, ttl: int | None) -> None:
-    """Print a JWT signed with auth.jwt-secret: --member N, --service or --admin (exactly one)."""
-    from .tokens import issue_admin_token, issue_member_token, issue_service_token
+def token_command(member_id: int | None, service: bool, admin: bool, viewer: bool, name: str | None,
+                  ttl: int | None) -> None:
+    """Print a JWT signed with auth.jwt-secret: --member N, --service, --admin or --viewer (exactly one)."""
+    from .tokens import MAX_NAME, issue_admin_token, issue_member_token, issue_service_token, issue_viewer_token
 
-    if sum((member_id is not None, service, admin)) != 1:
-        raise click.UsageError("give exactly one of --member N, --service, --admin")
+    if sum((member_id is not None, service, admin, viewer)) != 1:
+        raise click.UsageError("give exactly one of --member N, --service, --admin, --viewer")
+    if name is not None:
+        name = name.strip()
+        if not (admin or viewer):
+            raise click.UsageError("--name goes with --admin or --viewer")
+        if not name or len(name) > MAX_NAME or not name.isprintable():
+            raise click.UsageError(f"--name must be 1 to {MAX_NAME} printable characters")
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -53,7 +64,9 @@ def token_command(member_id: int | None, service: bool, admin: bool, ttl: int | 
     if service:
         click.echo(issue_service_token(secret, ttl))
     elif admin:
-        click.echo(issue_admin_token(secret, ttl))
+        click.echo(issue_admin_token(secret, ttl, name or "admin"))
+    elif viewer:
+        click.echo(issue_viewer_token(secret, ttl, name or "viewer"))
     else:
         click.echo(issue_member_token(secret, member_id, ttl))
 

@@ -133,13 +133,14 @@ LOWER_BOUNDS = {
     "feign.retry.attempts": 1, "feign.retry.backoff-s": 0,
     "feign.retry.factor": 1,  # a pause that shrinks after each failure would hammer a struggling service
     "circuit.window-size": 1, "circuit.minimum-calls": 1,
-    "deadletters.lease-s": 1, "outbox.batch": 1, "outbox.lease-s": 1,
-    "server.threads": 1, "server.port": 0, "server.activity-port": 0,
+    "deadletters.lease-s": 1, "deadletters.retention-days": 0, "tasks.lease-s": 2, "outbox.batch": 1,
+    "outbox.lease-s": 1, "server.threads": 1, "server.port": 0, "server.activity-port": 0,
     "server.shutdown.drain-s": 0, "redrive.max-passes": 1,
 }
-POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s", "kafka.consumer.poll-ttl-s",
-            "kafka.consumer.consume-ttl-s", "server.shutdown.timeout-s", "redrive.interval-s", "redrive.rate",
-            "redrive.backoff-max-s", "outbox.grace-s", "outbox.interval-s")
+POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s", "tasks.rate", "tasks.poll-s",
+            "deadletters.retention-interval-s", "kafka.consumer.poll-ttl-s", "kafka.consumer.consume-ttl-s",
+            "server.shutdown.timeout-s", "redrive.interval-s", "redrive.rate", "redrive.backoff-max-s",
+            "outbox.grace-s", "outbox.interval-s")
 
 
 def _validate(values: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,10 @@ FEIGN_DEAD_LETTERS = "feign_dead_letters"
 KAFKA_LISTENER_DEAD_LETTERS = "kafka_listener_dead_letters"
 DEAD_LETTER_COLLECTIONS = (KAFKA_PUBLISHER_DEAD_LETTERS, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS)
 DEAD_LETTER_CLAIMS = "dead_letter_claims"  # restore claims: unique _id per (dead letter, lease generation)
+DEAD_LETTER_TASKS = "dead_letter_tasks"  # replay, discard, re-queue of a selection, run in the background
+TASK_LOCKS = "dead_letter_task_locks"  # unique _id per (collection, selection) of a running task
+TASK_LEASES = "dead_letter_task_leases"  # unique _id per (task, lease generation): who runs a task
+AUDIT = "dead_letter_audit"  # every action on dead letters: who, when, what; append-only
 CONSOLE_SESSIONS = "console_sessions"  # the console's logins: _id is the hash of the cookie's session id
 EVENT_PUBLICATIONS = "event_publications"  # the events owed by content changes (dailyfeed/content/outbox.py)
 
@@ -103,6 +107,7 @@ def ensure_indexes(db: Database) -> None:
                               name="error_type_oldest")
         db[name].create_index([("status", ASCENDING), ("completed_at", ASCENDING), ("updated_at", ASCENDING)],
                               name="status_completed")
+        db[name].create_index([("status", ASCENDING), ("discarded_at", ASCENDING)], name="status_discarded")
     # a dead letter's claims (newest generation last); a collection's and a run's leased ones
     db[DEAD_LETTER_CLAIMS].create_index([("collection", ASCENDING), ("dead_letter", ASCENDING),
                                          ("generation", ASCENDING)], name="claims_of_dead_letter")
@@ -110,6 +115,14 @@ def ensure_indexes(db: Database) -> None:
                                         name="leased_claims")
     db[DEAD_LETTER_CLAIMS].create_index([("token", ASCENDING), ("lease_until", ASCENDING)], name="leased_claims_of_run")
     db[DEAD_LETTER_CLAIMS].create_index([("lease_until", ASCENDING)], name="lease_end")  # purge of old claims
+    # the task list newest first, all or of one state (the runners read the running ones)
+    db[DEAD_LETTER_TASKS].create_index([("state", ASCENDING), ("started_at", DESCENDING), ("_id", DESCENDING)],
+                                       name="state_newest")
+    db[DEAD_LETTER_TASKS].create_index([("started_at", DESCENDING), ("_id", DESCENDING)], name="newest")
+    # the audit trail newest first, all or by one of its filters (one at a time), in a time window
+    db[AUDIT].create_index([("at", DESCENDING), ("_id", DESCENDING)], name="newest")
+    for field in ("actor", "action", "outcome", "task"):
+        db[AUDIT].create_index([(field, ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)], name=f"{field}_newest")
     db[CONSOLE_SESSIONS].create_index([("expires_at", ASCENDING)], name="session_end")  # purge of ended sessions
     # the relay's due publications, oldest due first (the _id is the message key: completion deletes by it)
     db[EVENT_PUBLICATIONS].create_index([("due_at", ASCENDING), ("_id", ASCENDING)], name="due")

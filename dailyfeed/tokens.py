@@ -5,7 +5,9 @@ Three kinds, told apart by the `scope` claim (SPEC section 8a):
 - service (`scope` = activity:record, `aud` = dailyfeed-activity): the only one that may call the record endpoints
   (the feign transport uses one), so a member token can never write activities in someone else's name; the
   audience names the record endpoints as the one place such a token is for, and they refuse one without it;
-- admin (`scope` = admin): the dead-letter console and the admin API.
+- admin (`scope` = admin): the dead-letter console and the admin API; `sub` is the admin's name
+  (`--name alice`), which the audit trail records;
+- viewer (`scope` = admin:read): every page and read of the console and the admin API, no action.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from .events import utcnow
 RECORD_SCOPE = "activity:record"
 RECORD_AUDIENCE = "dailyfeed-activity"  # the `aud` of service tokens: the activity module's record endpoints
 ADMIN_SCOPE = "admin"
+VIEWER_SCOPE = "admin:read"
+MAX_NAME = 64
 SERVICE_SUBJECT = "dailyfeed-content"
 
 
@@ -33,6 +37,10 @@ def issue_service_token(secret: str, ttl_seconds: int = 300, subject: str = SERV
 
 def issue_admin_token(secret: str, ttl_seconds: int, subject: str = "admin") -> str:
     return _scoped_token(secret, subject, ADMIN_SCOPE, ttl_seconds)
+
+
+def issue_viewer_token(secret: str, ttl_seconds: int, subject: str = "viewer") -> str:
+    return _scoped_token(secret, subject, VIEWER_SCOPE, ttl_seconds)
 
 
 def _scoped_token(secret: str, subject: str, scope: str, ttl_seconds: int, audience: str | None = None) -> str:

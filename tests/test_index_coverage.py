@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dailyfeed.store import DEAD_LETTER_COLLECTIONS, EVENT_PUBLICATIONS
+from dailyfeed.store import AUDIT, DEAD_LETTER_COLLECTIONS, EVENT_PUBLICATIONS
 
 from .support import UNDER_CI
 from .support.index_coverage import MARKER, RECORDER, declared_indexes, indexes_of, serves
@@ -21,6 +21,11 @@ _KEY_PREFIX = ("A key-prefix filter (`--key`/keyPrefix), typed by an operator to
                "range on the unique message_key index where it is the only filter, and combined with a status or "
                "an order it walks the status (or oldest-first) index and tests the key, at most a page or a batch "
                "of matches at a time")
+
+_GROUP = ("A failure group as a filter (`group`: an error type and patterns of the message and topic, acted on or "
+          "listed by an operator): it walks the error-type index and tests the patterns, at most a page or a batch "
+          "of matches at a time. An index on the message itself would be as large as the messages and would be "
+          "written with every dead letter, exactly when something is failing")
 
 # (collection, shape as printed) -> why no index serves it, on purpose. The one place for such exceptions.
 UNINDEXED: dict[tuple[str, str], str] = {
@@ -37,6 +42,18 @@ UNINDEXED: dict[tuple[str, str], str] = {
         ("eq(status) sort(created_at, _id) range(created_at, message_key)", "the same, past its first batch"),
         ("eq(created_at, status) sort(created_at, _id) range(_id, message_key)", "the same, within one instant"),
     )},
+    **{(name, shape): f"{what}. {_GROUP}" for name in DEAD_LETTER_COLLECTIONS for shape, what in (
+        ("eq(error.type) range(error.message, topic)", "the count of a group's dead letters"),
+        ("eq(error.type, status) range(error.message, topic)", "the count of those an action takes"),
+        ("eq(error.type) sort(created_at-, _id-) range(error.message, topic)", "the list filtered by a group"),
+        ("eq(error.type, status) sort(created_at, _id) range(error.message, topic)", "an action on a group"),
+        ("eq(error.type, status) sort(created_at, _id) range(created_at, error.message, topic)",
+         "the same, past its first batch"),
+        ("eq(created_at, error.type, status) sort(created_at, _id) range(_id, error.message, topic)",
+         "the same, within one instant"),
+    )},
+    (AUDIT, "scan"): "the total of the unfiltered audit trail (the page and GET /api/admin/audit): a count of a "
+                     "collection an operator reads a page of at a time",
 }
 
 

@@ -1,54 +1,48 @@
-"""What the console shows and does, for the admin API and the page alike: parse a filter into a Selection, read
-the overview, lists and details, and run the actions (replay, discard, re-queue) through the restore jobs and the
-claim protocol. Answers are plain JSON-ready dicts."""
+"""What the console shows, for the admin API and the page alike: parse a filter into a Selection, read the
+overview, lists and details. Answers are plain JSON-ready dicts. What it does (replay, discard, re-queue) is
+dailyfeed.restore.actions, the one module of dead-letter actions that the CLI calls too."""
 from __future__ import annotations
 
 import json
+import re
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from bson import ObjectId
 from bson.errors import InvalidId
 
 from ..bootstrap import Container
 from ..deadletters import (
-    LISTENER_DEAD_LETTERS,
-    PUBLISHER_DEAD_LETTERS,
     SHORT_NAMES,
     Selection,
     Status,
     parse_when,
 )
-from ..errors import Conflict, InvalidInput, NotFound
+from ..deadletters.audit import AUDIT_FILTERS, AuditQuery
+from ..deadletters.groups import Group
+from ..errors import InvalidInput, NotFound
 from ..events import Category
 from ..ops.sources import LagMonitor
-from ..restore.jobs import ListenerRestore, Mode, Outcome, PublisherRestore, RecordResult, RestoreOptions, Summary
 from ..store import DEAD_LETTER_COLLECTIONS
 from ..web import json_time
 
 MAX_IDS = 500  # dead letters chosen by hand in one action
 MAX_KEY_PREFIX = 512
 MAX_LIST_SKIP = 10_000  # page * size: a list reads at most this many per collection
-DETAILS_SHOWN = 100  # per-dead-letter lines an action answers with
 COLLECTION_NAMES = {**{short: name for name, short in SHORT_NAMES.items()},
                     **{name: name for name in DEAD_LETTER_COLLECTIONS}}
-FILTER_FIELDS = ("collection", "status", "category", "errorType", "key", "keyPrefix", "since", "until")
-
-
-class ReplayMode:
-    REPUBLISH = "republish"  # publisher dead letters through their transport (restore-publisher --mode republish)
-    RECORD = "record"  # hand off to the listener side and record here (restore-publisher --mode handoff, then
-    # restore-listener): for when the transport is still down, e.g. on the embedded store
-    ALL = (REPUBLISH, RECORD)
+FILTER_FIELDS = ("collection", "status", "category", "errorType", "key", "keyPrefix", "since", "until", "group")
+GROUPS_SHOWN = 50
 
 
 # --- filters ----------------------------------------------------------------------------------------------------
 
-def selection_from(params: Mapping[str, Any], ids: Iterable[Any] | None = None) -> Selection:
+def selection_from(params: Mapping[str, Any], ids: Iterable[Any] | None = None, *,
+                   find_group: Callable[[str], Group | None] | None = None) -> Selection:
     """A Selection from filter parameters (a query string, a form or a JSON object; names as in FILTER_FIELDS;
-    empty values are no filter) and ids chosen by hand. InvalidInput names what is wrong."""
+    empty values are no filter) and ids chosen by hand. A failure group (`group`, its fingerprint) is looked up
+    with `find_group`. InvalidInput names what is wrong; NotFound a group with no open dead letter now."""
     def text(name: str) -> str | None:
         value = params.get(name)
         if value is None:
@@ -84,11 +78,65 @@ def selection_from(params: Mapping[str, Any], ids: Iterable[Any] | None = None) 
             raise InvalidInput(f"{name}: {exc}") from None
     if times["since"] and times["until"] and times["since"] >= times["until"]:
         raise InvalidInput("since must be before until")
+    collections = (COLLECTION_NAMES[collection],) if collection else None
+    group = _group(text("group"), find_group, collections)
     return Selection(category=category, since=times["since"], until=times["until"], key=text("key"),
                      key_prefix=key_prefix, error_type=text("errorType"),
                      status=Status(status) if status else None,
-                     collections=(COLLECTION_NAMES[collection],) if collection else None,
-                     ids=parse_ids(ids) if ids is not None else None)
+                     collections=(group.collection,) if group else collections,
+                     ids=parse_ids(ids) if ids is not None else None, group=tuple(group.to_list()) if group else None)
+
+
+def _group(fingerprint: str | None, find_group: Callable[[str], Group | None] | None,
+           collections: tuple[str, ...] | None) -> Group | None:
+    if fingerprint is None:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{16}", fingerprint):
+        raise InvalidInput(f"group must be a failure group's fingerprint (16 hex digits), got {fingerprint[:40]!r}")
+    if find_group is None:
+        raise InvalidInput("a failure group cannot be a filter here")
+    group = find_group(fingerprint)
+    if group is None:
+        raise NotFound(f"no open dead letter is in the failure group {fingerprint} now (resolved, or never was)")
+    if collections is not None and group.collection not in collections:
+        raise InvalidInput(f"the failure group {fingerprint} is of {SHORT_NAMES[group.collection]}, not of the "
+                           "collection filtered by")
+    return group
+
+
+def failure_groups(container: Container, selection: Selection) -> dict[str, Any]:
+    """The failure groups of the open dead letters the selection takes, most dead letters first."""
+    found, truncated = container.dead_letters.failure_groups(selection)
+    return {"content": [{"fingerprint": s.group.fingerprint, "collection": SHORT_NAMES[s.group.collection],
+                         "topic": s.group.topic or None, "errorType": s.group.error_type,
+                         "message": s.group.message, "count": s.count, "statuses": s.statuses,
+                         "firstSeen": json_time(s.first_seen), "lastSeen": json_time(s.last_seen),
+                         "example": {"id": str(s.example["_id"]), "messageKey": s.example.get("message_key"),
+                                     "message": (s.example.get("error") or {}).get("message")}}
+                        for s in found[:GROUPS_SHOWN]],
+            "total": len(found), "truncated": truncated}
+
+
+def audit_query_from(params: Mapping[str, Any]) -> AuditQuery:
+    """The audit trail's filters (a query string or a form): one of actor, action, outcome, task; since, until."""
+    chosen = [name for name in AUDIT_FILTERS if params.get(name)]
+    if len(chosen) > 1:
+        raise InvalidInput(f"filter the audit trail by one of {', '.join(AUDIT_FILTERS)} at a time, "
+                           f"not {' and '.join(chosen)}")
+    times = {}
+    for name in ("since", "until"):
+        try:
+            times[name] = parse_when(params[name]) if params.get(name) else None
+        except ValueError as exc:
+            raise InvalidInput(f"{name}: {exc}") from None
+    task = params.get("task") or None
+    if task is not None:
+        try:
+            task = ObjectId(task)
+        except (InvalidId, TypeError):
+            raise InvalidInput(f"task: {task!r} is not a task id (24 hex digits)") from None
+    return AuditQuery(actor=params.get("actor") or None, action=params.get("action") or None,
+                      outcome=params.get("outcome") or None, task=task, **times)
 
 
 def parse_ids(ids: Iterable[Any]) -> tuple[ObjectId, ...]:
@@ -232,127 +280,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, ObjectId):
         return str(value)
     return value
-
-
-# --- actions ----------------------------------------------------------------------------------------------------
-
-@dataclass
-class ActionAnswer:
-    action: str
-    dry_run: bool
-    counts: dict[str, int]
-    selection: str
-    details: list[dict[str, str]] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, "dryRun": self.dry_run, **self.counts, "selection": self.selection,
-                "details": self.details}
-
-
-def check_bulk(selection: Selection, everything: bool) -> None:
-    """Bulk actions refuse an empty filter unless asked for all."""
-    if selection.is_empty and not everything:
-        raise InvalidInput("no filter and no ids: this would act on every dead letter; give a filter or ids, "
-                           "or ask for all explicitly (\"all\": true)")
-
-
-def replay(container: Container, selection: Selection, *, dry_run: bool,
-           mode: str = ReplayMode.REPUBLISH) -> ActionAnswer:
-    """Restore the pending dead letters that match, through the restore jobs (their claims keep a CLI restore
-    running at once off the same dead letters). A dry run changes nothing and says what a replay would do."""
-    if mode not in ReplayMode.ALL:
-        raise InvalidInput(f"mode must be one of {', '.join(ReplayMode.ALL)}, got {mode!r}")
-    if selection.status not in (None, Status.PENDING):
-        raise InvalidInput("a replay takes pending dead letters; re-queue failed ones first")
-    summary = Summary()
-    details: list[dict[str, str]] = []
-
-    def report(result: RecordResult) -> None:
-        if len(details) < DETAILS_SHOWN:
-            details.append({"outcome": result.outcome.value, "collection": SHORT_NAMES.get(result.collection,
-                                                                                             result.collection),
-                            "key": result.key, "detail": result.detail})
-
-    store = container.dead_letters
-    jobs: list[Any] = []
-    if selection.of(PUBLISHER_DEAD_LETTERS):
-        jobs.append(PublisherRestore(store, container.transports, RestoreOptions(selection=selection),
-                                     mode=Mode.HANDOFF if mode == ReplayMode.RECORD else Mode.REPUBLISH))
-    if selection.of(LISTENER_DEAD_LETTERS):
-        jobs.append(ListenerRestore(store, container.activity_service, RestoreOptions(selection=selection)))
-    for job in jobs:
-        if dry_run:
-            summary.merge(job.preview(report=report))
-            continue
-        if isinstance(job, PublisherRestore) and job.mode is Mode.HANDOFF:
-            summary.merge(_hand_off_and_record(container, job, report))
-        else:
-            summary.merge(job.run(report=report))
-    return ActionAnswer("replay", dry_run, {"restored": summary.restored, "skipped": summary.skipped,
-                                            "failed": summary.failed}, selection.described(), details)
-
-
-def _hand_off_and_record(container: Container, job: PublisherRestore, report) -> Summary:
-    """A "record" replay: hand the publisher dead letters off to the listener side, then record those copies
-    here. A copy that cannot be recorded stays a pending listener dead letter with the reason, never lost.
-
-    The answer counts what this call moved: an activity is "restored" by the call that recorded it. A copy this
-    call handed off but another replay running at once recorded first counts there, and here as skipped (so that
-    concurrent replays add up to the dead letters there were, not more)."""
-    handed: list[str] = []
-    summary = Summary()
-
-    def handed_off(result: RecordResult) -> None:
-        if result.outcome is Outcome.RESTORED:
-            handed.append(result.key)
-        else:
-            summary.add(result)
-            report(result)
-
-    job.run(report=handed_off)
-    if handed:
-        settled: set[str] = set()
-
-        def recorded(result: RecordResult) -> None:
-            settled.add(result.key)
-            report(result)
-
-        summary.merge(ListenerRestore(container.dead_letters, container.activity_service, RestoreOptions(
-            selection=Selection(collections=LISTENER_DEAD_LETTERS, keys=tuple(handed)))).run(report=recorded))
-        for key in handed:
-            if key not in settled:
-                result = RecordResult(Outcome.SKIPPED, LISTENER_DEAD_LETTERS[0], key,
-                                      "handed off here, recorded by another restore running at once")
-                summary.add(result)
-                report(result)
-    return summary
-
-
-def discard(container: Container, selection: Selection, *, dry_run: bool, expected: int | None) -> ActionAnswer:
-    """Discard the pending or failed dead letters that match. Past a dry run, `expected` must be the count the
-    dry run answered (what the operator confirmed): a different count now is a 409, and nothing is changed."""
-    from ..deadletters.bulk import DISCARDABLE
-
-    matching = container.dead_letters.count(selection, DISCARDABLE)
-    if dry_run:
-        return ActionAnswer("discard", True, {"matching": matching}, selection.described())
-    if expected is None:
-        raise InvalidInput("expectedCount is required: the count a dry run answered, as confirmed")
-    if expected != matching:
-        raise Conflict(f"the selection now matches {matching} dead letters to discard, not {expected}; "
-                       "look again and confirm the new count")
-    done = container.dead_letters.discard_matching(selection)
-    return ActionAnswer("discard", False, {"discarded": done.done, "skipped": done.skipped, "failed": 0},
-                        selection.described())
-
-
-def requeue(container: Container, selection: Selection, *, dry_run: bool) -> ActionAnswer:
-    """Put the failed dead letters that match back to pending (their error and attempts stay)."""
-    from ..deadletters.bulk import REQUEUEABLE
-
-    if dry_run:
-        return ActionAnswer("requeue", True, {"matching": container.dead_letters.count(selection, REQUEUEABLE)},
-                            selection.described())
-    done = container.dead_letters.requeue_matching(selection)
-    return ActionAnswer("requeue", False, {"requeued": done.done, "skipped": done.skipped, "failed": 0},
-                        selection.described())

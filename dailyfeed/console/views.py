@@ -1,12 +1,16 @@
-"""The dead-letter console page at /admin: server-rendered (Jinja2, autoescaped), no script needed.
+"""The dead-letter console page at /admin: server-rendered (Jinja2, autoescaped); console.js (served here, no
+other script) only makes it nicer: the progress of running tasks without a reload.
 
-Login: an admin token (`dailyfeed token --admin`) posted once opens a session kept in the store (sessions.py); the
-HttpOnly, SameSite=Strict cookie for /admin holds only the session's random id, never the token, and logout ends
-the session. Every action is a POST carrying a CSRF token (an HMAC of the session id, so it cannot be guessed
-without it) and goes through a confirmation page that shows the dry-run count first; nothing changes on a GET.
-Form numbers follow the API's rules (ASCII digits); a `back` address that is not a plain /admin path is replaced by
-/admin before anything is done. Responses carry a strict Content-Security-Policy (no inline script or style), a
-second fence behind autoescaping.
+Login: an admin token (`dailyfeed token --admin --name alice`) or a viewer's (`--viewer`), posted once, opens a
+session kept in the store (sessions.py) with the token's subject and scope; the HttpOnly, SameSite=Strict cookie for
+/admin holds only the session's random id, never the token, and logout ends the session. A viewer sees every page
+and no action control, and any action a viewer posts is a 403. Every action is a POST carrying a CSRF token (an
+HMAC of the session id, so it cannot be guessed without it) and goes through a confirmation page that shows the
+dry-run count first; nothing changes on a GET. Dead letters chosen by hand are acted on at once; a selection by
+filter (or all of them) becomes a task that the serving process runs in the background. Every action is audited
+with the name of the token the session was opened with. Form numbers follow the API's rules (ASCII digits); a
+`back` address that is not a plain /admin path is replaced by /admin before anything is done. Responses carry a
+strict Content-Security-Policy (no inline script or style), a second fence behind autoescaping.
 """
 from __future__ import annotations
 
@@ -22,14 +26,16 @@ from flask import Blueprint, Response, current_app, make_response, redirect, ren
 from pymongo.errors import PyMongoError
 
 from .. import ops
-from ..auth import verify_admin_token
+from ..auth import may_act, verify_admin_token
 from ..contract import operation
 from ..deadletters import SHORT_NAMES, Status, age_text
-from ..errors import DailyfeedError, InvalidInput
+from ..deadletters import audit as audit_trail
+from ..errors import DailyfeedError, Forbidden, InvalidInput, error_response
 from ..events import Category
 from ..extension import get_container
+from ..restore import actions, tasks
 from ..types import count_from_text
-from ..web import MAX_PAGE_SIZE, secure_page
+from ..web import MAX_PAGE_SIZE, PAGE_CSP, secure_page
 from . import charts, service
 from .sessions import ConsoleSessions
 
@@ -38,7 +44,12 @@ bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="template
                static_url_path="/static")
 COOKIE = "dailyfeed_admin"
 PAGE_SIZE = 25
-ACTIONS = {"replay": "Replay", "discard": "Discard", "requeue": "Re-queue"}
+ACTIONS = {"replay": "Replay", "discard": "Discard", "requeue": "Re-queue", "undiscard": "Undo discard"}
+TASKS_SHOWN = 5
+GROUPS_SHOWN = 6
+AUDIT_SHOWN = 8
+#: the pages' policy, and console.js may poll tasks.json on this origin
+CSP = PAGE_CSP.replace("script-src 'self';", "script-src 'self'; connect-src 'self';")
 #: Where an action may send the browser back to: a path of the console, printable ASCII, no scheme or host.
 BACK = re.compile(r"/admin(?:[/?][!#-\[\]-~]*)?")
 
@@ -58,7 +69,7 @@ def _when(value: str | None) -> str:
 @bp.after_request
 def _headers(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
-    return secure_page(response)
+    return secure_page(response, CSP)
 
 
 @bp.errorhandler(LoggedOut)
@@ -82,18 +93,38 @@ def _store_down(error: PyMongoError):
                            message="the document store is unavailable; nothing was changed, try again"), 503
 
 
+class Session:
+    """Who is logged in: the session's id (the cookie), the name of the token it was opened with, and whether they
+    may act (an admin) or only read (a viewer); both from the session document, never from the request."""
+
+    def __init__(self, session_id: str, document: dict[str, Any]):
+        self.id = session_id
+        self.name = str(document.get("subject") or "unknown")
+        self.can_act = may_act(document)
+
+    def acting(self) -> "Session":
+        if not self.can_act:
+            raise Forbidden(f"{self.name} has a viewer's token: reading only, no action")
+        return self
+
+
 def _sessions() -> ConsoleSessions:
     return ConsoleSessions(get_container().db)
 
 
-def _admin_session() -> str:
-    """The id of the live session the cookie names; LoggedOut otherwise."""
+def _session() -> Session:
+    """The live session the cookie names; LoggedOut otherwise."""
     session_id = request.cookies.get(COOKIE)
     if not session_id:
         raise LoggedOut()
-    if _sessions().find(session_id) is None:
+    document = _sessions().find(session_id)
+    if document is None:
         raise LoggedOut("your session has ended (logged out, or its token expired); log in again")
-    return session_id
+    return Session(session_id, dict(document))
+
+
+def _page(template: str, session: Session, **context: Any) -> str:
+    return render_template(template, csrf=_csrf(session.id), me=session, **context)
 
 
 def _csrf(session_id: str) -> str:
@@ -124,7 +155,8 @@ def login_page():
 @bp.post("/login")
 @operation(media_type="text/html", tags=PAGE, status=303, errors=(401,))
 def login():
-    """Log in: the admin token opens a session; its id goes into an HttpOnly, SameSite=Strict cookie."""
+    """Log in: the admin's (or viewer's) token opens a session; its id goes into an HttpOnly, SameSite=Strict
+    cookie."""
     token = request.form.get("token", "").strip()
     if token.lower().startswith("bearer "):
         token = token[7:].strip()
@@ -134,7 +166,8 @@ def login():
         claims = verify_admin_token(token)
     except DailyfeedError as exc:
         raise LoggedOut(exc.message) from None
-    session_id = _sessions().open(str(claims.get("sub")), datetime.fromtimestamp(claims["exp"], timezone.utc))
+    session_id = _sessions().open(str(claims.get("sub") or "unknown"), str(claims.get("scope")),
+                                  datetime.fromtimestamp(claims["exp"], timezone.utc))
     response = redirect(url_for(".index"), 303)
     response.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict", secure=request.is_secure,
                         path="/admin")
@@ -167,28 +200,33 @@ def index_with_slash():
 @operation(media_type="text/html", tags=PAGE, errors=(400, 401))
 def index():
     """The console: counts, charts, circuits, lag, and the filtered list of dead letters."""
-    session_id = _admin_session()
+    session = _session()
     container = get_container()
     params = _filter_args(request.args)
-    selection = service.selection_from(params)
+    selection = service.selection_from(params, find_group=container.dead_letters.find_group)
     page = _page_arg()
     listed = service.list_page(container, selection, page, PAGE_SIZE)
     seen = service.overview(container, ops.state_of(current_app).lag)
     chart = charts.hours_chart(_hours(seen["hours"]), {c["name"]: c["createdPerHour"] for c in seen["collections"]})
     errors = charts.meters([(e["type"], e["open"]) for e in seen["errorTypes"]])
-    return render_template("console/index.html", csrf=_csrf(session_id), overview=seen, listed=listed, chart=chart,
-                           error_meters=errors, filters=params, selection=selection, page=page,
-                           result=_result(request.args), age=age_text, **_choices(),
-                           page_link=lambda n: url_for(".index", **params, page=n))
+    store = tasks.task_store(container)
+    recent, _ = audit_trail.entries(container.db, audit_trail.AuditQuery(), limit=AUDIT_SHOWN)
+    return _page("console/index.html", session, overview=seen, listed=listed, chart=chart,
+                 error_meters=errors, filters=params, selection=selection, page=page,
+                 result=_result(request.args), age=age_text, **_choices(),
+                 tasks=[tasks.progress_of(doc) for doc in store.list(limit=TASKS_SHOWN)],
+                 groups=service.failure_groups(container, selection), groups_shown=GROUPS_SHOWN,
+                 audit=[audit_trail.as_json(entry) for entry in recent],
+                 page_link=lambda n: url_for(".index", **params, page=n))
 
 
 @bp.get("/dead-letters/<dead_letter_id>")
 @operation(media_type="text/html", tags=PAGE, errors=(401, 404))
 def detail(dead_letter_id: str):
     """One dead letter: payload, error, origin, claim, with its actions."""
-    session_id = _admin_session()
+    session = _session()
     letter = service.detail(get_container(), dead_letter_id)
-    return render_template("console/detail.html", csrf=_csrf(session_id), letter=letter,
+    return _page("console/detail.html", session, letter=letter,
                            payload=_pretty(letter["payload"]), origin=letter["origin"],
                            origin_value=_pretty(_maybe_json((letter["origin"] or {}).get("value")))
                            if isinstance(letter["origin"], dict) else None, result=_result(request.args))
@@ -198,9 +236,10 @@ def detail(dead_letter_id: str):
 @operation(media_type="text/html", tags=PAGE, errors=(303, 400, 401, 403, 409))
 def action():
     """Every console action: first a confirmation page with the dry-run count (step=confirm), then the action
-    itself (step=run), after which the browser is sent back (303) to the list with the counts."""
-    session_id = _admin_session()
-    _check_csrf(session_id)
+    itself (step=run): dead letters chosen by hand at once, after which the browser is sent back (303) to the list
+    with the counts; a selection by filter as a task, after which the list shows its progress."""
+    session = _session().acting()
+    _check_csrf(session.id)
     container = get_container()
     back = request.form.get("back") or ""
     if not BACK.fullmatch(back):
@@ -216,30 +255,73 @@ def action():
             raise InvalidInput("choose at least one dead letter first (the boxes in the list)")
         selection = service.selection_from({}, ids)
     elif scope in ("matching", "all"):
-        selection = service.selection_from(params)
-        service.check_bulk(selection, scope == "all")
+        selection = service.selection_from(params, find_group=container.dead_letters.find_group)
+        actions.check_bulk(selection, scope == "all")
     else:
         raise InvalidInput(f"unknown scope {scope!r}")
-    mode = request.form.get("mode", service.ReplayMode.REPUBLISH)
+    mode = request.form.get("mode", actions.ReplayMode.REPUBLISH)
+    reason = request.form.get("reason", "").strip()[:audit_trail.MAX_REASON] or None
     if request.form.get("step") != "run":
-        if name == "replay":
-            preview = service.replay(container, selection, dry_run=True, mode=mode)
-        elif name == "discard":
-            preview = service.discard(container, selection, dry_run=True, expected=None)
-        else:
-            preview = service.requeue(container, selection, dry_run=True)
-        return render_template("console/confirm.html", csrf=_csrf(session_id), action=name, label=ACTIONS[name],
-                               preview=preview.to_json(), scope=scope, ids=ids, filters=params, mode=mode,
-                               back=back, modes=service.ReplayMode.ALL)
-    if name == "replay":
-        answer = service.replay(container, selection, dry_run=False, mode=mode)
-    elif name == "discard":
-        answer = service.discard(container, selection, dry_run=False, expected=_number_field("expected"))
-    else:
-        answer = service.requeue(container, selection, dry_run=False)
+        if scope == "chosen":
+            preview = actions.act(name, container, selection, dry_run=True, mode=mode).to_json()
+        else:  # a task: its count, without a replay's preview of each dead letter
+            preview = {"matching": actions.count(name, container, selection, mode=mode),
+                       "selection": selection.described()}
+        return _page("console/confirm.html", session, action=name, label=ACTIONS[name], preview=preview,
+                     scope=scope, ids=ids, filters=params, mode=mode, back=back, modes=actions.ReplayMode.ALL,
+                     default_rate=container.settings["tasks.rate"])
+    if scope != "chosen":
+        doc = tasks.start(container, name, selection, actor=session.name, via="page", mode=mode, reason=reason,
+                          rate=_rate_field(), expected=_number_field("expected"))
+        return redirect(f"{url_for('.index')}?{urlencode({'task': str(doc['_id'])})}#tasks", 303)
+    answer = actions.perform(name, container, selection, actor=session.name, via="page", reason=reason, mode=mode,
+                             expected=_number_field("expected"))
     counts = {k: v for k, v in answer.counts.items()}
     separator = "&" if "?" in back else "?"
     return redirect(f"{back}{separator}{urlencode({'done': name, **counts})}", 303)
+
+
+@bp.post("/tasks/<task_id>/<command>")
+@operation(media_type="text/html", tags=PAGE, status=303, errors=(400, 401, 403, 404, 409))
+def task_command(task_id: str, command: str):
+    """Cancel or resume a task (CSRF-checked); back to the list's tasks."""
+    session = _session().acting()
+    _check_csrf(session.id)
+    store = tasks.task_store(get_container())
+    if command == "cancel":
+        store.cancel(task_id, actor=session.name, via="page")
+    elif command == "resume":
+        store.resume(task_id, actor=session.name, via="page")
+    else:
+        raise InvalidInput(f"unknown task command {command!r}; cancel or resume")
+    return redirect(f"{url_for('.index')}#tasks", 303)
+
+
+@bp.get("/tasks.json")
+@operation(response=dict[str, Any], tags=PAGE, errors=(401,))
+def task_progress():
+    """The progress of the newest tasks, for console.js to show as they go (the same as the list's section)."""
+    try:
+        _session()
+    except LoggedOut as exc:  # a script asked: the JSON error, not the login page
+        return error_response(401, exc.reason or "log in to the console first")
+    found = tasks.task_store(get_container()).list(limit=TASKS_SHOWN)
+    return {"tasks": [tasks.progress_of(doc) for doc in found]}
+
+
+@bp.get("/audit")
+@operation(media_type="text/html", tags=PAGE, errors=(400, 401))
+def audit():
+    """The audit trail, newest first, filtered by one of actor, action, outcome or task, and a time window."""
+    session = _session()
+    params = {name: request.args.get(name, "").strip() for name in (*audit_trail.AUDIT_FILTERS, "since", "until")}
+    params = {name: value for name, value in params.items() if value}
+    page = _page_arg()
+    found, total = audit_trail.entries(get_container().db, service.audit_query_from(params), skip=page * PAGE_SIZE,
+                                       limit=PAGE_SIZE)
+    return _page("console/audit.html", session, entries=[audit_trail.as_json(e) for e in found], total=total,
+                 filters=params, page=page, page_size=PAGE_SIZE,
+                 page_link=lambda n: url_for(".audit", **params, page=n))
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
@@ -253,6 +335,16 @@ def _page_arg() -> int:
     if page is None or page * PAGE_SIZE > service.MAX_LIST_SKIP:
         raise InvalidInput(f"page must be a number from 0 to {service.MAX_LIST_SKIP // PAGE_SIZE} (ASCII digits)")
     return page
+
+
+def _rate_field() -> float | None:
+    raw = request.form.get("rate", "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidInput(f"rate must be a number of dead letters a second, got {raw[:20]!r}") from None
 
 
 def _number_field(name: str) -> int | None:
@@ -272,7 +364,8 @@ def _result(args) -> dict[str, Any] | None:
     if name not in ACTIONS:
         return None
     counts = {k: count_from_text(v) for k, v in args.items()
-              if k in ("restored", "skipped", "failed", "discarded", "requeued") and count_from_text(v) is not None}
+              if k in ("restored", "skipped", "failed", "discarded", "requeued", "undone")
+              and count_from_text(v) is not None}
     return {"action": name, "counts": counts}
 
 

@@ -20,6 +20,7 @@ from .queries import Selection
 #: the statuses a discard takes: a completed or discarded dead letter is final
 DISCARDABLE = (Status.PENDING, Status.FAILED)
 REQUEUEABLE = (Status.FAILED,)
+UNDISCARDABLE = (Status.DISCARDED,)  # a discard is undone while the dead letter is kept (not purged)
 
 
 @dataclass
@@ -50,6 +51,10 @@ class BulkActions:
         """Put every failed dead letter that matches back to pending (its error and attempts stay)."""
         return self._each_claimed(selection, REQUEUEABLE, self.requeue, limit)
 
+    def undiscard_matching(self, selection: Selection, *, limit: int | None = None) -> BulkResult:
+        """Put every discarded dead letter that matches back to pending: a discard undone."""
+        return self._each_claimed(selection, UNDISCARDABLE, self.undiscard, limit)
+
     def _each_claimed(self, selection: Selection, statuses: tuple[Status, ...],
                       act: Callable[[str, Any, str], bool], limit: int | None) -> BulkResult:
         result = BulkResult()
@@ -72,18 +77,23 @@ class BulkActions:
             self.release_all(token)  # whatever a failure left held goes back at once, not when the lease ends
         return result
 
-    def purge_completed(self, older_than: datetime, *, dry_run: bool = False) -> PurgeResult:
-        """Delete completed dead letters finished before `older_than`, and claims whose lease ended before it (a
-        claim outlives its dead letter's completion: see claims.py); with `dry_run`, only count them. Pending,
-        failed and discarded dead letters are kept: someone still has to look at them."""
-        done = {"status": Status.COMPLETED.value,
-                "$or": [{"completed_at": {"$lt": older_than}},
-                        {"completed_at": None, "updated_at": {"$lt": older_than}}]}
+    def purge_completed(self, older_than: datetime, *, dry_run: bool = False,
+                        discarded: bool = False) -> PurgeResult:
+        """Delete completed dead letters finished before `older_than` (with `discarded`, discarded ones discarded
+        before it too), and claims whose lease ended before it (a claim outlives its dead letter's completion: see
+        claims.py); with `dry_run`, only count them. Pending and failed dead letters are kept: someone still has to
+        look at them."""
+        done = [{"status": Status.COMPLETED.value,
+                 "$or": [{"completed_at": {"$lt": older_than}},
+                         {"completed_at": None, "updated_at": {"$lt": older_than}}]}]
+        if discarded:
+            done.append({"status": Status.DISCARDED.value, "discarded_at": {"$lt": older_than}})
         stale = {"lease_until": {"$lt": older_than}}
         claims = self.db[DEAD_LETTER_CLAIMS]
         if dry_run:
-            return PurgeResult(dead_letters=sum(self.db[name].count_documents(done)
-                                                for name in DEAD_LETTER_COLLECTIONS),
+            return PurgeResult(dead_letters=sum(self.db[name].count_documents(query)
+                                                for name in DEAD_LETTER_COLLECTIONS for query in done),
                                claims=claims.count_documents(stale))
-        purged = sum(self.db[name].delete_many(done).deleted_count for name in DEAD_LETTER_COLLECTIONS)
+        purged = sum(self.db[name].delete_many(query).deleted_count for name in DEAD_LETTER_COLLECTIONS
+                     for query in done)
         return PurgeResult(dead_letters=purged, claims=claims.delete_many(stale).deleted_count)

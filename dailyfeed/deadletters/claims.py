@@ -161,6 +161,14 @@ class ClaimProtocol:
             "status": Status.PENDING.value, "is_completed": False, "is_editing": False, "updated_at": now,
             "requeued_at": now}})
 
+    def undiscard(self, collection: str, doc_id: Any, token: str) -> bool:
+        """Undo a discard: a claimed discarded dead letter goes back to pending (its error and attempts stay)."""
+        now = utcnow()
+        return self._finish(collection, doc_id, token, {
+            "$set": {"status": Status.PENDING.value, "is_completed": False, "is_editing": False, "updated_at": now,
+                     "undiscarded_at": now},
+            "$unset": {"discarded_at": ""}})
+
     def release_batch(self, collection: str, docs: Iterable[Mapping[str, Any]], token: str,
                       error: BaseException | str | None = None) -> int:
         """Give claimed dead letters of one collection back, still pending: their claims' leases end (one update

@@ -2,7 +2,9 @@
 (`dailyfeed deadletters`) and any page that shows them."""
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -16,6 +18,7 @@ from pymongo.database import Database
 from ..events import Category, as_utc, utcnow
 from ..store import DEAD_LETTER_COLLECTIONS
 from ..types import MAX_YEAR, MIN_YEAR, BadTimestamp, parse_timestamp
+from .groups import GROUP_SCAN_LIMIT, Group, GroupSummary, summarise
 from .model import NEWEST_FIRST, OLDEST_FIRST, Status
 
 #: at most this many dead letters per collection are read for one overview chart
@@ -106,6 +109,27 @@ class DeadLetterReader:
             query = {"message_key": id_or_key}
         return [(name, doc) for name in collections for doc in self.db[name].find(query)]
 
+    def failure_groups(self, selection: "Selection | None" = None, *,
+                       scan_limit: int = GROUP_SCAN_LIMIT) -> tuple[list[GroupSummary], bool]:
+        """The failure groups of the open (pending or failed) dead letters the selection takes, most dead letters
+        first, and whether a scan hit its bound (then the counts are of the newest part only)."""
+        selection = selection or Selection()
+        query = selection.query((Status.PENDING, Status.FAILED))
+        fields = {"error": 1, "topic": 1, "created_at": 1, "last_attempt_at": 1, "status": 1, "message_key": 1,
+                  "category": 1}
+        found: list[tuple[str, dict]] = []
+        truncated = False
+        for name in selection.of(DEAD_LETTER_COLLECTIONS):
+            docs = list(self.db[name].find(query, fields).sort(NEWEST_FIRST).limit(scan_limit))
+            truncated |= len(docs) == scan_limit
+            found += [(name, doc) for doc in docs]
+        return summarise(found), truncated
+
+    def find_group(self, fingerprint: str) -> Group | None:
+        """The failure group of open dead letters with this fingerprint, if there is one now."""
+        groups, _ = self.failure_groups()
+        return next((s.group for s in groups if s.group.fingerprint == fingerprint), None)
+
     def stats(self) -> "DeadLetterStats":
         """Counts by collection, status and category, and the oldest pending dead letter of each collection.
         Plain count queries: FerretDB v1 has few $group accumulators."""
@@ -192,6 +216,7 @@ class Selection:
     collections: tuple[str, ...] | None = None  # None: all three
     ids: tuple[Any, ...] | None = None
     keys: tuple[str, ...] | None = None  # message keys picked (a console replay's hand-off copies)
+    group: tuple[str, ...] | None = None  # a failure group (groups.Group.to_list()): its dead letters
 
     def claimable_query(self) -> dict[str, Any]:
         """The pending dead letters of the selection. Whether someone holds one is in its claims, not on it."""
@@ -218,6 +243,8 @@ class Selection:
             query["message_key"] = {"$regex": "^" + re.escape(self.key_prefix)}
         if self.error_type is not None:
             query["error.type"] = self.error_type
+        if self.group is not None:
+            query.update(Group(*self.group).query())
         if self.ids is not None:
             query["_id"] = {"$in": list(self.ids)}
         return query
@@ -233,6 +260,49 @@ class Selection:
             values = sorted(s.value for s in wanted)
             query["status"] = values[0] if len(values) == 1 else {"$in": values}
         return query
+
+    def to_doc(self) -> dict[str, Any]:
+        """The selection as a document (a task keeps it, the audit trail records it); `from_doc` reads it back."""
+        doc: dict[str, Any] = {}
+        for name in SELECTION_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, Status):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            doc[name] = value
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> "Selection":
+        values: dict[str, Any] = {}
+        for name, value in doc.items():
+            if name not in SELECTION_FIELDS or value is None:
+                continue
+            if name == "status":
+                value = Status(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            elif isinstance(value, datetime):
+                value = as_utc(value)
+            values[name] = value
+        return cls(**values)
+
+    def fingerprints(self) -> list[str]:
+        """One name per collection this selection takes, the same for the same filters: a running task holds a lock
+        under each, so that two tasks never run on one collection and selection at once."""
+        doc = {k: v for k, v in self.to_doc().items() if k != "collections"}
+        for name in ("since", "until"):
+            if name in doc:
+                doc[name] = as_utc(doc[name]).isoformat()
+        for name in ("ids", "keys"):
+            if name in doc:
+                doc[name] = sorted(str(v) for v in doc[name])
+        text = json.dumps(doc, sort_keys=True, default=str)
+        return [f"{collection}/{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+                for collection in self.of(DEAD_LETTER_COLLECTIONS)]
 
     def takes(self, collection: str) -> bool:
         return self.collections is None or collection in self.collections
@@ -254,9 +324,15 @@ class Selection:
                              ("key prefix", self.key_prefix), ("since", self.since), ("until", self.until)):
             if value:
                 parts.append(f"{label} {value.value if isinstance(value, Status) else value}")
+        if self.group is not None:
+            group = Group(*self.group)
+            parts.append(f"group {group.fingerprint} ({group.error_type}: {group.message[:80]})")
         if self.ids is not None or self.keys is not None:
             parts.append(f"{len(self.ids or self.keys or ())} chosen")
         return ", ".join(parts) or "all dead letters"
+
+
+SELECTION_FIELDS = tuple(Selection.__dataclass_fields__)
 
 
 @dataclass(frozen=True)

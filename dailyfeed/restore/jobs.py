@@ -69,6 +69,11 @@ class RecordResult:
     key: str
     detail: str = ""
 
+    def line(self) -> str:
+        """As a command prints it: outcome, key, collection and what happened."""
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.outcome.value:<8} {self.key} [{self.collection}]{detail}"
+
 
 @dataclass
 class Summary:

@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from ..config import Settings
-from ..deadletters import PUBLISHER_COLLECTIONS, DeadLetterStore, Selection
+from ..deadletters import PUBLISHER_COLLECTIONS, DeadLetterStore, Selection, audit
 from ..events import utcnow
 from ..telemetry import metrics
 from ..transport.base import Transport
@@ -245,6 +245,18 @@ class Redriver:
             except Exception:
                 log.exception("redrive: a pass callback failed")
         return report
+
+
+def audit_passes(db: Any) -> Callable[[RedrivePass], None]:
+    """An `on_pass` callback that records each redrive pass in the dead-letter audit trail, as the actor "redrive":
+    what a person sees there includes the dead letters no one asked to restore."""
+    def record(done: RedrivePass) -> None:
+        audit.record(db, actor="redrive", action="redrive", via="redrive",
+                     outcome="failed" if done.summary.failed else "done",
+                     selection=Selection(collections=(done.collection,)), result_count=done.summary.restored,
+                     detail=f"{done.transport} transport: {done.summary.line()}")
+
+    return record
 
 
 def _not_answering(transport: Transport) -> str | None:

@@ -99,6 +99,9 @@ RESTORED_DEAD_LETTERS = Counter("dailyfeed_restore_dead_letters",
                                 "skipped, failed).", ["job", "outcome"])
 RESTORE_PASSES = Counter("dailyfeed_restore_passes", "Restore passes run, by job.", ["job"])
 RESTORE_OUTCOMES = ("restored", "skipped", "failed")
+TASKS_ENDED = Counter("dailyfeed_deadletter_tasks_ended",
+                      "Dead-letter tasks that ended, by action (replay, discard, requeue, undiscard) and state "
+                      "(completed, cancelled, failed).", ["action", "state"])
 REDRIVE_PASSES = Counter("dailyfeed_redrive_passes",
                          "Automatic redrive passes a serving process ran once a transport answered again, by transport "
                          "and outcome: delivered (nothing failed) or failed (some dead letter failed: the next pass "
@@ -217,6 +220,11 @@ def restore_settled(job: str, outcome: str) -> None:
 def restore_pass(job: str) -> None:
     if _enabled:
         RESTORE_PASSES.labels(job).inc()
+
+
+def task_ended(action: str, state: str) -> None:
+    if _enabled:
+        TASKS_ENDED.labels(action, state).inc()
 
 
 def redrive_pass(transport: str, outcome: str) -> None:

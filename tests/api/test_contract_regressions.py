@@ -58,8 +58,9 @@ def test_d1_deeply_nested_bodies_are_400_on_every_json_endpoint(app, client, db,
     post, comment, _ = thread
     before = snapshot(db)
     operations = list(json_operations(app, post["id"], comment["id"]))
-    # posts create/update, comment, reply, comment update, four record endpoints, three admin actions
-    assert len(operations) == 12
+    # posts create/update, comment, reply, comment update, four record endpoints, four admin actions, three task
+    # actions (start, cancel, resume)
+    assert len(operations) == 16
     for method, path in operations:
         headers = service_headers(app) if "member-activities" in path else \
             admin_headers(app) if path.startswith("/api/admin/") else token(7)

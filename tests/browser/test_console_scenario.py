@@ -1,7 +1,7 @@
 """The console's story end to end, in headless Chromium, on the real FerretDB and a private Kafka broker of the
 test's own (never the shared one): with the broker stopped a member writes five posts; /admin shows five pending
-publisher dead letters and the Kafka circuit open; the broker comes back, "Replay all" on the page restores them,
-and the five activities reach the feed of the member's follower through the listener."""
+publisher dead letters and the Kafka circuit open; the broker comes back, "Replay all" on the page starts a task
+that restores them, and the five activities reach the feed of the member's follower through the listener."""
 from __future__ import annotations
 
 import re
@@ -79,25 +79,29 @@ def test_five_posts_while_kafka_is_down_are_replayed_from_the_page_into_the_feed
     screenshot(page, "detail")
 
     private_broker.start()
-    # A restarted broker may need a few seconds to elect the partitions' leaders: a replay that lands before that
-    # keeps its dead letters pending with the reason, and the operator replays again. Count what each replay did.
+    # "Replay all" starts a task, which the serving process runs. A restarted broker may need a few seconds to elect
+    # the partitions' leaders: a task that lands before that moves nothing and fails with the reason, its dead
+    # letters still pending, and the operator replays again. Count what each task moved.
     restored, attempts = 0, 0
     deadline = time.monotonic() + 90
     while restored < 5:
-        assert time.monotonic() < deadline, f"replays restored {restored} of 5 in {attempts} attempts"
-        clock.now += OPEN_WAIT_S  # the breaker lets a trial call through: the replay's first publish
+        assert time.monotonic() < deadline, f"tasks restored {restored} of 5 in {attempts} attempts"
+        clock.now += OPEN_WAIT_S  # the breaker lets a trial call through: the task's first publish
         page.goto(f"{live.url}/admin")
         page.click("#replay-all")
-        assert f"would restore {5 - restored}" in page.inner_text("#dry-run")
+        assert f"{5 - restored} pending dead letter" in page.inner_text("#dry-run")
         page.click("#confirm")
-        page.wait_for_load_state("load")
-        done = re.search(r"restored (\d+), skipped (\d+), failed (\d+)", page.inner_text("main"))
-        assert done, page.inner_text("main")
+        task_id = page.get_attribute("#tasks tr.just-started", "data-task")
+        page.wait_for_selector(f"#tasks tr[data-task='{task_id}']:not([data-state=running])", timeout=60_000)
+        page.wait_for_load_state("load")  # console.js loads the page again once the task has ended
+        done = re.search(r"(\d+) of (\d+) moved", page.inner_text(f"#tasks tr[data-task='{task_id}']"))
+        assert done, page.inner_text("#tasks")
         restored += int(done.group(1))
         attempts += 1
         pending = live.container.db[KAFKA_PUBLISHER_DEAD_LETTERS].count_documents({"status": "pending"})
         assert pending == 5 - restored  # what was not restored is still there, pending
-    assert "Replay done: restored" in page.inner_text("#result")
+    page.goto(f"{live.url}/admin")
+    assert page.inner_text("#tasks tr >> nth=1 >> [data-field=state]") == "completed"
     assert page.inner_text("[data-count='kafka-publisher:pending']") == "0"
     assert page.inner_text("[data-count='kafka-publisher:completed']") == "5"
     assert page.inner_text("[data-circuit='post-service'] .chip") == "circuit closed"

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from dailyfeed import ops
+from dailyfeed.deadletters import Selection
 from dailyfeed.ops.sources import LagMonitor
 from dailyfeed.store import FEIGN_DEAD_LETTERS
 from dailyfeed.transport.base import TransportUnavailable
@@ -65,19 +66,86 @@ def test_payloads_and_errors_with_markup_are_shown_as_text(page, dead_letters, d
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
 
 
-def test_an_action_confirms_the_dry_run_count_then_runs_and_shows_what_it_did(page, dead_letters, db):
+def dry_run_text(response) -> str:
+    return " ".join(re.search(r'id="dry-run">(.*?)</p>', response.text, re.S).group(1).split())
+
+
+def test_an_action_on_chosen_ones_confirms_the_dry_run_count_then_runs_and_shows_what_it_did(page, dead_letters,
+                                                                                            db):
+    for n in range(2):
+        dead_letters.record_publisher_failure("feign", post_event(n), TransportUnavailable("down"))
+    ids = [str(d["_id"]) for d in documents(db, FEIGN_DEAD_LETTERS)]
+    before = snapshot(db)
+    confirm = page.post("/admin/actions", data={"action": "discard", "scope": "chosen", "ids": ids,
+                                                "csrf": page.csrf})
+    assert confirm.status_code == 200
+    assert dry_run_text(confirm) == "<strong>2</strong> dead letters would be discarded."
+    assert snapshot(db) == before  # the confirmation is a dry run
+    run = page.post("/admin/actions", data={"action": "discard", "scope": "chosen", "ids": ids, "step": "run",
+                                            "expected": "2", "reason": "test data", "csrf": page.csrf})
+    assert run.status_code == 303 and "discarded=2" in run.headers["Location"]
+    shown = page.get(run.headers["Location"]).text
+    assert "Discarded 2" in shown and "test data" in shown  # the result, and the audit trail's newest entry
+    assert {d["status"] for d in documents(db, FEIGN_DEAD_LETTERS)} == {"discarded"}
+    [entry] = db["dead_letter_audit"].find()
+    assert (entry["actor"], entry["via"], entry["dry_run_count"], entry["result_count"]) == ("admin", "page", 2, 2)
+
+
+def test_an_action_on_a_filter_confirms_its_count_then_starts_a_task_whose_progress_the_list_shows(
+        page, app, dead_letters, db):
+    from dailyfeed.extension import get_container
+    from dailyfeed.restore.tasks import TaskRunner, task_store
+
     for n in range(2):
         dead_letters.record_publisher_failure("feign", post_event(n), TransportUnavailable("down"))
     before = snapshot(db)
-    confirm = page.post("/admin/actions", data={"action": "discard", "scope": "matching", "collection": "feign",
-                                                "csrf": page.csrf})
-    assert confirm.status_code == 200 and "<strong>2</strong> dead letters would be discarded" in confirm.text
-    assert snapshot(db) == before  # the confirmation is a dry run
-    run = page.post("/admin/actions", data={"action": "discard", "scope": "matching", "collection": "feign",
-                                            "step": "run", "expected": "2", "csrf": page.csrf})
-    assert run.status_code == 303 and "discarded=2" in run.headers["Location"]
-    assert "Discarded 2" in page.get(run.headers["Location"]).text
+    form = {"action": "discard", "scope": "matching", "collection": "feign", "csrf": page.csrf}
+    confirm = page.post("/admin/actions", data=form)
+    assert confirm.status_code == 200
+    assert dry_run_text(confirm).startswith("<strong>2</strong> dead letters would be discarded, by a task")
+    assert 'name="rate"' in confirm.text and snapshot(db) == before
+    run = page.post("/admin/actions", data={**form, "step": "run", "expected": "2", "rate": "10"})
+    assert run.status_code == 303 and "task=" in run.headers["Location"]
+    listed = page.get(run.headers["Location"]).text
+    assert 'data-state="running"' in listed and "0 of 2 moved" in listed and 'data-cancel="' in listed
+    progress = page.get("/admin/tasks.json").json["tasks"]
+    assert [(t["state"], t["total"], t["rateLimit"]) for t in progress] == [("running", 2, 10.0)]
+
+    container = get_container(app)
+    TaskRunner(container, task_store(container), sleep=lambda s: None).run_pending()
     assert {d["status"] for d in documents(db, FEIGN_DEAD_LETTERS)} == {"discarded"}
+    listed = page.get("/admin").text
+    assert 'data-state="completed"' in listed and "2 of 2 moved" in listed
+    wrong = page.post("/admin/actions", data={**form, "step": "run", "expected": "5"})
+    assert wrong.status_code == 409  # the count confirmed is not what is there now
+
+
+def test_a_viewer_sees_every_page_without_an_action_control_and_any_action_is_a_403(app, dailyfeed, dead_letters,
+                                                                                     db):
+    from dailyfeed.restore.tasks import task_store
+    from dailyfeed.tokens import issue_viewer_token
+
+    dead_letters.record_publisher_failure("feign", post_event(1), TransportUnavailable("down"))
+    [letter] = documents(db, FEIGN_DEAD_LETTERS)
+    task = task_store(dailyfeed).start("replay", Selection(category="POST"), total=1, actor="alice", via="api")
+    client = app.test_client()
+    token = issue_viewer_token(dailyfeed.settings["auth.jwt-secret"], 600, "bob")
+    assert client.post("/admin/login", data={"token": token}).status_code == 303
+    pages = [client.get(path) for path in ("/admin", f"/admin/dead-letters/{letter['_id']}", "/admin/audit")]
+    for response in pages:
+        assert response.status_code == 200
+        assert "/admin/actions" not in response.text and 'name="ids"' not in response.text
+        assert "data-cancel" not in response.text and "bob · viewer, read only" in response.text
+    assert f'data-task="{task["_id"]}"' in pages[0].text  # the tasks are shown, without controls
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', pages[0].text).group(1)  # the logout form's
+    before = snapshot(db)
+    for path, form in (("/admin/actions", {"action": "discard", "scope": "chosen", "ids": str(letter["_id"]),
+                                           "step": "run", "expected": "1"}),
+                       ("/admin/actions", {"action": "replay", "scope": "all"}),
+                       (f"/admin/tasks/{task['_id']}/cancel", {})):
+        refused = client.post(path, data={**form, "csrf": csrf})
+        assert refused.status_code == 403 and "reading only" in refused.text, path
+    assert snapshot(db) == before
 
 
 def test_a_bulk_action_from_the_page_refuses_an_empty_filter_unless_all(page, dead_letters, db):
@@ -85,7 +153,8 @@ def test_a_bulk_action_from_the_page_refuses_an_empty_filter_unless_all(page, de
     refused = page.post("/admin/actions", data={"action": "replay", "scope": "matching", "csrf": page.csrf})
     assert refused.status_code == 400 and "explicitly" in refused.text
     allowed = page.post("/admin/actions", data={"action": "replay", "scope": "all", "csrf": page.csrf})
-    assert allowed.status_code == 200 and "would restore <strong>1</strong>" in allowed.text
+    assert allowed.status_code == 200
+    assert dry_run_text(allowed).startswith("<strong>1</strong> pending dead letter would be replayed")
 
 
 # --- consumer lag: the page and the overview show the ops lag monitor's reads, so they never wait on Kafka ---------

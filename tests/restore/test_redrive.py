@@ -9,14 +9,16 @@ import uuid
 
 import pytest
 
-from dailyfeed.deadletters import DeadLetterStore
+from dailyfeed.deadletters import DeadLetterStore, audit
 from dailyfeed.events import PublishType, Service
 from dailyfeed.extension import get_container
 from dailyfeed.restore.redrive import RESCAN_EVERY, RedriveOptions, Redriver
+from dailyfeed.store import FEIGN_DEAD_LETTERS
 from dailyfeed.transport.base import TransportUnavailable
 from dailyfeed.transport.circuit import CircuitBreaker
 from dailyfeed.transport.fake import FakeTransport
 
+from ..support.apps import close_app, free_port, make_app
 from ..support.deadletters import KAFKA_PUBLISHER_DEAD_LETTERS, documents, post_event, publisher_dead_letter
 from ..support.metrics import value
 
@@ -182,3 +184,30 @@ def test_the_store_is_asked_for_work_when_this_process_kept_a_failure_or_at_the_
     clock.now += OPTIONS.interval_s
     assert [r.key for report in redriver.run_once() for r in report.results] == [theirs.message_key]
     assert [e.message_key for e in transport.published] == [mine, theirs.message_key]
+
+
+def test_the_serving_process_redrive_leaves_an_audit_record_of_each_pass():
+    """The Redriver a serving process starts records its passes in the audit trail: who ("redrive"), what it
+    settled, on which collection."""
+    app = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "redrive.enabled": True,
+                    "redrive.interval-s": 3600.0, "redrive.backoff-max-s": 3600.0},
+                   run_background=True)
+    try:
+        dailyfeed = get_container(app)
+        [redriver] = [item for item in dailyfeed.background if getattr(item, "component", None) == "redrive"]
+        events = [post_event(n) for n in range(3)]
+        for event in events:
+            publisher_dead_letter(dailyfeed.dead_letters, event, kind="feign")
+
+        [done] = redriver.run_once()
+
+        assert done.summary.restored == 3
+        entries, total = audit.entries(dailyfeed.db, audit.AuditQuery(actor="redrive"), limit=10)
+        assert total == 1
+        [entry] = entries
+        assert (entry["action"], entry["via"], entry["outcome"], entry["result_count"]) == \
+            ("redrive", "redrive", "done", 3)
+        assert entry["selection"] == {"collections": [FEIGN_DEAD_LETTERS]}
+        assert {d["status"] for d in documents(dailyfeed.db, FEIGN_DEAD_LETTERS)} == {"completed"}
+    finally:
+        close_app(app)

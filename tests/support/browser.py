@@ -51,18 +51,22 @@ def stop(live: Live) -> None:
     close_app(live.app)
 
 
-def log_in(page, live: Live) -> None:
+def log_in(page, live: Live, token: str | None = None) -> None:
+    """Log in to the console with `token` (default: an admin's)."""
     page.goto(f"{live.url}/admin")
-    page.fill("#token", live.admin_token())
+    page.fill("#token", token or live.admin_token())
     page.click("button:has-text('Log in')")
     page.wait_for_selector("section[aria-label=Overview]")
     page.wait_for_load_state("load")
 
 
-def screenshot(page, name: str, *, docs: bool = False) -> Path:
+def screenshot(page, name: str, *, docs: bool | str = False) -> Path:
+    """A full-page screenshot in build/screenshots/; with DAILYFEED_REFRESH_DOCS=1 also the first screen of it in
+    docs/ (as docs/console.png, or docs/<docs>.png when `docs` names it)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     if docs and os.environ.get("DAILYFEED_REFRESH_DOCS") == "1":
-        page.screenshot(path=str(DOCS_SCREENSHOT), full_page=False)
+        target = DOCS_SCREENSHOT if docs is True else DOCS_SCREENSHOT.with_name(f"{docs}.png")
+        page.screenshot(path=str(target), full_page=False)
     return path

@@ -42,4 +42,16 @@ def test_token_prints_a_record_scope_service_token_and_an_admin_token():
 def test_token_needs_exactly_one_kind():
     for args in (["token"], ["token", "--member", "7", "--admin"], ["token", "--service", "--admin"]):
         result = CliRunner().invoke(main, args)
-        assert result.exit_code == 2 and "exactly one of --member N, --service, --admin" in result.output
+        assert result.exit_code == 2 and "exactly one of --member N, --service, --admin, --viewer" in result.output
+
+
+def test_named_admin_and_viewer_tokens_carry_the_name_as_their_subject():
+    alice = _claims_of(CliRunner().invoke(main, ["token", "--admin", "--name", "alice"]))
+    bob = _claims_of(CliRunner().invoke(main, ["token", "--viewer", "--name", "bob"]))
+    assert (alice["sub"], alice["scope"]) == ("alice", "admin")
+    assert (bob["sub"], bob["scope"]) == ("bob", "admin:read")
+    for args, problem in ((["token", "--member", "7", "--name", "x"], "--name goes with --admin or --viewer"),
+                          (["token", "--admin", "--name", " "], "--name must be 1 to 64 printable characters"),
+                          (["token", "--admin", "--name", "a" * 65], "--name must be 1 to 64")):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and problem in result.output

@@ -72,18 +72,19 @@ def test_a_serving_app_on_kafka_starts_the_listener_even_when_kafka_is_down(capl
     assert not listener.running
 
 
-def test_a_serving_app_on_feign_only_runs_only_the_publication_registry_work_in_the_background():
+def test_a_serving_app_on_feign_only_runs_the_dead_letter_tasks_and_the_publication_registry_work():
     from dailyfeed.content.outbox import Completer, RelayWorker
+    from dailyfeed.restore.tasks import TaskWorker
 
     app = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}"}, run_background=True)
     try:
-        assert [type(item) for item in get_container(app).background] == [Completer, RelayWorker]
+        assert [type(item) for item in get_container(app).background] == [TaskWorker, Completer, RelayWorker]
     finally:
         get_container(app).close()
     off = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "outbox.enabled": False},
                    run_background=True)
     try:
-        assert get_container(off).background == []
+        assert [type(item) for item in get_container(off).background] == [TaskWorker]  # no registry work
     finally:
         get_container(off).close()
 

@@ -9,8 +9,8 @@ import pytest
 
 from dailyfeed.deadletters import Selection, dead_letter_event
 from dailyfeed.events import ActivityEvent, ActivityType, InvalidEvent
-from dailyfeed.restore.cli import SinceType
 from dailyfeed.restore.jobs import Outcome, Pacer, RecordResult, RestoreOptions, Summary
+from dailyfeed.restore.options import SinceType
 
 AT = datetime(2026, 11, 22, 10, 20, 30, 123456, tzinfo=timezone.utc)
 EVENT = ActivityEvent.new(ActivityType.LIKE_COMMENT, 9, post_id=12, comment_id=40, at=AT)
