@@ -25,6 +25,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MARK = "_dailyfeed_handler"
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_WERKZEUG_STYLE = re.compile("\x1b\\[[0-9;]*m")  # the colours `flask run` gives its request lines
 
 
 def escape_controls(text: str) -> str:
@@ -36,7 +37,10 @@ class TextFormatter(logging.Formatter):
     """TEXT_FORMAT, a record a line: the line escaped; a traceback below it indented, its own text escaped."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return escape_controls(super().formatMessage(record))
+        text = super().formatMessage(record)
+        if record.name == "werkzeug":  # its own colours, not a client's text: dropped rather than shown escaped
+            text = _WERKZEUG_STYLE.sub("", text)
+        return escape_controls(text)
 
     def formatException(self, ei) -> str:
         return _indented(super().formatException(ei))

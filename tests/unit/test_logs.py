@@ -119,3 +119,20 @@ def test_text_lines_escape_control_characters_so_no_value_forges_a_line():
     assert lines[lines.index(records[1]) + 1].startswith("    Traceback")
     assert not any(line.startswith("2026-11-29") for line in lines)
     assert "\x1b" not in stream.getvalue()
+
+
+def test_flask_runs_coloured_request_lines_read_plainly_and_a_request_still_forges_nothing():
+    """`flask run` colours its request lines with ANSI codes: in the text format they are dropped, not shown as
+    \\u001b[35m, while a newline a client put in the request line is still escaped."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.formatter("text"))
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug.addHandler(handler)
+    try:
+        werkzeug.warning('127.0.0.1 - - "%s" %s -', "\x1b[35m\x1b[1mPOST /api/posts\nCRITICAL x HTTP/1.1\x1b[0m", 201)
+    finally:
+        werkzeug.removeHandler(handler)
+    assert stream.getvalue().splitlines() == [
+        stream.getvalue().splitlines()[0].split("127.0.0.1")[0]
+        + '127.0.0.1 - - "POST /api/posts\\nCRITICAL x HTTP/1.1" 201 -']
