@@ -117,3 +117,71 @@ def test_text_that_must_not_be_blank_refuses_every_blank():
         "note must be valid Unicode text (a lone surrogate U+DFFF at character 0)"
     assert TypeAdapter(types.text(5, blank=False)).json_schema() == {
         "type": "string", "minLength": 1, "maxLength": 5, "pattern": types.NOT_BLANK_PATTERN}
+
+
+def test_ids_in_json_say_their_range():
+    body = create_model("Like", postId=(types.Id, ...))
+    for raw in (0, -1, 2**63):
+        assert problem(body, {"postId": raw}) == "postId must be a positive long (1 … 9223372036854775807)"
+    for raw in ("1", 1.0, True):
+        assert problem(body, {"postId": raw}) == "postId must be an integer"
+
+
+def test_a_count_in_text_has_at_most_18_ascii_digits():
+    assert types.count_from_text("9" * 18) == 10**18 - 1
+    assert types.count_from_text("0") == 0
+    for raw in ("1" + "0" * 18, "", "-1", "²", "١", " 1", None):
+        assert types.count_from_text(raw) is None, raw
+
+
+def nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def test_json_up_to_32_levels_deep_is_read_and_deeper_is_refused():
+    assert types.load_json(nested(32)) == eval(nested(32))
+    assert types.load_json(b'{"a": ' * 31 + b'{}' + b'}' * 31) is not None
+    # brackets and closers inside strings, and many values side by side, are no nesting
+    wide = '["[[[[", "]]]]", ' + ", ".join(['"x"'] * 40) + ", " + nested(30) + "]"
+    assert len(types.load_json(wide)) == 43
+    for deep in (nested(33), '{"a": ' * 32 + '{}' + '}' * 32, nested(100_000)):
+        with pytest.raises(types.BadJson, match="^nested deeper than 32 levels$"):
+            types.load_json(deep)
+
+
+@pytest.fixture
+def tokyo(monkeypatch):
+    """The machine's clock in another timezone: every time read must still be UTC."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize("value, utc", [
+    ([2026, 1, 2], "2026-01-02T00:00:00+00:00"),
+    ([2026, 1, 2, 3, 4, 5, 6_000_000], "2026-01-02T03:04:05.006000+00:00"),
+    ("2026-01-02T03:04:05", "2026-01-02T03:04:05+00:00"),
+    ("2026-01-02T03:04:05z", "2026-01-02T03:04:05+00:00"),
+    ("2026-01-02T12:04:05+09:00", "2026-01-02T03:04:05+00:00"),
+    ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00+00:00"),
+    ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59+00:00"),
+    ("2026-01-02T03:04:05." + "1" * 38 + "+00:00", "2026-01-02T03:04:05.111111+00:00"),  # 64 characters
+])
+def test_times_are_read_as_utc_whatever_the_machines_timezone(tokyo, value, utc):
+    assert types.parse_timestamp(value).isoformat() == utc
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("1969-12-31T23:59:59Z", "date '1969-12-31T23:59:59Z' is outside the years 1970-9999 (UTC)"),
+    ("2026-01-02T03:04:05." + "1" * 39 + "+00:00", "is not ISO-8601"),  # 65 characters
+    ("2026-01-02\u00e903:04:05", "date '2026-01-02\u00e903:04:05' is not ISO-8601"),  # Python takes any separator
+    ("2026-01-02T03:04:05" + "0" * 100, "date '2026-01-02T03:04:05" + "0" * 61 + "' is not ISO-8601"),
+])
+def test_times_that_are_not_iso_nor_in_range_are_refused_quoting_them(value, problem):
+    with pytest.raises(types.BadTimestamp) as refused:
+        types.parse_timestamp(value)
+    assert str(refused.value).endswith(problem) and str(refused.value).startswith("date '")
