@@ -189,3 +189,12 @@ def test_the_service_token_is_renewed_while_it_has_a_minute_left(monkeypatch):
         minted.append(claims["iat"] - 1_795_305_600)  # seconds since the first call
     # renewed once less than a minute is left (after 240 s of its 300), not once per call
     assert minted == [0, 0, 0, 241, 241, 241, 482]
+
+
+def test_a_closed_transport_says_so_and_calls_nobody():
+    adapter = Scripted(201)
+    sender = transport(adapter)
+    sender.close()
+    with pytest.raises(TransportUnavailable) as failed:
+        sender.publish(EVENT)
+    assert str(failed.value) == "the feign transport is closed" and adapter.requests == []
