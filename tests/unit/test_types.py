@@ -27,6 +27,7 @@ class Body(BaseModel):
     labels: dict[str, int] | None = None
     tags: list[int] = Field([], max_length=2)
     choice: Union[int, str] = 0
+    label: Union[str, int] = ""
 
 
 def problem(model, document, *args, **kwargs) -> str:
@@ -51,6 +52,7 @@ def problem(model, document, *args, **kwargs) -> str:
     ({"colour": "red"}, "colour is not a known field"),
     # a union fails once per member, each located under a tag that is not a field: the field alone is named
     ({"choice": [1]}, "choice must be an integer, got [1]"),
+    ({"label": [1]}, "label Input should be a valid string"),
 ])
 def test_each_kind_of_problem_is_one_sentence_naming_the_field(document, sentence):
     assert problem(Body, document) == sentence
@@ -70,6 +72,8 @@ def test_an_over_long_integer_is_quoted_only_in_part():
 def test_the_count_of_other_problems_is_per_field():
     assert problem(Body, {"title": "abcdef", "count": 0}) == \
         "title must be at most 5 characters (got 6) (and 1 more problem)"
+    assert problem(Body, {"title": "abcdef", "count": 0, "tags": [1, 2, 3]}) == \
+        "title must be at most 5 characters (got 6) (and 2 more problems)"
     assert problem(Body, {"title": "abcdef", "count": 0, "tags": [1, 2, 3], "author": {}}) == \
         "title must be at most 5 characters (got 6) (and 3 more problems)"
     assert problem(Body, {"title": 5, "author": {"name": 1}}) == "title Input should be a valid string " \
@@ -144,9 +148,19 @@ def test_json_up_to_32_levels_deep_is_read_and_deeper_is_refused():
     # brackets and closers inside strings, and many values side by side, are no nesting
     wide = '["[[[[", "]]]]", ' + ", ".join(['"x"'] * 40) + ", " + nested(30) + "]"
     assert len(types.load_json(wide)) == 43
-    for deep in (nested(33), '{"a": ' * 32 + '{}' + '}' * 32, nested(100_000)):
+    # depth counts only what is open: closed siblings and strings before the deep part do not lower it
+    siblings = "[" * 20 + "[], [[]], " + nested(13) + "]" * 20
+    after_strings = '["a", "b", "c", ' + nested(32) + "]"
+    for deep in (nested(33), '{"a": ' * 32 + '{}' + '}' * 32, nested(100_000), siblings, after_strings):
         with pytest.raises(types.BadJson, match="^nested deeper than 32 levels$"):
             types.load_json(deep)
+
+
+def test_json_that_cannot_be_read_says_why():
+    with pytest.raises(types.BadJson, match=r"^not UTF-8 \(invalid start byte at byte 2\)$"):
+        types.load_json(b'{"\xff": 1}')
+    with pytest.raises(types.BadJson, match=r"^Expecting property name enclosed in double quotes: line 1 column 2"):
+        types.load_json("{not json")
 
 
 @pytest.fixture
