@@ -148,6 +148,7 @@ def test_json_up_to_32_levels_deep_is_read_and_deeper_is_refused():
     # brackets and closers inside strings, and many values side by side, are no nesting
     wide = '["[[[[", "]]]]", ' + ", ".join(['"x"'] * 40) + ", " + nested(30) + "]"
     assert len(types.load_json(wide)) == 43
+    assert len(types.load_json("[" + ", ".join(["[[]]"] * 40) + "]")) == 40  # many closed arrays side by side
     # depth counts only what is open: closed siblings and strings before the deep part do not lower it
     siblings = "[" * 20 + "[], [[]], " + nested(13) + "]" * 20
     after_strings = '["a", "b", "c", ' + nested(32) + "]"
