@@ -31,6 +31,8 @@ if [ -n "${MUTATE_INTEGRATION:-}" ]; then
         exit 2
     fi
     export PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-}"
+    # The tests' private brokers (tests/support/kafka.py) run from mutants/: point them at the jars resolved here.
+    export DAILYFEED_SERVICES_DIR="${DAILYFEED_SERVICES_DIR:-$PWD/.services}"
 else
     export PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-} -m 'not integration'"
 fi
