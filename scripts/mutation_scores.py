@@ -2,10 +2,12 @@
 
 mutmut 3 keeps each mutated file's results in mutants/<path>.meta (mutant name -> exit code of the test run).
 A mutant counts as killed when the tests failed or timed out on it; "no tests" counts as survived (nothing ran
-it). The dead-letter store is scored on its claim/complete/release part only: CLAIM_FUNCTIONS.
+it). Modules that only the integration tier covers (INTEGRATION_ONLY) are mutated in a run of their own, against
+the real services (`--integration`); the default run leaves them out.
 
     python scripts/mutation_scores.py [--survivors] [--min 90]
     python scripts/mutation_scores.py --patterns [events circuit publishing service claims outbox]
+    python scripts/mutation_scores.py --patterns [--integration] [MODULE ...]
     python scripts/mutation_scores.py --survivor-names [MODULE ...]
 """
 from __future__ import annotations
@@ -26,7 +28,15 @@ MODULES = (
     ("service", "dailyfeed/content/service.py", None),
     ("claims", "dailyfeed/deadletters/claims.py", None),  # the claim/lease protocol, a module of its own now
     ("outbox", "dailyfeed/content/outbox.py", None),  # the event publication registry and its relay (issue 18)
+    ("types", "dailyfeed/types.py", None),
+    ("auth", "dailyfeed/auth.py", None),
+    ("tokens", "dailyfeed/tokens.py", None),
+    ("http", "dailyfeed/transport/http.py", None),
+    ("kafka", "dailyfeed/transport/kafka.py", None),
+    ("deadletter-store", "dailyfeed/deadletters/store.py", None),  # how a failure is kept
 )
+# Only the integration tier reaches these with a real counterpart (a broker that acknowledges, fails, freezes).
+INTEGRATION_ONLY = {"kafka"}
 KILLED = {1, 3, 36, 24, -24, 152, 255}  # failed, pytest internal error (a kill), timeouts
 NOT_RUN = {None, 34, 2}  # not checked yet, skipped, interrupted
 
@@ -37,11 +47,12 @@ def function_of(mutant: str) -> str:
     return name.split("ǁ")[-1] if "ǁ" in name else name[2:]
 
 
-def mutmut_patterns(labels=()) -> list[str]:
-    """Mutant name patterns for `mutmut run`: every scored function of the modules named (default all)."""
+def mutmut_patterns(labels=(), integration: bool = False) -> list[str]:
+    """Mutant name patterns for `mutmut run`: every scored function of the modules named (default: all those of
+    the tier, the fast one or with `integration` the integration-only modules)."""
     patterns = []
     for label, path, functions in MODULES:
-        if labels and label not in labels:
+        if labels and label not in labels or not labels and (label in INTEGRATION_ONLY) != integration:
             continue
         module = path[:-3].replace("/", ".")
         if functions is None:
@@ -66,7 +77,11 @@ def main(argv=None) -> int:
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants of each module")
     parser.add_argument("--min", type=float, default=None, help="exit 1 when a module scores below this %%")
     parser.add_argument("--patterns", nargs="*", metavar="MODULE", default=None,
-                        help="print the mutant name patterns for `mutmut run` (of these modules; default all)")
+                        help="print the mutant name patterns for `mutmut run` (of these modules; default all of the "
+                             "tier)")
+    parser.add_argument("--integration", action="store_true",
+                        help="with --patterns: the run has the integration tier, so the integration-only modules "
+                             "may be named (and are the default)")
     parser.add_argument("--survivor-names", nargs="*", metavar="MODULE", default=None,
                         help="print the names of the mutants that survived the last run (of these modules)")
     args = parser.parse_args(argv)
@@ -81,10 +96,14 @@ def main(argv=None) -> int:
         unknown = set(args.patterns) - {label for label, _, _ in MODULES}
         if unknown:
             parser.error(f"unknown module(s) {sorted(unknown)}; known: {[label for label, _, _ in MODULES]}")
-        print("\n".join(mutmut_patterns(args.patterns)))
+        untestable = set(args.patterns) & INTEGRATION_ONLY if not args.integration else set()
+        if untestable:
+            parser.error(f"{sorted(untestable)}: only the integration tier covers it; run with MUTATE_INTEGRATION=1 "
+                         f"and the services' env (eval \"$(bash scripts/services.sh env)\")")
+        print("\n".join(mutmut_patterns(args.patterns, args.integration)))
         return 0
     below = False
-    print(f"{'module':<46}{'killed':>8}{'total':>8}{'score':>9}{'not run':>9}")
+    print(f"{'module':<52}{'killed':>8}{'total':>8}{'score':>9}{'not run':>9}")
     for label, path, functions in MODULES:
         codes = results(path, functions)
         run = {name: code for name, code in codes.items() if code not in NOT_RUN}
@@ -93,7 +112,7 @@ def main(argv=None) -> int:
                           key=lambda n: (n.rsplit("__mutmut_", 1)[0], int(n.rsplit("_", 1)[-1])))
         score = 100.0 * len(killed) / len(run) if run else 0.0
         below |= args.min is not None and score < args.min
-        print(f"{label + ' (' + path + ')':<46}{len(killed):>8}{len(run):>8}{score:>8.1f}%{len(codes) - len(run):>9}")
+        print(f"{label + ' (' + path + ')':<52}{len(killed):>8}{len(run):>8}{score:>8.1f}%{len(codes) - len(run):>9}")
         if args.survivors:
             for name in survived:
                 print(f"    survived: {name}")

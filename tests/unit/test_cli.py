@@ -37,6 +37,8 @@ def test_token_prints_a_record_scope_service_token_and_an_admin_token():
     assert service["scope"] == "activity:record" and admin["scope"] == "admin"
     assert service["aud"] == "dailyfeed-activity" and "aud" not in admin  # the record endpoints' audience
     assert admin["exp"] - admin["iat"] == 60
+    # who acts: the console keeps an admin token's subject on its session; the record calls name the content side
+    assert admin["sub"] == "admin" and service["sub"] == "dailyfeed-content"
 
 
 def test_token_needs_exactly_one_kind():
