@@ -1,6 +1,7 @@
 """The bench's one door into the app's object graph: every section that needs the app's services in the bench
 process (restore, the read path's seeding, the profiles) gets them here, from dailyfeed.bootstrap, without Flask.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping

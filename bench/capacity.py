@@ -16,6 +16,7 @@ It needs no service. Every figure comes from a measured row or from a named assu
 
 docs/scaling.md holds its output for three targets and what follows from it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,11 +38,12 @@ from dailyfeed.web import DEFAULT_PAGE_SIZE as PAGE  # a feed page; it reads one
 
 SCALING_DOCS = REPO / "docs" / "scaling.md"
 DAY_S = 86_400
-GIB = 1024 ** 3
+GIB = 1024**3
 EXPLODE_LIMIT = 200  # MongoDB's internalQueryMaxScansToExplode: past it the sort after an $in is done in memory
 
 
 # --- the measured rows ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Measure:
@@ -56,35 +58,82 @@ class Measure:
 
 
 MEASURED = (
-    Measure("produce", "raw produce to one date topic, every partition (ev/s)",
-            ((r"^1a ceiling: raw produce", "the broker's own ceiling"),), 10_000,
-            "assumed 10,000 ev/s: a third of what row 1a measured before"),
-    Measure("listener", "one `dailyfeed listen` process (ev/s)",
-            ((r"^2[a-z]?\s+listener ingest", "the listener's ingest"),
-             (r"^1c ceiling", "no listener row: the ceiling it is held to, raw consume + the app's insert_many")),
-            1_000, "assumed 1,000 ev/s"),
-    Measure("write_kafka", "writes per serving process, kafka transport (req/s)",
-            ((r"^3b write, kafka publish", "POST /api/posts, kafka publish, listener in its own process"),), 100,
-            "assumed 100 req/s"),
-    Measure("write_feign", "writes per serving process, feign transport (req/s)",
-            ((r"^3d write, feign", "POST /api/posts, feign to the process's own activity pool"),), 50,
-            "assumed 50 req/s"),
-    Measure("read", "feed reads per serving process (req/s)",
-            ((r"^3a write, no publish", "assumed: a feed page costs the process what a write without publish does "
-                                        "(one authenticated request, two store round trips, one JSON answer); the "
-                                        "read rows (7) are the store's scans, not the process"),), 100,
-            "assumed 100 req/s"),
-    Measure("store_insert", "inserts into the store here, 8 writers (/s)",
-            ((r"^3s\s+store alone: plain insert_one", "one FerretDB, pymongo, 8 threads"),), 500,
-            "assumed 500/s"),
-    Measure("record_dead_letter", "dead letters recorded by the write path (/s)",
-            ((r"^5c\s+recording a dead letter", "DeadLetterStore, one writer"),), 30, "assumed 30/s"),
-    Measure("relay", "outstanding events published again by the relay (/s)",
-            ((r"relay", "the outbox relay"),
-             (r"^5b restore-publisher", "no relay row: restore-publisher republishes the same way")), 50,
-            "assumed 50/s"),
-    Measure("restore_publisher", "publisher dead letters restored by one restore-publisher (/s)",
-            ((r"^5b restore-publisher", "restore-publisher, republish by kafka"),), 50, "assumed 50/s"),
+    Measure(
+        "produce",
+        "raw produce to one date topic, every partition (ev/s)",
+        ((r"^1a ceiling: raw produce", "the broker's own ceiling"),),
+        10_000,
+        "assumed 10,000 ev/s: a third of what row 1a measured before",
+    ),
+    Measure(
+        "listener",
+        "one `dailyfeed listen` process (ev/s)",
+        (
+            (r"^2[a-z]?\s+listener ingest", "the listener's ingest"),
+            (r"^1c ceiling", "no listener row: the ceiling it is held to, raw consume + the app's insert_many"),
+        ),
+        1_000,
+        "assumed 1,000 ev/s",
+    ),
+    Measure(
+        "write_kafka",
+        "writes per serving process, kafka transport (req/s)",
+        ((r"^3b write, kafka publish", "POST /api/posts, kafka publish, listener in its own process"),),
+        100,
+        "assumed 100 req/s",
+    ),
+    Measure(
+        "write_feign",
+        "writes per serving process, feign transport (req/s)",
+        ((r"^3d write, feign", "POST /api/posts, feign to the process's own activity pool"),),
+        50,
+        "assumed 50 req/s",
+    ),
+    Measure(
+        "read",
+        "feed reads per serving process (req/s)",
+        (
+            (
+                r"^3a write, no publish",
+                "assumed: a feed page costs the process what a write without publish does "
+                "(one authenticated request, two store round trips, one JSON answer); the "
+                "read rows (7) are the store's scans, not the process",
+            ),
+        ),
+        100,
+        "assumed 100 req/s",
+    ),
+    Measure(
+        "store_insert",
+        "inserts into the store here, 8 writers (/s)",
+        ((r"^3s\s+store alone: plain insert_one", "one FerretDB, pymongo, 8 threads"),),
+        500,
+        "assumed 500/s",
+    ),
+    Measure(
+        "record_dead_letter",
+        "dead letters recorded by the write path (/s)",
+        ((r"^5c\s+recording a dead letter", "DeadLetterStore, one writer"),),
+        30,
+        "assumed 30/s",
+    ),
+    Measure(
+        "relay",
+        "outstanding events published again by the relay (/s)",
+        (
+            (r"relay", "the outbox relay"),
+            (r"^5b restore-publisher", "no relay row: restore-publisher republishes the same way"),
+        ),
+        50,
+        "assumed 50/s",
+    ),
+    Measure(
+        "restore_publisher",
+        "publisher dead letters restored by one restore-publisher (/s)",
+        ((r"^5b restore-publisher", "restore-publisher, republish by kafka"),),
+        50,
+        "assumed 50/s",
+    ),
 )
 
 
@@ -98,7 +147,7 @@ class Figure:
 def table_rows(text: str) -> dict[str, list[str]]:
     """The benchmark table's rows by figure name (cells after the first), from the marked block if there is one."""
     if TABLE_START in text and TABLE_END in text:
-        text = text[text.index(TABLE_START):text.index(TABLE_END)]
+        text = text[text.index(TABLE_START) : text.index(TABLE_END)]
     rows: dict[str, list[str]] = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -124,11 +173,13 @@ def resolve(measure: Measure, rows: dict[str, list[str]], source_name: str) -> F
                     note = f"{'; '.join(tried)}; so {note}"
                 return Figure(value, note)
         tried.append(f"no row matching /{pattern}/")
-    return Figure(measure.fallback, f"MISSING: {'; '.join(tried)} in {source_name}; {measure.fallback_why}",
-                  missing=True)
+    return Figure(
+        measure.fallback, f"MISSING: {'; '.join(tried)} in {source_name}; {measure.fallback_why}", missing=True
+    )
 
 
 # --- the target and its assumptions ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Target:
@@ -152,8 +203,13 @@ class Target:
     shard_storage_gib: float = 1024.0  # data + indexes one shard is planned to hold
     insert_cost_keys: float = 10.0  # what a replicated, indexed insert costs, in index keys read from cache
     # the share of actions by what they create (follows are recorded in-process: no Kafka event)
-    mix: tuple[tuple[str, float], ...] = (("posts", 0.10), ("comments", 0.25), ("post_likes", 0.40),
-                                          ("comment_likes", 0.20), ("follows", 0.05))
+    mix: tuple[tuple[str, float], ...] = (
+        ("posts", 0.10),
+        ("comments", 0.25),
+        ("post_likes", 0.40),
+        ("comment_likes", 0.20),
+        ("follows", 0.05),
+    )
 
     def __post_init__(self):
         if self.members < 1:
@@ -161,8 +217,16 @@ class Target:
         for name in ("daily_active", "utilization"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1]")
-        for name in ("actions", "peak_factor", "feed_reads", "post_chars", "comment_chars", "title_chars",
-                     "shard_storage_gib", "insert_cost_keys"):
+        for name in (
+            "actions",
+            "peak_factor",
+            "feed_reads",
+            "post_chars",
+            "comment_chars",
+            "title_chars",
+            "shard_storage_gib",
+            "insert_cost_keys",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.peak_factor < 1:
@@ -198,7 +262,7 @@ def record_bytes() -> int:
     """Key + value of the Kafka record of a like, with ids of nine digits, built by the app's own code."""
     from dailyfeed.events import ActivityEvent, ActivityType
 
-    event = ActivityEvent.new(ActivityType.LIKE_POST, 10 ** 8, post_id=10 ** 8)
+    event = ActivityEvent.new(ActivityType.LIKE_POST, 10**8, post_id=10**8)
     return len(event.message_key.encode()) + len(event.to_bytes())
 
 
@@ -220,12 +284,17 @@ def load_inputs(bench: Path = BENCH_DOCS, storage: Path = STORAGE_FILE, feed: Pa
         notes.append(f"MISSING: {display(path)} does not exist, so no {what} (run `make capacity-measure`)")
         return None
 
-    return Inputs(rates=rates, partitions=settings["kafka.topic.partitions"],
-                  replication=settings["kafka.topic.replication-factor"],
-                  topic_retention_days=settings["kafka.topic.retention-ms"] / (DAY_S * 1000),
-                  record_bytes=record_bytes(),
-                  storage=optional(storage, "storage figures"), feed=optional(feed, "feed read figures"),
-                  notes=notes, paths={"storage": display(storage), "feed": display(feed)})
+    return Inputs(
+        rates=rates,
+        partitions=settings["kafka.topic.partitions"],
+        replication=settings["kafka.topic.replication-factor"],
+        topic_retention_days=settings["kafka.topic.retention-ms"] / (DAY_S * 1000),
+        record_bytes=record_bytes(),
+        storage=optional(storage, "storage figures"),
+        feed=optional(feed, "feed read figures"),
+        notes=notes,
+        paths={"storage": display(storage), "feed": display(feed)},
+    )
 
 
 def display(path: Path) -> str:
@@ -236,6 +305,7 @@ def display(path: Path) -> str:
 
 
 # --- the model ------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Part:
@@ -259,7 +329,7 @@ def n(x: float) -> str:
 
 
 def size(b: float) -> str:
-    for unit, scale in (("TiB", 1024 ** 4), ("GiB", GIB), ("MiB", 1024 ** 2), ("KiB", 1024)):
+    for unit, scale in (("TiB", 1024**4), ("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
         if b >= scale:
             return f"{b / scale:,.1f} {unit}"
     return f"{b:,.0f} B"
@@ -282,20 +352,33 @@ def load_of(t: Target) -> Load:
     per_day = active * t.actions
     mean = per_day / DAY_S
     peak = mean * t.peak_factor
-    return Load(active, per_day, mean, peak, peak * (1 - t.share("follows")),
-                active * t.feed_reads / DAY_S * t.peak_factor)
+    return Load(
+        active, per_day, mean, peak, peak * (1 - t.share("follows")), active * t.feed_reads / DAY_S * t.peak_factor
+    )
 
 
 def load_parts(t: Target, ld: Load) -> list[Part]:
     return [
         Part("active members", ld.active, "", f"members {n(t.members)} × daily active {t.daily_active}"),
         Part("actions per day", ld.actions_per_day, "", f"active {n(ld.active)} × actions {n(t.actions)}"),
-        Part("actions per second at the peak", ld.peak_per_s, "/s",
-             f"{n(ld.actions_per_day)} / {DAY_S:,} s × peak factor {t.peak_factor}"),
-        Part("events per second at the peak (Kafka)", ld.events_peak_per_s, "ev/s",
-             f"{n(ld.peak_per_s)} × (1 − follows {t.share('follows')}: recorded in-process, no event)"),
-        Part("feed reads per second at the peak", ld.feed_peak_per_s, "/s",
-             f"active {n(ld.active)} × {n(t.feed_reads)} pages / {DAY_S:,} s × {t.peak_factor}"),
+        Part(
+            "actions per second at the peak",
+            ld.peak_per_s,
+            "/s",
+            f"{n(ld.actions_per_day)} / {DAY_S:,} s × peak factor {t.peak_factor}",
+        ),
+        Part(
+            "events per second at the peak (Kafka)",
+            ld.events_peak_per_s,
+            "ev/s",
+            f"{n(ld.peak_per_s)} × (1 − follows {t.share('follows')}: recorded in-process, no event)",
+        ),
+        Part(
+            "feed reads per second at the peak",
+            ld.feed_peak_per_s,
+            "/s",
+            f"active {n(ld.active)} × {n(t.feed_reads)} pages / {DAY_S:,} s × {t.peak_factor}",
+        ),
     ]
 
 
@@ -311,18 +394,36 @@ def process_parts(t: Target, ld: Load, inp: Inputs) -> list[Part]:
     readers = ceil(ld.feed_peak_per_s / (inp.rate("read") * u))
     parts = []
     if t.transport == "kafka":
-        parts.append(Part("listener processes (`dailyfeed listen`, one group)", listeners, "",
-                          f"⌈events {n(ld.events_peak_per_s)}/s / (listener {n(listener)} ev/s × utilization {u})⌉"))
+        parts.append(
+            Part(
+                "listener processes (`dailyfeed listen`, one group)",
+                listeners,
+                "",
+                f"⌈events {n(ld.events_peak_per_s)}/s / (listener {n(listener)} ev/s × utilization {u})⌉",
+            )
+        )
     parts += [
-        Part("partitions per date topic", partitions, "",
-             f"max(kafka.topic.partitions {inp.partitions}; listeners {listeners}: a partition feeds one member of a "
-             f"group; ⌈events {n(ld.events_peak_per_s)}/s / (produce {n(inp.rate('produce'))} ev/s / "
-             f"{inp.partitions} partitions × {u})⌉ = {by_produce}). Each day's topic is new, so this can change "
-             "from one day to the next without moving a record"),
-        Part("serving processes for writes", writers, "",
-             f"⌈actions {n(ld.peak_per_s)}/s / (write_{t.transport} {n(write)} req/s × {u})⌉"),
-        Part("serving processes for feed reads", readers, "",
-             f"⌈feed reads {n(ld.feed_peak_per_s)}/s / (read {n(inp.rate('read'))} req/s × {u})⌉"),
+        Part(
+            "partitions per date topic",
+            partitions,
+            "",
+            f"max(kafka.topic.partitions {inp.partitions}; listeners {listeners}: a partition feeds one member of a "
+            f"group; ⌈events {n(ld.events_peak_per_s)}/s / (produce {n(inp.rate('produce'))} ev/s / "
+            f"{inp.partitions} partitions × {u})⌉ = {by_produce}). Each day's topic is new, so this can change "
+            "from one day to the next without moving a record",
+        ),
+        Part(
+            "serving processes for writes",
+            writers,
+            "",
+            f"⌈actions {n(ld.peak_per_s)}/s / (write_{t.transport} {n(write)} req/s × {u})⌉",
+        ),
+        Part(
+            "serving processes for feed reads",
+            readers,
+            "",
+            f"⌈feed reads {n(ld.feed_peak_per_s)}/s / (read {n(inp.rate('read'))} req/s × {u})⌉",
+        ),
         Part("serving processes in all", writers + readers, "", f"{writers} + {readers}"),
     ]
     return parts
@@ -333,15 +434,27 @@ def store_rate_parts(t: Target, ld: Load, inp: Inputs) -> list[Part]:
     reads = ld.peak_per_s * t.reads_per_write + ld.feed_peak_per_s * 2
     insert = inp.rate("store_insert")
     return [
-        Part("store writes per second at the peak", writes, "/s",
-             f"actions {n(ld.peak_per_s)}/s × 2 (the content document, its activity; a follow: the follow, its "
-             "activity)"),
-        Part("store reads per second at the peak", reads, "/s",
-             f"actions {n(ld.peak_per_s)} × reads per write {t.reads_per_write} + feed reads "
-             f"{n(ld.feed_peak_per_s)} × 2 (the followings, the page)"),
-        Part("the store here: its share of one FerretDB's inserts", writes / insert, "×",
-             f"writes {n(writes)}/s / store_insert {n(insert)}/s (one FerretDB v1, one SQLite writer: it does not "
-             "shard)"),
+        Part(
+            "store writes per second at the peak",
+            writes,
+            "/s",
+            f"actions {n(ld.peak_per_s)}/s × 2 (the content document, its activity; a follow: the follow, its "
+            "activity)",
+        ),
+        Part(
+            "store reads per second at the peak",
+            reads,
+            "/s",
+            f"actions {n(ld.peak_per_s)} × reads per write {t.reads_per_write} + feed reads "
+            f"{n(ld.feed_peak_per_s)} × 2 (the followings, the page)",
+        ),
+        Part(
+            "the store here: its share of one FerretDB's inserts",
+            writes / insert,
+            "×",
+            f"writes {n(writes)}/s / store_insert {n(insert)}/s (one FerretDB v1, one SQLite writer: it does not "
+            "shard)",
+        ),
     ]
 
 
@@ -359,18 +472,25 @@ def collection_size(t: Target, name: str, measured: dict[str, Any]) -> Collectio
     text the target assumes (posts: title and content; comments: content)."""
     text = {"posts": t.title_chars + t.post_chars, "comments": t.comment_chars}.get(name, 0)
     extra = text - measured["text_bytes"]
-    return CollectionSize(name, measured["bson_bytes"] + extra, measured["store_data_bytes"] + extra,
-                          sum(measured["store_index_bytes"].values()), len(measured["store_index_bytes"]))
+    return CollectionSize(
+        name,
+        measured["bson_bytes"] + extra,
+        measured["store_data_bytes"] + extra,
+        sum(measured["store_index_bytes"].values()),
+        len(measured["store_index_bytes"]),
+    )
 
 
 # collections whose documents a day of actions adds: every action is an activity, each kind of action its document
 DAILY = ("member_activities", "posts", "comments", "post_likes", "comment_likes", "follows")
 OUTAGE = {"kafka": "kafka_publisher_dead_letters", "feign": "feign_dead_letters"}
-NOT_DAILY = {"counters": "one document per id sequence, not per action",
-             "ops_readiness_probes": "one document per readiness probe",
-             "kafka_listener_dead_letters": "only when the store keeps refusing a record (not a broker outage)",
-             "dead_letter_claims": "one per dead letter restored (the outage section)",
-             **{c: "written during an outage (the outage section)" for c in OUTAGE.values()}}
+NOT_DAILY = {
+    "counters": "one document per id sequence, not per action",
+    "ops_readiness_probes": "one document per readiness probe",
+    "kafka_listener_dead_letters": "only when the store keeps refusing a record (not a broker outage)",
+    "dead_letter_claims": "one per dead letter restored (the outage section)",
+    **{c: "written during an outage (the outage section)" for c in OUTAGE.values()},
+}
 
 
 def storage_parts(t: Target, ld: Load, inp: Inputs) -> tuple[list[Part], float]:
@@ -393,20 +513,38 @@ def storage_parts(t: Target, ld: Load, inp: Inputs) -> tuple[list[Part], float]:
         share = "every action" if name == "member_activities" else f"{t.share(name)} of the actions"
         parts += [
             Part(f"{name}: documents per day", docs, "", f"actions {n(ld.actions_per_day)} × {share}"),
-            Part(f"{name}: bytes per day, BSON + indexes", per_day, "B",
-                 f"{n(docs)} × ({n(c.per_doc_bson)} B BSON + {n(c.per_doc_indexes)} B in {c.indexes} indexes) = "
-                 f"{size(docs * c.per_doc_bson)} + {size(docs * c.per_doc_indexes)} (data here "
-                 f"{n(c.per_doc_store)} B a document)"),
-            Part(f"{name}: over the retention", per_day * t.retention_days, "B",
-                 f"{size(per_day)} × {t.retention_days} days")]
+            Part(
+                f"{name}: bytes per day, BSON + indexes",
+                per_day,
+                "B",
+                f"{n(docs)} × ({n(c.per_doc_bson)} B BSON + {n(c.per_doc_indexes)} B in {c.indexes} indexes) = "
+                f"{size(docs * c.per_doc_bson)} + {size(docs * c.per_doc_indexes)} (data here "
+                f"{n(c.per_doc_store)} B a document)",
+            ),
+            Part(
+                f"{name}: over the retention",
+                per_day * t.retention_days,
+                "B",
+                f"{size(per_day)} × {t.retention_days} days",
+            ),
+        ]
     unmodelled = sorted(set(measured) - set(DAILY) - set(NOT_DAILY))
     for name in unmodelled:
-        parts.append(Part(f"{name}: measured ({n(measured[name]['bson_bytes'])} B BSON a document) but not in "
-                          "the model's action mix", float("nan"), "", "add it to DAILY or NOT_DAILY"))
-    parts += [Part(f"everything retained ({t.retention_days} days), BSON + indexes", cluster, "B",
-                   "the sum of the lines above"),
-              Part("   the same on the store here (its data is JSON text)", here, "B",
-                   "documents × (data here + indexes)")]
+        parts.append(
+            Part(
+                f"{name}: measured ({n(measured[name]['bson_bytes'])} B BSON a document) but not in "
+                "the model's action mix",
+                float("nan"),
+                "",
+                "add it to DAILY or NOT_DAILY",
+            )
+        )
+    parts += [
+        Part(
+            f"everything retained ({t.retention_days} days), BSON + indexes", cluster, "B", "the sum of the lines above"
+        ),
+        Part("   the same on the store here (its data is JSON text)", here, "B", "documents × (data here + indexes)"),
+    ]
     return parts, cluster
 
 
@@ -419,39 +557,70 @@ def outage_parts(t: Target, ld: Load, inp: Inputs) -> list[Part]:
     restore = inp.rate("restore_publisher") * t.restore_processes
     relay = inp.rate("relay")
     parts = [
-        Part("dead letters kept during the outage", dead, "",
-             f"events {n(rate)}/s × {n(seconds)} s (the outage at the peak)"),
-        Part("dead letters recorded per second during it, against what the write path records", rate / record, "×",
-             f"{n(rate)}/s / record_dead_letter {n(record)}/s: above 1× the writes wait on the dead-letter store"),
+        Part(
+            "dead letters kept during the outage",
+            dead,
+            "",
+            f"events {n(rate)}/s × {n(seconds)} s (the outage at the peak)",
+        ),
+        Part(
+            "dead letters recorded per second during it, against what the write path records",
+            rate / record,
+            "×",
+            f"{n(rate)}/s / record_dead_letter {n(record)}/s: above 1× the writes wait on the dead-letter store",
+        ),
     ]
     storage = inp.storage["collections"] if inp.storage else {}
     if collection in storage:
         dl = storage[collection]
-        parts.append(Part(f"{collection}: their bytes, here (data + indexes)", dead *
-                          (dl["store_data_bytes"] + sum(dl["store_index_bytes"].values())), "B",
-                          f"{n(dead)} × ({n(dl['store_data_bytes'])} + "
-                          f"{n(sum(dl['store_index_bytes'].values()))}) B; BSON {size(dead * dl['bson_bytes'])}"))
+        parts.append(
+            Part(
+                f"{collection}: their bytes, here (data + indexes)",
+                dead * (dl["store_data_bytes"] + sum(dl["store_index_bytes"].values())),
+                "B",
+                f"{n(dead)} × ({n(dl['store_data_bytes'])} + "
+                f"{n(sum(dl['store_index_bytes'].values()))}) B; BSON {size(dead * dl['bson_bytes'])}",
+            )
+        )
     if "dead_letter_claims" in storage:
         claim = storage["dead_letter_claims"]
-        parts.append(Part("dead_letter_claims: one per restored dead letter, here (data + indexes)", dead *
-                          (claim["store_data_bytes"] + sum(claim["store_index_bytes"].values())), "B",
-                          f"{n(dead)} × ({n(claim['store_data_bytes'])} + "
-                          f"{n(sum(claim['store_index_bytes'].values()))}) B"))
+        parts.append(
+            Part(
+                "dead_letter_claims: one per restored dead letter, here (data + indexes)",
+                dead * (claim["store_data_bytes"] + sum(claim["store_index_bytes"].values())),
+                "B",
+                f"{n(dead)} × ({n(claim['store_data_bytes'])} + {n(sum(claim['store_index_bytes'].values()))}) B",
+            )
+        )
     parts += [
-        Part("restore time to drain them (restore-publisher)", dead / restore, "s",
-             f"{n(dead)} / (restore_publisher {n(inp.rate('restore_publisher'))}/s × {t.restore_processes} "
-             f"process(es)) = {hours(dead / restore)}"),
-        Part("the same drained by the relay", dead / relay, "s", f"{n(dead)} / relay {n(relay)}/s = "
-                                                                  f"{hours(dead / relay)}"),
+        Part(
+            "restore time to drain them (restore-publisher)",
+            dead / restore,
+            "s",
+            f"{n(dead)} / (restore_publisher {n(inp.rate('restore_publisher'))}/s × {t.restore_processes} "
+            f"process(es)) = {hours(dead / restore)}",
+        ),
+        Part(
+            "the same drained by the relay",
+            dead / relay,
+            "s",
+            f"{n(dead)} / relay {n(relay)}/s = {hours(dead / relay)}",
+        ),
     ]
     if t.transport == "kafka":
         listeners = ceil(ld.events_peak_per_s / (inp.rate("listener") * t.utilization))
         spare = listeners * inp.rate("listener") - ld.events_peak_per_s
         backlog = ld.events_peak_per_s * seconds
-        parts.append(Part("a store outage instead: the listeners' catch-up afterwards", backlog / spare, "s",
-                          f"backlog {n(backlog)} events / (listeners {listeners} × {n(inp.rate('listener'))} − "
-                          f"{n(ld.events_peak_per_s)}) ev/s = {hours(backlog / spare)} (nothing is dead-lettered: "
-                          "offsets wait)"))
+        parts.append(
+            Part(
+                "a store outage instead: the listeners' catch-up afterwards",
+                backlog / spare,
+                "s",
+                f"backlog {n(backlog)} events / (listeners {listeners} × {n(inp.rate('listener'))} − "
+                f"{n(ld.events_peak_per_s)}) ev/s = {hours(backlog / spare)} (nothing is dead-lettered: "
+                "offsets wait)",
+            )
+        )
     return parts
 
 
@@ -468,9 +637,15 @@ def hours(seconds: float) -> str:
 def kafka_parts(t: Target, ld: Load, inp: Inputs) -> list[Part]:
     per_day = ld.actions_per_day * (1 - t.share("follows"))
     bytes_kept = per_day * inp.record_bytes * inp.replication * inp.topic_retention_days
-    return [Part("Kafka: bytes kept on the brokers (records only)", bytes_kept, "B",
-                 f"{n(per_day)} events/day × {inp.record_bytes} B (key + value the app builds) × replication "
-                 f"{inp.replication} × {n(inp.topic_retention_days)} days of topic retention = {size(bytes_kept)}")]
+    return [
+        Part(
+            "Kafka: bytes kept on the brokers (records only)",
+            bytes_kept,
+            "B",
+            f"{n(per_day)} events/day × {inp.record_bytes} B (key + value the app builds) × replication "
+            f"{inp.replication} × {n(inp.topic_retention_days)} days of topic retention = {size(bytes_kept)}",
+        )
+    ]
 
 
 def examined_keys(followings: int, per_member: float) -> float:
@@ -484,52 +659,95 @@ def feed_parts(t: Target, ld: Load, inp: Inputs, retained: float) -> list[Part]:
     per_member = t.daily_active * t.actions * t.retention_days  # a member's activities within the retention
     matched = t.followings * per_member
     stored = ld.actions_per_day * t.retention_days
-    parts = [Part("activities a feed page chooses from", matched, "",
-                  f"followings {t.followings} × a member's {n(per_member)} (daily active {t.daily_active} × "
-                  f"{n(t.actions)} × {t.retention_days} days)")]
+    parts = [
+        Part(
+            "activities a feed page chooses from",
+            matched,
+            "",
+            f"followings {t.followings} × a member's {n(per_member)} (daily active {t.daily_active} × "
+            f"{n(t.actions)} × {t.retention_days} days)",
+        )
+    ]
     if inp.feed is not None and "ferretdb" in inp.feed.get("stores", {}):
         f = inp.feed["stores"]["ferretdb"]["fit"]
         ms = f["base_ms"] + f["per_stored_ms"] * stored + f["per_matched_ms"] * matched
-        parts.append(Part("a feed page on the store here (FerretDB v1: every query decodes the collection)",
-                          ms / 1000, "s",
-                          f"{n(f['base_ms'])} + {f['per_stored_ms']:.3g} × stored {n(stored)} + "
-                          f"{f['per_matched_ms']:.3g} × matched {n(matched)} ms (the fit of {inp.paths['feed']})"))
+        parts.append(
+            Part(
+                "a feed page on the store here (FerretDB v1: every query decodes the collection)",
+                ms / 1000,
+                "s",
+                f"{n(f['base_ms'])} + {f['per_stored_ms']:.3g} × stored {n(stored)} + "
+                f"{f['per_matched_ms']:.3g} × matched {n(matched)} ms (the fit of {inp.paths['feed']})",
+            )
+        )
     keys = examined_keys(t.followings, per_member)
-    how = (f"≤ {EXPLODE_LIMIT} followings: one index scan per followed member merged, so followings + a page"
-           if t.followings <= EXPLODE_LIMIT else
-           f"> {EXPLODE_LIMIT} followings: the sort after the $in is done in memory over every matching key")
+    how = (
+        f"≤ {EXPLODE_LIMIT} followings: one index scan per followed member merged, so followings + a page"
+        if t.followings <= EXPLODE_LIMIT
+        else f"> {EXPLODE_LIMIT} followings: the sort after the $in is done in memory over every matching key"
+    )
     most = examined_keys(MAX_FOLLOWINGS, per_member)
     shards = ceil(retained / (t.shard_storage_gib * GIB)) if retained == retained else 1
     touched = shards * (1 - (1 - 1 / shards) ** t.followings)
     timeline_writes = ld.events_peak_per_s * t.followings
     parts += [
         Part("index keys a page examines on MongoDB (index member_newest)", keys, "", how),
-        Part(f"   for a member following {MAX_FOLLOWINGS} (the most allowed)", most, "",
-             f"> {EXPLODE_LIMIT}: every key of {MAX_FOLLOWINGS} × {n(per_member)} activities, sorted in memory"),
-        Part("shards for the retained data", shards, "",
-             f"⌈{size(retained)} / shard_storage {t.shard_storage_gib:,.0f} GiB⌉"),
-        Part("shards a feed page asks (member_activities sharded by member_id)", touched, "",
-             f"shards {shards} × (1 − (1 − 1/{shards})^followings {t.followings}); each answers its best "
-             f"{PAGE + 1}, mongos merges"),
-        Part("index keys examined per second at the peak, every shard", ld.feed_peak_per_s * touched * keys, "/s",
-             f"feed reads {n(ld.feed_peak_per_s)}/s × shards asked {n(touched)} × {n(keys)} (each shard is sent "
-             "the whole $in and seeks every member in it, its own or not)"),
-        Part("a timeline per member instead: timeline inserts per second at the peak", timeline_writes, "/s",
-             f"events {n(ld.events_peak_per_s)}/s × mean followers {t.followings} (each follow has two ends, so "
-             f"the mean followers = the mean followings); {n(timeline_writes / max(ld.events_peak_per_s, 1e-9))}× "
-             f"the activity writes; a page then reads {PAGE + 1} keys of one shard"),
+        Part(
+            f"   for a member following {MAX_FOLLOWINGS} (the most allowed)",
+            most,
+            "",
+            f"> {EXPLODE_LIMIT}: every key of {MAX_FOLLOWINGS} × {n(per_member)} activities, sorted in memory",
+        ),
+        Part(
+            "shards for the retained data",
+            shards,
+            "",
+            f"⌈{size(retained)} / shard_storage {t.shard_storage_gib:,.0f} GiB⌉",
+        ),
+        Part(
+            "shards a feed page asks (member_activities sharded by member_id)",
+            touched,
+            "",
+            f"shards {shards} × (1 − (1 − 1/{shards})^followings {t.followings}); each answers its best "
+            f"{PAGE + 1}, mongos merges",
+        ),
+        Part(
+            "index keys examined per second at the peak, every shard",
+            ld.feed_peak_per_s * touched * keys,
+            "/s",
+            f"feed reads {n(ld.feed_peak_per_s)}/s × shards asked {n(touched)} × {n(keys)} (each shard is sent "
+            "the whole $in and seeks every member in it, its own or not)",
+        ),
+        Part(
+            "a timeline per member instead: timeline inserts per second at the peak",
+            timeline_writes,
+            "/s",
+            f"events {n(ld.events_peak_per_s)}/s × mean followers {t.followings} (each follow has two ends, so "
+            f"the mean followers = the mean followings); {n(timeline_writes / max(ld.events_peak_per_s, 1e-9))}× "
+            f"the activity writes; a page then reads {PAGE + 1} keys of one shard",
+        ),
     ]
     if inp.storage is not None and "member_activities" in inp.storage["collections"]:
         c = collection_size(t, "member_activities", inp.storage["collections"]["member_activities"])
         entries = ld.actions_per_day * (1 - t.share("follows")) * t.followings * t.retention_days
-        parts.append(Part("   their storage over the retention, an entry the size of an activity (BSON)",
-                          entries * c.per_doc_bson, "B", f"{n(entries)} entries × {n(c.per_doc_bson)} B = "
-                                                          f"{size(entries * c.per_doc_bson)}"))
+        parts.append(
+            Part(
+                "   their storage over the retention, an entry the size of an activity (BSON)",
+                entries * c.per_doc_bson,
+                "B",
+                f"{n(entries)} entries × {n(c.per_doc_bson)} B = {size(entries * c.per_doc_bson)}",
+            )
+        )
     reads = ld.feed_peak_per_s * keys
-    parts.append(Part("   the timeline costs less once a page asks this many shards", t.insert_cost_keys *
-                      timeline_writes / reads if reads else float("inf"), "",
-                      f"insert cost {t.insert_cost_keys} keys × timeline inserts {n(timeline_writes)}/s / (feed reads "
-                      f"{n(ld.feed_peak_per_s)}/s × {n(keys)} keys a shard)"))
+    parts.append(
+        Part(
+            "   the timeline costs less once a page asks this many shards",
+            t.insert_cost_keys * timeline_writes / reads if reads else float("inf"),
+            "",
+            f"insert cost {t.insert_cost_keys} keys × timeline inserts {n(timeline_writes)}/s / (feed reads "
+            f"{n(ld.feed_peak_per_s)}/s × {n(keys)} keys a shard)",
+        )
+    )
     return parts
 
 
@@ -537,13 +755,19 @@ def model(t: Target, inp: Inputs) -> list[tuple[str, list[Part]]]:
     """The target's parts, by section, in the order they print."""
     ld = load_of(t)
     storage, retained = storage_parts(t, ld, inp)
-    return [("load", load_parts(t, ld)), ("processes", process_parts(t, ld, inp)),
-            ("store rates", store_rate_parts(t, ld, inp)), ("storage", storage),
-            ("Kafka", kafka_parts(t, ld, inp)), ("broker outage", outage_parts(t, ld, inp)),
-            ("followings feed", feed_parts(t, ld, inp, retained))]
+    return [
+        ("load", load_parts(t, ld)),
+        ("processes", process_parts(t, ld, inp)),
+        ("store rates", store_rate_parts(t, ld, inp)),
+        ("storage", storage),
+        ("Kafka", kafka_parts(t, ld, inp)),
+        ("broker outage", outage_parts(t, ld, inp)),
+        ("followings feed", feed_parts(t, ld, inp, retained)),
+    ]
 
 
 # --- output ---------------------------------------------------------------------------------------------------
+
 
 def value_text(p: Part) -> str:
     if p.unit == "B":
@@ -560,12 +784,16 @@ def render_inputs(inp: Inputs) -> str:
     for m in MEASURED:
         fig = inp.rates[m.name]
         lines.append(f"  {m.name:18} {n(fig.value):>8}  {m.what}\n  {'':18} {'':>8}  ← {fig.source}")
-    lines.append(f"  partitions {inp.partitions}, replication {inp.replication} (config/default.toml); a Kafka record "
-                 f"{inp.record_bytes} B (key + value, dailyfeed.events)")
+    lines.append(
+        f"  partitions {inp.partitions}, replication {inp.replication} (config/default.toml); a Kafka record "
+        f"{inp.record_bytes} B (key + value, dailyfeed.events)"
+    )
     if inp.storage is not None:
         store = inp.storage["store"]
-        lines.append(f"  storage: run {inp.storage['run']} of {inp.storage['started']} on {store['uri_scheme']}:// "
-                     f"(wire version {store.get('version')}), {inp.paths['storage']}")
+        lines.append(
+            f"  storage: run {inp.storage['run']} of {inp.storage['started']} on {store['uri_scheme']}:// "
+            f"(wire version {store.get('version')}), {inp.paths['storage']}"
+        )
     if inp.feed is not None:
         lines.append(f"  feed: run {inp.feed['run']}, {inp.paths['feed']}")
     lines += [f"  {note}" for note in inp.notes]
@@ -604,21 +832,26 @@ def render_feed(feed: dict[str, Any]) -> str:
     """The feed measurement as a table: raw query p50 (ms) per store and stored activities, a column per
     followings count, then the fit."""
     followings = sorted({p["followings"] for r in feed["stores"].values() for p in r["points"]})
-    lines = ["| store, activities per member → stored | " + " | ".join(f"{f} followings" for f in followings) + " |",
-             "|---|" + "---|" * len(followings)]
+    lines = [
+        "| store, activities per member → stored | " + " | ".join(f"{f} followings" for f in followings) + " |",
+        "|---|" + "---|" * len(followings),
+    ]
     for store, result in feed["stores"].items():
         for a in sorted({p["per_member"] for p in result["points"]}):
             points = {p["followings"]: p for p in result["points"] if p["per_member"] == a}
-            cells = [f"{points[f]['raw_ms']:,.0f} ({points[f]['samples']})" if f in points else "—"
-                     for f in followings]
+            cells = [f"{points[f]['raw_ms']:,.0f} ({points[f]['samples']})" if f in points else "—" for f in followings]
             stored = next(iter(points.values()))["stored"]
             lines.append(f"| {store}, {a} → {stored:,} | " + " | ".join(cells) + " |")
-    fits = "; ".join(f"{store} ≈ {r['fit']['base_ms']:,.0f} ms + {r['fit']['per_stored_ms']:.3f} ms per stored "
-                     f"+ {r['fit']['per_matched_ms']:.3f} ms per matched activity"
-                     for store, r in feed["stores"].items())
+    fits = "; ".join(
+        f"{store} ≈ {r['fit']['base_ms']:,.0f} ms + {r['fit']['per_stored_ms']:.3f} ms per stored "
+        f"+ {r['fit']['per_matched_ms']:.3f} ms per matched activity"
+        for store, r in feed["stores"].items()
+    )
     load = ", ".join(f"{x:.1f}" for x in feed["load_before"][:1] + feed.get("load_after", [])[:1])
-    return "\n".join(lines) + (f"\n\nRaw query p50 in ms (pairs in brackets), run {feed['run']}, load average "
-                               f"before / after {load}. Least squares: {fits}.\n")
+    return "\n".join(lines) + (
+        f"\n\nRaw query p50 in ms (pairs in brackets), run {feed['run']}, load average "
+        f"before / after {load}. Least squares: {fits}.\n"
+    )
 
 
 def write_docs(path: Path, blocks: dict[str, str]) -> None:
@@ -646,21 +879,29 @@ def main(argv: list[str] | None = None) -> int:
     for f in fields(Target):
         if f.name in ("members", "mix"):
             continue
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)),
-                            default=getattr(defaults, f.name))
-    parser.add_argument("--mix", default=",".join(f"{k}={v}" for k, v in defaults.mix),
-                        help="share of the actions by what they create")
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name)
+        )
+    parser.add_argument(
+        "--mix", default=",".join(f"{k}={v}" for k, v in defaults.mix), help="share of the actions by what they create"
+    )
     parser.add_argument("--bench", type=Path, default=BENCH_DOCS, help="the benchmark table (markdown)")
     parser.add_argument("--storage", type=Path, default=STORAGE_FILE)
     parser.add_argument("--feed", type=Path, default=FEED_FILE)
     parser.add_argument("--markdown", action="store_true", help="one table of every part, a column per target")
-    parser.add_argument("--write-docs", action="store_true",
-                        help=f"put the inputs and that table into {display(SCALING_DOCS)}")
+    parser.add_argument(
+        "--write-docs", action="store_true", help=f"put the inputs and that table into {display(SCALING_DOCS)}"
+    )
     args = parser.parse_args(argv)
     try:
-        targets = [Target(members=int(m), mix=parse_mix(args.mix),
-                          **{f.name: getattr(args, f.name) for f in fields(Target) if f.name not in ("members", "mix")})
-                   for m in args.members.split(",")]
+        targets = [
+            Target(
+                members=int(m),
+                mix=parse_mix(args.mix),
+                **{f.name: getattr(args, f.name) for f in fields(Target) if f.name not in ("members", "mix")},
+            )
+            for m in args.members.split(",")
+        ]
     except ValueError as exc:
         parser.error(str(exc))
     inp = load_inputs(args.bench, args.storage, args.feed)

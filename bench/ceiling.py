@@ -1,5 +1,6 @@
 """Section 1, the ceiling: raw aiokafka produce and consume, and consume + the app's insert_many through
 pymongo, committing after each batch like the listener. No app process."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,10 +23,15 @@ def activity_doc(value: bytes, key: bytes) -> dict:
     """The member_activities document of a record, as dailyfeed.activity.repository.activity_document makes it.
     Built here from the raw record on purpose: the ceiling leaves out the app's parsing of the event."""
     body = json.loads(value)
-    return {"member_id": body["memberId"], "post_id": body["postId"], "comment_id": body.get("commentId"),
-            "member_activity_type": body["memberActivityType"], "message_key": key.decode(),
-            "created_at": datetime.fromisoformat(body["createdAt"].replace("Z", "+00:00")),
-            "updated_at": body.get("updatedAt")}
+    return {
+        "member_id": body["memberId"],
+        "post_id": body["postId"],
+        "comment_id": body.get("commentId"),
+        "member_activity_type": body["memberActivityType"],
+        "message_key": key.decode(),
+        "created_at": datetime.fromisoformat(body["createdAt"].replace("Z", "+00:00")),
+        "updated_at": body.get("updatedAt"),
+    }
 
 
 def insert_ignoring_duplicates(collection, docs: list[dict]) -> None:
@@ -48,9 +54,14 @@ async def consume(topic: str, group: str, n: int, write: Callable | None, collec
     after it, like the listener. Timed from the consumer's start to the commit of the n-th record."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=common.BOOTSTRAP, group_id=group,
-                                client_id="dailyfeed-bench", auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=common.BOOTSTRAP,
+        group_id=group,
+        client_id="dailyfeed-bench",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     started = time.perf_counter()
     done = 0
@@ -89,11 +100,16 @@ def ceiling_rep(run: Run, rep: int, n: int) -> dict[str, Any]:
         produce_s = await common.produce(topic, events)
         read = await consume(topic, run.group(label + "-read"), n, None)
         found = {}
-        for name, into in [("store", db), ("bare", bare)][::1 if rep % 2 == 0 else -1]:  # which goes first alternates
+        for name, into in [("store", db), ("bare", bare)][:: 1 if rep % 2 == 0 else -1]:  # which goes first alternates
             found[name] = await consume(topic, run.group(f"{label}-{name}"), n, write_batch, into["member_activities"])
         stored, unique_only = found["store"], found["bare"]
-        return {"produce": n / produce_s, "consume": read["events_per_s"], "store": stored["events_per_s"],
-                "store_share": stored["store_share"], "store_unique_index": unique_only["events_per_s"]}
+        return {
+            "produce": n / produce_s,
+            "consume": read["events_per_s"],
+            "store": stored["events_per_s"],
+            "store_share": stored["store_share"],
+            "store_unique_index": unique_only["events_per_s"],
+        }
 
     try:
         result = asyncio.run(go())
@@ -109,7 +125,15 @@ def rows(table: Table) -> None:
     n = f"{table.sizes['ingest']:,}"
     table.figure("1a ceiling: raw produce, acks=all idempotent (ev/s)", n, table.values("ceiling", "produce"))
     table.figure("1b ceiling: raw consume, no store (ev/s)", n, table.values("ceiling", "consume"))
-    table.figure("1c ceiling: raw consume + the app's insert_many (its indexes), commit after (ev/s)", n,
-                 table.values("ceiling", "store"))
-    table.figure("1d   1c into a collection with the unique key index only (ev/s)", n,
-                 table.values("ceiling", "store_unique_index"), "1c", table.values("ceiling", "store"))
+    table.figure(
+        "1c ceiling: raw consume + the app's insert_many (its indexes), commit after (ev/s)",
+        n,
+        table.values("ceiling", "store"),
+    )
+    table.figure(
+        "1d   1c into a collection with the unique key index only (ev/s)",
+        n,
+        table.values("ceiling", "store_unique_index"),
+        "1c",
+        table.values("ceiling", "store"),
+    )

@@ -3,6 +3,7 @@
 Every benchmark run gets a short id; its databases are `bench_<id>_…`, its topics `bench-<id>-…` and its consumer
 groups `bench-<id>-…`, so a run never touches anyone else's data and cleans up exactly what it made.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,6 +60,7 @@ class Sizes:
 
 # --- naming ---------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Run:
     """Names for one benchmark run; everything it creates starts with `bench_<id>` / `bench-<id>`."""
@@ -89,14 +91,18 @@ def today_topic(prefix: str) -> str:
 
 # --- events ---------------------------------------------------------------------------------------------------
 
+
 def make_events(n: int, *, start: int = 1, members: int = 100) -> list[ActivityEvent]:
     """n distinct POST_CREATE events as the content module makes them (one key each, today's date)."""
     base = datetime.now(timezone.utc)
-    return [ActivityEvent.new(ActivityType.POST_CREATE, (i % members) + 1, post_id=i,
-                              at=base + timedelta(microseconds=i)) for i in range(start, start + n)]
+    return [
+        ActivityEvent.new(ActivityType.POST_CREATE, (i % members) + 1, post_id=i, at=base + timedelta(microseconds=i))
+        for i in range(start, start + n)
+    ]
 
 
 # --- Kafka ----------------------------------------------------------------------------------------------------
+
 
 async def create_topic(topic: str, partitions: int = PARTITIONS) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -115,8 +121,9 @@ async def produce(topic: str, events: list[ActivityEvent], *, awaited_one_by_one
     takes) unless `awaited_one_by_one` (each send awaited before the next, as a restore republishes)."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True,
-                                client_id="dailyfeed-bench")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True, client_id="dailyfeed-bench"
+    )
     await producer.start()
     try:
         records = [(e.to_bytes(), e.message_key.encode()) for e in events]
@@ -207,6 +214,7 @@ def delete_topics(run: Run) -> list[str]:
 
 # --- the store ------------------------------------------------------------------------------------------------
 
+
 def mongo() -> pymongo.MongoClient:
     return pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=5000, tz_aware=True)
 
@@ -224,6 +232,7 @@ def drop_databases(run: Run) -> list[str]:
 
 
 # --- processes ------------------------------------------------------------------------------------------------
+
 
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak RSS) of a process, in KiB; empty when it is gone."""
@@ -252,8 +261,9 @@ def cpu_seconds(pid: int) -> float:
 def bench_env(**settings: Any) -> dict[str, str]:
     """The environment for a dailyfeed subprocess: DAILYFEED_<SETTING> overrides on top of ours."""
     env = dict(os.environ)
-    env.update({"DAILYFEED_MONGO_URI": MONGO_URI, "DAILYFEED_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
-                "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {"DAILYFEED_MONGO_URI": MONGO_URI, "DAILYFEED_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "PYTHONUNBUFFERED": "1"}
+    )
     for key, value in settings.items():
         env["DAILYFEED_" + key.upper().replace(".", "_").replace("-", "_")] = str(value)
     return env
@@ -262,8 +272,7 @@ def bench_env(**settings: Any) -> dict[str, str]:
 def start_process(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")
-    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                            start_new_session=True)
+    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
@@ -286,13 +295,15 @@ def wait_for_line(path: Path, pattern: str, proc: subprocess.Popen, timeout: flo
         if match:
             return match
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:3]} ended with {proc.returncode} before saying {pattern!r}; "
-                               f"log {path}:\n{text[-3000:]}")
+            raise RuntimeError(
+                f"{proc.args[:3]} ended with {proc.returncode} before saying {pattern!r}; log {path}:\n{text[-3000:]}"
+            )
         time.sleep(0.05)
     raise TimeoutError(f"no {pattern!r} in {path} within {timeout:.0f} s")
 
 
 # --- statistics -----------------------------------------------------------------------------------------------
+
 
 def percentile(values: Iterable[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""

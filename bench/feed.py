@@ -12,6 +12,7 @@ shape through pymongo. The first pair's pages must hold the same activities. The
 raw p50 = base + per_stored × stored + per_matched × matched (stored: the collection's documents; matched: the
 followed members' activities, F × A), which is what the capacity model scales.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,11 +45,18 @@ def seed(dailyfeed: Any, per_member: int, chunk: int = 5000) -> int:
     from dailyfeed.events import ActivityEvent, ActivityType, utcnow
 
     base = utcnow() - timedelta(days=1)
-    events = [ActivityEvent.new(ActivityType.POST_CREATE, member, post_id=k * FOLLOWED + member,
-                                at=base + timedelta(milliseconds=k * FOLLOWED + member))
-              for k in range(per_member) for member in range(1, FOLLOWED + 1)]
+    events = [
+        ActivityEvent.new(
+            ActivityType.POST_CREATE,
+            member,
+            post_id=k * FOLLOWED + member,
+            at=base + timedelta(milliseconds=k * FOLLOWED + member),
+        )
+        for k in range(per_member)
+        for member in range(1, FOLLOWED + 1)
+    ]
     for start in range(0, len(events), chunk):
-        dailyfeed.activity_service.record_activities(events[start:start + chunk])
+        dailyfeed.activity_service.record_activities(events[start : start + chunk])
     follows = FollowRepository(dailyfeed.db)
     for followings in FOLLOWINGS:
         for member in range(1, followings + 1):
@@ -87,8 +95,14 @@ def measure(dailyfeed: Any, followings: int, samples: int, budget_s: float) -> d
             raise AssertionError(f"{followings} followings: the service's page and the raw query's differ")
         (service_ms if order[0] is service else raw_ms).append(ms_a)
         (raw_ms if order[0] is service else service_ms).append(ms_b)
-    return {"followings": followings, "samples": len(raw_ms), "service_ms": statistics.median(service_ms),
-            "raw_ms": statistics.median(raw_ms), "raw_min_ms": min(raw_ms), "raw_max_ms": max(raw_ms)}
+    return {
+        "followings": followings,
+        "samples": len(raw_ms),
+        "service_ms": statistics.median(service_ms),
+        "raw_ms": statistics.median(raw_ms),
+        "raw_min_ms": min(raw_ms),
+        "raw_max_ms": max(raw_ms),
+    }
 
 
 def fit(points: list[dict[str, Any]]) -> dict[str, float]:
@@ -98,8 +112,11 @@ def fit(points: list[dict[str, Any]]) -> dict[str, float]:
     b = [sum(r[i] * r[3] for r in rows) for i in range(3)]
 
     def det(m: list[list[float]]) -> float:
-        return (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
+        return (
+            m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+        )
 
     d = det(a)
     if not d:
@@ -116,20 +133,29 @@ def run_store(run: Run, store: str, per_member: list[int], samples: int, budget_
         try:
             t = time.perf_counter()
             stored = seed(dailyfeed, a)
-            print(f"{store}: {stored:,} activities ({a} per member) stored in {time.perf_counter() - t:.1f} s",
-                  flush=True)
+            print(
+                f"{store}: {stored:,} activities ({a} per member) stored in {time.perf_counter() - t:.1f} s", flush=True
+            )
             for followings in FOLLOWINGS:
-                point = {"per_member": a, "stored": stored, "matched": followings * a,
-                         **measure(dailyfeed, followings, samples, budget_s)}
+                point = {
+                    "per_member": a,
+                    "stored": stored,
+                    "matched": followings * a,
+                    **measure(dailyfeed, followings, samples, budget_s),
+                }
                 points.append(point)
-                print(f"  {followings:>4} followings, {point['matched']:>6,} matched: service p50 "
-                      f"{point['service_ms']:8.1f} ms, raw p50 {point['raw_ms']:8.1f} ms "
-                      f"({point['samples']} pairs)", flush=True)
+                print(
+                    f"  {followings:>4} followings, {point['matched']:>6,} matched: service p50 "
+                    f"{point['service_ms']:8.1f} ms, raw p50 {point['raw_ms']:8.1f} ms "
+                    f"({point['samples']} pairs)",
+                    flush=True,
+                )
         finally:
             if uri.startswith("mongodb"):
                 dailyfeed.db.client.drop_database(dailyfeed.db.name)
             else:
                 from dailyfeed.store import forget_mock
+
                 forget_mock(uri)
             dailyfeed.close()
     return {"points": points, "fit": fit(points)}
@@ -146,19 +172,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     per_store = {"ferretdb": args.per_member, "mongomock": args.mongomock_per_member}
     run = Run.new()
-    data: dict[str, Any] = {"run": run.id, "load_before": os.getloadavg(), "page": PAGE, "followed": FOLLOWED,
-                            "stores": {}}
+    data: dict[str, Any] = {
+        "run": run.id,
+        "load_before": os.getloadavg(),
+        "page": PAGE,
+        "followed": FOLLOWED,
+        "stores": {},
+    }
     try:
         for store, per_member in per_store.items():
             if per_member:
-                data["stores"][store] = run_store(run, store, [int(x) for x in per_member.split(",")], args.samples,
-                                                  args.budget)
+                data["stores"][store] = run_store(
+                    run, store, [int(x) for x in per_member.split(",")], args.samples, args.budget
+                )
     finally:
         common.drop_databases(run)
     data["load_after"] = os.getloadavg()
     for store, f in ((store, result["fit"]) for store, result in data["stores"].items()):
-        print(f"{store}: raw p50 ≈ {f['base_ms']:.2f} ms + {f['per_stored_ms'] * 1000:.3f} ms per 1,000 stored "
-              f"+ {f['per_matched_ms'] * 1000:.3f} ms per 1,000 matched")
+        print(
+            f"{store}: raw p50 ≈ {f['base_ms']:.2f} ms + {f['per_stored_ms'] * 1000:.3f} ms per 1,000 stored "
+            f"+ {f['per_matched_ms'] * 1000:.3f} ms per 1,000 matched"
+        )
     save_results(args.out, data)
     return 0
 

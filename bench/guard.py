@@ -12,6 +12,7 @@ listed as such, like a row that only one of the runs has.
 
     .venv/bin/python -m bench.guard bench/results/<run>.json      # compare a saved run with the committed one
 """
+
 from __future__ import annotations
 
 import json
@@ -47,20 +48,23 @@ class Moved:
             return f"{b[0]:.2f}–{b[1]:.2f}"
 
         word = "up" if self.change > 0 else "down"
-        return (f"{self.figure} [{self.n}]: {self.before:.2f}× (band {band(self.before_band)}) → {self.now:.2f}× "
-                f"(band {band(self.now_band)}), {word} {abs(self.change):.2f}")
+        return (
+            f"{self.figure} [{self.n}]: {self.before:.2f}× (band {band(self.before_band)}) → {self.now:.2f}× "
+            f"(band {band(self.now_band)}), {word} {abs(self.change):.2f}"
+        )
 
 
 @dataclass
 class Comparison:
     moved: list[Moved]
     unjudged: list[str]  # rows with a ratio on both sides but no band on one of them
-    new: list[str]       # rows with a ratio only in this run
-    gone: list[str]      # rows with a ratio only in the committed run
+    new: list[str]  # rows with a ratio only in this run
+    gone: list[str]  # rows with a ratio only in the committed run
 
 
 def compare(now: Iterable[report.Row], before: Iterable[report.Row]) -> Comparison:
     """The rows whose ratio moved by more than the wider of the two runs' noise bands (matched by figure and N)."""
+
     def by_key(rows: Iterable[report.Row]) -> dict[tuple[str, str], report.Row]:
         return {(row.figure, SAMPLES.sub("", row.n)): row for row in rows if row.ratio_value is not None}
 
@@ -92,12 +96,14 @@ def _name(key: tuple[str, str]) -> str:
 
 def committed_results(repo: Path = REPO) -> tuple[str, dict[str, Any]] | None:
     """The newest results file committed in bench/history (its path and content at HEAD), or None."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
 
     try:
-        names = [name for name in git("ls-tree", "--name-only", "HEAD", f"{HISTORY}/").split()
-                 if name.endswith(".json")]
+        names = [
+            name for name in git("ls-tree", "--name-only", "HEAD", f"{HISTORY}/").split() if name.endswith(".json")
+        ]
         if not names:
             return None
         newest = max(names)  # named <yyyymmdd-HHMMSS>-<run>.json: the newest sorts last
@@ -106,16 +112,21 @@ def committed_results(repo: Path = REPO) -> tuple[str, dict[str, Any]] | None:
         return None
 
 
-def summary(data: dict[str, Any], sections: Iterable[Callable[[report.Table], None]],
-            committed: tuple[str, dict[str, Any]] | None) -> str:
+def summary(
+    data: dict[str, Any],
+    sections: Iterable[Callable[[report.Table], None]],
+    committed: tuple[str, dict[str, Any]] | None,
+) -> str:
     """What the end of `make bench` prints: the rows that moved against the committed run."""
     if committed is None:
         return f"guard: no committed results in {HISTORY}/ to compare with"
     path, before = committed
     sections = list(sections)
     result = compare(report.rows(data, sections), report.rows(before, sections))
-    head = (f"guard: ratios against {path} (run {before.get('run', '?')}, code at "
-            f"{before.get('machine', {}).get('commit', '?')}): ")
+    head = (
+        f"guard: ratios against {path} (run {before.get('run', '?')}, code at "
+        f"{before.get('machine', {}).get('commit', '?')}): "
+    )
     if result.moved:
         lines = [head + f"{len(result.moved)} rows moved by more than their noise band"]
         lines += [f"  {moved.line()}" for moved in sorted(result.moved, key=lambda m: m.change)]
@@ -124,8 +135,10 @@ def summary(data: dict[str, Any], sections: Iterable[Callable[[report.Table], No
     if result.unjudged:
         lines.append(f"  not judged (one repetition, no band): {'; '.join(result.unjudged)}")
     if result.new:
-        lines.append(f"  only in this run: {'; '.join(result.new[:5])}"
-                     + (f" and {len(result.new) - 5} more" if len(result.new) > 5 else ""))
+        lines.append(
+            f"  only in this run: {'; '.join(result.new[:5])}"
+            + (f" and {len(result.new) - 5} more" if len(result.new) > 5 else "")
+        )
     if result.gone:
         lines.append(f"  not measured in this run: {len(result.gone)} rows of the committed one")
     return "\n".join(lines)

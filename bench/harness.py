@@ -21,6 +21,7 @@ Sections, one module each (docs/benchmarks.md explains each figure):
   bench.outbox   9 the publication registry: the kafka write with it against the bare write; the relay's rate
 bench.report builds the table from the saved results; this module only runs the sections and prints it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,21 +54,32 @@ def machine_notes() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=common.REPO, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=common.REPO, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return "?"
 
-    dirty = [line[3:] for line in git("status", "--porcelain").splitlines()
-             if line[3:].startswith("dailyfeed/") and not line.startswith("??")]
-    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty,
-            "dailyfeed": os.environ.get("BENCH_DAILYFEED"),
-            "load_before": os.getloadavg(), "busy_before": busy_share(1.0)}
+    dirty = [
+        line[3:]
+        for line in git("status", "--porcelain").splitlines()
+        if line[3:].startswith("dailyfeed/") and not line.startswith("??")
+    ]
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted": dirty,
+        "dailyfeed": os.environ.get("BENCH_DAILYFEED"),
+        "load_before": os.getloadavg(),
+        "busy_before": busy_share(1.0),
+    }
 
 
 def busy_share(seconds: float) -> float:
     """Share of all CPUs busy over `seconds` (other people's work on a shared machine shows up here)."""
+
     def read() -> tuple[int, int]:
         fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
         idle = fields[3] + fields[4]
@@ -83,8 +95,13 @@ def run_bench(sizes: Sizes, sections: set[str], run: Run) -> dict[str, Any]:
     from dailyfeed.config import load_settings
     from dailyfeed.tokens import issue_member_token
 
-    data: dict[str, Any] = {"run": run.id, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            "sizes": vars(sizes), "machine": machine_notes(), "reps": {}}
+    data: dict[str, Any] = {
+        "run": run.id,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sizes": vars(sizes),
+        "machine": machine_notes(),
+        "reps": {},
+    }
     reps = data["reps"]
     secret = load_settings()["auth.jwt-secret"]
     tokens = {m: issue_member_token(secret, m, 3600) for m in range(1, 9)}
@@ -107,7 +124,7 @@ def run_bench(sizes: Sizes, sections: set[str], run: Run) -> dict[str, Any]:
         if "ingest" in sections:
             step("ceiling#", lambda: ceiling.ceiling_rep(run, rep, sizes.ingest))
             consumers = [("ingest#", ingest.ingest_rep), ("peer#", ingest.peer_rep)]
-            for name, consumer_rep in consumers[::1 if rep % 2 == 0 else -1]:  # which goes first alternates
+            for name, consumer_rep in consumers[:: 1 if rep % 2 == 0 else -1]:  # which goes first alternates
                 step(name, lambda consumer_rep=consumer_rep: consumer_rep(run, rep, sizes.ingest))
         if "write" in sections:
             step("write:store#", lambda: write.write_store_rep(run, rep, sizes.writes, sizes.concurrency))
@@ -134,8 +151,16 @@ def run_bench(sizes: Sizes, sections: set[str], run: Run) -> dict[str, Any]:
 
 
 def brief(result: dict) -> str:
-    keys = ("events_per_s", "store", "counter_insert_per_s", "req_per_s", "p99_ms", "e2e_events_per_s",
-            "listener_dl_per_s", "publisher_dl_per_s")
+    keys = (
+        "events_per_s",
+        "store",
+        "counter_insert_per_s",
+        "req_per_s",
+        "p99_ms",
+        "e2e_events_per_s",
+        "listener_dl_per_s",
+        "publisher_dl_per_s",
+    )
     return " ".join(f"{k}={result[k]:.1f}" for k in keys if isinstance(result.get(k), (int, float)))
 
 
@@ -145,15 +170,24 @@ def render(data: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="dailyfeed benchmarks against the real services")
-    parser.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "1")),
-                        help="multiply every N (env BENCH_SCALE; default 1)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=float(os.environ.get("BENCH_SCALE", "1")),
+        help="multiply every N (env BENCH_SCALE; default 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="scale 0.25 and a 10k-event flatness run")
     parser.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "3")))
     parser.add_argument("--flat-events", type=int, default=None, help="events of the flatness run (default 100k)")
-    parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", SECTIONS),
-                        help=f"comma-separated sections: {SECTIONS}")
-    parser.add_argument("--write-docs", action="store_true", default=os.environ.get("BENCH_WRITE_DOCS") == "1",
-                        help="put the table into docs/benchmarks.md")
+    parser.add_argument(
+        "--only", default=os.environ.get("BENCH_ONLY", SECTIONS), help=f"comma-separated sections: {SECTIONS}"
+    )
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        default=os.environ.get("BENCH_WRITE_DOCS") == "1",
+        help="put the table into docs/benchmarks.md",
+    )
     parser.add_argument("--render", type=Path, help="only print the table of a saved results JSON")
     args = parser.parse_args(argv)
 
@@ -166,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes(scale, args.reps, args.flat_events if args.flat_events or not args.quick else 10_000)
     run = Run.new()
     sections = set(args.only.split(","))
-    print(f"dailyfeed bench run {run.id}: scale {scale}, {sizes.reps} repetitions, sections {sorted(sections)}",
-          flush=True)
+    print(
+        f"dailyfeed bench run {run.id}: scale {scale}, {sizes.reps} repetitions, sections {sorted(sections)}",
+        flush=True,
+    )
     started = time.perf_counter()
     try:
         data = run_bench(sizes, sections, run)
@@ -186,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_docs:
         report.write_docs(table)
         common.save_json(common.REPO / guard.HISTORY / path.name, data)
-        print(f"table written to {common.DOCS.relative_to(common.REPO)}, results to {guard.HISTORY}/{path.name} "
-              "(commit both: the guard compares the next runs with it)")
+        print(
+            f"table written to {common.DOCS.relative_to(common.REPO)}, results to {guard.HISTORY}/{path.name} "
+            "(commit both: the guard compares the next runs with it)"
+        )
     print()
     print(guard.summary(data, TABLE, committed))
     return 0

@@ -1,6 +1,7 @@
 """A small closed-loop HTTP load generator: `concurrency` threads, each with its own keep-alive http.client
 connection, send `n` requests between them as fast as the server answers; and a one-connection Client for
 timing single requests."""
+
 from __future__ import annotations
 
 import http.client
@@ -21,8 +22,15 @@ class Result:
     body: dict | None
 
 
-def post_many(url: str | list[str], path: str, n: int, concurrency: int, headers_for: Callable[[int], dict],
-              body_for: Callable[[int], dict], timeout: float = 60.0) -> tuple[list[Result], float]:
+def post_many(
+    url: str | list[str],
+    path: str,
+    n: int,
+    concurrency: int,
+    headers_for: Callable[[int], dict],
+    body_for: Callable[[int], dict],
+    timeout: float = 60.0,
+) -> tuple[list[Result], float]:
     """POST n requests; returns the results (in request order) and the wall time from first send to last answer.
     Given several URLs (app processes), the client threads are spread over them in turn."""
     urls = [url] if isinstance(url, str) else list(url)

@@ -20,6 +20,7 @@ ones), in a scratch database and topic prefix of its own, dropped at the end.
    slow reads decide when the N dead letters are read again). An "off" round starts once no dead-letter read is
    under way. Writes per second, median of the rounds, and the ratio on / off (target >= 0.95).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,14 +62,26 @@ def seed_dead_letters(db, n: int) -> None:
             kind = TYPES[i % len(TYPES)]
             event = ActivityEvent.new(kind, 7, post_id=i + 1, comment_id=i + 1, at=now - timedelta(seconds=n - i))
             status = Status.PENDING if i % 10 < 8 else (Status.COMPLETED if i % 10 == 8 else Status.FAILED)
-            docs.append({"message_key": event.message_key, "category": event.category.value,
-                         "payload": event.to_bytes().decode(), "created_at": event.created_at, "topic": None,
-                         "origin": None, "attempts": 1, "traceparent": None,
-                         "error": {"type": "TransportUnavailable", "message": "bench"}, "last_attempt_at": now,
-                         "updated_at": now, "status": status.value, "is_completed": status is Status.COMPLETED,
-                         "is_editing": False})
+            docs.append(
+                {
+                    "message_key": event.message_key,
+                    "category": event.category.value,
+                    "payload": event.to_bytes().decode(),
+                    "created_at": event.created_at,
+                    "topic": None,
+                    "origin": None,
+                    "attempts": 1,
+                    "traceparent": None,
+                    "error": {"type": "TransportUnavailable", "message": "bench"},
+                    "last_attempt_at": now,
+                    "updated_at": now,
+                    "status": status.value,
+                    "is_completed": status is Status.COMPLETED,
+                    "is_editing": False,
+                }
+            )
         for chunk in range(0, len(docs), 1000):
-            db[collection].insert_many(docs[chunk:chunk + 1000], ordered=False)
+            db[collection].insert_many(docs[chunk : chunk + 1000], ordered=False)
         start += count
 
 
@@ -91,18 +104,26 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=600, help="writes per round")
     parser.add_argument("--rounds", type=int, default=4, help="rounds of each (off, on, off, on, ...)")
     parser.add_argument("--transport", choices=["kafka", "fake"], default="kafka")
-    parser.add_argument("--with-stats", action="store_true",
-                        help="also time DeadLetterStore.stats() once (minutes with 10,000 on FerretDB v1)")
+    parser.add_argument(
+        "--with-stats",
+        action="store_true",
+        help="also time DeadLetterStore.stats() once (minutes with 10,000 on FerretDB v1)",
+    )
     parser.add_argument("--scrape-every", type=float, default=15.0, help="seconds between scrapes in 'on' rounds")
     args = parser.parse_args()
 
     tag = uuid.uuid4().hex[:8]
-    overrides = {"mongo.uri": MONGO_URI, "mongo.database": f"bench_{tag}_metrics",
-                 "kafka.bootstrap-servers": BOOTSTRAP, "kafka.topic.prefix": f"bench-{tag}-metrics-member-activity-",
-                 "kafka.consumer.group-id": f"bench-{tag}-metrics",
-                 "publish-type.post-service": args.transport if args.transport == "kafka" else "feign"}
-    transports = {"post-service": FakeTransport(), "comment-service": FakeTransport()} \
-        if args.transport == "fake" else None
+    overrides = {
+        "mongo.uri": MONGO_URI,
+        "mongo.database": f"bench_{tag}_metrics",
+        "kafka.bootstrap-servers": BOOTSTRAP,
+        "kafka.topic.prefix": f"bench-{tag}-metrics-member-activity-",
+        "kafka.consumer.group-id": f"bench-{tag}-metrics",
+        "publish-type.post-service": args.transport if args.transport == "kafka" else "feign",
+    }
+    transports = (
+        {"post-service": FakeTransport(), "comment-service": FakeTransport()} if args.transport == "fake" else None
+    )
     app = create_app(overrides, transports=transports, run_background=False)
     dailyfeed = get_container(app)
     client = app.test_client()
@@ -151,11 +172,13 @@ def main() -> None:
             stop = threading.Event()
             scraper = None
             if enabled:
+
                 def scrape_loop():
                     while True:
                         app.test_client().get("/metrics")
                         if stop.wait(args.scrape_every):
                             return
+
                 scraper = threading.Thread(target=scrape_loop, daemon=True)
                 scraper.start()
             started = time.perf_counter()

@@ -8,6 +8,7 @@ repetition:
   checkpoint raises at `applied`), then `PublicationRelay.run_pass` until nothing is due, republishing by Kafka;
   against the store's one-update baseline (one document updated by _id through pymongo, as 5d measures it).
 """
+
 from __future__ import annotations
 
 import time
@@ -33,10 +34,13 @@ def write_rep(run: Run, rep: int, mode: str, sizes: Sizes, tokens: dict[int, str
         post_many(url, "/api/posts", sizes.warmup, sizes.concurrency, headers, body)
         results, elapsed = post_many(url, "/api/posts", sizes.writes, sizes.concurrency, headers, body)
         ok = [r for r in results if r.status == 201]
-        return {"req_per_s": len(ok) / elapsed, "errors": len(results) - len(ok),
-                "p50_ms": percentile([r.latency_s for r in ok], 50) * 1000,
-                "p99_ms": percentile([r.latency_s for r in ok], 99) * 1000,
-                "failed_statuses": failed_statuses(results, 201)}
+        return {
+            "req_per_s": len(ok) / elapsed,
+            "errors": len(results) - len(ok),
+            "p50_ms": percentile([r.latency_s for r in ok], 50) * 1000,
+            "p99_ms": percentile([r.latency_s for r in ok], 99) * 1000,
+            "failed_statuses": failed_statuses(results, 201),
+        }
     finally:
         common.stop_process(proc)
 
@@ -47,10 +51,17 @@ def relay_rep(run: Run, rep: int, m: int) -> dict[str, Any]:
     from dailyfeed.store import EVENT_PUBLICATIONS
 
     label = f"o{rep}r"
-    dailyfeed = services({"mongo.uri": common.MONGO_URI, "mongo.database": run.db(label),
-                          "kafka.bootstrap-servers": common.BOOTSTRAP, "kafka.topic.prefix": run.prefix(label),
-                          "publish-type.post-service": "kafka", "publish-type.comment-service": "kafka",
-                          "outbox.grace-s": 0.001})
+    dailyfeed = services(
+        {
+            "mongo.uri": common.MONGO_URI,
+            "mongo.database": run.db(label),
+            "kafka.bootstrap-servers": common.BOOTSTRAP,
+            "kafka.topic.prefix": run.prefix(label),
+            "publish-type.post-service": "kafka",
+            "publish-type.comment-service": "kafka",
+            "outbox.grace-s": 0.001,
+        }
+    )
     out: dict[str, Any] = {}
     try:
         content = dailyfeed.content_service
@@ -102,13 +113,30 @@ def rows(table: Table) -> None:
         return
     w = write_label(table.sizes)
     bare = table.values("outbox:bare", "req_per_s")
-    table.figure("9a write, kafka publish + publication registry (req/s)", w,
-                 table.values("outbox:kafka+registry", "req_per_s"), "no publish, no registry", bare,
-                 "≥ 0.7×", check=lambda v, r: r >= 0.7)
-    table.figure("9a   kafka publish without the registry (req/s)", w, table.values("outbox:kafka", "req_per_s"),
-                 "no publish, no registry", bare)
+    table.figure(
+        "9a write, kafka publish + publication registry (req/s)",
+        w,
+        table.values("outbox:kafka+registry", "req_per_s"),
+        "no publish, no registry",
+        bare,
+        "≥ 0.7×",
+        check=lambda v, r: r >= 0.7,
+    )
+    table.figure(
+        "9a   kafka publish without the registry (req/s)",
+        w,
+        table.values("outbox:kafka", "req_per_s"),
+        "no publish, no registry",
+        bare,
+    )
     table.figure("9a   the bare write: no publish, no registry (req/s)", w, bare)
     m = f"{table.sizes['restore']:,}"
-    table.figure("9b relay: owed events republished by kafka (events/s)", m,
-                 table.values("outbox:relay", "relay_per_s"), "5d", table.values("outbox:relay", "raw_update_per_s"),
-                 "≥ 0.8× 5d", check=lambda v, r: r >= 0.8)
+    table.figure(
+        "9b relay: owed events republished by kafka (events/s)",
+        m,
+        table.values("outbox:relay", "relay_per_s"),
+        "5d",
+        table.values("outbox:relay", "raw_update_per_s"),
+        "≥ 0.8× 5d",
+        check=lambda v, r: r >= 0.8,
+    )

@@ -11,6 +11,7 @@ of its own, like `dailyfeed listen`, on the same topic data, into a database wit
 It logs `peer consuming` once its subscriber has started (where the bench starts its clock) and stops on SIGTERM.
 FastStream is in the `bench` extra only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,15 @@ class ActivityIn(BaseModel):
 
 
 def activity_document(event: ActivityIn, key: bytes) -> dict:
-    doc = {"member_id": event.memberId, "post_id": event.postId, "comment_id": event.commentId,
-           "member_activity_type": event.memberActivityType, "message_key": key.decode(),
-           "created_at": event.createdAt, "updated_at": event.updatedAt}
+    doc = {
+        "member_id": event.memberId,
+        "post_id": event.postId,
+        "comment_id": event.commentId,
+        "member_activity_type": event.memberActivityType,
+        "message_key": key.decode(),
+        "created_at": event.createdAt,
+        "updated_at": event.updatedAt,
+    }
     if event.followingId is not None:
         doc["following_id"] = event.followingId
     return doc
@@ -58,8 +65,14 @@ async def serve(topic: str, group: str, database: str) -> None:
     collection = client[database]["member_activities"]
     broker = KafkaBroker(common.BOOTSTRAP, client_id="dailyfeed-bench-peer", logger=None)
 
-    @broker.subscriber(topic, group_id=group, batch=True, max_records=MAX_RECORDS, auto_offset_reset="earliest",
-                       ack_policy=AckPolicy.ACK)
+    @broker.subscriber(
+        topic,
+        group_id=group,
+        batch=True,
+        max_records=MAX_RECORDS,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+    )
     async def store(events: list[ActivityIn], message: KafkaMessage) -> None:
         docs = [activity_document(event, record.key) for event, record in zip(events, message.raw_message)]
         await asyncio.to_thread(insert_ignoring_duplicates, collection, docs)

@@ -7,6 +7,7 @@
 Needs the bench extra (pyinstrument, py-spy) and the real services, like `make bench`. Output goes to stdout and
 bench/results/profiles/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,10 @@ class CommandCounter(monitoring.CommandListener):
 
     def report(self, per: int, label: str) -> str:
         total_s = sum(self.seconds.values())
-        lines = [f"{label}: {sum(self.counts.values()) / per:.1f} store commands per dead letter, "
-                 f"{total_s:.1f} s in the store"]
+        lines = [
+            f"{label}: {sum(self.counts.values()) / per:.1f} store commands per dead letter, "
+            f"{total_s:.1f} s in the store"
+        ]
         for name, count in self.counts.most_common():
             lines.append(f"  {name:<16} {count / per:6.2f} per dead letter   {self.seconds[name]:7.2f} s")
         self.counts.clear()
@@ -70,21 +73,32 @@ def profile_restore(m: int) -> None:
 
     run = Run.new()
     prefix = run.prefix("prof")
-    dailyfeed = services({"mongo.uri": common.MONGO_URI, "mongo.database": run.db("prof"),
-                          "kafka.bootstrap-servers": common.BOOTSTRAP, "kafka.topic.prefix": prefix,
-                          "publish-type.post-service": "kafka", "publish-type.comment-service": "kafka"})
+    dailyfeed = services(
+        {
+            "mongo.uri": common.MONGO_URI,
+            "mongo.database": run.db("prof"),
+            "kafka.bootstrap-servers": common.BOOTSTRAP,
+            "kafka.topic.prefix": prefix,
+            "publish-type.post-service": "kafka",
+            "publish-type.comment-service": "kafka",
+        }
+    )
     store = dailyfeed.dead_letters
     OUT.mkdir(parents=True, exist_ok=True)
     try:
         events = common.make_events(m)
         counter.active = True
         for i, event in enumerate(events):
-            store.record_listener_failure(origin={"topic": "t", "partition": 0, "offset": i,
-                                                  "key": event.message_key, "value": event.to_bytes()},
-                                          error=RuntimeError("bench"), event=event)
+            store.record_listener_failure(
+                origin={"topic": "t", "partition": 0, "offset": i, "key": event.message_key, "value": event.to_bytes()},
+                error=RuntimeError("bench"),
+                event=event,
+            )
         print(counter.report(m, "recording a listener dead letter"))
-        for label, job in (("restore-listener", ListenerRestore(store, dailyfeed.activity_service, RestoreOptions())),
-                           ("restore-publisher", None)):
+        for label, job in (
+            ("restore-listener", ListenerRestore(store, dailyfeed.activity_service, RestoreOptions())),
+            ("restore-publisher", None),
+        ):
             if job is None:
                 counter.active = False
                 for event in common.make_events(m, start=10**6):
@@ -113,9 +127,26 @@ def py_spy_record(pid: int, seconds: float, name: str) -> Path:
     """Sample every thread of `pid` (GIL holders and waiters) into a collapsed-stack file; print the top frames."""
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.collapsed"
-    subprocess.run([PY_SPY, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
-                    "--format", "raw", "--output", str(path), "--nonblocking", "--idle"],
-                   check=False, capture_output=True)
+    subprocess.run(
+        [
+            PY_SPY,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(path),
+            "--nonblocking",
+            "--idle",
+        ],
+        check=False,
+        capture_output=True,
+    )
     summarise(path)
     return path
 
@@ -134,8 +165,12 @@ def summarise(path: Path, top: int = 25, by_thread: bool = False) -> None:
         if by_thread:
             threads[frames[0].split(": ", 1)[-1]] += n
             frames = frames[1:] or ["(no Python frame)"]
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].split("site-packages/")[-1] + ")"
-                  if " (" in f else f for f in frames]
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].split("site-packages/")[-1] + ")"
+            if " (" in f
+            else f
+            for f in frames
+        ]
         total += n
         own[frames[-1]] += n
         for frame in set(frames):
@@ -209,9 +244,26 @@ def profile_listener(n: int, dailyfeed: str, name: str) -> None:
     proc = common.start_process([dailyfeed, "listen"], listener_env(run, label, prefix, group), log)
     try:
         common.wait_for_line(log, r"listener consuming", proc)
-        spy = subprocess.Popen([PY_SPY, "record", "--pid", str(proc.pid), "--rate", "250", "--format", "raw",
-                                "--output", str(path), "--gil", "--threads", "--duration", "600"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen(
+            [
+                PY_SPY,
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(path),
+                "--gil",
+                "--threads",
+                "--duration",
+                "600",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         started = time.time()
         done_at = watch_group(group, n, [proc], [], timeout=max(120.0, n / 5))
         spy.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
@@ -234,8 +286,11 @@ def main() -> None:
     write_cmd.add_argument("--requests", type=int, default=600)
     listener = sub.add_parser("listener")
     listener.add_argument("--n", type=int, default=20_000)
-    listener.add_argument("--dailyfeed", default=common.DAILYFEED,
-                          help="the `dailyfeed` console script to run (another venv's: another version's listener)")
+    listener.add_argument(
+        "--dailyfeed",
+        default=common.DAILYFEED,
+        help="the `dailyfeed` console script to run (another venv's: another version's listener)",
+    )
     listener.add_argument("--name", default="listener", help="the profile's file name in bench/results/profiles")
     args = parser.parse_args()
     if args.what == "restore":

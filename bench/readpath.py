@@ -8,6 +8,7 @@ with its POST_CREATE / COMMENT_CREATE activity. Posts, comments and activities a
 own document builders (content.repository.post_document / comment_document, the activity repository's bulk
 write), so their shape is the app's. Each size adds to the previous one's data; the app process stays up.
 """
+
 from __future__ import annotations
 
 import time
@@ -35,18 +36,32 @@ NEWEST_FIRST = [("created_at", -1), ("_id", -1)]
 # name: (figure label, HTTP path, raw query (db, followings) -> cursor). The raw queries are written out here,
 # on purpose, as what a page of each endpoint asks the store for (dailyfeed/activity, dailyfeed/content).
 ENDPOINTS: dict[str, tuple[str, str, Callable[[Any, list[int]], Any]]] = {
-    "feed": ("7a followings feed, 100 followings", "/api/member-activities/followings",
-             lambda db, fol: db[MEMBER_ACTIVITIES].find({"member_id": {"$in": fol}}).sort(NEWEST_FIRST)
-             .skip(0).limit(PAGE + 1)),
-    "member": ("7b one member's activities", f"/api/members/{AUTHOR}/activities",
-               lambda db, fol: db[MEMBER_ACTIVITIES].find({"member_id": AUTHOR}).sort(NEWEST_FIRST)
-               .skip(0).limit(PAGE + 1)),
-    "posts": ("7c posts by author", f"/api/posts?authorId={AUTHOR}",
-              lambda db, fol: db[POSTS].find({"is_deleted": False, "author_id": AUTHOR}).sort("_id", -1)
-              .skip(0).limit(PAGE + 1)),
-    "comments": ("7d a post's comments", f"/api/posts/{THREAD_POST}/comments",
-                 lambda db, fol: db[COMMENTS].find({"post_id": THREAD_POST, "is_deleted": False}).sort("_id", 1)
-                 .skip(0).limit(PAGE + 1)),
+    "feed": (
+        "7a followings feed, 100 followings",
+        "/api/member-activities/followings",
+        lambda db, fol: (
+            db[MEMBER_ACTIVITIES].find({"member_id": {"$in": fol}}).sort(NEWEST_FIRST).skip(0).limit(PAGE + 1)
+        ),
+    ),
+    "member": (
+        "7b one member's activities",
+        f"/api/members/{AUTHOR}/activities",
+        lambda db, fol: db[MEMBER_ACTIVITIES].find({"member_id": AUTHOR}).sort(NEWEST_FIRST).skip(0).limit(PAGE + 1),
+    ),
+    "posts": (
+        "7c posts by author",
+        f"/api/posts?authorId={AUTHOR}",
+        lambda db, fol: (
+            db[POSTS].find({"is_deleted": False, "author_id": AUTHOR}).sort("_id", -1).skip(0).limit(PAGE + 1)
+        ),
+    ),
+    "comments": (
+        "7d a post's comments",
+        f"/api/posts/{THREAD_POST}/comments",
+        lambda db, fol: (
+            db[COMMENTS].find({"post_id": THREAD_POST, "is_deleted": False}).sort("_id", 1).skip(0).limit(PAGE + 1)
+        ),
+    ),
 }
 
 
@@ -88,10 +103,12 @@ class Seeder:
             post = THREAD_POST if self.comments <= THREAD else (self.comments * 7919) % self.posts + 1
             author = (self.comments - 1) % MEMBERS + 1
             at = self._tick()
-            docs.append({**comment_document(post, None, 0, author, f"comment {self.comments}", at),
-                         "_id": self.comments})
-            events.append(ActivityEvent.new(ActivityType.COMMENT_CREATE, author, post_id=post,
-                                            comment_id=self.comments, at=at))
+            docs.append(
+                {**comment_document(post, None, 0, author, f"comment {self.comments}", at), "_id": self.comments}
+            )
+            events.append(
+                ActivityEvent.new(ActivityType.COMMENT_CREATE, author, post_id=post, comment_id=self.comments, at=at)
+            )
         if docs:
             self.db[COMMENTS].insert_many(docs, ordered=False)
         self.dailyfeed.activity_service.record_activities(events)
@@ -104,8 +121,17 @@ class Seeder:
         self.dailyfeed.close()
 
 
-def measure(client: Client, db, name: str, followings: list[int], token: str, budget_s: float,
-            max_samples: int, warm_up: bool, min_samples: int = 3) -> dict[str, Any]:
+def measure(
+    client: Client,
+    db,
+    name: str,
+    followings: list[int],
+    token: str,
+    budget_s: float,
+    max_samples: int,
+    warm_up: bool,
+    min_samples: int = 3,
+) -> dict[str, Any]:
     """Alternate one HTTP request and its raw query until max_samples pairs or the time budget is spent (at
     least min_samples pairs). With `warm_up` (the first size) a first pair is not counted; at the larger sizes
     that would cost seconds, and the connections and code paths are warm by then. The first pair's pages are
@@ -119,7 +145,7 @@ def measure(client: Client, db, name: str, followings: list[int], token: str, bu
     for i in range(first, max_samples + 1):
         if i > min_samples and time.perf_counter() - started > budget_s:
             break
-        for kind in (("http", "raw") if i % 2 else ("raw", "http")):  # neither always goes first
+        for kind in ("http", "raw") if i % 2 else ("raw", "http"):  # neither always goes first
             if kind == "http":
                 result = client.get(path, headers)
                 if result.status != 200:
@@ -135,13 +161,22 @@ def measure(client: Client, db, name: str, followings: list[int], token: str, bu
                     raw_s.append(time.perf_counter() - t)
                 if first_raw is None:
                     first_raw = docs
-    same = (first_http is not None and first_raw is not None
-            and [str(item["id"]) for item in first_http] == [str(doc["_id"]) for doc in first_raw[:PAGE]])
-    return {"http_p50_ms": percentile(http_s, 50) * 1000, "http_p99_ms": percentile(http_s, 99) * 1000,
-            "raw_p50_ms": percentile(raw_s, 50) * 1000, "raw_p99_ms": percentile(raw_s, 99) * 1000,
-            "samples": len(http_s), "failed": failed, "same_answer": same,
-            "pair_ratios": [raw / http for raw, http in zip(raw_s, http_s) if http],  # each pair ran back to back
-            "items": len(first_http) if first_http is not None else 0}
+    same = (
+        first_http is not None
+        and first_raw is not None
+        and [str(item["id"]) for item in first_http] == [str(doc["_id"]) for doc in first_raw[:PAGE]]
+    )
+    return {
+        "http_p50_ms": percentile(http_s, 50) * 1000,
+        "http_p99_ms": percentile(http_s, 99) * 1000,
+        "raw_p50_ms": percentile(raw_s, 50) * 1000,
+        "raw_p99_ms": percentile(raw_s, 99) * 1000,
+        "samples": len(http_s),
+        "failed": failed,
+        "same_answer": same,
+        "pair_ratios": [raw / http for raw, http in zip(raw_s, http_s) if http],  # each pair ran back to back
+        "items": len(first_http) if first_http is not None else 0,
+    }
 
 
 def read_run(run: Run, sizes: Sizes, tokens: dict[int, str]) -> dict[str, Any]:
@@ -164,11 +199,23 @@ def read_run(run: Run, sizes: Sizes, tokens: dict[int, str]) -> dict[str, Any]:
             out["seed_s"][str(n)] = time.perf_counter() - t
             for name in ENDPOINTS:
                 token = tokens[FOLLOWER]
-                out["endpoints"][name][str(n)] = measure(client, seeder.db, name, followings, token,
-                                                         sizes.read_budget_s, sizes.read_samples,
-                                                         warm_up=n == sizes.read[0])
-            print(f" [{n:,}: " + " ".join(f"{name}={out['endpoints'][name][str(n)]['http_p50_ms']:.0f}ms"
-                                        for name in ENDPOINTS) + "]", end="", flush=True)
+                out["endpoints"][name][str(n)] = measure(
+                    client,
+                    seeder.db,
+                    name,
+                    followings,
+                    token,
+                    sizes.read_budget_s,
+                    sizes.read_samples,
+                    warm_up=n == sizes.read[0],
+                )
+            print(
+                f" [{n:,}: "
+                + " ".join(f"{name}={out['endpoints'][name][str(n)]['http_p50_ms']:.0f}ms" for name in ENDPOINTS)
+                + "]",
+                end="",
+                flush=True,
+            )
         out["stored"] = seeder.db[MEMBER_ACTIVITIES].estimated_document_count()
         return out
     finally:
@@ -195,22 +242,36 @@ def rows(table: Table) -> None:
             notes = "" if m["same_answer"] else "; HTTP page ≠ raw page"
             if m["failed"]:
                 notes += f"; {m['failed']} requests failed"
-            table.add(Row(f"{label}: HTTP p50 / p99 (ms)", f"{int(n):,} activities, {m['samples']} samples",
-                          f"{fmt(m['http_p50_ms'])} / {fmt(m['http_p99_ms'])}", _pair_spread(m.get("pair_ratios")),
-                          f"raw {fmt(m['raw_p50_ms'])} / {fmt(m['raw_p99_ms'])}", times(ratio),
-                          f"≥ 0.8× (raw / HTTP p50){status}{notes}", ratio if ratio == ratio else None,
-                          _pair_band(m.get("pair_ratios"))))
+            table.add(
+                Row(
+                    f"{label}: HTTP p50 / p99 (ms)",
+                    f"{int(n):,} activities, {m['samples']} samples",
+                    f"{fmt(m['http_p50_ms'])} / {fmt(m['http_p99_ms'])}",
+                    _pair_spread(m.get("pair_ratios")),
+                    f"raw {fmt(m['raw_p50_ms'])} / {fmt(m['raw_p99_ms'])}",
+                    times(ratio),
+                    f"≥ 0.8× (raw / HTTP p50){status}{notes}",
+                    ratio if ratio == ratio else None,
+                    _pair_band(m.get("pair_ratios")),
+                )
+            )
         low, high = by_size.get(ns[0]), by_size.get(ns[-1])
         if low and high:
             grow_http = ratio_of(high["http_p50_ms"], low["http_p50_ms"])
             grow_raw = ratio_of(high["raw_p50_ms"], low["raw_p50_ms"])
             # what part of the HTTP time the larger store added is the raw query's own growth
             d_http, d_raw = high["http_p50_ms"] - low["http_p50_ms"], high["raw_p50_ms"] - low["raw_p50_ms"]
-            table.add(Row(f"{label.split(',')[0]}   growth of p50, HTTP / raw",
-                          f"{int(ns[0]):,} → {int(ns[-1]):,} activities ({int(ns[-1]) / int(ns[0]):.0f}×)",
-                          f"{times(grow_http, 1)} / {times(grow_raw, 1)}", "",
-                          f"added: HTTP +{fmt(d_http)} ms, raw +{fmt(d_raw)} ms", times(ratio_of(d_raw, d_http)),
-                          "raw's share of the added HTTP time"))
+            table.add(
+                Row(
+                    f"{label.split(',')[0]}   growth of p50, HTTP / raw",
+                    f"{int(ns[0]):,} → {int(ns[-1]):,} activities ({int(ns[-1]) / int(ns[0]):.0f}×)",
+                    f"{times(grow_http, 1)} / {times(grow_raw, 1)}",
+                    "",
+                    f"added: HTTP +{fmt(d_http)} ms, raw +{fmt(d_raw)} ms",
+                    times(ratio_of(d_raw, d_http)),
+                    "raw's share of the added HTTP time",
+                )
+            )
 
 
 def _pair_band(ratios: list[float] | None) -> tuple[float, float] | None:

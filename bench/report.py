@@ -3,6 +3,7 @@
 A run's results are a JSON dict whose `reps` maps a section name to one dict per repetition; `Table` reads them
 (`values`) and adds rows (`figure` for a median next to a baseline and their ratio, `add` for a row written out).
 """
+
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, field
@@ -29,7 +30,7 @@ class Row:
     band: tuple[float, float] | None = field(default=None, compare=False)
 
     def markdown(self) -> str:
-        return "| " + " | ".join(astuple(self)[:len(HEAD)]) + " |"
+        return "| " + " | ".join(astuple(self)[: len(HEAD)]) + " |"
 
 
 def fmt(x: float, unit: str = "") -> str:
@@ -75,8 +76,17 @@ class Table:
         self.rows.append(row)
         return row
 
-    def figure(self, figure: str, n: str, v: list[float], base_label: str = "", base_v: Iterable[float] | None = None,
-               target: str = "", unit: str = "", check: Callable[[float, float], bool] | None = None) -> Row:
+    def figure(
+        self,
+        figure: str,
+        n: str,
+        v: list[float],
+        base_label: str = "",
+        base_v: Iterable[float] | None = None,
+        target: str = "",
+        unit: str = "",
+        check: Callable[[float, float], bool] | None = None,
+    ) -> Row:
         """The median of `v` with its spread, next to the median of a baseline and their ratio; `check(median,
         ratio)` marks the target met or missed."""
         base_v = list(base_v) if base_v is not None else None
@@ -85,9 +95,19 @@ class Table:
         status = ""
         if check is not None and ratio == ratio:
             status = " ✅" if check(m, ratio) else " ❌"
-        return self.add(Row(figure, n, fmt(m, unit), spread(v), f"{base_label} {fmt(b, unit)}" if base_label else "—",
-                            times(ratio), (target + status).strip(), ratio if ratio == ratio else None,
-                            ratio_band(v, base_v) if ratio == ratio else None))
+        return self.add(
+            Row(
+                figure,
+                n,
+                fmt(m, unit),
+                spread(v),
+                f"{base_label} {fmt(b, unit)}" if base_label else "—",
+                times(ratio),
+                (target + status).strip(),
+                ratio if ratio == ratio else None,
+                ratio_band(v, base_v) if ratio == ratio else None,
+            )
+        )
 
 
 def ratio_band(v: list[float], base_v: list[float]) -> tuple[float, float] | None:
@@ -119,11 +139,13 @@ def render(data: dict, sections: Iterable[Callable[[Table], None]]) -> str:
         code += f" plus uncommitted changes to {', '.join(mach['uncommitted'])}"
     if mach.get("dailyfeed"):
         code += f", the `dailyfeed listen` processes of {mach['dailyfeed']}"
-    notes = (f"Run {data['run']} {data['started']} → {data['finished']}, {code}; "
-             f"{data['sizes']['reps']} repetitions, median shown; {mach['cpus']} × {mach['cpu']}; "
-             f"Python {mach['python']}; load average before "
-             f"{mach['load_before'][0]:.2f}, after {mach['load_after'][0]:.2f}; CPU busy before start "
-             f"{mach['busy_before'] * 100:.0f} % (others' work); scale {data['sizes']['scale']}.")
+    notes = (
+        f"Run {data['run']} {data['started']} → {data['finished']}, {code}; "
+        f"{data['sizes']['reps']} repetitions, median shown; {mach['cpus']} × {mach['cpu']}; "
+        f"Python {mach['python']}; load average before "
+        f"{mach['load_before'][0]:.2f}, after {mach['load_after'][0]:.2f}; CPU busy before start "
+        f"{mach['busy_before'] * 100:.0f} % (others' work); scale {data['sizes']['scale']}."
+    )
     return "\n".join(lines) + "\n\n" + notes + "\n"
 
 

@@ -1,6 +1,7 @@
 """Section 5, restore: M listener dead letters through ListenerRestore and M publisher dead letters through
 PublisherRestore (republish by Kafka), the jobs' own API with the CLI's default options, beside one document
 updated by _id and a raw producer's serial sends."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,18 +23,33 @@ def restore_rep(run: Run, rep: int, m: int) -> dict[str, Any]:
 
     label = f"r{rep}"
     prefix = run.prefix(label)
-    dailyfeed = services({"mongo.uri": common.MONGO_URI, "mongo.database": run.db(label),
-                          "kafka.bootstrap-servers": common.BOOTSTRAP, "kafka.topic.prefix": prefix,
-                          "publish-type.post-service": "kafka", "publish-type.comment-service": "kafka"})
+    dailyfeed = services(
+        {
+            "mongo.uri": common.MONGO_URI,
+            "mongo.database": run.db(label),
+            "kafka.bootstrap-servers": common.BOOTSTRAP,
+            "kafka.topic.prefix": prefix,
+            "publish-type.post-service": "kafka",
+            "publish-type.comment-service": "kafka",
+        }
+    )
     store = dailyfeed.dead_letters
     out: dict[str, Any] = {}
     try:
         events = common.make_events(m)
         t = time.perf_counter()
         for i, event in enumerate(events):
-            store.record_listener_failure(origin={"topic": common.today_topic(prefix), "partition": 0, "offset": i,
-                                                  "key": event.message_key, "value": event.to_bytes()},
-                                          error=RuntimeError("bench: store down"), event=event)
+            store.record_listener_failure(
+                origin={
+                    "topic": common.today_topic(prefix),
+                    "partition": 0,
+                    "offset": i,
+                    "key": event.message_key,
+                    "value": event.to_bytes(),
+                },
+                error=RuntimeError("bench: store down"),
+                event=event,
+            )
         out["record_dl_per_s"] = m / (time.perf_counter() - t)
         t = time.perf_counter()
         summary = ListenerRestore(store, dailyfeed.activity_service, RestoreOptions()).run()
@@ -47,7 +63,7 @@ def restore_rep(run: Run, rep: int, m: int) -> dict[str, Any]:
         records = [(e.to_bytes(), e.message_key.encode()) for e in events]
         t = time.perf_counter()
         for start in range(0, m, 50):
-            write_batch(raw, records[start:start + 50])
+            write_batch(raw, records[start : start + 50])
         out["raw_store_per_s"] = m / (time.perf_counter() - t)
         ids = [doc["_id"] for doc in raw.find({}, {"_id": 1})]
         t = time.perf_counter()
@@ -57,8 +73,9 @@ def restore_rep(run: Run, rep: int, m: int) -> dict[str, Any]:
 
         pub_events = common.make_events(m, start=10**6)
         for event in pub_events:
-            store.record_publisher_failure("kafka", event, TransportUnavailable("bench: broker down"),
-                                           topic=common.today_topic(prefix))
+            store.record_publisher_failure(
+                "kafka", event, TransportUnavailable("bench: broker down"), topic=common.today_topic(prefix)
+            )
         dailyfeed.transports["post-service"].publish(common.make_events(1, start=10**7)[0])  # producer is up
         t = time.perf_counter()
         summary = PublisherRestore(store, dailyfeed.transports, RestoreOptions()).run()
@@ -83,12 +100,35 @@ def restore_rep(run: Run, rep: int, m: int) -> dict[str, Any]:
 def rows(table: Table) -> None:
     m = f"{table.sizes['restore']:,}"
     update = table.values("restore", "raw_update_per_s")
-    table.figure("5a restore-listener (dead letters/s)", m, table.values("restore", "listener_dl_per_s"),
-                 "5d", update, "≥ 1,000/s", check=lambda v, r: v >= 1000)
-    table.figure("5b restore-publisher, republish by kafka (dead letters/s)", m,
-                 table.values("restore", "publisher_dl_per_s"), "raw serial send",
-                 table.values("restore", "raw_serial_send_per_s"), "≥ 1,000/s", check=lambda v, r: v >= 1000)
-    table.figure("5c   recording a dead letter (DeadLetterStore, /s)", m, table.values("restore", "record_dl_per_s"),
-                 "5d", update)
-    table.figure("5d   store: one document updated by _id, pymongo (/s)", m, update,
-                 "insert_many", table.values("restore", "raw_store_per_s"))
+    table.figure(
+        "5a restore-listener (dead letters/s)",
+        m,
+        table.values("restore", "listener_dl_per_s"),
+        "5d",
+        update,
+        "≥ 1,000/s",
+        check=lambda v, r: v >= 1000,
+    )
+    table.figure(
+        "5b restore-publisher, republish by kafka (dead letters/s)",
+        m,
+        table.values("restore", "publisher_dl_per_s"),
+        "raw serial send",
+        table.values("restore", "raw_serial_send_per_s"),
+        "≥ 1,000/s",
+        check=lambda v, r: v >= 1000,
+    )
+    table.figure(
+        "5c   recording a dead letter (DeadLetterStore, /s)",
+        m,
+        table.values("restore", "record_dl_per_s"),
+        "5d",
+        update,
+    )
+    table.figure(
+        "5d   store: one document updated by _id, pymongo (/s)",
+        m,
+        update,
+        "insert_many",
+        table.values("restore", "raw_store_per_s"),
+    )

@@ -15,6 +15,7 @@ documents, but seeding does not take minutes on FerretDB v1, where each of those
 `--commands` (a mongodb:// store) prints the commands each restore sent, by command and collection, with their
 count and total time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,11 @@ def seed(store, n: int) -> None:
     at = datetime(2026, 11, 22, tzinfo=timezone.utc)
     for k in range(n):
         event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=k + 1, at=at + timedelta(seconds=k))
-        store.record_listener_failure(origin={"topic": "t", "partition": 0, "offset": k, "key": None,
-                                              "value": None}, error=RuntimeError("bench"), event=event)
+        store.record_listener_failure(
+            origin={"topic": "t", "partition": 0, "offset": k, "key": None, "value": None},
+            error=RuntimeError("bench"),
+            event=event,
+        )
         liked = ActivityEvent.new(ActivityType.LIKE_POST, 9, post_id=k + 1, at=at + timedelta(seconds=k))
         store.record_publisher_failure("feign", liked, TransportUnavailable("bench"))
 
@@ -110,22 +114,32 @@ def main() -> None:
         copies = list(dailyfeed.db[KAFKA_LISTENER_DEAD_LETTERS].find())
         commands.take()
         options = RestoreOptions(batch_size=args.batch_size)
-        for name, job in (("restore-listener", ListenerRestore(store, dailyfeed.activity_service, options)),
-                          ("restore-publisher --mode handoff",
-                           PublisherRestore(store, dailyfeed.transports, options, mode=Mode.HANDOFF))):
+        for name, job in (
+            ("restore-listener", ListenerRestore(store, dailyfeed.activity_service, options)),
+            (
+                "restore-publisher --mode handoff",
+                PublisherRestore(store, dailyfeed.transports, options, mode=Mode.HANDOFF),
+            ),
+        ):
             baseline = update_by_id_rate(dailyfeed.db, copies)
             commands.take()
             started = time.perf_counter()
             summary = job.run()
             elapsed = time.perf_counter() - started
             rate = summary.restored / elapsed
-            print(f"{name:<34} {summary.line():<36} {elapsed:6.2f} s  {rate:8.1f} /s "
-                  f"({args.uri.split('?')[0]}, batch {args.batch_size})")
-            print(f"{'  baseline: update_one by _id':<34} {len(copies):>8} documents {' ' * 18} {baseline:8.1f} /s"
-                  f"  -> restore at {rate / baseline:.2f}x of it")
+            print(
+                f"{name:<34} {summary.line():<36} {elapsed:6.2f} s  {rate:8.1f} /s "
+                f"({args.uri.split('?')[0]}, batch {args.batch_size})"
+            )
+            print(
+                f"{'  baseline: update_one by _id':<34} {len(copies):>8} documents {' ' * 18} {baseline:8.1f} /s"
+                f"  -> restore at {rate / baseline:.2f}x of it"
+            )
             for (command, collection), times in sorted(commands.take().items(), key=lambda item: -sum(item[1])):
-                print(f"    {command:<10} {collection:<28} {len(times):6d} x {sum(times) / len(times):8.2f} ms"
-                      f" = {sum(times) / 1000:7.2f} s")
+                print(
+                    f"    {command:<10} {collection:<28} {len(times):6d} x {sum(times) / len(times):8.2f} ms"
+                    f" = {sum(times) / 1000:7.2f} s"
+                )
     finally:
         if args.uri.startswith("mongodb"):
             dailyfeed.db.client.drop_database(dailyfeed.db.name)

@@ -13,6 +13,7 @@ One repetition per process count, on a fresh database, date topic and group:
      what was sent (the 201 answers and the produced events): exactly once, checked.
 CPU seconds of the bench's processes and how busy the whole machine was are kept to name the limiter.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,8 +47,10 @@ class CpuMeter:
         total0, idle0 = self._stat0
         wall = time.perf_counter() - self._t0
         used = sum(common.cpu_seconds(pid) - before for pid, before in zip(self.pids, self._proc0))
-        return {"machine_busy": 1 - (idle1 - idle0) / max(1, total1 - total0),
-                "procs_cpu_share": used / wall / (os.cpu_count() or 1)}
+        return {
+            "machine_busy": 1 - (idle1 - idle0) / max(1, total1 - total0),
+            "procs_cpu_share": used / wall / (os.cpu_count() or 1),
+        }
 
 
 def _stat() -> tuple[int, int]:
@@ -85,10 +88,15 @@ def scale_rep(run: Run, rep: int, procs: int, sizes: Sizes, tokens: dict[int, st
         for proc, _ in apps:
             common.stop_process(proc)  # SIGTERM: the app closes its producer, which flushes what it holds
         ok = [r for r in results if r.status == 201]
-        out.update({"req_per_s": len(ok) / elapsed, "errors": len(results) - len(ok),
-                    "failed_statuses": failed_statuses(results, 201),
-                    "p50_ms": percentile([r.latency_s for r in ok], 50) * 1000,
-                    "p99_ms": percentile([r.latency_s for r in ok], 99) * 1000})
+        out.update(
+            {
+                "req_per_s": len(ok) / elapsed,
+                "errors": len(results) - len(ok),
+                "failed_statuses": failed_statuses(results, 201),
+                "p50_ms": percentile([r.latency_s for r in ok], 50) * 1000,
+                "p99_ms": percentile([r.latency_s for r in ok], 99) * 1000,
+            }
+        )
         app_posts = {r.body["data"]["id"] for r in warm + results if r.status == 201}
         watch_group(group, len(app_posts), listeners, [], timeout=120, log_paths=logs)
 
@@ -104,8 +112,9 @@ def scale_rep(run: Run, rep: int, procs: int, sizes: Sizes, tokens: dict[int, st
     finally:
         for proc in listeners + [proc for proc, _ in apps]:
             common.stop_process(proc)
-    out.update({"events": sizes.ingest, "events_per_s": sizes.ingest / (done_at - started),
-                "ingest_s": done_at - started})
+    out.update(
+        {"events": sizes.ingest, "events_per_s": sizes.ingest / (done_at - started), "ingest_s": done_at - started}
+    )
 
     # 4. exactly once, read back from the store
     client = common.mongo()
@@ -119,8 +128,11 @@ def scale_rep(run: Run, rep: int, procs: int, sizes: Sizes, tokens: dict[int, st
     finally:
         client.close()
     out["sent"] = sent
-    out["exactly_once"] = (out["stored"] == out["distinct_keys"] == sent and not out["app_events_missing"]
-                           and not out["app_events_unexpected"])
+    out["exactly_once"] = (
+        out["stored"] == out["distinct_keys"] == sent
+        and not out["app_events_missing"]
+        and not out["app_events_unexpected"]
+    )
     return out
 
 
@@ -129,21 +141,41 @@ def rows(table: Table) -> None:
     if not table.reps(one) and not table.reps(two):
         return
     w = f"{table.sizes['writes']:,} × 8 clients per app"
-    table.figure("8a scale-out write: 2 apps, kafka publish (req/s)", w, table.values(two, "req_per_s"),
-                 "1 app", table.values(one, "req_per_s"), "report")
+    table.figure(
+        "8a scale-out write: 2 apps, kafka publish (req/s)",
+        w,
+        table.values(two, "req_per_s"),
+        "1 app",
+        table.values(one, "req_per_s"),
+        "report",
+    )
     for section, who in ((one, "1 app"), (two, "2 apps")):
         p50, p99 = table.values(section, "p50_ms"), table.values(section, "p99_ms")
         busy = table.values(section, "write_cpu", "machine_busy")
         share = table.values(section, "write_cpu", "procs_cpu_share")
-        row = table.add(Row(f"8a   {who}: p50 / p99 latency (ms); CPU busy, machine / apps", w,
-                            f"{fmt(median(p50))} / {fmt(median(p99))}", "", "—", "—",
-                            f"CPU {_pct(busy)} / {_pct(share)}"))
+        row = table.add(
+            Row(
+                f"8a   {who}: p50 / p99 latency (ms); CPU busy, machine / apps",
+                w,
+                f"{fmt(median(p50))} / {fmt(median(p99))}",
+                "",
+                "—",
+                "—",
+                f"CPU {_pct(busy)} / {_pct(share)}",
+            )
+        )
         errors = sum(table.values(section, "errors"))
         if errors:
             row.target += f"; {errors:.0f} failed"
     n = f"{table.sizes['ingest']:,} events"
-    table.figure("8b scale-out ingest: 2 `dailyfeed listen`, one group (ev/s)", n, table.values(two, "events_per_s"),
-                 "1 listener", table.values(one, "events_per_s"), "report")
+    table.figure(
+        "8b scale-out ingest: 2 `dailyfeed listen`, one group (ev/s)",
+        n,
+        table.values(two, "events_per_s"),
+        "1 listener",
+        table.values(one, "events_per_s"),
+        "report",
+    )
     for section, who in ((one, "1 listener"), (two, "2 listeners")):
         busy = table.values(section, "ingest_cpu", "machine_busy")
         share = table.values(section, "ingest_cpu", "procs_cpu_share")
@@ -153,16 +185,26 @@ def rows(table: Table) -> None:
         if not reps:
             continue
         good = sum(1 for rep in reps if rep["exactly_once"])
-        detail = "; ".join(f"{rep['stored']:,} docs = {rep['distinct_keys']:,} keys = {rep['sent']:,} sent"
-                           if rep["exactly_once"] else
-                           f"{rep['stored']:,} docs, {rep['distinct_keys']:,} keys, {rep['sent']:,} sent, "
-                           f"{rep['app_events_missing']} missing, {rep['app_events_unexpected']} unexpected"
-                           for rep in reps)
-        table.add(Row(f"8c   stored exactly once, {who} (runs)", "writes + ingest", f"{good} of {len(reps)}", "",
-                      detail, "—", "every event once ✅" if good == len(reps) else "❌"))
+        detail = "; ".join(
+            f"{rep['stored']:,} docs = {rep['distinct_keys']:,} keys = {rep['sent']:,} sent"
+            if rep["exactly_once"]
+            else f"{rep['stored']:,} docs, {rep['distinct_keys']:,} keys, {rep['sent']:,} sent, "
+            f"{rep['app_events_missing']} missing, {rep['app_events_unexpected']} unexpected"
+            for rep in reps
+        )
+        table.add(
+            Row(
+                f"8c   stored exactly once, {who} (runs)",
+                "writes + ingest",
+                f"{good} of {len(reps)}",
+                "",
+                detail,
+                "—",
+                "every event once ✅" if good == len(reps) else "❌",
+            )
+        )
 
 
 def _pct(values: list[float]) -> str:
     m = median(values)
     return "—" if m != m else f"{m * 100:.0f} %"
-

@@ -12,6 +12,7 @@ for the end-to-end delays. Prints `READY <url>` once serving; SIGTERM stops it l
 
     .venv/bin/python -m bench.serve_app --transport kafka --database <db> [--listener]   (from the repository root)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,14 +71,21 @@ def main() -> None:
     parser.add_argument("--topic-prefix", default="member-activity-")
     parser.add_argument("--group-id", default="dailyfeed-bench")
     parser.add_argument("--threads", type=int, default=None, help="default: server.threads")
-    parser.add_argument("--no-outbox", action="store_true",
-                        help="without the event publication registry (outbox.enabled = false): the bare write")
+    parser.add_argument(
+        "--no-outbox",
+        action="store_true",
+        help="without the event publication registry (outbox.enabled = false): the bare write",
+    )
     args = parser.parse_args()
 
     publish = "feign" if args.transport == "none" else args.transport
-    overrides = {"mongo.database": args.database, "publish-type.post-service": publish,
-                 "publish-type.comment-service": publish, "kafka.topic.prefix": args.topic_prefix,
-                 "kafka.consumer.group-id": args.group_id}
+    overrides = {
+        "mongo.database": args.database,
+        "publish-type.post-service": publish,
+        "publish-type.comment-service": publish,
+        "kafka.topic.prefix": args.topic_prefix,
+        "kafka.consumer.group-id": args.group_id,
+    }
     if args.no_outbox:
         overrides["outbox.enabled"] = False
     stored = StoredLog()
@@ -88,8 +96,7 @@ def main() -> None:
         if args.transport == "none":
             fake = FakeTransport(kind="feign")
             transports = {"post-service": fake, "comment-service": fake}
-        app = create_app({**overrides, "activity.base-url": activity_url}, transports=transports,
-                         run_background=False)
+        app = create_app({**overrides, "activity.base-url": activity_url}, transports=transports, run_background=False)
         dailyfeed = get_container(app)
         stored.wrap(dailyfeed.activity_service)  # before the listener takes its reference's methods
         if args.listener:
@@ -105,8 +112,9 @@ def main() -> None:
         return app
 
     settings = load_settings()  # server.* settings, as `dailyfeed serve` reads them
-    running = server.start(factory, host="127.0.0.1", port=0, activity_port=0,
-                           threads=args.threads or settings["server.threads"])
+    running = server.start(
+        factory, host="127.0.0.1", port=0, activity_port=0, threads=args.threads or settings["server.threads"]
+    )
     print(f"READY {running.url}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

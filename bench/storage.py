@@ -15,6 +15,7 @@ stores before block compression), the user text they hold (so the model can put 
 part), and the store's own `collStats` per document: data and each index (FerretDB here: SQLite pages, so a
 collection needs ~1,000 documents before the page granularity stops showing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,11 @@ def drive_app(database: str, n: int, m: int) -> Any:
     delivered: list[Any] = []  # the container, once built: the transports deliver into its activity service
     kafka = FakeTransport(PublishType.KAFKA, deliver=lambda e: delivered[0].activity_service.record_activities([e]))
     feign = FakeTransport(PublishType.FEIGN, deliver=lambda e: delivered[0].activity_service.record_activity(e))
-    app = create_app({"mongo.uri": common.MONGO_URI, "mongo.database": database},
-                     transports={Service.POST: kafka, Service.COMMENT: feign}, run_background=False)
+    app = create_app(
+        {"mongo.uri": common.MONGO_URI, "mongo.database": database},
+        transports={Service.POST: kafka, Service.COMMENT: feign},
+        run_background=False,
+    )
     container = get_container(app)
     delivered.append(container)
     client = app.test_client()
@@ -72,11 +76,15 @@ def drive_app(database: str, n: int, m: int) -> Any:
         return i % members + 1
 
     posts = [call("/api/posts", member(i), {"title": TITLE, "content": POST_TEXT})["id"] for i in range(n)]
-    comments = [call("/api/comments", member(i + 1), {"postId": posts[i], "content": COMMENT_TEXT})["id"]
-                for i in range(n)]
+    comments = [
+        call("/api/comments", member(i + 1), {"postId": posts[i], "content": COMMENT_TEXT})["id"] for i in range(n)
+    ]
     for i in range(n):
-        call("/api/comments/replies", member(i + 2), {"postId": posts[i], "parentId": comments[i],
-                                                      "content": COMMENT_TEXT})
+        call(
+            "/api/comments/replies",
+            member(i + 2),
+            {"postId": posts[i], "parentId": comments[i], "content": COMMENT_TEXT},
+        )
         call(f"/api/posts/{posts[i]}/like", member(i + 3))
         call(f"/api/comments/{comments[i]}/like", member(i + 4))
     for i in range(n):  # every member follows the next ten
@@ -94,10 +102,12 @@ def drive_app(database: str, n: int, m: int) -> Any:
     topic = f"member-activity-{datetime.now(timezone.utc):%Y%m%d}"
     for i in range(m):  # listener dead letters, kept as the listener keeps a record whose store failed
         event = ActivityEvent.new(ActivityType.LIKE_POST, member(i), post_id=posts[i % n])
-        record = argparse.Namespace(topic=topic, partition=i % 6, offset=i, key=event.message_key.encode(),
-                                    value=event.to_bytes())
-        container.dead_letters.record_listener_failure(origin=record_origin(record), error=RuntimeError("store down"),
-                                                       event=event)
+        record = argparse.Namespace(
+            topic=topic, partition=i % 6, offset=i, key=event.message_key.encode(), value=event.to_bytes()
+        )
+        container.dead_letters.record_listener_failure(
+            origin=record_origin(record), error=RuntimeError("store down"), event=event
+        )
     PublisherRestore(container.dead_letters, container.transports, RestoreOptions()).run()
     ListenerRestore(container.dead_letters, container.activity_service, RestoreOptions()).run()
     return container
@@ -147,17 +157,27 @@ def main(argv: list[str] | None = None) -> int:
         if container is not None:
             container.close()
         common.drop_databases(run)
-    data = {"run": run.id, "started": started.isoformat(timespec="seconds"),
-            "store": {"uri_scheme": common.MONGO_URI.split(":", 1)[0], "version": server.get("version"),
-                      "ferretdb": server.get("ferretdbVersion")},
-            "load_before": os.getloadavg(), "docs": args.docs, "dead_letters": args.dead_letters,
-            "text": {"title": len(TITLE), "post": len(POST_TEXT), "comment": len(COMMENT_TEXT)},
-            "collections": sizes}
+    data = {
+        "run": run.id,
+        "started": started.isoformat(timespec="seconds"),
+        "store": {
+            "uri_scheme": common.MONGO_URI.split(":", 1)[0],
+            "version": server.get("version"),
+            "ferretdb": server.get("ferretdbVersion"),
+        },
+        "load_before": os.getloadavg(),
+        "docs": args.docs,
+        "dead_letters": args.dead_letters,
+        "text": {"title": len(TITLE), "post": len(POST_TEXT), "comment": len(COMMENT_TEXT)},
+        "collections": sizes,
+    }
     print(f"{'collection':32} {'docs':>6} {'BSON B/doc':>10} {'text B':>7} {'store B/doc':>11}  indexes (store B/doc)")
     for name, c in sizes.items():
         indexes = ", ".join(f"{k} {v:.0f}" for k, v in c["store_index_bytes"].items())
-        print(f"{name:32} {c['documents']:>6} {c['bson_bytes']:>10.0f} {c['text_bytes']:>7.0f} "
-              f"{c['store_data_bytes']:>11.0f}  {indexes}")
+        print(
+            f"{name:32} {c['documents']:>6} {c['bson_bytes']:>10.0f} {c['text_bytes']:>7.0f} "
+            f"{c['store_data_bytes']:>11.0f}  {indexes}"
+        )
     save_results(args.out, data)
     return 0
 

@@ -5,6 +5,7 @@ MongoDB-compatible server. Prints both rates and their ratio; both are measured 
 
     python -m bench.tasks [M]        (DAILYFEED_MONGO_URI: the server; default 2000 dead letters)
 """
+
 from __future__ import annotations
 
 import sys
@@ -25,8 +26,16 @@ def main(m: int = 2000) -> None:
         dailyfeed = services({"mongo.uri": common.MONGO_URI, "mongo.database": f"bench_{label}_{uuid.uuid4().hex[:8]}"})
         for i, event in enumerate(common.make_events(m)):
             dailyfeed.dead_letters.record_listener_failure(
-                origin={"topic": "member-activity-20261122", "partition": 0, "offset": i, "key": event.message_key,
-                        "value": event.to_bytes()}, error=RuntimeError("bench: store down"), event=event)
+                origin={
+                    "topic": "member-activity-20261122",
+                    "partition": 0,
+                    "offset": i,
+                    "key": event.message_key,
+                    "value": event.to_bytes(),
+                },
+                error=RuntimeError("bench: store down"),
+                event=event,
+            )
         return dailyfeed
 
     made = []
@@ -40,8 +49,14 @@ def main(m: int = 2000) -> None:
         dailyfeed = with_dead_letters("task")
         made.append(dailyfeed)
         tasks = task_store(dailyfeed)
-        doc = tasks.start("replay", Selection(collections=("kafka_listener_dead_letters",)), total=m,
-                          actor="bench", via="bench", rate=MAX_RATE)
+        doc = tasks.start(
+            "replay",
+            Selection(collections=("kafka_listener_dead_letters",)),
+            total=m,
+            actor="bench",
+            via="bench",
+            rate=MAX_RATE,
+        )
         t = time.perf_counter()
         TaskRunner(dailyfeed, tasks, owner="bench").run(tasks.acquire(tasks.get(doc["_id"]), owner="bench"))
         task_rate = m / (time.perf_counter() - t)

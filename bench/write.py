@@ -1,6 +1,7 @@
 """Sections 3 and 4, the write path and end to end: POST /api/posts against the app in a process of its own
 (bench/serve_app.py) in each publish mode, beside the store alone through pymongo; for the kafka + in-app
 listener mode also the time until the activities are stored."""
+
 from __future__ import annotations
 
 import re
@@ -27,14 +28,32 @@ WRITE_MODES = {  # name: (serve_app --transport, in-app listener, activities sto
 }
 
 
-def start_app(run: Run, label: str, transport: str, log_path: Path, *, listener: bool = False,
-              database: str | None = None, prefix: str | None = None,
-              outbox: bool = True) -> tuple[subprocess.Popen, str]:
+def start_app(
+    run: Run,
+    label: str,
+    transport: str,
+    log_path: Path,
+    *,
+    listener: bool = False,
+    database: str | None = None,
+    prefix: str | None = None,
+    outbox: bool = True,
+) -> tuple[subprocess.Popen, str]:
     """bench/serve_app.py (the app under waitress, as `dailyfeed serve` wires it) in a process of its own;
     returns the process and its URL once it serves. `outbox` False: without the publication registry."""
-    args = [common.PYTHON, "-m", "bench.serve_app", "--transport", transport,
-            "--database", database or run.db(label), "--topic-prefix", prefix or run.prefix(label),
-            "--group-id", run.group(label)]
+    args = [
+        common.PYTHON,
+        "-m",
+        "bench.serve_app",
+        "--transport",
+        transport,
+        "--database",
+        database or run.db(label),
+        "--topic-prefix",
+        prefix or run.prefix(label),
+        "--group-id",
+        run.group(label),
+    ]
     if listener:
         args.append("--listener")
     if not outbox:
@@ -139,9 +158,11 @@ def write_rep(run: Run, rep: int, mode: str, sizes: Sizes, tokens: dict[int, str
         results, elapsed = post_many(url, "/api/posts", requests, sizes.concurrency, headers, body)
         ok = [r for r in results if r.status == 201]
         out: dict[str, Any] = {
-            "req_per_s": len(ok) / elapsed, "errors": len(results) - len(ok),
+            "req_per_s": len(ok) / elapsed,
+            "errors": len(results) - len(ok),
             "p50_ms": percentile([r.latency_s for r in ok], 50) * 1000,
-            "p99_ms": percentile([r.latency_s for r in ok], 99) * 1000}
+            "p99_ms": percentile([r.latency_s for r in ok], 99) * 1000,
+        }
         if listener:
             out.update(end_to_end(url, ok, stored_before))
         stop_sampling.set()
@@ -172,7 +193,7 @@ def preload_activities(database: str, n: int) -> None:
     try:
         events = common.make_events(n, start=10**8, members=1000)
         for start in range(0, n, 5000):
-            dailyfeed.activity_service.record_activities(events[start:start + 5000])
+            dailyfeed.activity_service.record_activities(events[start : start + 5000])
     finally:
         dailyfeed.close()
 
@@ -201,8 +222,12 @@ def end_to_end(url: str, ok: list, stored_before: int) -> dict[str, Any]:
         delays.append(stored_at[data["id"]] - created)
     first_sent = min(r.sent_at for r in ok)
     last_stored = max(stored_at[r.body["data"]["id"]] for r in ok)
-    return {"e2e_events_per_s": len(ok) / (last_stored - first_sent), "e2e_seconds": last_stored - first_sent,
-            "delay_p50_s": percentile(delays, 50), "delay_p99_s": percentile(delays, 99)}
+    return {
+        "e2e_events_per_s": len(ok) / (last_stored - first_sent),
+        "e2e_seconds": last_stored - first_sent,
+        "delay_p50_s": percentile(delays, 50),
+        "delay_p99_s": percentile(delays, 99),
+    }
 
 
 def write_label(sizes: dict) -> str:
@@ -218,29 +243,54 @@ def rows(table: Table) -> None:
     store_failures = sum(table.values("write:store", "counter_insert_failures"))
     if store_failures:
         row.target = f"{store_failures:.0f} gave up (no free id)"
-    table.figure("3s   store alone: plain insert_one, 8 threads (/s)", w, table.values("write:store", "insert_per_s"),
-                 "3s", store_ceiling)
+    table.figure(
+        "3s   store alone: plain insert_one, 8 threads (/s)",
+        w,
+        table.values("write:store", "insert_per_s"),
+        "3s",
+        store_ceiling,
+    )
     table.figure("3a write, no publish (FakeTransport) (req/s)", w, base, "3s", store_ceiling)
     table.add(Row("3a   p50 / p99 latency (ms)", w, f"{fmt(median(base_p50))} / {fmt(median(base_p99))}"))
-    for mode, label in (("kafka", "3b write, kafka publish (listener off)"),
-                        ("kafka+listener", "3c write, kafka + in-app listener (as `serve`)"),
-                        ("feign", "3d write, feign to own activity pool"),
-                        ("feign@5k", "3e write, feign, 5k activities already stored")):
+    for mode, label in (
+        ("kafka", "3b write, kafka publish (listener off)"),
+        ("kafka+listener", "3c write, kafka + in-app listener (as `serve`)"),
+        ("feign", "3d write, feign to own activity pool"),
+        ("feign@5k", "3e write, feign, 5k activities already stored"),
+    ):
         section = f"write:{mode}"
         if mode == "feign@5k":
-            table.figure(f"{label} (req/s)", w, table.values(section, "req_per_s"), "3d",
-                         table.values("write:feign", "req_per_s"))
+            table.figure(
+                f"{label} (req/s)",
+                w,
+                table.values(section, "req_per_s"),
+                "3d",
+                table.values("write:feign", "req_per_s"),
+            )
         else:
             target = "≥ 0.7× 3a (cost ≤ 30 %)" if mode == "kafka" else "report" if mode == "feign" else ""
-            table.figure(f"{label} (req/s)", w, table.values(section, "req_per_s"), "3a", base, target,
-                         check=(lambda m, r: r >= 0.7) if mode == "kafka" else None)
+            table.figure(
+                f"{label} (req/s)",
+                w,
+                table.values(section, "req_per_s"),
+                "3a",
+                base,
+                target,
+                check=(lambda m, r: r >= 0.7) if mode == "kafka" else None,
+            )
         p50, p99 = table.values(section, "p50_ms"), table.values(section, "p99_ms")
         r50 = median(p50) / median(base_p50) if base_p50 else float("nan")
         r99 = median(p99) / median(base_p99) if base_p99 else float("nan")
-        latency = table.add(Row(f"{label.split(',')[0]}   p50 / p99 latency (ms)", w,
-                                f"{fmt(median(p50))} / {fmt(median(p99))}", "",
-                                f"3a {fmt(median(base_p50))} / {fmt(median(base_p99))}",
-                                f"{r50:.2f}× / {r99:.2f}×"))
+        latency = table.add(
+            Row(
+                f"{label.split(',')[0]}   p50 / p99 latency (ms)",
+                w,
+                f"{fmt(median(p50))} / {fmt(median(p99))}",
+                "",
+                f"3a {fmt(median(base_p50))} / {fmt(median(base_p99))}",
+                f"{r50:.2f}× / {r99:.2f}×",
+            )
+        )
         errors = sum(table.values(section, "errors"))
         if errors:
             statuses: dict[str, int] = {}
@@ -248,18 +298,32 @@ def rows(table: Table) -> None:
                 for status, count in (rep.get("failed_statuses") or {}).items():
                     statuses[status] = statuses.get(status, 0) + count
             no_free_id = sum(table.values(section, "no_free_id"))
-            latency.target = (f"{errors:.0f} failed: "
-                              + ", ".join(f"{n} × HTTP {s}" for s, n in sorted(statuses.items()))
-                              + (f" ({no_free_id:.0f} × 'no free id')" if no_free_id else ""))
+            latency.target = (
+                f"{errors:.0f} failed: "
+                + ", ".join(f"{n} × HTTP {s}" for s, n in sorted(statuses.items()))
+                + (f" ({no_free_id:.0f} × 'no free id')" if no_free_id else "")
+            )
 
     e2e = table.values("write:kafka+listener", "e2e_events_per_s")
-    table.figure("4a end to end: first POST → last activity stored (ev/s)", w, e2e, "3c req/s",
-                 table.values("write:kafka+listener", "req_per_s"))
+    table.figure(
+        "4a end to end: first POST → last activity stored (ev/s)",
+        w,
+        e2e,
+        "3c req/s",
+        table.values("write:kafka+listener", "req_per_s"),
+    )
     d50 = table.values("write:kafka+listener", "delay_p50_s")
     d99 = table.values("write:kafka+listener", "delay_p99_s")
     k50, k99 = table.values("write:kafka+listener", "p50_ms"), table.values("write:kafka+listener", "p99_ms")
-    table.add(Row("4b   post createdAt → activity stored, p50 / p99 (s)", w,
-                  f"{fmt(median(d50))} / {fmt(median(d99))}", "",
-                  f"3c request {fmt(median(k50) / 1000)} / {fmt(median(k99) / 1000)}",
-                  f"{median(d50) / (median(k50) / 1000):.1f}× / {median(d99) / (median(k99) / 1000):.1f}×"
-                  if k50 and d50 else "—"))
+    table.add(
+        Row(
+            "4b   post createdAt → activity stored, p50 / p99 (s)",
+            w,
+            f"{fmt(median(d50))} / {fmt(median(d99))}",
+            "",
+            f"3c request {fmt(median(k50) / 1000)} / {fmt(median(k99) / 1000)}",
+            f"{median(d50) / (median(k50) / 1000):.1f}× / {median(d99) / (median(k99) / 1000):.1f}×"
+            if k50 and d50
+            else "—",
+        )
+    )

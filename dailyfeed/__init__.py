@@ -3,6 +3,7 @@
 `create_app` (app.py) builds the Flask app around the container that `dailyfeed.bootstrap.bootstrap` wires from
 settings; reach the container with `dailyfeed.extension.get_container()`. Nothing is built at import time.
 """
+
 from .app import create_app
 
 __all__ = ["create_app"]

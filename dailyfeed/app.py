@@ -1,4 +1,5 @@
 """The Flask application factory: the container from dailyfeed.bootstrap, plus blueprints and commands."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -17,8 +18,12 @@ from .web import IdConverter
 MAX_REQUEST_BYTES = 64 * 1024
 
 
-def create_app(test_config: Mapping[str, Any] | None = None, *,
-               transports: Mapping[Service, Transport] | None = None, run_background: bool | None = None) -> Flask:
+def create_app(
+    test_config: Mapping[str, Any] | None = None,
+    *,
+    transports: Mapping[Service, Transport] | None = None,
+    run_background: bool | None = None,
+) -> Flask:
     """Build the app. `test_config` overrides settings by their dotted names; `transports` (by service) replaces
     the configured transports, for tests. `run_background` starts what a serving process runs beside requests
     (dailyfeed.background: date topics, the Kafka listener); None means only under `flask run`."""

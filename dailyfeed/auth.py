@@ -2,6 +2,7 @@
 
 A scoped token (service, admin) never acts as a member, and a member token never acts as either of the others.
 """
+
 from __future__ import annotations
 
 from functools import wraps
@@ -33,9 +34,12 @@ def verify_token(token: str) -> dict:
     try:
         # The audience is checked by the views that need one (scope_required), so that a scoped token on a
         # member endpoint is told it has the wrong scope rather than a confusing audience error.
-        return jwt.decode(token.strip(), secret, algorithms=["HS256"], options={"require": ["exp", "sub"],
-                                                                                 "verify_sub": False,
-                                                                                 "verify_aud": False})
+        return jwt.decode(
+            token.strip(),
+            secret,
+            algorithms=["HS256"],
+            options={"require": ["exp", "sub"], "verify_sub": False, "verify_aud": False},
+        )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("bearer token has expired") from None
     except jwt.InvalidTokenError as exc:

@@ -6,6 +6,7 @@ Only the process that serves starts it — `dailyfeed serve`, `flask run` (in th
 watcher process that only restarts it), or a WSGI entry point that asks for it with
 `create_app(run_background=True)` — never a plain CLI command such as `dailyfeed token` or the restore jobs.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -47,8 +48,10 @@ def flask_run_base_url() -> str | None:
 
     port = ctx.params.get("port")
     if not port:
-        raise ConfigError("flask run --port 0 binds a port the app cannot know in advance: set activity.base-url "
-                          "(DAILYFEED_ACTIVITY_BASE_URL), or give a port")
+        raise ConfigError(
+            "flask run --port 0 binds a port the app cannot know in advance: set activity.base-url "
+            "(DAILYFEED_ACTIVITY_BASE_URL), or give a port"
+        )
     scheme = "https" if ctx.params.get("cert") else "http"
     return bound_url(ctx.params.get("host") or "127.0.0.1", int(port), scheme)
 
@@ -86,9 +89,12 @@ def start_task_worker(dailyfeed: Any) -> None:
     from .restore.tasks import TaskWorker
 
     settings = dailyfeed.settings
-    worker = TaskWorker(dailyfeed, poll_s=settings["tasks.poll-s"],
-                        upkeep=lambda: purge_by_retention(dailyfeed),
-                        upkeep_every_s=settings["deadletters.retention-interval-s"])
+    worker = TaskWorker(
+        dailyfeed,
+        poll_s=settings["tasks.poll-s"],
+        upkeep=lambda: purge_by_retention(dailyfeed),
+        upkeep_every_s=settings["deadletters.retention-interval-s"],
+    )
     worker.start()
     dailyfeed.background.append(worker)
     atexit.register(worker.stop)

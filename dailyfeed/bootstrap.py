@@ -4,6 +4,7 @@
 while benchmarks, the listener and the CLI jobs may call it directly. Tests override settings by their dotted
 names, or replace the transports.
 """
+
 from __future__ import annotations
 
 import threading
@@ -50,8 +51,13 @@ class Container:
         if self.publications is None:
             raise RuntimeError("the event publication registry is off (outbox.enabled = false)")
         service = self.content_service
-        return PublicationRelay(self.publications, service.repo, service.publisher,
-                                batch=self.settings["outbox.batch"], checkpoint=checkpoint)
+        return PublicationRelay(
+            self.publications,
+            service.repo,
+            service.publisher,
+            batch=self.settings["outbox.batch"],
+            checkpoint=checkpoint,
+        )
 
     def close(self) -> None:
         for item in reversed(self.background):
@@ -60,9 +66,13 @@ class Container:
             transport.close()
 
 
-def bootstrap(overrides: Mapping[str, Any] | None = None, *, settings: Settings | None = None,
-              transports: Mapping[Service, Transport] | None = None,
-              checkpoint: Checkpoint = no_checkpoint) -> Container:
+def bootstrap(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    transports: Mapping[Service, Transport] | None = None,
+    checkpoint: Checkpoint = no_checkpoint,
+) -> Container:
     """Build the container. `overrides` change settings by their dotted names (on top of `settings`, or of the
     files and environment); `transports` (by service) replace the configured ones. The feign transport sends
     record calls to hosts.own_base_url(settings), fixed here once: no request can move it. `checkpoint` is called
@@ -75,11 +85,23 @@ def bootstrap(overrides: Mapping[str, Any] | None = None, *, settings: Settings 
     ensure_indexes(db)
     activity_url = own_base_url(settings)
     dead_letters = DeadLetterStore(db, lease_seconds=settings["deadletters.lease-s"])
-    built = {Service(name): t for name, t in transports.items()} if transports is not None \
+    built = (
+        {Service(name): t for name, t in transports.items()}
+        if transports is not None
         else build_transports(settings, lambda: activity_url)
-    publications = PublicationRegistry(db, grace_s=settings["outbox.grace-s"], lease_s=settings["outbox.lease-s"]) \
-        if settings["outbox.enabled"] else None
+    )
+    publications = (
+        PublicationRegistry(db, grace_s=settings["outbox.grace-s"], lease_s=settings["outbox.lease-s"])
+        if settings["outbox.enabled"]
+        else None
+    )
     content = ContentService(ContentRepository(db), ActivityPublisher(built, dead_letters), publications, checkpoint)
-    return Container(settings=settings, db=db, transports=built, dead_letters=dead_letters,
-                     activity_service=ActivityService(ActivityRepository(db), FollowRepository(db)),
-                     content_service=content, publications=publications)
+    return Container(
+        settings=settings,
+        db=db,
+        transports=built,
+        dead_letters=dead_letters,
+        activity_service=ActivityService(ActivityRepository(db), FollowRepository(db)),
+        content_service=content,
+        publications=publications,
+    )

@@ -4,6 +4,7 @@ Commands that need the app (store, transports) run inside it and are registered 
 (activity/cli.py: listen; transport/cli.py: topics; restore/cli.py: restore-*, deadletters); `token` only needs
 the settings.
 """
+
 from __future__ import annotations
 
 import signal
@@ -32,19 +33,36 @@ def main() -> None:
 
 
 @main.command("token")
-@click.option("--member", "member_id", type=click.IntRange(min=1, max=2**63 - 1), default=None,
-              help="a member token: acts as this member (JWT sub)")
-@click.option("--service", "service", is_flag=True,
-              help="a service token (scope activity:record): the only one that may call the record endpoints")
+@click.option(
+    "--member",
+    "member_id",
+    type=click.IntRange(min=1, max=2**63 - 1),
+    default=None,
+    help="a member token: acts as this member (JWT sub)",
+)
+@click.option(
+    "--service",
+    "service",
+    is_flag=True,
+    help="a service token (scope activity:record): the only one that may call the record endpoints",
+)
 @click.option("--admin", "admin", is_flag=True, help="an admin token (scope admin): the console and /api/admin")
-@click.option("--viewer", "viewer", is_flag=True,
-              help="a viewer token (scope admin:read): every page and read of the console, no action")
-@click.option("--name", default=None, metavar="NAME",
-              help="with --admin or --viewer: who holds it (the token's subject, recorded in the audit trail)")
-@click.option("--ttl", type=click.IntRange(min=1), default=None,
-              help="lifetime in seconds (default: auth.token-ttl-s)")
-def token_command(member_id: int | None, service: bool, admin: bool, viewer: bool, name: str | None,
-                  ttl: int | None) -> None:
+@click.option(
+    "--viewer",
+    "viewer",
+    is_flag=True,
+    help="a viewer token (scope admin:read): every page and read of the console, no action",
+)
+@click.option(
+    "--name",
+    default=None,
+    metavar="NAME",
+    help="with --admin or --viewer: who holds it (the token's subject, recorded in the audit trail)",
+)
+@click.option("--ttl", type=click.IntRange(min=1), default=None, help="lifetime in seconds (default: auth.token-ttl-s)")
+def token_command(
+    member_id: int | None, service: bool, admin: bool, viewer: bool, name: str | None, ttl: int | None
+) -> None:
     """Print a JWT signed with auth.jwt-secret: --member N, --service, --admin or --viewer (exactly one)."""
     from .tokens import MAX_NAME, issue_admin_token, issue_member_token, issue_service_token, issue_viewer_token
 
@@ -94,15 +112,20 @@ def serve_command(host: str | None, port: int | None, threads: int | None) -> No
         built.append(create_app(overrides, run_background=True))
         return built[0]
 
-    running = server.start(factory, host=host, port=port, activity_port=settings["server.activity-port"],
-                           threads=threads)
+    running = server.start(
+        factory, host=host, port=port, activity_port=settings["server.activity-port"], threads=threads
+    )
     click.echo(f"dailyfeed serving on {running.url} (activity pool {running.activity_url}, {threads} threads)")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    _shut_down(running, [get_container(app) for app in built], drain_s=settings["server.shutdown.drain-s"],
-               timeout_s=settings["server.shutdown.timeout-s"])
+    _shut_down(
+        running,
+        [get_container(app) for app in built],
+        drain_s=settings["server.shutdown.drain-s"],
+        timeout_s=settings["server.shutdown.timeout-s"],
+    )
 
 
 def _shut_down(running, containers: list, *, drain_s: float, timeout_s: float) -> None:

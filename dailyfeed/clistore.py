@@ -1,5 +1,6 @@
 """What every command that reads or writes the store does with a store failure: a message and exit status 1, not a
 traceback."""
+
 from __future__ import annotations
 
 from typing import Any, Callable

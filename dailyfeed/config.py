@@ -3,6 +3,7 @@
 Layers, later wins: config/default.toml, the file named by DAILYFEED_CONFIG (if any), DAILYFEED_* environment
 variables, then the mapping given to create_app(test_config=...). Keys are the dotted names of SPEC section 2.
 """
+
 from __future__ import annotations
 
 import os
@@ -105,8 +106,12 @@ class Settings:
         return load_settings(overrides, base=self)
 
 
-def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None,
-                  base: Settings | None = None) -> Settings:
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    base: Settings | None = None,
+) -> Settings:
     environ = os.environ if environ is None else environ
     if base is None:
         values = _read(DEFAULT_FILE)
@@ -127,20 +132,44 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mappin
 
 #: Every numeric limit, checked once here at start-up (no module checks a setting again).
 LOWER_BOUNDS = {
-    "kafka.topic.partitions": 1, "kafka.topic.replication-factor": 1,
+    "kafka.topic.partitions": 1,
+    "kafka.topic.replication-factor": 1,
     "kafka.producer.send-timeout-ms": 100,  # below that no broker round trip fits
-    "kafka.consumer.max-records": 1, "kafka.consumer.metadata-max-age-ms": 1, "kafka.consumer.store-retries": 0,
-    "feign.retry.attempts": 1, "feign.retry.backoff-s": 0,
+    "kafka.consumer.max-records": 1,
+    "kafka.consumer.metadata-max-age-ms": 1,
+    "kafka.consumer.store-retries": 0,
+    "feign.retry.attempts": 1,
+    "feign.retry.backoff-s": 0,
     "feign.retry.factor": 1,  # a pause that shrinks after each failure would hammer a struggling service
-    "circuit.window-size": 1, "circuit.minimum-calls": 1,
-    "deadletters.lease-s": 1, "deadletters.retention-days": 0, "tasks.lease-s": 2, "outbox.batch": 1,
-    "outbox.lease-s": 1, "server.threads": 1, "server.port": 0, "server.activity-port": 0,
-    "server.shutdown.drain-s": 0, "redrive.max-passes": 1,
+    "circuit.window-size": 1,
+    "circuit.minimum-calls": 1,
+    "deadletters.lease-s": 1,
+    "deadletters.retention-days": 0,
+    "tasks.lease-s": 2,
+    "outbox.batch": 1,
+    "outbox.lease-s": 1,
+    "server.threads": 1,
+    "server.port": 0,
+    "server.activity-port": 0,
+    "server.shutdown.drain-s": 0,
+    "redrive.max-passes": 1,
 }
-POSITIVE = ("feign.connect-timeout-s", "feign.read-timeout-s", "circuit.open-wait-s", "tasks.rate", "tasks.poll-s",
-            "deadletters.retention-interval-s", "kafka.consumer.poll-ttl-s", "kafka.consumer.consume-ttl-s",
-            "server.shutdown.timeout-s", "redrive.interval-s", "redrive.rate", "redrive.backoff-max-s",
-            "outbox.grace-s", "outbox.interval-s")
+POSITIVE = (
+    "feign.connect-timeout-s",
+    "feign.read-timeout-s",
+    "circuit.open-wait-s",
+    "tasks.rate",
+    "tasks.poll-s",
+    "deadletters.retention-interval-s",
+    "kafka.consumer.poll-ttl-s",
+    "kafka.consumer.consume-ttl-s",
+    "server.shutdown.timeout-s",
+    "redrive.interval-s",
+    "redrive.rate",
+    "redrive.backoff-max-s",
+    "outbox.grace-s",
+    "outbox.interval-s",
+)
 
 
 def _validate(values: dict[str, Any]) -> dict[str, Any]:
@@ -150,8 +179,10 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         try:
             values[key] = PublishType(raw)
         except ValueError:
-            raise ConfigError(f"setting {key} ({env_name(key)}) is {values[key]!r}; allowed values: "
-                              f"{', '.join(p.value for p in PublishType)} (case-insensitive)") from None
+            raise ConfigError(
+                f"setting {key} ({env_name(key)}) is {values[key]!r}; allowed values: "
+                f"{', '.join(p.value for p in PublishType)} (case-insensitive)"
+            ) from None
     uri = values["mongo.uri"]
     if not (uri.startswith("mongomock://") or uri.startswith("mongodb://") or uri.startswith("mongodb+srv://")):
         raise ConfigError(f"setting mongo.uri must start with mongomock:// or mongodb://, got {uri!r}")
@@ -167,15 +198,19 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         if values[key] <= 0:
             raise ConfigError(f"setting {key} ({env_name(key)}) must be greater than 0, got {values[key]}")
     if values["feign.retry.max-backoff-s"] < values["feign.retry.backoff-s"]:
-        raise ConfigError(f"setting feign.retry.max-backoff-s ({env_name('feign.retry.max-backoff-s')}) must be at "
-                          f"least feign.retry.backoff-s ({values['feign.retry.backoff-s']}), "
-                          f"got {values['feign.retry.max-backoff-s']}")
+        raise ConfigError(
+            f"setting feign.retry.max-backoff-s ({env_name('feign.retry.max-backoff-s')}) must be at "
+            f"least feign.retry.backoff-s ({values['feign.retry.backoff-s']}), "
+            f"got {values['feign.retry.max-backoff-s']}"
+        )
     if not 0 < values["circuit.failure-rate"] <= 1:
         raise ConfigError("setting circuit.failure-rate must be in (0, 1]")
     values["log.format"] = str(values["log.format"]).strip().lower()
     if values["log.format"] not in LOG_FORMATS:
-        raise ConfigError(f"setting log.format ({env_name('log.format')}) is {values['log.format']!r}; allowed "
-                          f"values: {', '.join(LOG_FORMATS)}")
+        raise ConfigError(
+            f"setting log.format ({env_name('log.format')}) is {values['log.format']!r}; allowed "
+            f"values: {', '.join(LOG_FORMATS)}"
+        )
     values["log.level"] = str(values["log.level"]).strip().upper()
     if values["log.level"] not in LOG_LEVELS:
         raise ConfigError(f"setting log.level is {values['log.level']!r}; allowed values: {', '.join(LOG_LEVELS)}")
@@ -185,8 +220,10 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("setting metrics.lag-interval-s must be positive")
     values["server.trusted-hosts"] = _trusted_hosts(values["server.trusted-hosts"])
     if values["server.shutdown.drain-s"] >= values["server.shutdown.timeout-s"]:
-        raise ConfigError("setting server.shutdown.drain-s must be less than server.shutdown.timeout-s (the drain is "
-                          "part of the shutdown's deadline)")
+        raise ConfigError(
+            "setting server.shutdown.drain-s must be less than server.shutdown.timeout-s (the drain is "
+            "part of the shutdown's deadline)"
+        )
     if values["redrive.backoff-max-s"] < values["redrive.interval-s"]:
         raise ConfigError("setting redrive.backoff-max-s must be at least redrive.interval-s")
     if len(values["auth.jwt-secret"]) < 32:
@@ -198,8 +235,10 @@ def _trusted_hosts(hosts: list[str]) -> tuple[str, ...]:
     cleaned = tuple(dict.fromkeys(host.strip().lower() for host in hosts))
     for host in cleaned:
         if not TRUSTED_HOST.fullmatch(host):
-            raise ConfigError(f"setting server.trusted-hosts ({env_name('server.trusted-hosts')}): {host!r} is not a "
-                              "host name, an IPv4 address, an IPv6 address in brackets or *; give no port")
+            raise ConfigError(
+                f"setting server.trusted-hosts ({env_name('server.trusted-hosts')}): {host!r} is not a "
+                "host name, an IPv4 address, an IPv6 address in brackets or *; give no port"
+            )
     if not cleaned:
         raise ConfigError("setting server.trusted-hosts must name at least one host (or * for any)")
     return cleaned

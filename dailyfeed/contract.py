@@ -29,6 +29,7 @@ without one is listed in `undocumented(app)` (a test requires that list to be em
 annotated). Models become `components/schemas` through pydantic's JSON Schema (draft 2020-12, which OpenAPI 3.1
 uses as is).
 """
+
 from __future__ import annotations
 
 import re
@@ -105,19 +106,40 @@ class Operation:
     envelope: bool = True  # False: `response` is the whole body, errors too (the probes' component reports)
 
 
-def operation(*, response: Any = None, status: int = 200, body: type[BaseModel] | None = None,
-              query: type[BaseModel] | None = None, auth: Callable | None = None, errors: tuple[int, ...] = (),
-              summary: str | None = None, links: dict[str, Link] | None = None, media_type: str = JSON,
-              tags: tuple[str, ...] = (), uses_store: bool = True, envelope: bool = True):
+def operation(
+    *,
+    response: Any = None,
+    status: int = 200,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    auth: Callable | None = None,
+    errors: tuple[int, ...] = (),
+    summary: str | None = None,
+    links: dict[str, Link] | None = None,
+    media_type: str = JSON,
+    tags: tuple[str, ...] = (),
+    uses_store: bool = True,
+    envelope: bool = True,
+):
     """Validate the request of a view and register its contract (see the module docstring)."""
 
     def decorate(view: Callable) -> Callable:
         doc = (view.__doc__ or "").strip()
-        op = Operation(summary=summary or (doc.splitlines()[0] if doc else view.__name__.replace("_", " ")),
-                       description=doc, body=body, query=query, response=response, status=status,
-                       errors=tuple(errors), scope=getattr(auth, "scope", None) if auth else None,
-                       links=dict(links or {}), media_type=media_type, tags=tuple(tags), uses_store=uses_store,
-                       envelope=envelope)
+        op = Operation(
+            summary=summary or (doc.splitlines()[0] if doc else view.__name__.replace("_", " ")),
+            description=doc,
+            body=body,
+            query=query,
+            response=response,
+            status=status,
+            errors=tuple(errors),
+            scope=getattr(auth, "scope", None) if auth else None,
+            links=dict(links or {}),
+            media_type=media_type,
+            tags=tuple(tags),
+            uses_store=uses_store,
+            envelope=envelope,
+        )
 
         @wraps(view)
         def validated(*args, **kwargs):
@@ -173,8 +195,11 @@ def operation_of(app: Flask, endpoint: str) -> Operation | None:
 
 def undocumented(app: Flask) -> list[str]:
     """Rules (other than static files) whose view has no @operation: they would be missing from /openapi.json."""
-    return [f"{rule.rule} ({rule.endpoint})" for rule in app.url_map.iter_rules()
-            if not is_static(rule.endpoint) and operation_of(app, rule.endpoint) is None]
+    return [
+        f"{rule.rule} ({rule.endpoint})"
+        for rule in app.url_map.iter_rules()
+        if not is_static(rule.endpoint) and operation_of(app, rule.endpoint) is None
+    ]
 
 
 def is_static(endpoint: str) -> bool:
@@ -197,7 +222,8 @@ def openapi_document(app: Flask, *, title: str, version: str, description: str =
         path_params = [_path_parameter(name, converter) for name, converter in rule._converters.items()]
         for method in sorted((rule.methods or set()) - SKIPPED_METHODS):
             paths.setdefault(openapi_path(rule.rule), {})[method.lower()] = _operation_object(
-                rule.endpoint, op, path_params, registry)
+                rule.endpoint, op, path_params, registry
+            )
     schemas = registry.definitions()
     return {
         "openapi": "3.1.0",
@@ -209,15 +235,27 @@ def openapi_document(app: Flask, *, title: str, version: str, description: str =
 
 
 SECURITY_SCHEMES = {
-    "memberToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                    "description": "HS256 JWT whose `sub` is the member id (ASCII digits, 1 … 2^63-1) and which "
-                                   "has no `scope`: `dailyfeed token --member N`."},
-    "serviceToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                     "description": "HS256 JWT with `scope` = `activity:record` and `aud` = `dailyfeed-activity`: "
-                                    "`dailyfeed token --service`. "
-                                    "The only token the record endpoints accept."},
-    "adminToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                   "description": "HS256 JWT with `scope` = `admin`: `dailyfeed token --admin`."},
+    "memberToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "HS256 JWT whose `sub` is the member id (ASCII digits, 1 … 2^63-1) and which "
+        "has no `scope`: `dailyfeed token --member N`.",
+    },
+    "serviceToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "HS256 JWT with `scope` = `activity:record` and `aud` = `dailyfeed-activity`: "
+        "`dailyfeed token --service`. "
+        "The only token the record endpoints accept.",
+    },
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "HS256 JWT with `scope` = `admin`: `dailyfeed token --admin`.",
+    },
 }
 _SCHEME_OF_SCOPE = {"member": "memberToken", "activity:record": "serviceToken", "admin": "adminToken"}
 
@@ -244,8 +282,16 @@ def _operation_object(endpoint: str, op: Operation, path_params: list[dict], reg
             description = prop.pop("description", "")
             prop.pop("title", None)
             # an empty value counts as absent (validate_query): say so, as forms send empty fields
-            parameters.append({"name": name, "in": "query", "required": name in required, "schema": prop,
-                               "allowEmptyValue": True, **({"description": description} if description else {})})
+            parameters.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in required,
+                    "schema": prop,
+                    "allowEmptyValue": True,
+                    **({"description": description} if description else {}),
+                }
+            )
     result: dict[str, Any] = {"operationId": endpoint, "summary": op.summary}
     if op.description and op.description != op.summary:
         result["description"] = op.description
@@ -254,8 +300,7 @@ def _operation_object(endpoint: str, op: Operation, path_params: list[dict], reg
     if parameters:
         result["parameters"] = parameters
     if op.body is not None:
-        result["requestBody"] = {"required": True,
-                                 "content": {JSON: {"schema": registry.ref(op.body, "validation")}}}
+        result["requestBody"] = {"required": True, "content": {JSON: {"schema": registry.ref(op.body, "validation")}}}
     if op.scope is not None:
         result["security"] = [{_SCHEME_OF_SCOPE.get(op.scope, "adminToken"): []}]
 
@@ -314,9 +359,13 @@ def envelope_of(data: Any) -> type[BaseModel]:
     name = getattr(data, "__name__", None) or re.sub(r"\W+", "", repr(data).title())
     if getattr(data, "__origin__", None) is list:
         name = f"{data.__args__[0].__name__}List"
-    return create_model(f"{name}Response", __config__=ConfigDict(extra="forbid"),
-                        status=(int, Field(description="the HTTP status, repeated")),
-                        result=(Literal["SUCCESS"], ...), data=(data, ...))
+    return create_model(
+        f"{name}Response",
+        __config__=ConfigDict(extra="forbid"),
+        status=(int, Field(description="the HTTP status, repeated")),
+        result=(Literal["SUCCESS"], ...),
+        data=(data, ...),
+    )
 
 
 class _Schemas:

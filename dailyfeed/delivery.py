@@ -10,6 +10,7 @@ the (already validated) settings. The guarantees they add up to:
 
 One retry shape (RetryPolicy) serves the listener's reconnects, its store retries and the feign calls.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -89,25 +90,33 @@ class ConsumerOptions:
 
 
 def producer_options(settings: Settings) -> ProducerOptions:
-    return ProducerOptions(bootstrap_servers=settings["kafka.bootstrap-servers"],
-                           send_timeout_s=settings["kafka.producer.send-timeout-ms"] / 1000)
+    return ProducerOptions(
+        bootstrap_servers=settings["kafka.bootstrap-servers"],
+        send_timeout_s=settings["kafka.producer.send-timeout-ms"] / 1000,
+    )
 
 
 def feign_options(settings: Settings) -> FeignOptions:
-    return FeignOptions(connect_timeout_s=settings["feign.connect-timeout-s"],
-                        read_timeout_s=settings["feign.read-timeout-s"],
-                        retry=RetryPolicy(attempts=settings["feign.retry.attempts"],
-                                          base_s=settings["feign.retry.backoff-s"],
-                                          max_s=settings["feign.retry.max-backoff-s"],
-                                          factor=settings["feign.retry.factor"]))
+    return FeignOptions(
+        connect_timeout_s=settings["feign.connect-timeout-s"],
+        read_timeout_s=settings["feign.read-timeout-s"],
+        retry=RetryPolicy(
+            attempts=settings["feign.retry.attempts"],
+            base_s=settings["feign.retry.backoff-s"],
+            max_s=settings["feign.retry.max-backoff-s"],
+            factor=settings["feign.retry.factor"],
+        ),
+    )
 
 
 def consumer_options(settings: Settings, pattern: str) -> ConsumerOptions:
-    return ConsumerOptions(bootstrap_servers=settings["kafka.bootstrap-servers"],
-                           group_id=settings["kafka.consumer.group-id"], pattern=pattern,
-                           max_records=settings["kafka.consumer.max-records"],
-                           metadata_max_age_ms=settings["kafka.consumer.metadata-max-age-ms"],
-                           store_retry=replace(ConsumerOptions.store_retry,
-                                               attempts=settings["kafka.consumer.store-retries"] + 1),
-                           poll_ttl_s=settings["kafka.consumer.poll-ttl-s"],
-                           consume_ttl_s=settings["kafka.consumer.consume-ttl-s"])
+    return ConsumerOptions(
+        bootstrap_servers=settings["kafka.bootstrap-servers"],
+        group_id=settings["kafka.consumer.group-id"],
+        pattern=pattern,
+        max_records=settings["kafka.consumer.max-records"],
+        metadata_max_age_ms=settings["kafka.consumer.metadata-max-age-ms"],
+        store_retry=replace(ConsumerOptions.store_retry, attempts=settings["kafka.consumer.store-retries"] + 1),
+        poll_ttl_s=settings["kafka.consumer.poll-ttl-s"],
+        consume_ttl_s=settings["kafka.consumer.consume-ttl-s"],
+    )

@@ -2,6 +2,7 @@
 
 Error body (SPEC section 3): {"statusCode", "resultCode": "FAIL", "message", "path"}, with the real HTTP status.
 """
+
 from __future__ import annotations
 
 import logging

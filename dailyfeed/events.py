@@ -3,6 +3,7 @@
 Everything that names an activity on the wire is built here, once: the event JSON (SPEC section 4), the
 message key that identifies an action everywhere (Kafka key, dead-letter key, upsert key) and the date topic.
 """
+
 from __future__ import annotations
 
 import json
@@ -127,8 +128,10 @@ def key_pattern() -> str:
     """The regular expression every key from message_key() matches (documented in /asyncapi.json)."""
     codes = "|".join(sorted({t.code for t in ActivityType}))
     number = r"[1-9][0-9]{0,18}"
-    return (f"^{re.escape(KEY_PREFIX)}({codes})###{number}###{number}###"
-            r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}$")
+    return (
+        f"^{re.escape(KEY_PREFIX)}({codes})###{number}###{number}###"
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}$"
+    )
 
 
 def topic_name(at: datetime, prefix: str, tz: str) -> str:
@@ -141,7 +144,7 @@ def topic_day(topic: str, prefix: str) -> date | None:
     if not topic.startswith(prefix):
         return None
     try:
-        return datetime.strptime(topic[len(prefix):], "%Y%m%d").date()
+        return datetime.strptime(topic[len(prefix) :], "%Y%m%d").date()
     except ValueError:
         return None
 
@@ -163,15 +166,28 @@ class ActivityEvent:
     traceparent: str | None = field(default=None, compare=False)
 
     @classmethod
-    def new(cls, activity_type: ActivityType, member_id: int, *, post_id: int | None = None,
-            comment_id: int | None = None, following_id: int | None = None,
-            at: datetime | None = None) -> "ActivityEvent":
+    def new(
+        cls,
+        activity_type: ActivityType,
+        member_id: int,
+        *,
+        post_id: int | None = None,
+        comment_id: int | None = None,
+        following_id: int | None = None,
+        at: datetime | None = None,
+    ) -> "ActivityEvent":
         """A new action: its key is generated here, once, and travels with it from then on."""
         at = at or utcnow()
         target = _target_id(activity_type, post_id, comment_id, following_id)
-        return cls(member_id=member_id, activity_type=activity_type, post_id=post_id,
-                   comment_id=comment_id, created_at=at, following_id=following_id,
-                   message_key=message_key(activity_type, target, member_id, at))
+        return cls(
+            member_id=member_id,
+            activity_type=activity_type,
+            post_id=post_id,
+            comment_id=comment_id,
+            created_at=at,
+            following_id=following_id,
+            message_key=message_key(activity_type, target, member_id, at),
+        )
 
     @property
     def category(self) -> Category:
@@ -201,28 +217,53 @@ class ActivityEvent:
         fields = _common_event_fields(body)
         if fields is None:  # anything but the common well-formed event: the model decides and names the problem
             value = _validate(EventValue, body, "event")
-            fields = (value.memberActivityType, value.memberId, value.postId, value.commentId, value.followingId,
-                      value.createdAt, value.updatedAt)
+            fields = (
+                value.memberActivityType,
+                value.memberId,
+                value.postId,
+                value.commentId,
+                value.followingId,
+                value.createdAt,
+                value.updatedAt,
+            )
         if key is not None and not isinstance(key, str):
             raise InvalidEvent("message key must be a string")
         activity_type, member_id, post_id, comment_id, following_id, created_at, updated_at = fields
         created_at = created_at or (key and key_timestamp(key)) or _no_time()
-        return cls._of(activity_type, member_id, post_id, comment_id, following_id, created_at, updated_at, key,
-                       traceparent)
+        return cls._of(
+            activity_type, member_id, post_id, comment_id, following_id, created_at, updated_at, key, traceparent
+        )
 
     @classmethod
-    def _of(cls, activity_type: ActivityType, member_id: int, post_id: int | None, comment_id: int | None,
-            following_id: int | None, created_at: datetime, updated_at: datetime | None,
-            key: str | None, traceparent: str | None = None) -> "ActivityEvent":
+    def _of(
+        cls,
+        activity_type: ActivityType,
+        member_id: int,
+        post_id: int | None,
+        comment_id: int | None,
+        following_id: int | None,
+        created_at: datetime,
+        updated_at: datetime | None,
+        key: str | None,
+        traceparent: str | None = None,
+    ) -> "ActivityEvent":
         target = _target_id(activity_type, post_id, comment_id, following_id)
-        return cls(member_id=member_id, activity_type=activity_type, post_id=post_id, comment_id=comment_id,
-                   created_at=created_at, updated_at=updated_at, following_id=following_id,
-                   message_key=key or message_key(activity_type, target, member_id, created_at),
-                   traceparent=traceparent)
+        return cls(
+            member_id=member_id,
+            activity_type=activity_type,
+            post_id=post_id,
+            comment_id=comment_id,
+            created_at=created_at,
+            updated_at=updated_at,
+            following_id=following_id,
+            message_key=key or message_key(activity_type, target, member_id, created_at),
+            traceparent=traceparent,
+        )
 
     @classmethod
-    def from_bytes(cls, value: bytes | str | None, key: bytes | str | None = None,
-                   traceparent: str | None = None) -> "ActivityEvent":
+    def from_bytes(
+        cls, value: bytes | str | None, key: bytes | str | None = None, traceparent: str | None = None
+    ) -> "ActivityEvent":
         """The event of a Kafka record: its value, its key and the trace context of its headers."""
         if value is None:
             raise InvalidEvent("record has no value")
@@ -295,9 +336,14 @@ MAX_KEY_CHARS = 512
 
 def record_request_body(event: ActivityEvent) -> dict[str, Any]:
     """`{memberId, postId, commentId?, activityType, messageKey}` plus the action's time."""
-    return {"memberId": event.member_id, "postId": event.post_id, "commentId": event.comment_id,
-            "activityType": event.activity_type.value, "messageKey": event.message_key,
-            "createdAt": _iso(event.created_at)}
+    return {
+        "memberId": event.member_id,
+        "postId": event.post_id,
+        "commentId": event.comment_id,
+        "activityType": event.activity_type.value,
+        "messageKey": event.message_key,
+        "createdAt": _iso(event.created_at),
+    }
 
 
 def event_from_record_request(body: Any, category: Category, received_at: datetime | None = None) -> ActivityEvent:
@@ -315,11 +361,20 @@ def event_from_record_request(body: Any, category: Category, received_at: dateti
         created_at = created_at or received_at
         target = _target_id(value.activityType, value.postId, value.commentId, None)
         key = message_key(value.activityType, target, value.memberId, received_at)
-    event = ActivityEvent._of(value.activityType, value.memberId, value.postId, value.commentId, None,
-                              created_at or key_timestamp(key) or _no_time(), None, key)
+    event = ActivityEvent._of(
+        value.activityType,
+        value.memberId,
+        value.postId,
+        value.commentId,
+        None,
+        created_at or key_timestamp(key) or _no_time(),
+        None,
+        key,
+    )
     if event.category is not category:
-        raise InvalidEvent(f"activityType {event.activity_type.value} does not belong to the "
-                           f"{RECORD_PATHS[category]} endpoint")
+        raise InvalidEvent(
+            f"activityType {event.activity_type.value} does not belong to the {RECORD_PATHS[category]} endpoint"
+        )
     return event
 
 
@@ -331,13 +386,17 @@ def _no_time() -> datetime:
 # They are what parses (ActivityEvent.from_json, event_from_record_request) and what the documents describe
 # (/asyncapi.json from EventValue, /openapi.json from RecordBody), so the two cannot drift apart.
 
+
 def _activity_type(value: Any) -> Any:
     if isinstance(value, ActivityType):
         return value
     if isinstance(value, str) and value.upper() in ActivityType.__members__:
         return ActivityType[value.upper()]
-    raise PydanticCustomError("activity_type", "must be one of {names} ({value} is an unknown activity type)",
-                              {"value": repr(value)[:60], "names": ", ".join(t.value for t in ActivityType)})
+    raise PydanticCustomError(
+        "activity_type",
+        "must be one of {names} ({value} is an unknown activity type)",
+        {"value": repr(value)[:60], "names": ", ".join(t.value for t in ActivityType)},
+    )
 
 
 #: An activity type by name, in any letter case.
@@ -349,9 +408,14 @@ class _ActivityTypeSchema:
     """The JSON Schema of an activity type read in any case, made when a document asks for it (not at import)."""
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
-        return {"type": "string", "description": "the activity type, read in any letter case",
-                "anyOf": [{"enum": [t.value for t in ActivityType]},
-                          {"pattern": "^(" + "|".join(_any_case(t.value) for t in ActivityType) + ")$"}]}
+        return {
+            "type": "string",
+            "description": "the activity type, read in any letter case",
+            "anyOf": [
+                {"enum": [t.value for t in ActivityType]},
+                {"pattern": "^(" + "|".join(_any_case(t.value) for t in ActivityType) + ")$"},
+            ],
+        }
 
 
 ActivityTypeName = Annotated[ActivityType, BeforeValidator(_activity_type), _ActivityTypeSchema()]
@@ -370,8 +434,9 @@ class EventValue(BaseModel):
     commentId: Id | None = Field(None, description="the comment (comment and comment-like events)")
     followingId: Id | None = Field(None, description="the member followed or unfollowed (MEMBER events)")
     memberActivityType: ActivityTypeName
-    createdAt: Timestamp | None = Field(None, description="the action's time; when missing, the time at the "
-                                                          "end of the record key")
+    createdAt: Timestamp | None = Field(
+        None, description="the action's time; when missing, the time at the end of the record key"
+    )
     updatedAt: Timestamp | None = None
 
 
@@ -385,8 +450,10 @@ class RecordBody(BaseModel):
     postId: Id | None = None
     commentId: Id | None = Field(None, description="required for comment and comment-like types")
     activityType: ActivityTypeName
-    messageKey: MessageKey | None = Field(None, description="the action's key (the Kafka key of /asyncapi.json); "
-                                                            "built from the time of receipt when missing")
+    messageKey: MessageKey | None = Field(
+        None,
+        description="the action's key (the Kafka key of /asyncapi.json); built from the time of receipt when missing",
+    )
     createdAt: Timestamp | None = None
 
 

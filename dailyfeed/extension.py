@@ -1,5 +1,6 @@
 """The one way to reach the container from inside the app (the Flask extension pattern): `init_app` keeps it on
 `app.extensions`, `get_container()` reads it back, with a helpful error when the app was not built by create_app."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -22,10 +23,13 @@ def get_container(app: Flask | None = None) -> Container:
         try:
             app = current_app._get_current_object()
         except RuntimeError:
-            raise RuntimeError("no Flask app here: call get_container(app), or build the services with "
-                               "dailyfeed.bootstrap.bootstrap() outside the app") from None
+            raise RuntimeError(
+                "no Flask app here: call get_container(app), or build the services with "
+                "dailyfeed.bootstrap.bootstrap() outside the app"
+            ) from None
     try:
         return app.extensions[EXTENSION_KEY]
     except KeyError:
-        raise RuntimeError(f"the app {app.name!r} was not built by dailyfeed.create_app: it has no dailyfeed "
-                           "container") from None
+        raise RuntimeError(
+            f"the app {app.name!r} was not built by dailyfeed.create_app: it has no dailyfeed container"
+        ) from None

@@ -5,6 +5,7 @@ empty. That address comes from configuration or from where the process is bound 
 never from a request: a client's `Host` header must not decide where the app connects nor who gets its token.
 Requests whose Host is not one of server.trusted-hosts are refused with 400 before any view runs.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,8 +15,9 @@ from urllib.parse import urlsplit
 from .config import Settings
 
 #: A Host header: a name or IPv4 address, or an IPv6 address in brackets, and an optional port.
-_HOST_HEADER = re.compile(r"(?P<name>[a-z0-9.-]{1,253}|\[[0-9a-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?",
-                          re.IGNORECASE | re.ASCII)
+_HOST_HEADER = re.compile(
+    r"(?P<name>[a-z0-9.-]{1,253}|\[[0-9a-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?", re.IGNORECASE | re.ASCII
+)
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}  # a wildcard bind is reached on loopback
 
 
@@ -52,8 +54,7 @@ def host_trusted(header: str | None, trusted: tuple[str, ...]) -> bool:
     if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
         return False
     name = match["name"].lower().rstrip(".")
-    return any(name == host or (host.startswith(".") and (name.endswith(host) or name == host[1:]))
-               for host in trusted)
+    return any(name == host or (host.startswith(".") and (name.endswith(host) or name == host[1:])) for host in trusted)
 
 
 def init_app(app: Any, settings: Settings) -> None:

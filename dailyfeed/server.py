@@ -10,6 +10,7 @@ A graceful stop (`RunningServer.drain`, what `dailyfeed serve` does on SIGTERM) 
 lets every request it has taken finish, then does the same on the activity pool (the main pool's requests may still
 be making feign calls into it), and only then closes the idle connections that remain.
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,8 +75,11 @@ def _idle(server) -> bool:
     if dispatcher.queue or dispatcher.active_count:
         return False
     for channel in list(server._map.values()):
-        if getattr(channel, "requests", None) or getattr(channel, "total_outbufs_len", 0) \
-                or getattr(channel, "request", None) is not None:
+        if (
+            getattr(channel, "requests", None)
+            or getattr(channel, "total_outbufs_len", 0)
+            or getattr(channel, "request", None) is not None
+        ):
             return False
     return True
 
@@ -94,12 +98,15 @@ def start(app_factory, *, host: str, port: int, activity_port: int, threads: int
     def app(environ, start_response):
         return holder["app"](environ, start_response)
 
-    activity = create_server(app, host=host, port=activity_port, threads=max(2, threads // 2),
-                             ident="dailyfeed-activity")
+    activity = create_server(
+        app, host=host, port=activity_port, threads=max(2, threads // 2), ident="dailyfeed-activity"
+    )
     main = create_server(app, host=host, port=port, threads=threads, ident="dailyfeed")
     holder["app"] = app_factory(bound_url(activity.effective_host, activity.effective_port))
-    workers = [threading.Thread(target=s.run, name=f"waitress-{n}", daemon=True)
-               for n, s in (("main", main), ("activity", activity))]
+    workers = [
+        threading.Thread(target=s.run, name=f"waitress-{n}", daemon=True)
+        for n, s in (("main", main), ("activity", activity))
+    ]
     for worker in workers:
         worker.start()
     return RunningServer(main=main, activity=activity, threads=workers)

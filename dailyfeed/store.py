@@ -3,6 +3,7 @@
 `mongomock://` gives an in-process store (the embedded default); `mongodb://` a real server (MongoDB or
 FerretDB). Nothing here relies on transactions, TTL indexes or change streams: FerretDB v1 has none of them.
 """
+
 from __future__ import annotations
 
 import threading
@@ -43,8 +44,13 @@ def connect(uri: str, database: str, *, timeout_ms: int = 5000) -> Database:
         with _mock_lock:
             client = _mock_clients.setdefault(uri, mongomock.MongoClient())
         return client[database]
-    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
-                                 socketTimeoutMS=max(timeout_ms * 2, 10000), tz_aware=True)
+    client = pymongo.MongoClient(
+        uri,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=max(timeout_ms * 2, 10000),
+        tz_aware=True,
+    )
     return client[database]
 
 
@@ -70,54 +76,70 @@ def ensure_indexes(db: Database) -> None:
     equality-sort-range rule (tests/test_index_coverage.py checks it on every test run)."""
     db[MEMBER_ACTIVITIES].create_index([("message_key", ASCENDING)], unique=True, name="uniq_message_key")
     # a member's (or the followings') activities newest first, all or of one type; _id breaks ties in the order
-    db[MEMBER_ACTIVITIES].create_index([("member_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
-                                       name="member_newest")
-    db[MEMBER_ACTIVITIES].create_index([("member_id", ASCENDING), ("member_activity_type", ASCENDING),
-                                        ("created_at", DESCENDING), ("_id", DESCENDING)], name="member_type_newest")
+    db[MEMBER_ACTIVITIES].create_index(
+        [("member_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="member_newest"
+    )
+    db[MEMBER_ACTIVITIES].create_index(
+        [
+            ("member_id", ASCENDING),
+            ("member_activity_type", ASCENDING),
+            ("created_at", DESCENDING),
+            ("_id", DESCENDING),
+        ],
+        name="member_type_newest",
+    )
     db[MEMBER_ACTIVITIES].create_index([("created_at", DESCENDING)], name="created")
-    db[FOLLOWS].create_index([("follower_id", ASCENDING), ("following_id", ASCENDING)], unique=True,
-                             name="uniq_follow")
+    db[FOLLOWS].create_index([("follower_id", ASCENDING), ("following_id", ASCENDING)], unique=True, name="uniq_follow")
     db[FOLLOWS].create_index([("following_id", ASCENDING)], name="following")
     # live posts newest first: an author's, everyone's
-    db[POSTS].create_index([("author_id", ASCENDING), ("is_deleted", ASCENDING), ("_id", DESCENDING)],
-                           name="author_live_posts")
+    db[POSTS].create_index(
+        [("author_id", ASCENDING), ("is_deleted", ASCENDING), ("_id", DESCENDING)], name="author_live_posts"
+    )
     db[POSTS].create_index([("is_deleted", ASCENDING), ("_id", DESCENDING)], name="live_posts")
     # a post's live comments in order; a thread's live replies
-    db[COMMENTS].create_index([("post_id", ASCENDING), ("is_deleted", ASCENDING), ("_id", ASCENDING)],
-                              name="live_post_comments")
+    db[COMMENTS].create_index(
+        [("post_id", ASCENDING), ("is_deleted", ASCENDING), ("_id", ASCENDING)], name="live_post_comments"
+    )
     db[COMMENTS].create_index([("parent_id", ASCENDING), ("is_deleted", ASCENDING)], name="live_replies")
-    db[POST_LIKES].create_index([("post_id", ASCENDING), ("member_id", ASCENDING)], unique=True,
-                                name="uniq_post_like")
-    db[COMMENT_LIKES].create_index([("comment_id", ASCENDING), ("member_id", ASCENDING)], unique=True,
-                                   name="uniq_comment_like")
+    db[POST_LIKES].create_index([("post_id", ASCENDING), ("member_id", ASCENDING)], unique=True, name="uniq_post_like")
+    db[COMMENT_LIKES].create_index(
+        [("comment_id", ASCENDING), ("member_id", ASCENDING)], unique=True, name="uniq_comment_like"
+    )
     for name in DEAD_LETTER_COLLECTIONS:
         db[name].create_index([("message_key", ASCENDING)], unique=True, name="uniq_message_key")
         # a restore's candidates and the lists by status, oldest first; the same narrowed to a category (and the
         # counts by status and category)
-        db[name].create_index([("status", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
-                              name="status_oldest")
-        db[name].create_index([("status", ASCENDING), ("category", ASCENDING), ("created_at", ASCENDING),
-                               ("_id", ASCENDING)], name="status_category_oldest")
+        db[name].create_index(
+            [("status", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], name="status_oldest"
+        )
+        db[name].create_index(
+            [("status", ASCENDING), ("category", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
+            name="status_category_oldest",
+        )
         # the console's list across statuses (newest first, a walk backwards), the overview's last 48 hours and a
         # since/until window; the same by category and by error type (its filters); purge's completed ones
         db[name].create_index([("created_at", ASCENDING), ("_id", ASCENDING)], name="oldest")
-        db[name].create_index([("category", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
-                              name="category_oldest")
-        db[name].create_index([("error.type", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
-                              name="error_type_oldest")
-        db[name].create_index([("status", ASCENDING), ("completed_at", ASCENDING), ("updated_at", ASCENDING)],
-                              name="status_completed")
+        db[name].create_index(
+            [("category", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], name="category_oldest"
+        )
+        db[name].create_index(
+            [("error.type", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], name="error_type_oldest"
+        )
+        db[name].create_index(
+            [("status", ASCENDING), ("completed_at", ASCENDING), ("updated_at", ASCENDING)], name="status_completed"
+        )
         db[name].create_index([("status", ASCENDING), ("discarded_at", ASCENDING)], name="status_discarded")
     # a dead letter's claims (newest generation last); a collection's and a run's leased ones
-    db[DEAD_LETTER_CLAIMS].create_index([("collection", ASCENDING), ("dead_letter", ASCENDING),
-                                         ("generation", ASCENDING)], name="claims_of_dead_letter")
-    db[DEAD_LETTER_CLAIMS].create_index([("collection", ASCENDING), ("lease_until", ASCENDING)],
-                                        name="leased_claims")
+    db[DEAD_LETTER_CLAIMS].create_index(
+        [("collection", ASCENDING), ("dead_letter", ASCENDING), ("generation", ASCENDING)], name="claims_of_dead_letter"
+    )
+    db[DEAD_LETTER_CLAIMS].create_index([("collection", ASCENDING), ("lease_until", ASCENDING)], name="leased_claims")
     db[DEAD_LETTER_CLAIMS].create_index([("token", ASCENDING), ("lease_until", ASCENDING)], name="leased_claims_of_run")
     db[DEAD_LETTER_CLAIMS].create_index([("lease_until", ASCENDING)], name="lease_end")  # purge of old claims
     # the task list newest first, all or of one state (the runners read the running ones)
-    db[DEAD_LETTER_TASKS].create_index([("state", ASCENDING), ("started_at", DESCENDING), ("_id", DESCENDING)],
-                                       name="state_newest")
+    db[DEAD_LETTER_TASKS].create_index(
+        [("state", ASCENDING), ("started_at", DESCENDING), ("_id", DESCENDING)], name="state_newest"
+    )
     db[DEAD_LETTER_TASKS].create_index([("started_at", DESCENDING), ("_id", DESCENDING)], name="newest")
     # the audit trail newest first, all or by one of its filters (one at a time), in a time window
     db[AUDIT].create_index([("at", DESCENDING), ("_id", DESCENDING)], name="newest")
@@ -153,8 +175,12 @@ class IdBlocks:
         with self._lock:
             next_id, end = (0, 0) if fresh else self._blocks.get(key, (0, 0))
             if next_id >= end:
-                counter = db[COUNTERS].find_one_and_update({"_id": collection}, {"$inc": {"value": self.size}},
-                                                           upsert=True, return_document=pymongo.ReturnDocument.AFTER)
+                counter = db[COUNTERS].find_one_and_update(
+                    {"_id": collection},
+                    {"$inc": {"value": self.size}},
+                    upsert=True,
+                    return_document=pymongo.ReturnDocument.AFTER,
+                )
                 end = int(counter["value"]) + 1
                 next_id = end - self.size
             self._blocks[key] = (next_id + 1, end)
@@ -182,4 +208,3 @@ def insert_with_next_id(db: Database, collection: str, doc: dict, attempts: int 
             continue
         return candidate
     raise RuntimeError(f"no free id for {collection} after {attempts} attempts")
-

@@ -9,6 +9,7 @@ Three kinds, told apart by the `scope` claim (SPEC section 8a):
   (`--name alice`), which the audit trail records;
 - viewer (`scope` = admin:read): every page and read of the console and the admin API, no action.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta

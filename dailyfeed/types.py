@@ -11,6 +11,7 @@ everywhere:
 
 No Flask here: dailyfeed.events and dailyfeed.contract both build on this module.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,6 +30,7 @@ MAX_JSON_DEPTH = 32
 
 
 # --- ids ---------------------------------------------------------------------------------------------------------
+
 
 def id_from_text(raw: str) -> int | None:
     """The id spelt by `raw`, or None when it is not one."""
@@ -50,14 +52,22 @@ def _id_value(value: Any) -> int:
 def _id_text_value(value: Any) -> int:
     parsed = id_from_text(value)
     if parsed is None:
-        raise PydanticCustomError("id_text", "must be an integer id: ASCII digits, 1 … {max}, no sign, blanks "
-                                             "or leading zeros", {"max": MAX_ID})
+        raise PydanticCustomError(
+            "id_text",
+            "must be an integer id: ASCII digits, 1 … {max}, no sign, blanks or leading zeros",
+            {"max": MAX_ID},
+        )
     return parsed
 
 
-_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID, "format": "int64",
-              "description": "an id: in JSON an integer written without fraction or exponent (12, not 12.0); in "
-                             "text ASCII digits without sign or leading zeros"}
+_ID_SCHEMA = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": MAX_ID,
+    "format": "int64",
+    "description": "an id: in JSON an integer written without fraction or exponent (12, not 12.0); in "
+    "text ASCII digits without sign or leading zeros",
+}
 
 #: An id in a JSON body.
 Id = Annotated[int, BeforeValidator(_id_value), WithJsonSchema(_ID_SCHEMA)]
@@ -75,9 +85,11 @@ def scalar_text(value: str) -> str:
     match = _SURROGATE.search(value)
     if match:
         # pydantic fills {name} in a message but knows no format spec: the code point is spelt here
-        raise PydanticCustomError("text_surrogate", "must be valid Unicode text (a lone surrogate U+{code} "
-                                                    "at character {at})",
-                                  {"code": f"{ord(match.group()):04X}", "at": match.start()})
+        raise PydanticCustomError(
+            "text_surrogate",
+            "must be valid Unicode text (a lone surrogate U+{code} at character {at})",
+            {"code": f"{ord(match.group()):04X}", "at": match.start()},
+        )
     return value
 
 
@@ -105,8 +117,9 @@ def text(max_length: int, *, blank: bool = True) -> Any:
     checks: list[Any] = [BeforeValidator(_strict_str), Field(max_length=max_length), AfterValidator(scalar_text)]
     if not blank:
         checks.append(AfterValidator(_not_blank))
-        checks.append(WithJsonSchema({"type": "string", "minLength": 1, "maxLength": max_length,
-                                      "pattern": NOT_BLANK_PATTERN}))
+        checks.append(
+            WithJsonSchema({"type": "string", "minLength": 1, "maxLength": max_length, "pattern": NOT_BLANK_PATTERN})
+        )
     return Annotated[(str, *checks)]
 
 
@@ -119,6 +132,7 @@ def count_from_text(raw: Any, max_digits: int = 18) -> int | None:
 
 
 # --- timestamps --------------------------------------------------------------------------------------------------
+
 
 class BadTimestamp(ValueError):
     pass
@@ -168,14 +182,28 @@ def _timestamp_value(value: Any) -> datetime:
 
 
 #: A point in time: ISO-8601 (offset or Z; naive means UTC) or the original's Jackson date array.
-Timestamp = Annotated[datetime, BeforeValidator(_timestamp_value), WithJsonSchema({
-    "oneOf": [{"type": "string", "format": "date-time"},
-              {"type": "array", "items": {"type": "integer"}, "minItems": 3, "maxItems": 7,
-               "description": "Jackson LocalDateTime array [year, month, day, hour, minute, second, nanos], UTC"}],
-})]
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_timestamp_value),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "string", "format": "date-time"},
+                {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "minItems": 3,
+                    "maxItems": 7,
+                    "description": "Jackson LocalDateTime array [year, month, day, hour, minute, second, nanos], UTC",
+                },
+            ],
+        }
+    ),
+]
 
 
 # --- validation errors -------------------------------------------------------------------------------------------
+
 
 def describe(error: ValidationError, what: str = "request body") -> str:
     """One sentence naming the first problem of a pydantic ValidationError: `postId must be an integer`,
@@ -211,6 +239,7 @@ def _is_tag(part: Any) -> bool:
 
 
 # --- JSON --------------------------------------------------------------------------------------------------------
+
 
 class BadJson(ValueError):
     pass

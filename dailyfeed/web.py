@@ -1,5 +1,6 @@
 """HTTP helpers shared by the blueprints: the success envelope, the page models and the id path converter.
 Request validation itself lives in dailyfeed.contract (the @operation decorator)."""
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,10 @@ MAX_PAGE = 100_000
 
 
 #: The pages' Content-Security-Policy (the console, /docs): nothing inline, nothing from another host, no framing.
-PAGE_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; form-action 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'")
+PAGE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def secure_page(response: Response, csp: str = PAGE_CSP) -> Response:
@@ -54,14 +57,28 @@ def _between(low: int, high: int, message: str):
     return AfterValidator(check)
 
 
-PageNumber = Annotated[int, BeforeValidator(_query_int),
-                       _between(0, MAX_PAGE, f"must be 0 or more and at most {MAX_PAGE}"),
-                       WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": 0,
-                                       "description": "page number, from 0"})]
-PageSize = Annotated[int, BeforeValidator(_query_int),
-                     _between(1, MAX_PAGE_SIZE, f"must be between 1 and {MAX_PAGE_SIZE}"),
-                     WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE,
-                                     "default": DEFAULT_PAGE_SIZE, "description": "page size"})]
+PageNumber = Annotated[
+    int,
+    BeforeValidator(_query_int),
+    _between(0, MAX_PAGE, f"must be 0 or more and at most {MAX_PAGE}"),
+    WithJsonSchema(
+        {"type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": 0, "description": "page number, from 0"}
+    ),
+]
+PageSize = Annotated[
+    int,
+    BeforeValidator(_query_int),
+    _between(1, MAX_PAGE_SIZE, f"must be between 1 and {MAX_PAGE_SIZE}"),
+    WithJsonSchema(
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_PAGE_SIZE,
+            "default": DEFAULT_PAGE_SIZE,
+            "description": "page size",
+        }
+    ),
+]
 
 
 class PageQuery(BaseModel):

@@ -1,6 +1,7 @@
 """Is a MongoDB-wire server ready? A real round trip: OP_MSG {ping: 1}, with the standard library only (the
 services script runs before any virtual environment exists). Usage: mongo_ping.py HOST PORT; exit 0 when the
 reply says ok: 1.0."""
+
 import socket
 import struct
 import sys
@@ -15,6 +16,8 @@ def bson_doc(items):
             s = v.encode() + b"\x00"
             body += b"\x02" + k.encode() + b"\x00" + struct.pack("<i", len(s)) + s
     return struct.pack("<i", len(body) + 5) + body + b"\x00"
+
+
 doc = bson_doc([("ping", 1), ("$db", "admin")])
 payload = struct.pack("<I", 0) + b"\x00" + doc
 msg = struct.pack("<iiii", 16 + len(payload), 1, 0, 2013) + payload

@@ -10,6 +10,7 @@ the real services (`--integration`); the default run leaves them out.
     python scripts/mutation_scores.py --patterns [--integration] [MODULE ...]
     python scripts/mutation_scores.py --survivor-names [MODULE ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,14 +77,26 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants of each module")
     parser.add_argument("--min", type=float, default=None, help="exit 1 when a module scores below this %%")
-    parser.add_argument("--patterns", nargs="*", metavar="MODULE", default=None,
-                        help="print the mutant name patterns for `mutmut run` (of these modules; default all of the "
-                             "tier)")
-    parser.add_argument("--integration", action="store_true",
-                        help="with --patterns: the run has the integration tier, so the integration-only modules "
-                             "may be named (and are the default)")
-    parser.add_argument("--survivor-names", nargs="*", metavar="MODULE", default=None,
-                        help="print the names of the mutants that survived the last run (of these modules)")
+    parser.add_argument(
+        "--patterns",
+        nargs="*",
+        metavar="MODULE",
+        default=None,
+        help="print the mutant name patterns for `mutmut run` (of these modules; default all of the tier)",
+    )
+    parser.add_argument(
+        "--integration",
+        action="store_true",
+        help="with --patterns: the run has the integration tier, so the integration-only modules "
+        "may be named (and are the default)",
+    )
+    parser.add_argument(
+        "--survivor-names",
+        nargs="*",
+        metavar="MODULE",
+        default=None,
+        help="print the names of the mutants that survived the last run (of these modules)",
+    )
     args = parser.parse_args(argv)
     if args.survivor_names is not None:
         for label, path, functions in MODULES:
@@ -98,8 +111,10 @@ def main(argv=None) -> int:
             parser.error(f"unknown module(s) {sorted(unknown)}; known: {[label for label, _, _ in MODULES]}")
         untestable = set(args.patterns) & INTEGRATION_ONLY if not args.integration else set()
         if untestable:
-            parser.error(f"{sorted(untestable)}: only the integration tier covers it; run with MUTATE_INTEGRATION=1 "
-                         f"and the services' env (eval \"$(bash scripts/services.sh env)\")")
+            parser.error(
+                f"{sorted(untestable)}: only the integration tier covers it; run with MUTATE_INTEGRATION=1 "
+                f'and the services\' env (eval "$(bash scripts/services.sh env)")'
+            )
         print("\n".join(mutmut_patterns(args.patterns, args.integration)))
         return 0
     below = False
@@ -108,8 +123,10 @@ def main(argv=None) -> int:
         codes = results(path, functions)
         run = {name: code for name, code in codes.items() if code not in NOT_RUN}
         killed = sorted(name for name, code in run.items() if code in KILLED)
-        survived = sorted((name for name in run if name not in killed),
-                          key=lambda n: (n.rsplit("__mutmut_", 1)[0], int(n.rsplit("_", 1)[-1])))
+        survived = sorted(
+            (name for name in run if name not in killed),
+            key=lambda n: (n.rsplit("__mutmut_", 1)[0], int(n.rsplit("_", 1)[-1])),
+        )
         score = 100.0 * len(killed) / len(run) if run else 0.0
         below |= args.min is not None and score < args.min
         print(f"{label + ' (' + path + ')':<52}{len(killed):>8}{len(run):>8}{score:>8.1f}%{len(codes) - len(run):>9}")

@@ -1,4 +1,5 @@
 """Fixtures shared by every tier. Settings come from config/test.toml on top of the defaults."""
+
 from __future__ import annotations
 
 import os
@@ -71,11 +72,10 @@ def token(app):
 # missing server skips those tests with the reason; under CI (CI=true) it fails them.
 
 
-
 def _service_address(variable: str, what: str, scheme: str = "") -> str:
     value = os.environ.get(variable, "")
     if not value or (scheme and not value.startswith(scheme)):
-        reason = f"{what} not configured: set {variable} (make services; eval \"$(scripts/services.sh env)\")"
+        reason = f'{what} not configured: set {variable} (make services; eval "$(scripts/services.sh env)")'
         if UNDER_CI:
             pytest.fail(f"CI needs the real services: {reason}")
         pytest.skip(reason)

@@ -4,6 +4,7 @@ every metric a rule or a dashboard panel queries is on a running app's /metrics 
 
 promtool is built from the Go module proxy by `scripts/services.sh promtool`, like FerretDB; where it cannot be
 built the promtool tests are skipped with the reason, and under CI they fail."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,9 @@ GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 
 
 def rules() -> list[dict]:
-    return [rule for group in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
-            for rule in group["rules"]]
+    return [
+        rule for group in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for rule in group["rules"]
+    ]
 
 
 def panel_queries() -> list[str]:
@@ -57,8 +59,9 @@ def promtool() -> str:
 
     if shutil.which("go") is None:
         unavailable("go is not installed: promtool cannot be built (scripts/services.sh promtool)")
-    built = subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), "promtool"], capture_output=True,
-                           text=True, timeout=3600)
+    built = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "services.sh"), "promtool"], capture_output=True, text=True, timeout=3600
+    )
     if built.returncode != 0:
         unavailable(f"scripts/services.sh promtool failed:\n{built.stdout}\n{built.stderr}")
     return built.stdout.strip().splitlines()[-1]
@@ -69,10 +72,14 @@ def promtool() -> str:
 @pytest.mark.integration
 @pytest.mark.promtool
 @pytest.mark.timeout(3600)
-@pytest.mark.parametrize("args, success", [
-    (("check", "rules", "alerts.yml"), f"SUCCESS: {len(rules())} rules found"),
-    (("test", "rules", "alerts_test.yml"), "SUCCESS"),
-], ids=["check-rules", "test-rules"])
+@pytest.mark.parametrize(
+    "args, success",
+    [
+        (("check", "rules", "alerts.yml"), f"SUCCESS: {len(rules())} rules found"),
+        (("test", "rules", "alerts_test.yml"), "SUCCESS"),
+    ],
+    ids=["check-rules", "test-rules"],
+)
 def test_promtool_checks_the_alert_rules(promtool, args, success):
     """The rules parse (check rules) and fire as their unit tests expect (test rules)."""
     result = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=300)
@@ -95,8 +102,14 @@ def test_every_alert_is_unit_tested_and_has_its_runbook_section():
 def exposition():
     """A running app's /metrics with the metrics it declares: Kafka in use (a listener started against a closed
     port, the lag monitor with one partition read), the redrive, a feign publish kept as a dead letter, a request."""
-    app = make_app({"publish-type.comment-service": "kafka", "kafka.bootstrap-servers": f"127.0.0.1:{free_port()}",
-                    "activity.base-url": f"http://127.0.0.1:{free_port()}", "feign.retry.attempts": 1})
+    app = make_app(
+        {
+            "publish-type.comment-service": "kafka",
+            "kafka.bootstrap-servers": f"127.0.0.1:{free_port()}",
+            "activity.base-url": f"http://127.0.0.1:{free_port()}",
+            "feign.retry.attempts": 1,
+        }
+    )
     container = get_container(app)
     listener = ActivityListener.from_settings(container.settings, container.activity_service, container.dead_letters)
     listener.start()
@@ -104,11 +117,14 @@ def exposition():
     container.background.append(Redriver.from_container(container))
     state = state_of(app)
     state.lag = state.collector.lag = LagMonitor(
-        lambda: [PartitionLag("member-activity-20261205", 0, end_offset=5, committed=2, oldest_timestamp_ms=0)], 3600)
+        lambda: [PartitionLag("member-activity-20261205", 0, end_offset=5, committed=2, oldest_timestamp_ms=0)], 3600
+    )
     client = app.test_client()
     token = issue_member_token(container.settings["auth.jwt-secret"], 7, 600)
-    assert client.post("/api/posts", json={"content": "kept"}, headers={"Authorization": f"Bearer {token}"}
-                       ).status_code == 201  # the activity service is a closed port: a feign dead letter
+    assert (
+        client.post("/api/posts", json={"content": "kept"}, headers={"Authorization": f"Bearer {token}"}).status_code
+        == 201
+    )  # the activity service is a closed port: a feign dead letter
     text = client.get("/metrics").get_data(as_text=True)
     container.close()
     return list(samples(text))
@@ -132,8 +148,9 @@ def test_every_metric_a_rule_or_a_panel_queries_is_on_metrics_with_the_labels_it
             for label, op, wanted in MATCHER.findall(matchers):
                 assert label in labels[name], f"{name} has no label {label} (in {query!r})"
                 if op == "=":
-                    assert wanted in labels[name][label], \
+                    assert wanted in labels[name][label], (
                         f"{name}{{{label}={wanted!r}}} is not on /metrics; it has {sorted(labels[name][label])}"
+                    )
         available = {label for name, _ in used for label in labels.get(name, {})} | {"le", "instance"}
         for grouping in GROUPING.findall(query):
             for label in filter(None, (part.strip() for part in grouping.split(","))):

@@ -1,5 +1,6 @@
 """store.ensure_indexes on both store backends: it can run on every start, and it replaces the indexes an earlier
 version declared under a name that now has more keys."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """The activity module over HTTP: the record endpoints (the feign target), queries and follows."""
+
 from __future__ import annotations
 
 from flask import Blueprint, g
@@ -44,8 +45,14 @@ class Follow(BaseModel):
 
 
 def _record_view(category):
-    @operation(body=RecordBody, response=Activity, status=201, auth=service_required,
-               summary=f"Record a {category.value} activity (the feign target)", tags=("activity",))
+    @operation(
+        body=RecordBody,
+        response=Activity,
+        status=201,
+        auth=service_required,
+        summary=f"Record a {category.value} activity (the feign target)",
+        tags=("activity",),
+    )
     def record(body: RecordBody):
         """201 when the key is new, 200 when it was recorded before (the answer is then the stored activity).
         Without messageKey (the original's feign body) the key is built from the time of receipt; the answer's

@@ -1,4 +1,5 @@
 """`dailyfeed listen`: the Kafka listener on its own process."""
+
 from __future__ import annotations
 
 import signal
@@ -12,8 +13,13 @@ from ..extension import get_container
 
 
 @click.command("listen")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
-              help="Serve Prometheus metrics (with the group's consumer lag) on this port (0: any free one).")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="PORT",
+    help="Serve Prometheus metrics (with the group's consumer lag) on this port (0: any free one).",
+)
 @with_appcontext
 def listen_command(metrics_port: int | None) -> None:
     """Record member activities from the date topics until Ctrl-C or SIGTERM (the listener on its own)."""

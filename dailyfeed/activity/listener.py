@@ -20,6 +20,7 @@ It runs in a thread of its own with its own event loop; store calls go to a work
 heartbeats keep going while the store is slow. Inside the app it is started by dailyfeed.background; standalone
 it is `dailyfeed listen`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,11 +43,11 @@ log = logging.getLogger(__name__)
 
 
 class BatchOutcome(str, enum.Enum):
-    EMPTY = "empty"              # nothing was polled
-    COMMITTED = "committed"      # stored (or dead-lettered) and committed
+    EMPTY = "empty"  # nothing was polled
+    COMMITTED = "committed"  # stored (or dead-lettered) and committed
     NOT_COMMITTED = "not-committed"  # handled, but the commit failed: it will be redelivered and deduplicated
-    REWOUND = "rewound"          # a dead letter could not be stored: offsets sought back, nothing committed
-    ABANDONED = "abandoned"      # the listener was stopped while retrying: nothing committed
+    REWOUND = "rewound"  # a dead letter could not be stored: offsets sought back, nothing committed
+    ABANDONED = "abandoned"  # the listener was stopped while retrying: nothing committed
 
 
 def record_event(record: Any) -> ActivityEvent:
@@ -58,14 +59,26 @@ def record_event(record: Any) -> ActivityEvent:
 
 def record_origin(record: Any) -> dict[str, Any]:
     """Where a consumed record came from, raw, as a listener dead letter keeps it."""
-    return {"topic": record.topic, "partition": record.partition, "offset": record.offset,
-            "key": record.key, "value": record.value}
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key,
+        "value": record.value,
+    }
 
 
 class ActivityListener:
-    def __init__(self, activities: ActivityService, dead_letters: ListenerDeadLetterSink, *,
-                 consumer_factory: Callable[[], Any], options: ConsumerOptions, describe: str = "",
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        activities: ActivityService,
+        dead_letters: ListenerDeadLetterSink,
+        *,
+        consumer_factory: Callable[[], Any],
+        options: ConsumerOptions,
+        describe: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.activities = activities
         self.dead_letters = dead_letters
         self.consumer_factory = consumer_factory  # called on the listener's loop (aiokafka needs a running loop)
@@ -83,19 +96,30 @@ class ActivityListener:
         self._batch_since: float | None = None  # when the batch in hand was taken (None: none in hand)
 
     @classmethod
-    def from_settings(cls, settings: Settings, activities: ActivityService,
-                      dead_letters: ListenerDeadLetterSink) -> "ActivityListener":
+    def from_settings(
+        cls, settings: Settings, activities: ActivityService, dead_letters: ListenerDeadLetterSink
+    ) -> "ActivityListener":
         options = consumer_options(settings, DateTopics.from_settings(settings).pattern)
 
         def consumer_factory() -> Any:
             from aiokafka import AIOKafkaConsumer
 
-            return AIOKafkaConsumer(bootstrap_servers=options.bootstrap_servers, group_id=options.group_id,
-                                    client_id="dailyfeed-listener", auto_offset_reset=options.offset_reset,
-                                    enable_auto_commit=False, metadata_max_age_ms=options.metadata_max_age_ms)
+            return AIOKafkaConsumer(
+                bootstrap_servers=options.bootstrap_servers,
+                group_id=options.group_id,
+                client_id="dailyfeed-listener",
+                auto_offset_reset=options.offset_reset,
+                enable_auto_commit=False,
+                metadata_max_age_ms=options.metadata_max_age_ms,
+            )
 
-        return cls(activities, dead_letters, consumer_factory=consumer_factory, options=options,
-                   describe=f"topics {options.pattern} on {options.bootstrap_servers} as group {options.group_id}")
+        return cls(
+            activities,
+            dead_letters,
+            consumer_factory=consumer_factory,
+            options=options,
+            describe=f"topics {options.pattern} on {options.bootstrap_servers} as group {options.group_id}",
+        )
 
     # --- lifecycle: a thread of its own -----------------------------------------------------------------------
 
@@ -108,8 +132,9 @@ class ActivityListener:
             if self._thread is not None:
                 return
             metrics.declare_listener()
-            self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="dailyfeed-listener",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=lambda: asyncio.run(self._main()), name="dailyfeed-listener", daemon=True
+            )
             self._thread.start()
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -168,11 +193,17 @@ class ActivityListener:
             now = self._clock()
             since_progress, batch_since = now - self._progress_at, self._batch_since
             if batch_since is not None and now - batch_since > self.options.consume_ttl_s:
-                return {"status": "DOWN", "reason": f"one batch has been processing for {now - batch_since:.0f} s "
-                        f"(kafka.consumer.consume-ttl-s = {self.options.consume_ttl_s:g})"}
+                return {
+                    "status": "DOWN",
+                    "reason": f"one batch has been processing for {now - batch_since:.0f} s "
+                    f"(kafka.consumer.consume-ttl-s = {self.options.consume_ttl_s:g})",
+                }
             if batch_since is None and since_progress > self.options.poll_ttl_s:
-                return {"status": "DOWN", "reason": f"no poll completed for {since_progress:.0f} s "
-                        f"(kafka.consumer.poll-ttl-s = {self.options.poll_ttl_s:g})"}
+                return {
+                    "status": "DOWN",
+                    "reason": f"no poll completed for {since_progress:.0f} s "
+                    f"(kafka.consumer.poll-ttl-s = {self.options.poll_ttl_s:g})",
+                }
             return {"status": "UP", "consuming": self.describe, "lastPollSecondsAgo": round(since_progress, 1)}
         if self.stopping:
             return {"status": "DOWN", "reason": "stopped: the process is shutting down"}
@@ -215,8 +246,9 @@ class ActivityListener:
                     await self.poll_once(consumer)
             except Exception as exc:
                 delay = connect_backoff.next()
-                log.error("listener consumer failed (%s); restarting it in %.1f s", describe_error(exc), delay,
-                          exc_info=True)
+                log.error(
+                    "listener consumer failed (%s); restarting it in %.1f s", describe_error(exc), delay, exc_info=True
+                )
                 await self._sleep(delay)
             finally:
                 await self._close(consumer)
@@ -230,8 +262,9 @@ class ActivityListener:
 
     async def poll_once(self, consumer: Any) -> BatchOutcome:
         """Poll one batch and handle it. The wait for records ends early when the listener is stopped."""
-        poll = asyncio.ensure_future(consumer.getmany(timeout_ms=self.options.poll_timeout_ms,
-                                                      max_records=self.options.max_records))
+        poll = asyncio.ensure_future(
+            consumer.getmany(timeout_ms=self.options.poll_timeout_ms, max_records=self.options.max_records)
+        )
         wake = asyncio.ensure_future(self._wake.wait()) if self._wake is not None else None
         try:
             await asyncio.wait([f for f in (poll, wake) if f is not None], return_when=asyncio.FIRST_COMPLETED)
@@ -278,17 +311,35 @@ class ActivityListener:
             new, failed = stored
             for record, error in poison:
                 traceparent = from_record_headers(getattr(record, "headers", None))
-                log.warning("poison record %s[%d]@%d: %s; keeping it as a listener dead letter", record.topic,
-                            record.partition, record.offset, error,
-                            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset,
-                                   "trace_id": trace_id_of(traceparent)})
-                await asyncio.to_thread(self.dead_letters.record_listener_failure, origin=record_origin(record),
-                                        error=error, traceparent=traceparent)
+                log.warning(
+                    "poison record %s[%d]@%d: %s; keeping it as a listener dead letter",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    error,
+                    extra={
+                        "topic": record.topic,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "trace_id": trace_id_of(traceparent),
+                    },
+                )
+                await asyncio.to_thread(
+                    self.dead_letters.record_listener_failure,
+                    origin=record_origin(record),
+                    error=error,
+                    traceparent=traceparent,
+                )
                 metrics.listener_dead_lettered("poison")
         except DeadLetterStoreError as exc:
             delay = self._backoff.next()
-            log.error("a listener dead letter could not be stored (%s); nothing committed, the batch of %d "
-                      "records is read again in %.1f s", exc, len(records), delay)
+            log.error(
+                "a listener dead letter could not be stored (%s); nothing committed, the batch of %d "
+                "records is read again in %.1f s",
+                exc,
+                len(records),
+                delay,
+            )
             self._rewind(consumer, batches)
             await self._sleep(delay)
             return BatchOutcome.REWOUND
@@ -299,13 +350,22 @@ class ActivityListener:
             await consumer.commit(offsets)
             metrics.listener_committed(time.perf_counter() - started)
         except Exception as exc:  # rebalanced away, broker gone: the next owner reads them again (deduplicated)
-            log.warning("could not commit offsets %s (%s: %s); those records will be delivered again",
-                        _describe_offsets(offsets), type(exc).__name__, exc)
+            log.warning(
+                "could not commit offsets %s (%s: %s); those records will be delivered again",
+                _describe_offsets(offsets),
+                type(exc).__name__,
+                exc,
+            )
             return BatchOutcome.NOT_COMMITTED
         if log.isEnabledFor(logging.DEBUG):  # its arguments sort topics and offsets: only when shown
-            log.debug("batch of %d records from %s: %d new activities, %d dead letters; committed %s", len(records),
-                      ", ".join(sorted({tp.topic for tp in batches})), new, len(poison) + failed,
-                      _describe_offsets(offsets))
+            log.debug(
+                "batch of %d records from %s: %d new activities, %d dead letters; committed %s",
+                len(records),
+                ", ".join(sorted({tp.topic for tp in batches})),
+                new,
+                len(poison) + failed,
+                _describe_offsets(offsets),
+            )
         return BatchOutcome.COMMITTED
 
     async def _store(self, events: list[tuple[Any, ActivityEvent]]) -> tuple[int, int] | None:
@@ -329,8 +389,15 @@ class ActivityListener:
                     break
                 metrics.listener_store_retry()
                 delay = policy.delay(attempt)
-                log.warning("storing %d activities failed (attempt %d/%s: %s: %s); retrying in %.2f s",
-                            len(unique), attempt, policy.attempts, type(exc).__name__, exc, delay)
+                log.warning(
+                    "storing %d activities failed (attempt %d/%s: %s: %s); retrying in %.2f s",
+                    len(unique),
+                    attempt,
+                    policy.attempts,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
                 await self._sleep(delay)
                 if self.stopping:
                     return None
@@ -338,11 +405,17 @@ class ActivityListener:
                 # duplicates: redelivered keys already stored, and a key twice in this batch
                 metrics.listener_stored(new, len(events) - new)
                 return new, 0
-        log.error("storing %d activities failed after %d attempts (%s: %s); keeping each as a listener dead letter",
-                  len(unique), attempt, type(error).__name__, error)
+        log.error(
+            "storing %d activities failed after %d attempts (%s: %s); keeping each as a listener dead letter",
+            len(unique),
+            attempt,
+            type(error).__name__,
+            error,
+        )
         for record, event in events:
-            await asyncio.to_thread(self.dead_letters.record_listener_failure, origin=record_origin(record),
-                                    error=error, event=event)
+            await asyncio.to_thread(
+                self.dead_letters.record_listener_failure, origin=record_origin(record), error=error, event=event
+            )
         metrics.listener_dead_lettered("store_failed", len(events))
         return 0, len(events)
 
@@ -355,5 +428,7 @@ class ActivityListener:
 
 
 def _describe_offsets(offsets: Mapping[Any, int]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]={offset}" for tp, offset in sorted(
-        offsets.items(), key=lambda item: (item[0].topic, item[0].partition)))
+    return ", ".join(
+        f"{tp.topic}[{tp.partition}]={offset}"
+        for tp, offset in sorted(offsets.items(), key=lambda item: (item[0].topic, item[0].partition))
+    )

@@ -1,4 +1,5 @@
 """Storage of the activity log and the follow graph. Only the activity module uses it."""
+
 from __future__ import annotations
 
 from typing import Any, Iterable
@@ -63,18 +64,21 @@ class ActivityRepository:
     def find_by_key(self, key: str) -> dict[str, Any] | None:
         return self.collection.find_one({"message_key": key})
 
-    def newest_of_member(self, member_id: int, activity_type: ActivityType | None, skip: int,
-                         limit: int) -> list[dict[str, Any]]:
+    def newest_of_member(
+        self, member_id: int, activity_type: ActivityType | None, skip: int, limit: int
+    ) -> list[dict[str, Any]]:
         """One member's activities (of one type, if given), newest first."""
         return self._newest({"member_id": member_id}, activity_type, skip, limit)
 
-    def newest_of_members(self, member_ids: list[int], activity_type: ActivityType | None, skip: int,
-                          limit: int) -> list[dict[str, Any]]:
+    def newest_of_members(
+        self, member_ids: list[int], activity_type: ActivityType | None, skip: int, limit: int
+    ) -> list[dict[str, Any]]:
         """The activities of any of these members (of one type, if given), newest first."""
         return self._newest({"member_id": {"$in": member_ids}}, activity_type, skip, limit)
 
-    def _newest(self, query: dict[str, Any], activity_type: ActivityType | None, skip: int,
-                limit: int) -> list[dict[str, Any]]:
+    def _newest(
+        self, query: dict[str, Any], activity_type: ActivityType | None, skip: int, limit: int
+    ) -> list[dict[str, Any]]:
         if activity_type is not None:
             query["member_activity_type"] = activity_type.value
         cursor = self.collection.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
@@ -87,8 +91,9 @@ class FollowRepository:
 
     def add(self, follower_id: int, following_id: int) -> bool:
         try:
-            self.collection.insert_one({"follower_id": follower_id, "following_id": following_id,
-                                        "created_at": utcnow()})
+            self.collection.insert_one(
+                {"follower_id": follower_id, "following_id": following_id, "created_at": utcnow()}
+            )
         except DuplicateKeyError:
             return False
         return True
@@ -101,5 +106,7 @@ class FollowRepository:
         return self.collection.count_documents({"follower_id": follower_id})
 
     def followings(self, follower_id: int) -> list[int]:
-        return [doc["following_id"] for doc in
-                self.collection.find({"follower_id": follower_id}, {"following_id": 1, "_id": 0})]
+        return [
+            doc["following_id"]
+            for doc in self.collection.find({"follower_id": follower_id}, {"following_id": 1, "_id": 0})
+        ]

@@ -1,4 +1,5 @@
 """The activity log: recording activities (once per message key) and reading them back."""
+
 from __future__ import annotations
 
 import logging
@@ -51,14 +52,18 @@ class ActivityService:
         if self.follows.count_followings(follower_id) > MAX_FOLLOWINGS:
             self.follows.remove(follower_id, following_id)
             raise InvalidInput(f"a member can follow at most {MAX_FOLLOWINGS} members")
-        self._record_or_undo(ActivityEvent.new(ActivityType.MEMBER_FOLLOW, follower_id, following_id=following_id),
-                             undo=lambda: self.follows.remove(follower_id, following_id))
+        self._record_or_undo(
+            ActivityEvent.new(ActivityType.MEMBER_FOLLOW, follower_id, following_id=following_id),
+            undo=lambda: self.follows.remove(follower_id, following_id),
+        )
 
     def unfollow(self, follower_id: int, following_id: int) -> None:
         if not self.follows.remove(follower_id, following_id):
             raise NotFound(f"member {follower_id} does not follow member {following_id}")
-        self._record_or_undo(ActivityEvent.new(ActivityType.MEMBER_UNFOLLOW, follower_id, following_id=following_id),
-                             undo=lambda: self.follows.add(follower_id, following_id))
+        self._record_or_undo(
+            ActivityEvent.new(ActivityType.MEMBER_UNFOLLOW, follower_id, following_id=following_id),
+            undo=lambda: self.follows.add(follower_id, following_id),
+        )
 
     def _record_or_undo(self, event: ActivityEvent, undo) -> None:
         # Follows are the activity module's own data: their activity is recorded here, not sent by a transport
@@ -111,4 +116,3 @@ def activity_json(doc: dict[str, Any]) -> dict[str, Any]:
     if doc.get("following_id") is not None:
         body["followingId"] = doc["following_id"]
     return body
-

@@ -2,6 +2,7 @@
 (views.py), both over service.py, which reads through dailyfeed.deadletters and repairs through the restore jobs
 and the claim protocol the CLI uses, so a console action and a CLI restore never work on one dead letter at once.
 """
+
 from __future__ import annotations
 
 from flask import Flask

@@ -23,6 +23,7 @@ Bodies and queries are validated by their models (dailyfeed.contract) before a v
 (a known collection, status, category, ISO times) is checked once, by service.selection_from, for the API, the
 page and the CLI alike.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -83,10 +84,10 @@ class Action(BaseModel):
     filter: AdminFilter | None = None
     all: StrictBool = False
     dryRun: StrictBool = False
-    expectedCount: int | None = Field(default=None, ge=0, le=10**9,
-                                      description="the count the dry run answered (required to discard)")
-    reason: str | None = Field(default=None, max_length=audit_trail.MAX_REASON,
-                               description="why, for the audit trail")
+    expectedCount: int | None = Field(
+        default=None, ge=0, le=10**9, description="the count the dry run answered (required to discard)"
+    )
+    reason: str | None = Field(default=None, max_length=audit_trail.MAX_REASON, description="why, for the audit trail")
 
 
 class ReplayBody(Action):
@@ -135,8 +136,16 @@ def _perform(name: str, body: Action, **options: Any):
     selection = _selection(body)
     if body.dryRun:
         return success(actions.act(name, get_container(), selection, dry_run=True, **options).to_json())
-    answer = actions.perform(name, get_container(), selection, actor=actor(), via="api", reason=body.reason,
-                             expected=body.expectedCount, **options)
+    answer = actions.perform(
+        name,
+        get_container(),
+        selection,
+        actor=actor(),
+        via="api",
+        reason=body.reason,
+        expected=body.expectedCount,
+        **options,
+    )
     return success(answer.to_json())
 
 
@@ -163,8 +172,9 @@ def groups(query: AdminFilter):
     """Open dead letters grouped by failure fingerprint (error type, message stripped of ids, numbers, keys and
     times, origin): count, first and last seen, an example. Act on one with the filter `group`."""
     container = get_container()
-    selection = service.selection_from(query.model_dump(exclude_none=True),
-                                       find_group=container.dead_letters.find_group)
+    selection = service.selection_from(
+        query.model_dump(exclude_none=True), find_group=container.dead_letters.find_group
+    )
     return success(service.failure_groups(container, selection))
 
 
@@ -205,6 +215,7 @@ def undiscard(body: Action):
 
 # --- tasks ------------------------------------------------------------------------------------------------------
 
+
 @bp.get("/tasks")
 @operation(query=TaskQuery, response=dict[str, Any], auth=reader_required, tags=TAGS)
 def task_list(query: TaskQuery):
@@ -218,9 +229,17 @@ def task_list(query: TaskQuery):
 @operation(body=TaskBody, response=dict[str, Any], status=201, auth=admin_required, errors=(409,), tags=TAGS)
 def task_start(body: TaskBody):
     """Start a task: replay, discard, re-queue or undo a discard of a selection, in the background at a rate."""
-    doc = tasks.start(get_container(), body.action, _selection(body), actor=actor(), via="api",
-                      mode=body.mode if body.action == "replay" else None, rate=body.rate, reason=body.reason,
-                      expected=body.expectedCount)
+    doc = tasks.start(
+        get_container(),
+        body.action,
+        _selection(body),
+        actor=actor(),
+        via="api",
+        mode=body.mode if body.action == "replay" else None,
+        rate=body.rate,
+        reason=body.reason,
+        expected=body.expectedCount,
+    )
     return success(tasks.progress_of(doc), 201)
 
 
@@ -249,11 +268,20 @@ def task_resume(task_id: str, body: Why):
 
 # --- audit ------------------------------------------------------------------------------------------------------
 
+
 @bp.get("/audit")
 @operation(query=AuditQueryModel, response=dict[str, Any], auth=reader_required, tags=TAGS)
 def audit(query: AuditQueryModel):
     """The audit trail, newest first: who did what, when, on which selection, with which counts and outcome."""
-    found, total = audit_trail.entries(get_container().db, service.audit_query_from(query.model_dump()),
-                                       skip=query.page * query.size, limit=query.size)
-    return success({"content": [audit_trail.as_json(entry) for entry in found], "page": query.page,
-                    "size": query.size, "total": total, "hasNext": (query.page + 1) * query.size < total})
+    found, total = audit_trail.entries(
+        get_container().db, service.audit_query_from(query.model_dump()), skip=query.page * query.size, limit=query.size
+    )
+    return success(
+        {
+            "content": [audit_trail.as_json(entry) for entry in found],
+            "page": query.page,
+            "size": query.size,
+            "total": total,
+            "hasNext": (query.page + 1) * query.size < total,
+        }
+    )

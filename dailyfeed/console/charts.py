@@ -1,5 +1,6 @@
 """Small charts drawn on the server as SVG geometry for the templates: no chart library, no script. The templates
 only place the rectangles computed here (SVG presentation attributes, so a strict Content-Security-Policy holds)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,14 @@ class HourChart:
     total: int
 
 
-def hours_chart(hour_starts: Sequence[datetime], series: dict[str, Sequence[int]], *, width: int = 720,
-                height: int = 150, label_every: int = 6) -> HourChart:
+def hours_chart(
+    hour_starts: Sequence[datetime],
+    series: dict[str, Sequence[int]],
+    *,
+    width: int = 720,
+    height: int = 150,
+    label_every: int = 6,
+) -> HourChart:
     """Stacked bars, one per hour, oldest left; `series` maps a series name to its count per hour."""
     plot_height = height - 22  # room for the hour labels
     slots = len(hour_starts)
@@ -56,15 +63,25 @@ def hours_chart(hour_starts: Sequence[datetime], series: dict[str, Sequence[int]
                 continue
             h = max(1.5, plot_height * count / peak) if peak else 0
             base -= h
-            bars.append(Bar(x=round(n * step + 1, 2), y=round(base, 2), width=round(max(1.0, step - 2), 2),
-                            height=round(h, 2), series=name,
-                            title=f"{as_utc(start):%d %b %H:00} UTC: {count} {name}"))
+            bars.append(
+                Bar(
+                    x=round(n * step + 1, 2),
+                    y=round(base, 2),
+                    width=round(max(1.0, step - 2), 2),
+                    height=round(h, 2),
+                    series=name,
+                    title=f"{as_utc(start):%d %b %H:00} UTC: {count} {name}",
+                )
+            )
     # labels on the hours a clock reader expects (00:00, 06:00, ...), none cut off at the left edge
-    ticks = [Tick(x=round(n * step + step / 2, 2), label=f"{as_utc(start):%H:00}")
-             for n, start in enumerate(hour_starts)
-             if as_utc(start).hour % label_every == 0 and n * step + step / 2 > 24]
-    return HourChart(width=width, height=height, plot_height=plot_height, bars=bars, ticks=ticks, peak=peak,
-                     total=sum(totals))
+    ticks = [
+        Tick(x=round(n * step + step / 2, 2), label=f"{as_utc(start):%H:00}")
+        for n, start in enumerate(hour_starts)
+        if as_utc(start).hour % label_every == 0 and n * step + step / 2 > 24
+    ]
+    return HourChart(
+        width=width, height=height, plot_height=plot_height, bars=bars, ticks=ticks, peak=peak, total=sum(totals)
+    )
 
 
 @dataclass(frozen=True)
@@ -77,5 +94,6 @@ class Meter:
 def meters(items: Sequence[tuple[str, int]]) -> list[Meter]:
     """Horizontal bars relative to the largest value (as percentages of the track)."""
     peak = max((value for _, value in items), default=0)
-    return [Meter(label=label, value=value, width=round(100 * value / peak, 2) if peak else 0)
-            for label, value in items]
+    return [
+        Meter(label=label, value=value, width=round(100 * value / peak, 2) if peak else 0) for label, value in items
+    ]

@@ -8,6 +8,7 @@ out or when the token it was opened with would have expired.
 Each session is one document whose `_id` is the SHA-256 of the session id (a copy of the store holds no usable
 session); opening, reading and ending it are single-document writes and `_id` reads.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,9 @@ class ConsoleSessions:
         now = utcnow()
         self.collection.delete_many({"expires_at": {"$lt": now}})
         session_id = secrets.token_urlsafe(32)
-        self.collection.insert_one({"_id": _hash(session_id), "subject": subject, "scope": scope,
-                                    "created_at": now, "expires_at": expires_at})
+        self.collection.insert_one(
+            {"_id": _hash(session_id), "subject": subject, "scope": scope, "created_at": now, "expires_at": expires_at}
+        )
         return session_id
 
     def find(self, session_id: str | None) -> Mapping[str, Any] | None:

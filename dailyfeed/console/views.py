@@ -12,6 +12,7 @@ with the name of the token the session was opened with. Form numbers follow the 
 `back` address that is not a plain /admin path is replaced by /admin before anything is done. Responses carry a
 strict Content-Security-Policy (no inline script or style), a second fence behind autoescaping.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,14 @@ from . import charts, service
 from .sessions import ConsoleSessions
 
 PAGE = ("console page",)  # server-rendered HTML; a login session's id travels in an HttpOnly cookie
-bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static",
-               static_url_path="/static")
+bp = Blueprint(
+    "admin",
+    __name__,
+    url_prefix="/admin",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
 COOKIE = "dailyfeed_admin"
 PAGE_SIZE = 25
 ACTIONS = {"replay": "Replay", "discard": "Discard", "requeue": "Re-queue", "undiscard": "Undo discard"}
@@ -82,15 +89,22 @@ def _logged_out(error: LoggedOut):
 
 @bp.errorhandler(DailyfeedError)
 def _refused(error: DailyfeedError):
-    return render_template("console/problem.html", status=error.status, message=error.message,
-                           back=request.referrer if _same_origin(request.referrer) else url_for(".index")), \
-        error.status
+    return render_template(
+        "console/problem.html",
+        status=error.status,
+        message=error.message,
+        back=request.referrer if _same_origin(request.referrer) else url_for(".index"),
+    ), error.status
 
 
 @bp.errorhandler(PyMongoError)
 def _store_down(error: PyMongoError):
-    return render_template("console/problem.html", status=503, back=url_for(".index"),
-                           message="the document store is unavailable; nothing was changed, try again"), 503
+    return render_template(
+        "console/problem.html",
+        status=503,
+        back=url_for(".index"),
+        message="the document store is unavailable; nothing was changed, try again",
+    ), 503
 
 
 class Session:
@@ -135,8 +149,9 @@ def _csrf(session_id: str) -> str:
 def _check_csrf(session_id: str) -> None:
     # bytes: compare_digest refuses str with non-ASCII characters (a 500 instead of a refusal)
     if not hmac.compare_digest(request.form.get("csrf", "").encode(), _csrf(session_id).encode()):
-        raise InvalidInput("this form is stale or came from another site (CSRF token missing or wrong); "
-                           "reload the page and try again")
+        raise InvalidInput(
+            "this form is stale or came from another site (CSRF token missing or wrong); reload the page and try again"
+        )
 
 
 def _same_origin(url: str | None) -> bool:
@@ -144,6 +159,7 @@ def _same_origin(url: str | None) -> bool:
 
 
 # --- login ------------------------------------------------------------------------------------------------------
+
 
 @bp.get("/login")
 @operation(media_type="text/html", tags=PAGE, errors=(401,), uses_store=False)
@@ -166,11 +182,13 @@ def login():
         claims = verify_admin_token(token)
     except DailyfeedError as exc:
         raise LoggedOut(exc.message) from None
-    session_id = _sessions().open(str(claims.get("sub") or "unknown"), str(claims.get("scope")),
-                                  datetime.fromtimestamp(claims["exp"], timezone.utc))
+    session_id = _sessions().open(
+        str(claims.get("sub") or "unknown"),
+        str(claims.get("scope")),
+        datetime.fromtimestamp(claims["exp"], timezone.utc),
+    )
     response = redirect(url_for(".index"), 303)
-    response.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict", secure=request.is_secure,
-                        path="/admin")
+    response.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict", secure=request.is_secure, path="/admin")
     return response
 
 
@@ -188,6 +206,7 @@ def logout():
 
 
 # --- pages ------------------------------------------------------------------------------------------------------
+
 
 @bp.get("/")
 @operation(media_type="text/html", tags=PAGE, status=308)
@@ -211,13 +230,25 @@ def index():
     errors = charts.meters([(e["type"], e["open"]) for e in seen["errorTypes"]])
     store = tasks.task_store(container)
     recent, _ = audit_trail.entries(container.db, audit_trail.AuditQuery(), limit=AUDIT_SHOWN)
-    return _page("console/index.html", session, overview=seen, listed=listed, chart=chart,
-                 error_meters=errors, filters=params, selection=selection, page=page,
-                 result=_result(request.args), age=age_text, **_choices(),
-                 tasks=[tasks.progress_of(doc) for doc in store.list(limit=TASKS_SHOWN)],
-                 groups=service.failure_groups(container, selection), groups_shown=GROUPS_SHOWN,
-                 audit=[audit_trail.as_json(entry) for entry in recent],
-                 page_link=lambda n: url_for(".index", **params, page=n))
+    return _page(
+        "console/index.html",
+        session,
+        overview=seen,
+        listed=listed,
+        chart=chart,
+        error_meters=errors,
+        filters=params,
+        selection=selection,
+        page=page,
+        result=_result(request.args),
+        age=age_text,
+        **_choices(),
+        tasks=[tasks.progress_of(doc) for doc in store.list(limit=TASKS_SHOWN)],
+        groups=service.failure_groups(container, selection),
+        groups_shown=GROUPS_SHOWN,
+        audit=[audit_trail.as_json(entry) for entry in recent],
+        page_link=lambda n: url_for(".index", **params, page=n),
+    )
 
 
 @bp.get("/dead-letters/<dead_letter_id>")
@@ -226,10 +257,17 @@ def detail(dead_letter_id: str):
     """One dead letter: payload, error, origin, claim, with its actions."""
     session = _session()
     letter = service.detail(get_container(), dead_letter_id)
-    return _page("console/detail.html", session, letter=letter,
-                           payload=_pretty(letter["payload"]), origin=letter["origin"],
-                           origin_value=_pretty(_maybe_json((letter["origin"] or {}).get("value")))
-                           if isinstance(letter["origin"], dict) else None, result=_result(request.args))
+    return _page(
+        "console/detail.html",
+        session,
+        letter=letter,
+        payload=_pretty(letter["payload"]),
+        origin=letter["origin"],
+        origin_value=_pretty(_maybe_json((letter["origin"] or {}).get("value")))
+        if isinstance(letter["origin"], dict)
+        else None,
+        result=_result(request.args),
+    )
 
 
 @bp.post("/actions")
@@ -260,22 +298,52 @@ def action():
     else:
         raise InvalidInput(f"unknown scope {scope!r}")
     mode = request.form.get("mode", actions.ReplayMode.REPUBLISH)
-    reason = request.form.get("reason", "").strip()[:audit_trail.MAX_REASON] or None
+    reason = request.form.get("reason", "").strip()[: audit_trail.MAX_REASON] or None
     if request.form.get("step") != "run":
         if scope == "chosen":
             preview = actions.act(name, container, selection, dry_run=True, mode=mode).to_json()
         else:  # a task: its count, without a replay's preview of each dead letter
-            preview = {"matching": actions.count(name, container, selection, mode=mode),
-                       "selection": selection.described()}
-        return _page("console/confirm.html", session, action=name, label=ACTIONS[name], preview=preview,
-                     scope=scope, ids=ids, filters=params, mode=mode, back=back, modes=actions.ReplayMode.ALL,
-                     default_rate=container.settings["tasks.rate"])
+            preview = {
+                "matching": actions.count(name, container, selection, mode=mode),
+                "selection": selection.described(),
+            }
+        return _page(
+            "console/confirm.html",
+            session,
+            action=name,
+            label=ACTIONS[name],
+            preview=preview,
+            scope=scope,
+            ids=ids,
+            filters=params,
+            mode=mode,
+            back=back,
+            modes=actions.ReplayMode.ALL,
+            default_rate=container.settings["tasks.rate"],
+        )
     if scope != "chosen":
-        doc = tasks.start(container, name, selection, actor=session.name, via="page", mode=mode, reason=reason,
-                          rate=_rate_field(), expected=_number_field("expected"))
+        doc = tasks.start(
+            container,
+            name,
+            selection,
+            actor=session.name,
+            via="page",
+            mode=mode,
+            reason=reason,
+            rate=_rate_field(),
+            expected=_number_field("expected"),
+        )
         return redirect(f"{url_for('.index')}?{urlencode({'task': str(doc['_id'])})}#tasks", 303)
-    answer = actions.perform(name, container, selection, actor=session.name, via="page", reason=reason, mode=mode,
-                             expected=_number_field("expected"))
+    answer = actions.perform(
+        name,
+        container,
+        selection,
+        actor=session.name,
+        via="page",
+        reason=reason,
+        mode=mode,
+        expected=_number_field("expected"),
+    )
     counts = {k: v for k, v in answer.counts.items()}
     separator = "&" if "?" in back else "?"
     return redirect(f"{back}{separator}{urlencode({'done': name, **counts})}", 303)
@@ -317,14 +385,23 @@ def audit():
     params = {name: request.args.get(name, "").strip() for name in (*audit_trail.AUDIT_FILTERS, "since", "until")}
     params = {name: value for name, value in params.items() if value}
     page = _page_arg()
-    found, total = audit_trail.entries(get_container().db, service.audit_query_from(params), skip=page * PAGE_SIZE,
-                                       limit=PAGE_SIZE)
-    return _page("console/audit.html", session, entries=[audit_trail.as_json(e) for e in found], total=total,
-                 filters=params, page=page, page_size=PAGE_SIZE,
-                 page_link=lambda n: url_for(".audit", **params, page=n))
+    found, total = audit_trail.entries(
+        get_container().db, service.audit_query_from(params), skip=page * PAGE_SIZE, limit=PAGE_SIZE
+    )
+    return _page(
+        "console/audit.html",
+        session,
+        entries=[audit_trail.as_json(e) for e in found],
+        total=total,
+        filters=params,
+        page=page,
+        page_size=PAGE_SIZE,
+        page_link=lambda n: url_for(".audit", **params, page=n),
+    )
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
+
 
 def _filter_args(source) -> dict[str, str]:
     return {name: source.get(name, "").strip() for name in service.FILTER_FIELDS if source.get(name, "").strip()}
@@ -363,9 +440,11 @@ def _result(args) -> dict[str, Any] | None:
     name = args.get("done")
     if name not in ACTIONS:
         return None
-    counts = {k: count_from_text(v) for k, v in args.items()
-              if k in ("restored", "skipped", "failed", "discarded", "requeued", "undone")
-              and count_from_text(v) is not None}
+    counts = {
+        k: count_from_text(v)
+        for k, v in args.items()
+        if k in ("restored", "skipped", "failed", "discarded", "requeued", "undone") and count_from_text(v) is not None
+    }
     return {"action": name, "counts": counts}
 
 
@@ -376,8 +455,13 @@ def _hours(values: list[str]):
 
 
 def _choices() -> dict[str, Any]:
-    return {"collections": list(SHORT_NAMES.values()), "statuses": [s.value for s in Status],
-            "categories": [c.value for c in Category], "page_size": PAGE_SIZE, "max_page_size": MAX_PAGE_SIZE}
+    return {
+        "collections": list(SHORT_NAMES.values()),
+        "statuses": [s.value for s in Status],
+        "categories": [c.value for c in Category],
+        "page_size": PAGE_SIZE,
+        "max_page_size": MAX_PAGE_SIZE,
+    }
 
 
 def _maybe_json(value: Any) -> Any:
@@ -395,4 +479,3 @@ def _pretty(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, indent=2, ensure_ascii=False)
-

@@ -1,5 +1,6 @@
 """The content module over HTTP: the contract of each endpoint (dailyfeed.contract), then the service call and the
 envelope. Nothing else."""
+
 from __future__ import annotations
 
 from flask import Blueprint, g
@@ -23,6 +24,7 @@ CommentContent = text(MAX_COMMENT_CONTENT, blank=False)
 
 
 # --- request models ------------------------------------------------------------------------------------------------
+
 
 class PostBody(BaseModel):
     """A new post, or a post's new text (a title left out keeps the stored one; null clears it)."""
@@ -55,6 +57,7 @@ class PostListQuery(PageQuery):
 
 
 # --- response models (what the service answers; the fuzz tier checks every answer against them) ------------------
+
 
 class Post(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -121,8 +124,9 @@ POST_LINKS = {
     "DeletePost": link("content.delete_post", post_id="$response.body#/data/id"),
 }
 COMMENT_LINKS = {
-    "Reply": link("content.create_reply", body={"postId": "$response.body#/data/postId",
-                                                "parentId": "$response.body#/data/id"}),
+    "Reply": link(
+        "content.create_reply", body={"postId": "$response.body#/data/postId", "parentId": "$response.body#/data/id"}
+    ),
     "UpdateComment": link("content.update_comment", comment_id="$response.body#/data/id"),
     "LikeComment": link("content.like_comment", comment_id="$response.body#/data/id"),
     "DeleteComment": link("content.delete_comment", comment_id="$response.body#/data/id"),
@@ -131,6 +135,7 @@ COMMENT_LINKS = {
 
 
 # --- posts ---------------------------------------------------------------------------------------------------------
+
 
 @bp.post("/api/posts")
 @operation(body=PostBody, response=Post, status=201, auth=member_required, links=POST_LINKS)
@@ -158,8 +163,9 @@ def list_posts(query: PostListQuery):
 @operation(body=PostBody, response=Post, auth=member_required, links={"GetPost": POST_LINKS["GetPost"]})
 def update_post(post_id: int, body: PostBody):
     """Change your post's text (records POST_UPDATE)."""
-    post = get_container().content_service.update_post(g.member_id, post_id, body.title, body.content,
-                                                       title_given="title" in body.model_fields_set)
+    post = get_container().content_service.update_post(
+        g.member_id, post_id, body.title, body.content, title_given="title" in body.model_fields_set
+    )
     return success(post)
 
 
@@ -186,9 +192,9 @@ def unlike_post(post_id: int):
 
 # --- comments ------------------------------------------------------------------------------------------------------
 
+
 @bp.post("/api/comments")
-@operation(body=CommentBody, response=Comment, status=201, auth=member_required, errors=(404,),
-           links=COMMENT_LINKS)
+@operation(body=CommentBody, response=Comment, status=201, auth=member_required, errors=(404,), links=COMMENT_LINKS)
 def create_comment(body: CommentBody):
     """Comment on a post (records COMMENT_CREATE)."""
     comment = get_container().content_service.create_comment(g.member_id, body.postId, body.content)
@@ -196,12 +202,12 @@ def create_comment(body: CommentBody):
 
 
 @bp.post("/api/comments/replies")
-@operation(body=ReplyBody, response=Comment, status=201, auth=member_required, errors=(404,),
-           links=COMMENT_LINKS)
+@operation(body=ReplyBody, response=Comment, status=201, auth=member_required, errors=(404,), links=COMMENT_LINKS)
 def create_reply(body: ReplyBody):
     """Reply to a comment of the same post, at most 2 levels deep (records COMMENT_CREATE)."""
-    reply = get_container().content_service.create_comment(g.member_id, body.postId, body.content,
-                                                           parent_id=body.parentId)
+    reply = get_container().content_service.create_comment(
+        g.member_id, body.postId, body.content, parent_id=body.parentId
+    )
     return success(reply, 201)
 
 

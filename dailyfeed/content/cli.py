@@ -2,6 +2,7 @@
 
 Every serving process relays in the background; the command is for a store no serving process is running on (after
 an outage of all of them), a cron job, or a look before acting (`--dry-run`)."""
+
 from __future__ import annotations
 
 import signal
@@ -18,13 +19,17 @@ from ..events import utcnow
 from ..extension import get_container
 from .outbox import Outcome, RelaySummary
 
-outbox_group = AppGroup("outbox", help="The events owed by content changes (the publication registry): relay, "
-                        "stats.")
+outbox_group = AppGroup("outbox", help="The events owed by content changes (the publication registry): relay, stats.")
 
 
 @outbox_group.command("relay")
-@click.option("--watch", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
-              help="Run a pass every SECONDS until interrupted (Ctrl-C or SIGTERM).")
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    metavar="SECONDS",
+    help="Run a pass every SECONDS until interrupted (Ctrl-C or SIGTERM).",
+)
 @click.option("--dry-run", is_flag=True, help="Only say what a pass would do: publish (change landed) or drop.")
 def relay_command(watch: float | None, dry_run: bool) -> None:
     """Publish the events owed by changes whose writer did not complete them within outbox.grace-s; drop intents
@@ -38,15 +43,25 @@ def relay_command(watch: float | None, dry_run: bool) -> None:
         raise click.ClickException("the publication registry is off (outbox.enabled = false)")
     relay = container.relay()
     if dry_run:
-        summary = store_call(lambda: relay.preview(report=lambda key, outcome: click.echo(
-            f"would {'publish' if outcome is Outcome.DELIVERED else 'drop':<7} {key}")))
-        click.echo(f"dry run, nothing changed: would publish {summary.counts[Outcome.DELIVERED]}, "
-                   f"drop {summary.counts[Outcome.DROPPED]}")
+        summary = store_call(
+            lambda: relay.preview(
+                report=lambda key, outcome: click.echo(
+                    f"would {'publish' if outcome is Outcome.DELIVERED else 'drop':<7} {key}"
+                )
+            )
+        )
+        click.echo(
+            f"dry run, nothing changed: would publish {summary.counts[Outcome.DELIVERED]}, "
+            f"drop {summary.counts[Outcome.DROPPED]}"
+        )
         return
     total = RelaySummary()
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) \
-        if threading.current_thread() is threading.main_thread() else None
+    previous = (
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
     try:
         while True:
             summary = store_call(lambda: relay.run_pass(report=_line))
@@ -63,8 +78,11 @@ def relay_command(watch: float | None, dry_run: bool) -> None:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if total.total == 0 and watch is None and str(container.settings["mongo.uri"]).startswith("mongomock://"):
-        click.echo("note: mongo.uri is the embedded store (mongomock://), which lives inside one process: this "
-                   "command cannot see another process's publications; set DAILYFEED_MONGO_URI", err=True)
+        click.echo(
+            "note: mongo.uri is the embedded store (mongomock://), which lives inside one process: this "
+            "command cannot see another process's publications; set DAILYFEED_MONGO_URI",
+            err=True,
+        )
     click.echo(total.line())
     if total.counts[Outcome.LEFT]:
         ctx.exit(1)
@@ -78,8 +96,9 @@ def stats_command() -> None:
         raise click.ClickException("the publication registry is off (outbox.enabled = false)")
     stats = store_call(container.publications.stats)
     oldest = f"; oldest {age_text(stats.oldest_age_s(utcnow()))} old" if stats.oldest else ""
-    click.echo(f"event_publications: {stats.outstanding} owed{oldest} (grace "
-               f"{container.settings['outbox.grace-s']:g} s)")
+    click.echo(
+        f"event_publications: {stats.outstanding} owed{oldest} (grace {container.settings['outbox.grace-s']:g} s)"
+    )
 
 
 def _line(key: str, outcome: Outcome) -> None:

@@ -42,6 +42,7 @@ publications are deleted with one delete. Two relays never hold one publication 
 holding some leaves them to the next relay once its lease (`outbox.lease-s`) runs out, and an event it had
 published is published again with its key (stored once downstream).
 """
+
 from __future__ import annotations
 
 import logging
@@ -168,9 +169,18 @@ class PublicationRegistry:
         """Step 1: store the publication; the event as recorded (with the traceparent it will be sent with)."""
         event = tracing.stamp(event)
         now = self._clock()
-        self.collection.insert_one({"_id": event.message_key, "service": service.value, "event": event.to_json(),
-                                    "traceparent": event.traceparent, "target": target.to_doc(),
-                                    "status": Status.PENDING.value, "created_at": now, "due_at": now + self.grace})
+        self.collection.insert_one(
+            {
+                "_id": event.message_key,
+                "service": service.value,
+                "event": event.to_json(),
+                "traceparent": event.traceparent,
+                "target": target.to_doc(),
+                "status": Status.PENDING.value,
+                "created_at": now,
+                "due_at": now + self.grace,
+            }
+        )
         return event
 
     def complete(self, keys: Iterable[str]) -> None:
@@ -194,8 +204,9 @@ class PublicationRegistry:
 
     def due(self, limit: int) -> list[dict[str, Any]]:
         """The publications past due, oldest due first."""
-        return list(self.collection.find({"due_at": {"$lte": self._clock()}}).sort([("due_at", 1), ("_id", 1)])
-                    .limit(limit))
+        return list(
+            self.collection.find({"due_at": {"$lte": self._clock()}}).sort([("due_at", 1), ("_id", 1)]).limit(limit)
+        )
 
     def by_keys(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         return {doc["_id"]: doc for doc in self.collection.find({"_id": {"$in": keys}})}
@@ -243,8 +254,15 @@ class RelaySummary:
 class PublicationRelay:
     """Publishes the publications a writer did not complete within the grace period."""
 
-    def __init__(self, registry: PublicationRegistry, repository: ContentRepository, publisher: ActivityPublisher,
-                 *, batch: int, checkpoint: Checkpoint = no_checkpoint):
+    def __init__(
+        self,
+        registry: PublicationRegistry,
+        repository: ContentRepository,
+        publisher: ActivityPublisher,
+        *,
+        batch: int,
+        checkpoint: Checkpoint = no_checkpoint,
+    ):
         self.registry = registry
         self.repo = repository
         self.publisher = publisher
@@ -368,7 +386,7 @@ class Completer:
 
     def flush(self) -> None:
         with self._lock:
-            keys, self._keys = self._keys[:self.max_batch], self._keys[self.max_batch:]
+            keys, self._keys = self._keys[: self.max_batch], self._keys[self.max_batch :]
         if not keys:
             return
         try:
@@ -421,4 +439,3 @@ class RelayWorker:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=15)
-

@@ -1,5 +1,6 @@
 """The publish decision of SPEC section 5: deliver the event, or keep it as a dead letter, or report that
 neither worked so the caller can undo its change."""
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,12 @@ class PublishFailed(Exception):
 
 
 class ActivityPublisher:
-    def __init__(self, transports: Mapping[Service, Transport], dead_letters: PublisherDeadLetterSink,
-                 clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        transports: Mapping[Service, Transport],
+        dead_letters: PublisherDeadLetterSink,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.transports = transports
         self.dead_letters = dead_letters
         self._clock = clock  # times the publish for dailyfeed_publish_duration_seconds
@@ -36,10 +41,19 @@ class ActivityPublisher:
             elapsed = self._clock() - started
             # trace_id named here too, not only by logs.TraceIdFilter: a process that configured its own logging
             # (an embedding WSGI server) has no such filter
-            where = {"message_key": event.message_key, "topic": exc.topic,
-                     "trace_id": tracing.trace_id_of(event.traceparent)}
-            log.warning("publishing %s by %s failed (%s: %s); keeping a dead letter", event.message_key,
-                        transport.kind, type(exc).__name__, exc, extra=where)
+            where = {
+                "message_key": event.message_key,
+                "topic": exc.topic,
+                "trace_id": tracing.trace_id_of(event.traceparent),
+            }
+            log.warning(
+                "publishing %s by %s failed (%s: %s); keeping a dead letter",
+                event.message_key,
+                transport.kind,
+                type(exc).__name__,
+                exc,
+                extra=where,
+            )
             try:
                 self.dead_letters.record_publisher_failure(transport.kind, event, exc, topic=exc.topic)
             except DeadLetterStoreError as store_exc:

@@ -5,6 +5,7 @@ inverse here, so the service can undo a change whose activity could not be kept.
 carries the message key of its event in the same write (`events`, the last MAX_MARKERS of them), and a like is
 stored under its event's key: the publication relay (outbox.py) reads there whether a change landed.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -24,15 +25,32 @@ MAX_MARKERS = 32
 
 def post_document(author_id: int, title: str | None, content: str, now: datetime) -> dict[str, Any]:
     """A new post as stored, without its _id (insert_with_next_id adds it)."""
-    return {"author_id": author_id, "title": title, "content": content, "created_at": now, "updated_at": now,
-            "is_deleted": False, "deleted_at": None}
+    return {
+        "author_id": author_id,
+        "title": title,
+        "content": content,
+        "created_at": now,
+        "updated_at": now,
+        "is_deleted": False,
+        "deleted_at": None,
+    }
 
 
-def comment_document(post_id: int, parent_id: int | None, depth: int, author_id: int, content: str,
-                     now: datetime) -> dict[str, Any]:
+def comment_document(
+    post_id: int, parent_id: int | None, depth: int, author_id: int, content: str, now: datetime
+) -> dict[str, Any]:
     """A new comment or reply as stored, without its _id."""
-    return {"post_id": post_id, "parent_id": parent_id, "depth": depth, "author_id": author_id,
-            "content": content, "created_at": now, "updated_at": now, "is_deleted": False, "deleted_at": None}
+    return {
+        "post_id": post_id,
+        "parent_id": parent_id,
+        "depth": depth,
+        "author_id": author_id,
+        "content": content,
+        "created_at": now,
+        "updated_at": now,
+        "is_deleted": False,
+        "deleted_at": None,
+    }
 
 
 class ContentRepository:
@@ -49,8 +67,7 @@ class ContentRepository:
 
     # --- posts ------------------------------------------------------------------------------------------------
 
-    def insert_post(self, post_id: int, author_id: int, title: str | None, content: str,
-                    marker: str) -> dict[str, Any]:
+    def insert_post(self, post_id: int, author_id: int, title: str | None, content: str, marker: str) -> dict[str, Any]:
         """Insert a new post under `post_id` with its event's key; DuplicateKeyError when that id is taken."""
         doc = {"_id": post_id, **post_document(author_id, title, content, utcnow()), "events": [marker]}
         self.posts.insert_one(doc)
@@ -68,8 +85,9 @@ class ContentRepository:
             query["author_id"] = author_id
         return list(self.posts.find(query).sort("_id", DESCENDING).skip(skip).limit(limit))
 
-    def set_post_fields(self, post_id: int, fields: dict[str, Any], *, mark: str | None = None,
-                        unmark: str | None = None) -> None:
+    def set_post_fields(
+        self, post_id: int, fields: dict[str, Any], *, mark: str | None = None, unmark: str | None = None
+    ) -> None:
         """Set fields of a post; with `mark` its event's key is added in the same write, with `unmark` removed."""
         self.posts.update_one({"_id": post_id}, _with_marker({"$set": fields}, mark, unmark))
 
@@ -79,11 +97,22 @@ class ContentRepository:
 
     # --- comments ---------------------------------------------------------------------------------------------
 
-    def insert_comment(self, comment_id: int, post_id: int, parent_id: int | None, depth: int, author_id: int,
-                       content: str, marker: str) -> dict[str, Any]:
+    def insert_comment(
+        self,
+        comment_id: int,
+        post_id: int,
+        parent_id: int | None,
+        depth: int,
+        author_id: int,
+        content: str,
+        marker: str,
+    ) -> dict[str, Any]:
         """Insert a new comment under `comment_id` with its event's key; DuplicateKeyError when that id is taken."""
-        doc = {"_id": comment_id, **comment_document(post_id, parent_id, depth, author_id, content, utcnow()),
-               "events": [marker]}
+        doc = {
+            "_id": comment_id,
+            **comment_document(post_id, parent_id, depth, author_id, content, utcnow()),
+            "events": [marker],
+        }
         self.comments.insert_one(doc)
         return doc
 
@@ -91,25 +120,28 @@ class ContentRepository:
         return self.comments.find_one({"_id": comment_id, "is_deleted": False})
 
     def find_comments(self, post_id: int, skip: int, limit: int) -> list[dict[str, Any]]:
-        return list(self.comments.find({"post_id": post_id, "is_deleted": False})
-                    .sort("_id", ASCENDING).skip(skip).limit(limit))
+        return list(
+            self.comments.find({"post_id": post_id, "is_deleted": False}).sort("_id", ASCENDING).skip(skip).limit(limit)
+        )
 
     def live_thread_ids(self, comment_id: int) -> list[int]:
         """The comment and its live replies at every depth (replies nest at most two levels)."""
         ids, frontier = [comment_id], [comment_id]
         while frontier:
-            frontier = [doc["_id"] for doc in self.comments.find(
-                {"parent_id": {"$in": frontier}, "is_deleted": False}, {"_id": 1})]
+            frontier = [
+                doc["_id"]
+                for doc in self.comments.find({"parent_id": {"$in": frontier}, "is_deleted": False}, {"_id": 1})
+            ]
             ids.extend(frontier)
         return ids
 
     def set_comments_deleted(self, comment_ids: list[int], deleted: bool) -> None:
         now = utcnow() if deleted else None
-        self.comments.update_many({"_id": {"$in": comment_ids}},
-                                  {"$set": {"is_deleted": deleted, "deleted_at": now}})
+        self.comments.update_many({"_id": {"$in": comment_ids}}, {"$set": {"is_deleted": deleted, "deleted_at": now}})
 
-    def set_comment_fields(self, comment_id: int, fields: dict[str, Any], *, mark: str | None = None,
-                           unmark: str | None = None) -> None:
+    def set_comment_fields(
+        self, comment_id: int, fields: dict[str, Any], *, mark: str | None = None, unmark: str | None = None
+    ) -> None:
         """Set fields of a comment; with `mark` its event's key is added in the same write, with `unmark` removed."""
         self.comments.update_one({"_id": comment_id}, _with_marker({"$set": fields}, mark, unmark))
 

@@ -5,6 +5,7 @@ completes the publication (SPEC section 5; the protocol and what a crash at each
 the event can be neither delivered nor kept as a dead letter, the change is undone and ActivityNotRecorded (503)
 is raised: there is never a post without its event, nor an event without its post.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,13 @@ T = TypeVar("T")
 
 
 class ContentService:
-    def __init__(self, repository: ContentRepository, publisher: ActivityPublisher,
-                 registry: PublicationRegistry | None = None, checkpoint: Checkpoint = no_checkpoint):
+    def __init__(
+        self,
+        repository: ContentRepository,
+        publisher: ActivityPublisher,
+        registry: PublicationRegistry | None = None,
+        checkpoint: Checkpoint = no_checkpoint,
+    ):
         """`registry`: the event publication registry (None: outbox.enabled is false, a crash between a change
         and its publish loses the event); `checkpoint`: called after each step of the protocol (tests crash there)."""
         self.repo = repository
@@ -46,9 +52,13 @@ class ContentService:
         def create(post_id: int) -> dict[str, Any]:
             event = ActivityEvent.new(ActivityType.POST_CREATE, member_id, post_id=post_id)
             key = event.message_key
-            return self._write(POST_SERVICE, event, Target(POSTS, post_id, Landing.MARKED),
-                               apply=lambda: self.repo.insert_post(post_id, member_id, title, content, key),
-                               undo=lambda: self.repo.delete_post_for_good(post_id, key))
+            return self._write(
+                POST_SERVICE,
+                event,
+                Target(POSTS, post_id, Landing.MARKED),
+                apply=lambda: self.repo.insert_post(post_id, member_id, title, content, key),
+                undo=lambda: self.repo.delete_post_for_good(post_id, key),
+            )
 
         return self._post_json(self._under_next_id(POSTS, create))
 
@@ -58,8 +68,9 @@ class ContentService:
     def list_posts(self, author_id: int | None, page: int, size: int) -> list[dict[str, Any]]:
         return [self._post_json(p) for p in self.repo.find_posts(author_id, page * size, size + 1)]
 
-    def update_post(self, member_id: int, post_id: int, title: str | None, content: str,
-                    title_given: bool) -> dict[str, Any]:
+    def update_post(
+        self, member_id: int, post_id: int, title: str | None, content: str, title_given: bool
+    ) -> dict[str, Any]:
         post = self._own(self._live_post(post_id), member_id, "post")
         before = {k: post[k] for k in ("title", "content", "updated_at")}
         after = {"content": content, "updated_at": utcnow()}
@@ -67,9 +78,13 @@ class ContentService:
             after["title"] = title
         event = ActivityEvent.new(ActivityType.POST_UPDATE, member_id, post_id=post_id)
         key = event.message_key
-        self._write(POST_SERVICE, event, Target(POSTS, post_id, Landing.MARKED),
-                    apply=lambda: self.repo.set_post_fields(post_id, after, mark=key),
-                    undo=lambda: self.repo.set_post_fields(post_id, before, unmark=key))
+        self._write(
+            POST_SERVICE,
+            event,
+            Target(POSTS, post_id, Landing.MARKED),
+            apply=lambda: self.repo.set_post_fields(post_id, after, mark=key),
+            undo=lambda: self.repo.set_post_fields(post_id, before, unmark=key),
+        )
         return self._post_json({**post, **after})
 
     def delete_post(self, member_id: int, post_id: int) -> dict[str, Any]:
@@ -77,10 +92,13 @@ class ContentService:
         deleted = {"is_deleted": True, "deleted_at": utcnow()}
         event = ActivityEvent.new(ActivityType.POST_DELETE, member_id, post_id=post_id)
         key = event.message_key
-        self._write(POST_SERVICE, event, Target(POSTS, post_id, Landing.MARKED),
-                    apply=lambda: self.repo.set_post_fields(post_id, deleted, mark=key),
-                    undo=lambda: self.repo.set_post_fields(post_id, {"is_deleted": False, "deleted_at": None},
-                                                           unmark=key))
+        self._write(
+            POST_SERVICE,
+            event,
+            Target(POSTS, post_id, Landing.MARKED),
+            apply=lambda: self.repo.set_post_fields(post_id, deleted, mark=key),
+            undo=lambda: self.repo.set_post_fields(post_id, {"is_deleted": False, "deleted_at": None}, unmark=key),
+        )
         return {"id": post_id, "deleted": True}
 
     def like_post(self, member_id: int, post_id: int) -> dict[str, Any]:
@@ -93,8 +111,9 @@ class ContentService:
 
     # --- comments ---------------------------------------------------------------------------------------------
 
-    def create_comment(self, member_id: int, post_id: int, content: str,
-                       parent_id: int | None = None) -> dict[str, Any]:
+    def create_comment(
+        self, member_id: int, post_id: int, content: str, parent_id: int | None = None
+    ) -> dict[str, Any]:
         self._live_post(post_id)
         depth = 0
         if parent_id is not None:
@@ -110,10 +129,13 @@ class ContentService:
         def create(comment_id: int) -> dict[str, Any]:
             event = ActivityEvent.new(ActivityType.COMMENT_CREATE, member_id, post_id=post_id, comment_id=comment_id)
             key = event.message_key
-            return self._write(COMMENT_SERVICE, event, Target(COMMENTS, comment_id, Landing.MARKED),
-                               apply=lambda: self.repo.insert_comment(comment_id, post_id, parent_id, depth,
-                                                                      member_id, content, key),
-                               undo=lambda: self.repo.delete_comment_for_good(comment_id, key))
+            return self._write(
+                COMMENT_SERVICE,
+                event,
+                Target(COMMENTS, comment_id, Landing.MARKED),
+                apply=lambda: self.repo.insert_comment(comment_id, post_id, parent_id, depth, member_id, content, key),
+                undo=lambda: self.repo.delete_comment_for_good(comment_id, key),
+            )
 
         return self._comment_json(self._under_next_id(COMMENTS, create))
 
@@ -125,19 +147,25 @@ class ContentService:
         comment = self._own(self._live_comment(comment_id), member_id, "comment")
         before = {k: comment[k] for k in ("content", "updated_at")}
         after = {"content": content, "updated_at": utcnow()}
-        event = ActivityEvent.new(ActivityType.COMMENT_UPDATE, member_id, post_id=comment["post_id"],
-                                  comment_id=comment_id)
+        event = ActivityEvent.new(
+            ActivityType.COMMENT_UPDATE, member_id, post_id=comment["post_id"], comment_id=comment_id
+        )
         key = event.message_key
-        self._write(COMMENT_SERVICE, event, Target(COMMENTS, comment_id, Landing.MARKED),
-                    apply=lambda: self.repo.set_comment_fields(comment_id, after, mark=key),
-                    undo=lambda: self.repo.set_comment_fields(comment_id, before, unmark=key))
+        self._write(
+            COMMENT_SERVICE,
+            event,
+            Target(COMMENTS, comment_id, Landing.MARKED),
+            apply=lambda: self.repo.set_comment_fields(comment_id, after, mark=key),
+            undo=lambda: self.repo.set_comment_fields(comment_id, before, unmark=key),
+        )
         return self._comment_json({**comment, **after})
 
     def delete_comment(self, member_id: int, comment_id: int) -> dict[str, Any]:
         comment = self._own(self._live_comment(comment_id), member_id, "comment")
         replies = self.repo.live_thread_ids(comment_id)[1:]
-        event = ActivityEvent.new(ActivityType.COMMENT_DELETE, member_id, post_id=comment["post_id"],
-                                  comment_id=comment_id)
+        event = ActivityEvent.new(
+            ActivityType.COMMENT_DELETE, member_id, post_id=comment["post_id"], comment_id=comment_id
+        )
         key = event.message_key
 
         replies_deleted = []  # whether the replies' update went through (what an undo restores)
@@ -156,37 +184,79 @@ class ContentService:
                 self.repo.set_comments_deleted(replies, False)
             self.repo.set_comment_fields(comment_id, {"is_deleted": False, "deleted_at": None}, unmark=key)
 
-        self._write(COMMENT_SERVICE, event, Target(COMMENTS, comment_id, Landing.MARKED, thread=True),
-                    apply=delete_thread, undo=restore_thread)
+        self._write(
+            COMMENT_SERVICE,
+            event,
+            Target(COMMENTS, comment_id, Landing.MARKED, thread=True),
+            apply=delete_thread,
+            undo=restore_thread,
+        )
         return {"id": comment_id, "deleted": True, "deletedReplies": len(replies)}
 
     def like_comment(self, member_id: int, comment_id: int) -> dict[str, Any]:
         comment = self._live_comment(comment_id)
-        return self._like("comment", COMMENT_SERVICE, ActivityType.LIKE_COMMENT, member_id,
-                          post_id=comment["post_id"], comment_id=comment_id)
+        return self._like(
+            "comment",
+            COMMENT_SERVICE,
+            ActivityType.LIKE_COMMENT,
+            member_id,
+            post_id=comment["post_id"],
+            comment_id=comment_id,
+        )
 
     def unlike_comment(self, member_id: int, comment_id: int) -> dict[str, Any]:
         comment = self._live_comment(comment_id)
-        return self._unlike("comment", COMMENT_SERVICE, ActivityType.LIKE_COMMENT_CANCEL, member_id,
-                            post_id=comment["post_id"], comment_id=comment_id)
+        return self._unlike(
+            "comment",
+            COMMENT_SERVICE,
+            ActivityType.LIKE_COMMENT_CANCEL,
+            member_id,
+            post_id=comment["post_id"],
+            comment_id=comment_id,
+        )
 
     # --- shared -----------------------------------------------------------------------------------------------
 
-    def _like(self, kind: str, service: Service, activity_type: ActivityType, member_id: int, *, post_id: int,
-              comment_id: int | None = None) -> dict[str, Any]:
+    def _like(
+        self,
+        kind: str,
+        service: Service,
+        activity_type: ActivityType,
+        member_id: int,
+        *,
+        post_id: int,
+        comment_id: int | None = None,
+    ) -> dict[str, Any]:
         target = post_id if kind == "post" else comment_id
         event = ActivityEvent.new(activity_type, member_id, post_id=post_id, comment_id=comment_id)
         key = event.message_key  # the like is stored under its event's key: its presence says the like landed
-        liked = self._write(service, event, Target(self.repo.likes_collection(kind), key, Landing.PRESENT),
-                            apply=lambda: self.repo.add_like(kind, target, member_id, key),
-                            undo=lambda: self.repo.remove_like(kind, key), refused=lambda doc: doc is None)
+        liked = self._write(
+            service,
+            event,
+            Target(self.repo.likes_collection(kind), key, Landing.PRESENT),
+            apply=lambda: self.repo.add_like(kind, target, member_id, key),
+            undo=lambda: self.repo.remove_like(kind, key),
+            refused=lambda doc: doc is None,
+        )
         if liked is None:
             raise DuplicateLike(f"member {member_id} already likes {kind} {target}")
-        return {f"{kind}Id": target, "memberId": member_id, "liked": True,
-                "likeCount": self.repo.count_likes(kind, target)}
+        return {
+            f"{kind}Id": target,
+            "memberId": member_id,
+            "liked": True,
+            "likeCount": self.repo.count_likes(kind, target),
+        }
 
-    def _unlike(self, kind: str, service: Service, activity_type: ActivityType, member_id: int, *, post_id: int,
-                comment_id: int | None = None) -> dict[str, Any]:
+    def _unlike(
+        self,
+        kind: str,
+        service: Service,
+        activity_type: ActivityType,
+        member_id: int,
+        *,
+        post_id: int,
+        comment_id: int | None = None,
+    ) -> dict[str, Any]:
         target = post_id if kind == "post" else comment_id
         like = self.repo.find_like(kind, target, member_id)
         if like is None:
@@ -199,13 +269,22 @@ class ContentService:
                 self.registry.mark_landed(like["_id"])
             return self.repo.remove_like(kind, like["_id"])
 
-        removed = self._write(service, event, Target(self.repo.likes_collection(kind), like["_id"], Landing.ABSENT),
-                              apply=remove, undo=lambda: self.repo.restore_like(kind, like),
-                              refused=lambda done: not done)
+        removed = self._write(
+            service,
+            event,
+            Target(self.repo.likes_collection(kind), like["_id"], Landing.ABSENT),
+            apply=remove,
+            undo=lambda: self.repo.restore_like(kind, like),
+            refused=lambda done: not done,
+        )
         if not removed:  # another request removed it first
             raise NotFound(f"member {member_id} does not like {kind} {target}")
-        return {f"{kind}Id": target, "memberId": member_id, "liked": False,
-                "likeCount": self.repo.count_likes(kind, target)}
+        return {
+            f"{kind}Id": target,
+            "memberId": member_id,
+            "liked": False,
+            "likeCount": self.repo.count_likes(kind, target),
+        }
 
     def _under_next_id(self, collection: str, create: Callable[[int], T]) -> T:
         """`create(id)` under the next id of `collection`; again under a fresh one when that id was taken (another
@@ -218,8 +297,16 @@ class ContentService:
                 fresh = True
         raise RuntimeError(f"no free id for {collection} after {ID_ATTEMPTS} attempts")
 
-    def _write(self, service: Service, event: ActivityEvent, target: Target, *, apply: Callable[[], T],
-               undo: Callable[[], Any], refused: Callable[[T], bool] = lambda result: False) -> T:
+    def _write(
+        self,
+        service: Service,
+        event: ActivityEvent,
+        target: Target,
+        *,
+        apply: Callable[[], T],
+        undo: Callable[[], Any],
+        refused: Callable[[T], bool] = lambda result: False,
+    ) -> T:
         """The protocol of outbox.py: record the publication, apply the change (with the event's key), publish,
         complete. `refused(result)`: the change was refused without storing anything (a duplicate like): the
         publication is dropped and the result returned. Raises ActivityNotRecorded when the change was undone
@@ -255,8 +342,11 @@ class ContentService:
         key = event.message_key
         try:
             if self.registry.hold(key) is None:
-                log.warning("publication %s is held by a relay: its change stays and the relay publishes it", key,
-                            extra={"message_key": key})
+                log.warning(
+                    "publication %s is held by a relay: its change stays and the relay publishes it",
+                    key,
+                    extra={"message_key": key},
+                )
                 return False
             undo()
             self.checkpoint(outbox.UNDONE, key)
@@ -265,8 +355,14 @@ class ContentService:
             log.exception("could not undo the change of %s", key, extra={"message_key": key})
         return True
 
-    def _apply_and_publish(self, service: Service, event: ActivityEvent, apply: Callable[[], T],
-                           undo: Callable[[], Any], refused: Callable[[T], bool]) -> T:
+    def _apply_and_publish(
+        self,
+        service: Service,
+        event: ActivityEvent,
+        apply: Callable[[], T],
+        undo: Callable[[], Any],
+        refused: Callable[[T], bool],
+    ) -> T:
         """Without the registry (outbox.enabled false): store the change, then publish; undo when neither."""
         result = apply()
         if refused(result):
@@ -285,7 +381,8 @@ class ContentService:
     def _not_recorded(event: ActivityEvent) -> ActivityNotRecorded:
         return ActivityNotRecorded(
             f"the {event.activity_type.value} activity could not be delivered nor kept for retry; "
-            "the change was not saved, try again")
+            "the change was not saved, try again"
+        )
 
     def _live_post(self, post_id: int) -> dict[str, Any]:
         post = self.repo.find_post(post_id)
@@ -310,12 +407,25 @@ class ContentService:
         return doc
 
     def _post_json(self, post: dict[str, Any]) -> dict[str, Any]:
-        return {"id": post["_id"], "authorId": post["author_id"], "title": post.get("title"),
-                "content": post["content"], "createdAt": json_time(post["created_at"]),
-                "updatedAt": json_time(post["updated_at"]), "likeCount": self.repo.count_likes("post", post["_id"])}
+        return {
+            "id": post["_id"],
+            "authorId": post["author_id"],
+            "title": post.get("title"),
+            "content": post["content"],
+            "createdAt": json_time(post["created_at"]),
+            "updatedAt": json_time(post["updated_at"]),
+            "likeCount": self.repo.count_likes("post", post["_id"]),
+        }
 
     def _comment_json(self, comment: dict[str, Any]) -> dict[str, Any]:
-        return {"id": comment["_id"], "postId": comment["post_id"], "parentId": comment.get("parent_id"),
-                "depth": comment["depth"], "authorId": comment["author_id"], "content": comment["content"],
-                "createdAt": json_time(comment["created_at"]), "updatedAt": json_time(comment["updated_at"]),
-                "likeCount": self.repo.count_likes("comment", comment["_id"])}
+        return {
+            "id": comment["_id"],
+            "postId": comment["post_id"],
+            "parentId": comment.get("parent_id"),
+            "depth": comment["depth"],
+            "authorId": comment["author_id"],
+            "content": comment["content"],
+            "createdAt": json_time(comment["created_at"]),
+            "updatedAt": json_time(comment["updated_at"]),
+            "likeCount": self.repo.count_likes("comment", comment["_id"]),
+        }

@@ -10,6 +10,7 @@
 The write path (content publishing, the Kafka listener) imports this package; the restore jobs build on it, never
 the reverse.
 """
+
 from .bulk import BulkResult, PurgeResult
 from .claims import MAX_UPDATE, new_claim_token
 from .model import (
@@ -26,7 +27,25 @@ from .model import (
 from .queries import DeadLetterStats, Overview, Selection, parse_when
 from .store import DeadLetterStore, ListenerDeadLetterSink, PublisherDeadLetterSink
 
-__all__ = ["BulkResult", "DeadLetterStats", "DeadLetterStore", "DeadLetterStoreError", "LISTENER_DEAD_LETTERS",
-           "ListenerDeadLetterSink", "MAX_UPDATE", "Overview", "PUBLISHER_COLLECTIONS", "PUBLISHER_DEAD_LETTERS",
-           "PublisherDeadLetterSink", "PurgeResult", "SHORT_NAMES", "Selection", "Status", "age_text",
-           "dead_letter_event", "error_info", "new_claim_token", "parse_when"]
+__all__ = [
+    "BulkResult",
+    "DeadLetterStats",
+    "DeadLetterStore",
+    "DeadLetterStoreError",
+    "LISTENER_DEAD_LETTERS",
+    "ListenerDeadLetterSink",
+    "MAX_UPDATE",
+    "Overview",
+    "PUBLISHER_COLLECTIONS",
+    "PUBLISHER_DEAD_LETTERS",
+    "PublisherDeadLetterSink",
+    "PurgeResult",
+    "SHORT_NAMES",
+    "Selection",
+    "Status",
+    "age_text",
+    "dead_letter_event",
+    "error_info",
+    "new_claim_token",
+    "parse_when",
+]

@@ -7,6 +7,7 @@ Append-only: `record` inserts, nothing here or elsewhere updates or deletes an e
 letters leaves it alone). Any part that acts on dead letters records through `record` (the console, the CLI, the
 task runner, the automatic redrive).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,16 +28,36 @@ NEWEST_FIRST = [("at", DESCENDING), ("_id", DESCENDING)]
 AUDIT_FILTERS = ("actor", "action", "outcome", "task")  # at most one of them at a time, with since/until
 
 
-def record(db: Database, *, actor: str, action: str, outcome: str, via: str, selection: Selection | None = None,
-           dry_run_count: int | None = None, result_count: int | None = None, reason: str | None = None,
-           task: Any = None, detail: str | None = None) -> dict[str, Any]:
+def record(
+    db: Database,
+    *,
+    actor: str,
+    action: str,
+    outcome: str,
+    via: str,
+    selection: Selection | None = None,
+    dry_run_count: int | None = None,
+    result_count: int | None = None,
+    reason: str | None = None,
+    task: Any = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
     """Append one entry to the audit trail and return it. `outcome`: done, started, cancelled, resumed, completed,
     failed, refused; `via`: api, page, cli, task, retention (or the caller's own word)."""
-    entry = {"at": utcnow(), "actor": str(actor)[:MAX_ACTOR], "action": action, "via": via, "outcome": outcome,
-             "selection": selection.to_doc() if selection is not None else None,
-             "described": selection.described() if selection is not None else None,
-             "dry_run_count": dry_run_count, "result_count": result_count,
-             "reason": reason[:MAX_REASON] if reason else None, "task": task, "detail": detail}
+    entry = {
+        "at": utcnow(),
+        "actor": str(actor)[:MAX_ACTOR],
+        "action": action,
+        "via": via,
+        "outcome": outcome,
+        "selection": selection.to_doc() if selection is not None else None,
+        "described": selection.described() if selection is not None else None,
+        "dry_run_count": dry_run_count,
+        "result_count": result_count,
+        "reason": reason[:MAX_REASON] if reason else None,
+        "task": task,
+        "detail": detail,
+    }
     db[AUDIT].insert_one(entry)
     return entry
 
@@ -53,8 +74,7 @@ class AuditQuery:
     until: datetime | None = None
 
     def query(self) -> dict[str, Any]:
-        query: dict[str, Any] = {name: getattr(self, name) for name in AUDIT_FILTERS
-                                 if getattr(self, name) is not None}
+        query: dict[str, Any] = {name: getattr(self, name) for name in AUDIT_FILTERS if getattr(self, name) is not None}
         at: dict[str, Any] = {}
         if self.since is not None:
             at["$gte"] = self.since
@@ -78,9 +98,17 @@ def iso(at: datetime | None) -> str | None:
 
 def as_json(entry: Mapping[str, Any]) -> dict[str, Any]:
     """An entry as the API and the page show it."""
-    return {"id": str(entry["_id"]), "at": iso(entry.get("at")),
-            "actor": entry.get("actor"), "action": entry.get("action"), "via": entry.get("via"),
-            "outcome": entry.get("outcome"), "selection": entry.get("described"),
-            "dryRunCount": entry.get("dry_run_count"), "resultCount": entry.get("result_count"),
-            "reason": entry.get("reason"), "detail": entry.get("detail"),
-            "task": str(entry["task"]) if isinstance(entry.get("task"), ObjectId) else entry.get("task")}
+    return {
+        "id": str(entry["_id"]),
+        "at": iso(entry.get("at")),
+        "actor": entry.get("actor"),
+        "action": entry.get("action"),
+        "via": entry.get("via"),
+        "outcome": entry.get("outcome"),
+        "selection": entry.get("described"),
+        "dryRunCount": entry.get("dry_run_count"),
+        "resultCount": entry.get("result_count"),
+        "reason": entry.get("reason"),
+        "detail": entry.get("detail"),
+        "task": str(entry["task"]) if isinstance(entry.get("task"), ObjectId) else entry.get("task"),
+    }

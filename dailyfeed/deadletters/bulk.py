@@ -4,6 +4,7 @@
 Each dead letter is claimed first (the claim protocol of claims.py), so an action never touches one that a restore
 holds right now: that one is skipped, and counted so.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,15 +56,20 @@ class BulkActions:
         """Put every discarded dead letter that matches back to pending: a discard undone."""
         return self._each_claimed(selection, UNDISCARDABLE, self.undiscard, limit)
 
-    def _each_claimed(self, selection: Selection, statuses: tuple[Status, ...],
-                      act: Callable[[str, Any, str], bool], limit: int | None) -> BulkResult:
+    def _each_claimed(
+        self,
+        selection: Selection,
+        statuses: tuple[Status, ...],
+        act: Callable[[str, Any, str], bool],
+        limit: int | None,
+    ) -> BulkResult:
         result = BulkResult()
         token = new_claim_token()
         try:
             for collection in selection.of(DEAD_LETTER_COLLECTIONS):
                 for batch in self.iter_matching(collection, selection, statuses):
                     if limit is not None:
-                        batch = batch[:max(0, limit - result.done - result.skipped)]
+                        batch = batch[: max(0, limit - result.done - result.skipped)]
                         if not batch:
                             return result
                     claimed = self.claim_batch(collection, batch, token, statuses=statuses)
@@ -77,23 +83,32 @@ class BulkActions:
             self.release_all(token)  # whatever a failure left held goes back at once, not when the lease ends
         return result
 
-    def purge_completed(self, older_than: datetime, *, dry_run: bool = False,
-                        discarded: bool = False) -> PurgeResult:
+    def purge_completed(self, older_than: datetime, *, dry_run: bool = False, discarded: bool = False) -> PurgeResult:
         """Delete completed dead letters finished before `older_than` (with `discarded`, discarded ones discarded
         before it too), and claims whose lease ended before it (a claim outlives its dead letter's completion: see
         claims.py); with `dry_run`, only count them. Pending and failed dead letters are kept: someone still has to
         look at them."""
-        done = [{"status": Status.COMPLETED.value,
-                 "$or": [{"completed_at": {"$lt": older_than}},
-                         {"completed_at": None, "updated_at": {"$lt": older_than}}]}]
+        done = [
+            {
+                "status": Status.COMPLETED.value,
+                "$or": [
+                    {"completed_at": {"$lt": older_than}},
+                    {"completed_at": None, "updated_at": {"$lt": older_than}},
+                ],
+            }
+        ]
         if discarded:
             done.append({"status": Status.DISCARDED.value, "discarded_at": {"$lt": older_than}})
         stale = {"lease_until": {"$lt": older_than}}
         claims = self.db[DEAD_LETTER_CLAIMS]
         if dry_run:
-            return PurgeResult(dead_letters=sum(self.db[name].count_documents(query)
-                                                for name in DEAD_LETTER_COLLECTIONS for query in done),
-                               claims=claims.count_documents(stale))
-        purged = sum(self.db[name].delete_many(query).deleted_count for name in DEAD_LETTER_COLLECTIONS
-                     for query in done)
+            return PurgeResult(
+                dead_letters=sum(
+                    self.db[name].count_documents(query) for name in DEAD_LETTER_COLLECTIONS for query in done
+                ),
+                claims=claims.count_documents(stale),
+            )
+        purged = sum(
+            self.db[name].delete_many(query).deleted_count for name in DEAD_LETTER_COLLECTIONS for query in done
+        )
         return PurgeResult(dead_letters=purged, claims=claims.delete_many(stale).deleted_count)

@@ -25,6 +25,7 @@ dead letter claimed. The restore jobs claim and finish a batch at a time: one un
 claims, then one update completing the dead letters (per MAX_UPDATE). What that costs on FerretDB v1 is in
 docs/store-notes.md.
 """
+
 from __future__ import annotations
 
 import threading
@@ -58,8 +59,9 @@ class ClaimProtocol:
     db: Database
     lease_seconds: int
 
-    def claim(self, collection: str, doc_id: Any, token: str,
-              statuses: tuple[Status, ...] = (Status.PENDING,)) -> dict[str, Any] | None:
+    def claim(
+        self, collection: str, doc_id: Any, token: str, statuses: tuple[Status, ...] = (Status.PENDING,)
+    ) -> dict[str, Any] | None:
         """Take a dead letter for `token` until its lease runs out; the claimed document, or None when it is no
         longer in one of `statuses` or someone else holds it."""
         with self._atomic():
@@ -67,8 +69,13 @@ class ClaimProtocol:
             claimed = self._claim_batch(collection, [] if doc is None else [doc], token, statuses)
         return claimed[0] if claimed else None
 
-    def claim_batch(self, collection: str, candidates: Iterable[Mapping[str, Any]], token: str,
-                    statuses: tuple[Status, ...] = (Status.PENDING,)) -> list[dict[str, Any]]:
+    def claim_batch(
+        self,
+        collection: str,
+        candidates: Iterable[Mapping[str, Any]],
+        token: str,
+        statuses: tuple[Status, ...] = (Status.PENDING,),
+    ) -> list[dict[str, Any]]:
         """Take dead letters of one collection for `token` until their lease runs out.
 
         `candidates` are whole dead letters as read (by `candidates()`). Returns the claimed ones, in the order
@@ -80,8 +87,9 @@ class ClaimProtocol:
         with self._atomic():
             return self._claim_batch(collection, list(candidates), token, statuses)
 
-    def _claim_batch(self, collection: str, candidates: list[Mapping[str, Any]], token: str,
-                     statuses: tuple[Status, ...]) -> list[dict[str, Any]]:
+    def _claim_batch(
+        self, collection: str, candidates: list[Mapping[str, Any]], token: str, statuses: tuple[Status, ...]
+    ) -> list[dict[str, Any]]:
         now = utcnow()
         lease_until = now + timedelta(seconds=self.lease_seconds)
         wanted = {s.value for s in statuses}
@@ -90,15 +98,21 @@ class ClaimProtocol:
         later = [doc_id for doc_id, generation in won.items() if generation > 1]
         if later:
             # claimed before: it may have been finished since it was read, and the dead letter says so
-            current = {doc["_id"]: doc.get("status") for doc in
-                       self.db[collection].find({"_id": {"$in": later}}, {"status": 1})}
+            current = {
+                doc["_id"]: doc.get("status")
+                for doc in self.db[collection].find({"_id": {"$in": later}}, {"status": 1})
+            }
             gone = [doc_id for doc_id in later if current.get(doc_id) not in wanted]
             self._end_leases([_claim_id(collection, doc_id, won.pop(doc_id)) for doc_id in gone], now)
-        return [{**doc, "claim_token": token, "lease_until": lease_until, "lease_generation": won[doc_id]}
-                for doc_id, doc in docs.items() if doc_id in won]
+        return [
+            {**doc, "claim_token": token, "lease_until": lease_until, "lease_generation": won[doc_id]}
+            for doc_id, doc in docs.items()
+            if doc_id in won
+        ]
 
-    def _insert_claims(self, collection: str, doc_ids: list[Any], token: str, lease_until: datetime,
-                       now: datetime) -> dict[Any, int]:
+    def _insert_claims(
+        self, collection: str, doc_ids: list[Any], token: str, lease_until: datetime, now: datetime
+    ) -> dict[Any, int]:
         """Insert a claim of each dead letter with one unordered insert; the dead letters whose claim went in, with
         its generation. Generation 1 first; for a refused one, the next after its newest claim when that one's
         lease is over (abandoned or given back), else it is lost."""
@@ -109,10 +123,21 @@ class ClaimProtocol:
             if not todo:
                 break
             ids = list(todo)
-            refused = insert_unordered(claims, [
-                {"_id": _claim_id(collection, doc_id, todo[doc_id]), "collection": collection, "dead_letter": doc_id,
-                 "generation": todo[doc_id], "token": token, "lease_until": lease_until, "created_at": now}
-                for doc_id in ids])
+            refused = insert_unordered(
+                claims,
+                [
+                    {
+                        "_id": _claim_id(collection, doc_id, todo[doc_id]),
+                        "collection": collection,
+                        "dead_letter": doc_id,
+                        "generation": todo[doc_id],
+                        "token": token,
+                        "lease_until": lease_until,
+                        "created_at": now,
+                    }
+                    for doc_id in ids
+                ],
+            )
             won.update((doc_id, todo[doc_id]) for n, doc_id in enumerate(ids) if n not in refused)
             if not refused:
                 break
@@ -136,18 +161,41 @@ class ClaimProtocol:
     def fail(self, collection: str, doc_id: Any, token: str, reason: BaseException | str) -> bool:
         """Mark a claimed dead letter as one that cannot be restored, with the reason."""
         now = utcnow()
-        return self._finish(collection, doc_id, token, {
-            "$set": {"status": Status.FAILED.value, "is_completed": False, "is_editing": False,
-                     "error": error_info(reason), "last_attempt_at": now, "updated_at": now},
-            "$inc": {"attempts": 1},
-            "$unset": _MIRROR_FIELDS})
+        return self._finish(
+            collection,
+            doc_id,
+            token,
+            {
+                "$set": {
+                    "status": Status.FAILED.value,
+                    "is_completed": False,
+                    "is_editing": False,
+                    "error": error_info(reason),
+                    "last_attempt_at": now,
+                    "updated_at": now,
+                },
+                "$inc": {"attempts": 1},
+                "$unset": _MIRROR_FIELDS,
+            },
+        )
 
     def discard(self, collection: str, doc_id: Any, token: str) -> bool:
         now = utcnow()
-        return self._finish(collection, doc_id, token, {
-            "$set": {"status": Status.DISCARDED.value, "is_completed": False, "is_editing": False,
-                     "updated_at": now, "discarded_at": now},
-            "$unset": _MIRROR_FIELDS})
+        return self._finish(
+            collection,
+            doc_id,
+            token,
+            {
+                "$set": {
+                    "status": Status.DISCARDED.value,
+                    "is_completed": False,
+                    "is_editing": False,
+                    "updated_at": now,
+                    "discarded_at": now,
+                },
+                "$unset": _MIRROR_FIELDS,
+            },
+        )
 
     def release(self, collection: str, doc_id: Any, token: str, error: BaseException | str | None = None) -> bool:
         """Give a claimed dead letter back, still pending; with an error it counts as a failed attempt."""
@@ -157,20 +205,43 @@ class ClaimProtocol:
         """Put a claimed (failed) dead letter back to pending, for the restores to take again: its error and
         attempts stay. Like `release`, the claim document stays (a stale claimant must still collide with it)."""
         now = utcnow()
-        return self._finish(collection, doc_id, token, {"$set": {
-            "status": Status.PENDING.value, "is_completed": False, "is_editing": False, "updated_at": now,
-            "requeued_at": now}})
+        return self._finish(
+            collection,
+            doc_id,
+            token,
+            {
+                "$set": {
+                    "status": Status.PENDING.value,
+                    "is_completed": False,
+                    "is_editing": False,
+                    "updated_at": now,
+                    "requeued_at": now,
+                }
+            },
+        )
 
     def undiscard(self, collection: str, doc_id: Any, token: str) -> bool:
         """Undo a discard: a claimed discarded dead letter goes back to pending (its error and attempts stay)."""
         now = utcnow()
-        return self._finish(collection, doc_id, token, {
-            "$set": {"status": Status.PENDING.value, "is_completed": False, "is_editing": False, "updated_at": now,
-                     "undiscarded_at": now},
-            "$unset": {"discarded_at": ""}})
+        return self._finish(
+            collection,
+            doc_id,
+            token,
+            {
+                "$set": {
+                    "status": Status.PENDING.value,
+                    "is_completed": False,
+                    "is_editing": False,
+                    "updated_at": now,
+                    "undiscarded_at": now,
+                },
+                "$unset": {"discarded_at": ""},
+            },
+        )
 
-    def release_batch(self, collection: str, docs: Iterable[Mapping[str, Any]], token: str,
-                      error: BaseException | str | None = None) -> int:
+    def release_batch(
+        self, collection: str, docs: Iterable[Mapping[str, Any]], token: str, error: BaseException | str | None = None
+    ) -> int:
         """Give claimed dead letters of one collection back, still pending: their claims' leases end (one update
         of the claims); with an error each counts as a failed attempt (one update of the dead letters, per
         MAX_UPDATE). How many were still held."""
@@ -179,9 +250,14 @@ class ClaimProtocol:
             return 0
         now = utcnow()
         if error is not None:
-            self._update_by_id(collection, list(held), {
-                "$set": {"error": error_info(error), "last_attempt_at": now, "updated_at": now},
-                "$inc": {"attempts": 1}})
+            self._update_by_id(
+                collection,
+                list(held),
+                {
+                    "$set": {"error": error_info(error), "last_attempt_at": now, "updated_at": now},
+                    "$inc": {"attempts": 1},
+                },
+            )
         self._end_leases([_claim_id(collection, doc_id, generation) for doc_id, generation in held.items()], now)
         return len(held)
 
@@ -195,9 +271,11 @@ class ClaimProtocol:
                 leased.setdefault(claim["collection"], {})[claim["dead_letter"]] = claim["_id"]
         held = []
         for collection, claims in leased.items():
-            held += [claims[doc["_id"]] for doc in self.db[collection].find({"_id": {"$in": list(claims)}},
-                                                                            {"status": 1})
-                     if doc.get("status") not in FINAL]
+            held += [
+                claims[doc["_id"]]
+                for doc in self.db[collection].find({"_id": {"$in": list(claims)}}, {"status": 1})
+                if doc.get("status") not in FINAL
+            ]
         self._end_leases(held, now)
         return len(held)
 
@@ -212,15 +290,21 @@ class ClaimProtocol:
         of those held right now. A completed or discarded one is held by nobody (its last claim is left as it was)."""
         now = utcnow()
         open_ = [doc["_id"] for doc in docs if doc.get("status") not in FINAL]
-        return {doc_id: {"token": claim["token"], "lease_until": as_utc(claim["lease_until"])}
-                for doc_id, claim in self._newest_claims(collection, open_).items() if not _over(claim, now)}
+        return {
+            doc_id: {"token": claim["token"], "lease_until": as_utc(claim["lease_until"])}
+            for doc_id, claim in self._newest_claims(collection, open_).items()
+            if not _over(claim, now)
+        }
 
     def held_ids(self, collection: str) -> set[Any]:
         """The dead letters of `collection` whose claim is leased right now (one read of those claims); completed
         ones among them are held by nobody: intersect with what is pending."""
         now = utcnow()
-        return {claim["dead_letter"] for claim in self.db[DEAD_LETTER_CLAIMS].find(
-                    {"collection": collection, "lease_until": {"$gt": now}}) if not _over(claim, now)}
+        return {
+            claim["dead_letter"]
+            for claim in self.db[DEAD_LETTER_CLAIMS].find({"collection": collection, "lease_until": {"$gt": now}})
+            if not _over(claim, now)
+        }
 
     # --- helpers ----------------------------------------------------------------------------------------------
 
@@ -247,8 +331,12 @@ class ClaimProtocol:
             newest = self._newest_claims(collection, [doc["_id"] for doc in late])
             for doc in late:
                 claim = newest.get(doc["_id"])
-                if claim is not None and claim["token"] == token and claim["generation"] == doc["lease_generation"] \
-                        and claim.get("released_at") is None:  # given back (or finished) by its holder: let go
+                if (
+                    claim is not None
+                    and claim["token"] == token
+                    and claim["generation"] == doc["lease_generation"]
+                    and claim.get("released_at") is None
+                ):  # given back (or finished) by its holder: let go
                     held[doc["_id"]] = doc["lease_generation"]
         return {doc["_id"]: held[doc["_id"]] for doc in docs if doc["_id"] in held}
 
@@ -258,8 +346,12 @@ class ClaimProtocol:
         claim = self._newest_claims(collection, [doc_id]).get(doc_id)
         if claim is None or claim["token"] != token:
             return None
-        return {"_id": doc_id, "claim_token": token, "lease_until": claim["lease_until"],
-                "lease_generation": claim["generation"]}
+        return {
+            "_id": doc_id,
+            "claim_token": token,
+            "lease_until": claim["lease_until"],
+            "lease_generation": claim["generation"],
+        }
 
     def _finish(self, collection: str, doc_id: Any, token: str, update: dict[str, Any]) -> bool:
         """Mark failed, discarded or pending again (requeue): the dead letter, then the claim's lease ends (a
@@ -273,13 +365,16 @@ class ClaimProtocol:
 
     def _end_leases(self, claim_ids: list[str], now: datetime) -> None:
         if claim_ids:
-            self.db[DEAD_LETTER_CLAIMS].update_many({"_id": {"$in": claim_ids}},
-                                                    {"$set": {"lease_until": now, "released_at": now}})
+            self.db[DEAD_LETTER_CLAIMS].update_many(
+                {"_id": {"$in": claim_ids}}, {"$set": {"lease_until": now, "released_at": now}}
+            )
 
     def _update_by_id(self, collection: str, ids: list[Any], update: dict[str, Any]) -> int:
         """`update` the dead letters with these `_id`s, at most MAX_UPDATE a command; how many matched."""
-        return sum(self.db[collection].update_many({"_id": {"$in": ids[at:at + MAX_UPDATE]}}, update).matched_count
-                   for at in range(0, len(ids), MAX_UPDATE))
+        return sum(
+            self.db[collection].update_many({"_id": {"$in": ids[at : at + MAX_UPDATE]}}, update).matched_count
+            for at in range(0, len(ids), MAX_UPDATE)
+        )
 
     def _atomic(self):
         return _mock_claim_lock if type(self.db).__module__.startswith("mongomock") else nullcontext()
@@ -290,9 +385,16 @@ def new_claim_token() -> str:
 
 
 def _completed(now: datetime) -> dict[str, Any]:
-    return {"$set": {"status": Status.COMPLETED.value, "is_completed": True, "is_editing": False,
-                     "updated_at": now, "completed_at": now},
-            "$unset": _MIRROR_FIELDS}
+    return {
+        "$set": {
+            "status": Status.COMPLETED.value,
+            "is_completed": True,
+            "is_editing": False,
+            "updated_at": now,
+            "completed_at": now,
+        },
+        "$unset": _MIRROR_FIELDS,
+    }
 
 
 def _over(claim: Mapping[str, Any], now: datetime) -> bool:

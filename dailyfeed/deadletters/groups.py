@@ -11,6 +11,7 @@ exactly the texts that normalise to it, so a Selection can take a group's dead l
 `error.message` and `topic` fields) without a field of its own on every dead letter. The expressions use only what
 both Python's `re` and Go's RE2 (FerretDB) understand.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,11 @@ from ..events import as_utc
 
 #: what is stripped, in this order (a key holds a time and numbers: it goes first), and what stands for it
 PLACEHOLDERS: tuple[tuple[str, str], ...] = (
-    ("<key>", r"member_activity:kafka_event:[A-Z_]+###[^#\s]*###[^#\s]*###\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"
-              r"(?:\.\d+)?"),
+    (
+        "<key>",
+        r"member_activity:kafka_event:[A-Z_]+###[^#\s]*###[^#\s]*###\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"
+        r"(?:\.\d+)?",
+    ),
     ("<uuid>", r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
     ("<time>", r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"),
     ("<date>", r"\d{4}-\d{2}-\d{2}"),
@@ -54,9 +58,8 @@ def pattern(normalised: str) -> str:
     parts = ["^\\s*"]
     at = 0
     for token in _TOKENS.finditer(normalised):
-        parts.append(re.escape(normalised[at:token.start()]))
-        parts.append("\\s+" if token.group() == " " else
-                     f"(?:{dict(PLACEHOLDERS)[token.group()]})")
+        parts.append(re.escape(normalised[at : token.start()]))
+        parts.append("\\s+" if token.group() == " " else f"(?:{dict(PLACEHOLDERS)[token.group()]})")
         at = token.end()
     parts.append(re.escape(normalised[at:]))
     parts.append("\\s*$")
@@ -80,8 +83,11 @@ class Group:
 
     def query(self) -> dict[str, Any]:
         """The filter of this group's dead letters (in its collection)."""
-        return {"error.type": self.error_type, "error.message": {"$regex": pattern(self.message)},
-                "topic": {"$regex": pattern(self.topic)} if self.topic else None}
+        return {
+            "error.type": self.error_type,
+            "error.message": {"$regex": pattern(self.message)},
+            "topic": {"$regex": pattern(self.topic)} if self.topic else None,
+        }
 
     def to_list(self) -> list[str]:
         return [self.collection, self.topic, self.error_type, self.message]
@@ -90,8 +96,12 @@ class Group:
 def group_of(collection: str, doc: Mapping[str, Any]) -> Group:
     error = doc.get("error") or {}
     topic = doc.get("topic")
-    return Group(collection, normalise(topic) if topic else "", str(error.get("type") or "unknown"),
-                 normalise(error.get("message")))
+    return Group(
+        collection,
+        normalise(topic) if topic else "",
+        str(error.get("type") or "unknown"),
+        normalise(error.get("message")),
+    )
 
 
 @dataclass

@@ -7,6 +7,7 @@ One canonical document shape in all three collections. Publisher dead letters (`
 canonical event JSON (as a string, like the original's), so every dead letter restores to the activity the live
 path would have stored.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,11 @@ PUBLISHER_COLLECTIONS = {PublishType.KAFKA: KAFKA_PUBLISHER_DEAD_LETTERS, Publis
 PUBLISHER_DEAD_LETTERS = (KAFKA_PUBLISHER_DEAD_LETTERS, FEIGN_DEAD_LETTERS)
 LISTENER_DEAD_LETTERS = (KAFKA_LISTENER_DEAD_LETTERS,)
 #: what the CLI and the console call each collection
-SHORT_NAMES = {KAFKA_PUBLISHER_DEAD_LETTERS: "kafka-publisher", FEIGN_DEAD_LETTERS: "feign",
-               KAFKA_LISTENER_DEAD_LETTERS: "listener"}
+SHORT_NAMES = {
+    KAFKA_PUBLISHER_DEAD_LETTERS: "kafka-publisher",
+    FEIGN_DEAD_LETTERS: "feign",
+    KAFKA_LISTENER_DEAD_LETTERS: "listener",
+}
 MAX_RAW_CHARS = 64 * 1024  # a listener dead letter keeps at most this much of a raw record
 OLDEST_FIRST = [("created_at", ASCENDING), ("_id", ASCENDING)]
 NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
@@ -72,8 +76,10 @@ def dead_letter_event(doc: Mapping[str, Any]) -> ActivityEvent:
     event = event.with_traceparent(doc.get("traceparent"))  # sent on again by a republish
     category = doc.get("category")
     if category is not None and category != event.category.value:
-        raise InvalidEvent(f"category {category} does not match the payload's type "
-                           f"{event.activity_type.value} ({event.category.value})")
+        raise InvalidEvent(
+            f"category {category} does not match the payload's type "
+            f"{event.activity_type.value} ({event.category.value})"
+        )
     return event
 
 
@@ -101,7 +107,6 @@ def clip(value: Any) -> Any:
     if isinstance(value, str) and len(value) > MAX_RAW_CHARS:
         return value[:MAX_RAW_CHARS] + "…(truncated)"
     return value
-
 
 
 def age_text(seconds: float | None) -> str:

@@ -1,5 +1,6 @@
 """The read side of the dead letters: selections, lists, lookups and stats, shared by the restore jobs, the CLI
 (`dailyfeed deadletters`) and any page that shows them."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,15 @@ class DeadLetterReader:
     db: Database
     held_ids: Callable[[str], set[Any]]
 
-    def candidates(self, collection: str, selection: "Selection", *, after: tuple[datetime, Any] | None = None,
-                   limit: int = 50, projection: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    def candidates(
+        self,
+        collection: str,
+        selection: "Selection",
+        *,
+        after: tuple[datetime, Any] | None = None,
+        limit: int = 50,
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         """Pending dead letters, oldest first, after a position. Claims are not on the dead letters: one held by
         another run is among them, and claiming it is what tells (claim_batch leaves it out)."""
         if not selection.takes(collection):
@@ -40,8 +48,12 @@ class DeadLetterReader:
         query = selection.claimable_query()
         if after is not None:
             created_at, doc_id = after
-            query = {"$and": [query, {"$or": [{"created_at": {"$gt": created_at}},
-                                              {"created_at": created_at, "_id": {"$gt": doc_id}}]}]}
+            query = {
+                "$and": [
+                    query,
+                    {"$or": [{"created_at": {"$gt": created_at}}, {"created_at": created_at, "_id": {"$gt": doc_id}}]},
+                ]
+            }
         cursor = self.db[collection].find(query, projection).sort(OLDEST_FIRST).limit(limit)
         return list(cursor)
 
@@ -67,8 +79,9 @@ class DeadLetterReader:
 
         yield from _oldest_first([(name, free(name)) for name in selection.of(collections)])
 
-    def list_dead_letters(self, selection: "Selection | None" = None, *, skip: int = 0, limit: int = 50,
-                          newest_first: bool = False) -> tuple[list[tuple[str, dict]], int]:
+    def list_dead_letters(
+        self, selection: "Selection | None" = None, *, skip: int = 0, limit: int = 50, newest_first: bool = False
+    ) -> tuple[list[tuple[str, dict]], int]:
         """Up to `limit` (collection, document) pairs after the first `skip`, oldest (or newest) first across the
         collections, and how many match. Reads at most skip + limit per collection (callers bound `skip`)."""
         selection = selection or Selection()
@@ -84,8 +97,9 @@ class DeadLetterReader:
         query = selection.query(statuses)
         return sum(self.db[name].count_documents(query) for name in selection.of(DEAD_LETTER_COLLECTIONS))
 
-    def iter_matching(self, collection: str, selection: "Selection", statuses: Iterable[Status] | None = None,
-                      *, batch: int = 50) -> Iterator[list[dict[str, Any]]]:
+    def iter_matching(
+        self, collection: str, selection: "Selection", statuses: Iterable[Status] | None = None, *, batch: int = 50
+    ) -> Iterator[list[dict[str, Any]]]:
         """The dead letters of a collection that match, oldest first, a batch at a time, each batch read when
         the previous one was handled (a keyset cursor: what the caller changes meanwhile is not read again)."""
         if not selection.takes(collection):
@@ -93,8 +107,21 @@ class DeadLetterReader:
         query = selection.query(statuses)
         after: tuple[datetime, Any] | None = None
         while True:
-            page_query = query if after is None else {"$and": [query, {"$or": [
-                {"created_at": {"$gt": after[0]}}, {"created_at": after[0], "_id": {"$gt": after[1]}}]}]}
+            page_query = (
+                query
+                if after is None
+                else {
+                    "$and": [
+                        query,
+                        {
+                            "$or": [
+                                {"created_at": {"$gt": after[0]}},
+                                {"created_at": after[0], "_id": {"$gt": after[1]}},
+                            ]
+                        },
+                    ]
+                }
+            )
             docs = list(self.db[collection].find(page_query).sort(OLDEST_FIRST).limit(batch))
             if not docs:
                 return
@@ -109,14 +136,22 @@ class DeadLetterReader:
             query = {"message_key": id_or_key}
         return [(name, doc) for name in collections for doc in self.db[name].find(query)]
 
-    def failure_groups(self, selection: "Selection | None" = None, *,
-                       scan_limit: int = GROUP_SCAN_LIMIT) -> tuple[list[GroupSummary], bool]:
+    def failure_groups(
+        self, selection: "Selection | None" = None, *, scan_limit: int = GROUP_SCAN_LIMIT
+    ) -> tuple[list[GroupSummary], bool]:
         """The failure groups of the open (pending or failed) dead letters the selection takes, most dead letters
         first, and whether a scan hit its bound (then the counts are of the newest part only)."""
         selection = selection or Selection()
         query = selection.query((Status.PENDING, Status.FAILED))
-        fields = {"error": 1, "topic": 1, "created_at": 1, "last_attempt_at": 1, "status": 1, "message_key": 1,
-                  "category": 1}
+        fields = {
+            "error": 1,
+            "topic": 1,
+            "created_at": 1,
+            "last_attempt_at": 1,
+            "status": 1,
+            "message_key": 1,
+            "category": 1,
+        }
         found: list[tuple[str, dict]] = []
         truncated = False
         for name in selection.of(DEAD_LETTER_COLLECTIONS):
@@ -141,16 +176,18 @@ class DeadLetterReader:
             for status in Status:
                 if not self.db[name].count_documents({"status": status.value}, limit=1):
                     continue
-                by_category = {c: self.db[name].count_documents({"status": status.value, "category": c})
-                               for c in categories}
+                by_category = {
+                    c: self.db[name].count_documents({"status": status.value, "category": c}) for c in categories
+                }
                 by_status[status.value] = {c: n for c, n in by_category.items() if n}
             counts[name] = by_status
             first = self.db[name].find_one({"status": Status.PENDING.value}, {"created_at": 1}, sort=OLDEST_FIRST)
             oldest[name] = as_utc(first["created_at"]) if first else None
         return DeadLetterStats(counts=counts, oldest_pending=oldest)
 
-    def overview(self, *, hours: int = 48, scan_limit: int = OVERVIEW_SCAN_LIMIT,
-                 now: datetime | None = None) -> "Overview":
+    def overview(
+        self, *, hours: int = 48, scan_limit: int = OVERVIEW_SCAN_LIMIT, now: datetime | None = None
+    ) -> "Overview":
         """What the console's overview shows: the stats, dead letters created per hour over the last `hours`
         (newest hour last), and open (pending or failed) dead letters by error type. Counts and a bounded scan of
         two small fields per collection, no $group (FerretDB v1); `truncated` tells when a scan hit its bound."""
@@ -161,22 +198,32 @@ class DeadLetterReader:
         truncated = False
         open_statuses = [Status.PENDING.value, Status.FAILED.value]
         for name in DEAD_LETTER_COLLECTIONS:
-            created = list(self.db[name].find({"created_at": {"$gte": start}}, {"created_at": 1, "_id": 0})
-                           .limit(scan_limit))
+            created = list(
+                self.db[name].find({"created_at": {"$gte": start}}, {"created_at": 1, "_id": 0}).limit(scan_limit)
+            )
             truncated |= len(created) == scan_limit
             for doc in created:
                 slot = int((as_utc(doc["created_at"]) - start).total_seconds() // 3600)
                 if 0 <= slot < hours:
                     per_hour[name][slot] += 1
-            open_docs = list(self.db[name].find({"status": {"$in": open_statuses}},
-                                                {"error.type": 1, "status": 1, "_id": 0}).limit(scan_limit))
+            open_docs = list(
+                self.db[name]
+                .find({"status": {"$in": open_statuses}}, {"error.type": 1, "status": 1, "_id": 0})
+                .limit(scan_limit)
+            )
             truncated |= len(open_docs) == scan_limit
             for doc in open_docs:
                 error_type = str((doc.get("error") or {}).get("type") or "unknown")
                 counts = by_error.setdefault(error_type, {}).setdefault(name, {})
                 counts[doc["status"]] = counts.get(doc["status"], 0) + 1
-        return Overview(stats=self.stats(), hour_starts=[start + timedelta(hours=n) for n in range(hours)],
-                        created_per_hour=per_hour, by_error_type=by_error, truncated=truncated, at=now)
+        return Overview(
+            stats=self.stats(),
+            hour_starts=[start + timedelta(hours=n) for n in range(hours)],
+            created_per_hour=per_hour,
+            by_error_type=by_error,
+            truncated=truncated,
+            at=now,
+        )
 
 
 def parse_when(text: str) -> datetime:
@@ -301,8 +348,10 @@ class Selection:
             if name in doc:
                 doc[name] = sorted(str(v) for v in doc[name])
         text = json.dumps(doc, sort_keys=True, default=str)
-        return [f"{collection}/{hashlib.sha256(text.encode()).hexdigest()[:32]}"
-                for collection in self.of(DEAD_LETTER_COLLECTIONS)]
+        return [
+            f"{collection}/{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+            for collection in self.of(DEAD_LETTER_COLLECTIONS)
+        ]
 
     def takes(self, collection: str) -> bool:
         return self.collections is None or collection in self.collections
@@ -319,9 +368,16 @@ class Selection:
     def described(self) -> str:
         """The filters in words, for a confirmation: 'category POST, key prefix abc'."""
         parts = []
-        for label, value in (("collection", ", ".join(self.collections or ())), ("status", self.status),
-                             ("category", self.category), ("error type", self.error_type), ("key", self.key),
-                             ("key prefix", self.key_prefix), ("since", self.since), ("until", self.until)):
+        for label, value in (
+            ("collection", ", ".join(self.collections or ())),
+            ("status", self.status),
+            ("category", self.category),
+            ("error type", self.error_type),
+            ("key", self.key),
+            ("key prefix", self.key_prefix),
+            ("since", self.since),
+            ("until", self.until),
+        ):
             if value:
                 parts.append(f"{label} {value.value if isinstance(value, Status) else value}")
         if self.group is not None:
@@ -355,18 +411,22 @@ class Overview:
 
     def open_by_error_type(self) -> list[tuple[str, int]]:
         """(error type, open dead letters of it), most first."""
-        totals = {error_type: sum(n for by_status in by_collection.values() for n in by_status.values())
-                  for error_type, by_collection in self.by_error_type.items()}
+        totals = {
+            error_type: sum(n for by_status in by_collection.values() for n in by_status.values())
+            for error_type, by_collection in self.by_error_type.items()
+        }
         return sorted(totals.items(), key=lambda item: (-item[1], item[0]))
 
 
 def _oldest_first(cursors: list[tuple[str, Iterable[dict]]], reverse: bool = False) -> Iterator[tuple[str, dict]]:
     """(collection, document) pairs of several collections' oldest-first cursors, merged oldest first (newest
     first with `reverse`, for newest-first cursors)."""
+
     def tagged(name: str, docs: Iterable[dict]) -> Iterator[tuple[str, dict]]:
         return ((name, doc) for doc in docs)
 
-    return heapq.merge(*(tagged(name, docs) for name, docs in cursors),
-                       key=lambda item: (as_utc(item[1]["created_at"]), item[1]["_id"]), reverse=reverse)
-
-
+    return heapq.merge(
+        *(tagged(name, docs) for name, docs in cursors),
+        key=lambda item: (as_utc(item[1]["created_at"]), item[1]["_id"]),
+        reverse=reverse,
+    )

@@ -8,6 +8,7 @@ processing code sees only its DLQ producer: the restore side's claims, reads and
 Every document is keyed by its message key (unique index), so recording the same failure twice updates one
 document.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,15 +29,22 @@ from .queries import DeadLetterReader
 class PublisherDeadLetterSink(Protocol):
     """What content publishing needs of the dead letters: keep an event no transport delivered."""
 
-    def record_publisher_failure(self, kind: str, event: ActivityEvent, error: BaseException,
-                                 topic: str | None = None) -> None: ...
+    def record_publisher_failure(
+        self, kind: str, event: ActivityEvent, error: BaseException, topic: str | None = None
+    ) -> None: ...
 
 
 class ListenerDeadLetterSink(Protocol):
     """What the Kafka listener needs of the dead letters: keep a record it could not parse or store."""
 
-    def record_listener_failure(self, *, origin: Mapping[str, Any], error: BaseException,
-                                event: ActivityEvent | None = None, traceparent: str | None = None) -> None: ...
+    def record_listener_failure(
+        self,
+        *,
+        origin: Mapping[str, Any],
+        error: BaseException,
+        event: ActivityEvent | None = None,
+        traceparent: str | None = None,
+    ) -> None: ...
 
 
 class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
@@ -47,14 +55,29 @@ class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
 
     # --- writing failures -------------------------------------------------------------------------------------
 
-    def record_publisher_failure(self, kind: str, event: ActivityEvent, error: BaseException,
-                                 topic: str | None = None) -> None:
+    def record_publisher_failure(
+        self, kind: str, event: ActivityEvent, error: BaseException, topic: str | None = None
+    ) -> None:
         """Keep an event the content side could not publish; raises DeadLetterStoreError if that fails too."""
-        self._record(PUBLISHER_COLLECTIONS[kind], event.message_key, event.category.value,
-                     json.dumps(event.to_json()), error, topic=topic, origin=None, traceparent=event.traceparent)
+        self._record(
+            PUBLISHER_COLLECTIONS[kind],
+            event.message_key,
+            event.category.value,
+            json.dumps(event.to_json()),
+            error,
+            topic=topic,
+            origin=None,
+            traceparent=event.traceparent,
+        )
 
-    def record_listener_failure(self, *, origin: Mapping[str, Any], error: BaseException,
-                                event: ActivityEvent | None = None, traceparent: str | None = None) -> None:
+    def record_listener_failure(
+        self,
+        *,
+        origin: Mapping[str, Any],
+        error: BaseException,
+        event: ActivityEvent | None = None,
+        traceparent: str | None = None,
+    ) -> None:
         """Keep a consumed record the activity side could not parse or store, with where it came from.
 
         `origin` is {topic, partition, offset, key, value} of the raw record. A record that could not be parsed
@@ -68,25 +91,57 @@ class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
         else:
             key = f"unparsed:{origin.get('topic')}:{origin.get('partition')}:{origin.get('offset')}"
             category, payload = None, None
-        self._record(KAFKA_LISTENER_DEAD_LETTERS, key, category, payload, error,
-                     topic=origin.get("topic"), origin=origin, traceparent=traceparent)
+        self._record(
+            KAFKA_LISTENER_DEAD_LETTERS,
+            key,
+            category,
+            payload,
+            error,
+            topic=origin.get("topic"),
+            origin=origin,
+            traceparent=traceparent,
+        )
 
-    def _record(self, collection: str, key: str, category: str | None, payload: str | None,
-                error: BaseException, *, topic: str | None, origin: Mapping[str, Any] | None,
-                traceparent: str | None = None) -> None:
+    def _record(
+        self,
+        collection: str,
+        key: str,
+        category: str | None,
+        payload: str | None,
+        error: BaseException,
+        *,
+        topic: str | None,
+        origin: Mapping[str, Any] | None,
+        traceparent: str | None = None,
+    ) -> None:
         """Insert the dead letter; when its key is there already (the same event failed again), count the new
         attempt on it instead. `traceparent` (W3C trace context of the request that caused it) is kept so a
         restore sends it on. Insert first: an upsert by key scans the collection on FerretDB v1, and dead
         letters are written exactly when something is already failing."""
         now = utcnow()
-        failure = {"error": error_info(error), "last_attempt_at": now, "updated_at": now,
-                   "status": Status.PENDING.value, "is_completed": False, "is_editing": False}
+        failure = {
+            "error": error_info(error),
+            "last_attempt_at": now,
+            "updated_at": now,
+            "status": Status.PENDING.value,
+            "is_completed": False,
+            "is_editing": False,
+        }
         try:
             try:
-                self.db[collection].insert_one({"message_key": key, "category": category, "payload": payload,
-                                                "created_at": now, "topic": topic, "origin": origin, "attempts": 1,
-                                                "traceparent": traceparent,
-                                                **failure})
+                self.db[collection].insert_one(
+                    {
+                        "message_key": key,
+                        "category": category,
+                        "payload": payload,
+                        "created_at": now,
+                        "topic": topic,
+                        "origin": origin,
+                        "attempts": 1,
+                        "traceparent": traceparent,
+                        **failure,
+                    }
+                )
             except DuplicateKeyError:
                 self.db[collection].update_one({"message_key": key}, {"$set": failure, "$inc": {"attempts": 1}})
         except Exception as exc:  # any store fault: the caller decides (undo the write / do not commit)
@@ -103,14 +158,24 @@ class DeadLetterStore(ClaimProtocol, DeadLetterReader, BulkActions):
         """`hand_off` for (source collection, dead letter, event) triples with one unordered insert: for each,
         whether it was copied (False: already there)."""
         now = utcnow()
-        copies = [{"message_key": event.message_key, "category": event.category.value,
-                   "payload": json.dumps(event.to_json()), "is_completed": False, "is_editing": False,
-                   "created_at": doc.get("created_at", now), "updated_at": now, "topic": doc.get("topic"),
-                   "error": doc.get("error"), "attempts": 0, "last_attempt_at": None,
-                   "origin": {"handoff_from": source, "dead_letter_id": str(doc["_id"])},
-                   "traceparent": event.traceparent,
-                   "status": Status.PENDING.value}
-                  for source, doc, event in items]
+        copies = [
+            {
+                "message_key": event.message_key,
+                "category": event.category.value,
+                "payload": json.dumps(event.to_json()),
+                "is_completed": False,
+                "is_editing": False,
+                "created_at": doc.get("created_at", now),
+                "updated_at": now,
+                "topic": doc.get("topic"),
+                "error": doc.get("error"),
+                "attempts": 0,
+                "last_attempt_at": None,
+                "origin": {"handoff_from": source, "dead_letter_id": str(doc["_id"])},
+                "traceparent": event.traceparent,
+                "status": Status.PENDING.value,
+            }
+            for source, doc, event in items
+        ]
         refused = insert_unordered(self.db[KAFKA_LISTENER_DEAD_LETTERS], copies)
         return [n not in refused for n in range(len(copies))]
-

@@ -5,6 +5,7 @@ behind them (sources.py), structured logs (logs.py) and W3C trace context (traci
 make the request's trace current; `serve_metrics` gives a standalone process (`dailyfeed listen`, `dailyfeed
 restore-* --watch`) a metrics port of its own.
 """
+
 from __future__ import annotations
 
 import logging

@@ -17,6 +17,7 @@ Boot Actuator's health, which the original's operators know), 200 when every com
   through, so it counts as usable); for Kafka also the producer connected: started if it was not yet, and a
   metadata request answered within min(send timeout, 2 s).
 """
+
 from __future__ import annotations
 
 import socket
@@ -89,6 +90,7 @@ def metrics_endpoint():
 
 # --- the checks --------------------------------------------------------------------------------------------------
 
+
 def liveness(container: Any) -> dict[str, dict[str, Any]]:
     """The process, and each background worker that reports its own liveness (the Kafka listener)."""
     components: dict[str, dict[str, Any]] = {"process": {"status": UP}, **workers_liveness(container)}
@@ -101,8 +103,11 @@ def readiness(container: Any) -> dict[str, dict[str, Any]]:
     if container.shutting_down.is_set():  # first, so that a load balancer stops sending before the server stops
         return {"process": {"status": DOWN, "reason": "shutting down: answering the requests already taken"}}
     components = {"store": _store(container.db)}
-    components["deadLetters"] = _dead_letters(container.db) if components["store"]["status"] == UP else \
-        {"status": DOWN, "reason": "the store does not answer"}
+    components["deadLetters"] = (
+        _dead_letters(container.db)
+        if components["store"]["status"] == UP
+        else {"status": DOWN, "reason": "the store does not answer"}
+    )
     by_kind: dict[str, tuple[Any, list[str]]] = {}
     for service, transport in container.transports.items():
         by_kind.setdefault(str(transport.kind), (transport, []))[1].append(str(service))

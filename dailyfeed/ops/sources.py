@@ -17,6 +17,7 @@
   --metrics-port` makes it before its listener starts, so its first scrape shows what was waiting). The dead-letter
   console shows the same reads (with the latest failure's reason), so a page never waits on Kafka either.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,8 +59,15 @@ READ_SPACING = 9.0  # after a read that took d seconds, the next starts no soone
 
 
 class DeadLetterStatsCache:
-    def __init__(self, read: Callable[[], Any], ttl_s: float, *, wait_s: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic, source: str = "dead_letters"):
+    def __init__(
+        self,
+        read: Callable[[], Any],
+        ttl_s: float,
+        *,
+        wait_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        source: str = "dead_letters",
+    ):
         self._read = read
         self.source = source  # what it reads, as counted by dailyfeed_metrics_source_errors (also: outbox)
         self.ttl_s = ttl_s
@@ -81,8 +89,9 @@ class DeadLetterStatsCache:
                 return self._stats
             if self._reading is None:
                 self._reading = threading.Event()
-                threading.Thread(target=self._refresh, args=(self._reading,), name="dailyfeed-dead-letter-stats",
-                                 daemon=True).start()
+                threading.Thread(
+                    target=self._refresh, args=(self._reading,), name="dailyfeed-dead-letter-stats", daemon=True
+                ).start()
             reading = self._reading
         reading.wait(self.wait_s)
         with self._lock:
@@ -127,8 +136,9 @@ class LagReading:
 
 
 class LagMonitor:
-    def __init__(self, read: Callable[[], list], interval_s: float,
-                 on_start: Callable[["LagMonitor"], None] | None = None):
+    def __init__(
+        self, read: Callable[[], list], interval_s: float, on_start: Callable[["LagMonitor"], None] | None = None
+    ):
         self._read = read
         self._on_start = on_start  # e.g. register with the container, which stops it on close
         self.interval_s = interval_s

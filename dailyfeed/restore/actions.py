@@ -5,6 +5,7 @@ past its dry run must confirm the count the dry run answered.
 
 Each action has a dry run that changes nothing and answers the count it would act on. Answers are ActionAnswer.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,8 +42,13 @@ class ActionAnswer:
     details: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, "dryRun": self.dry_run, **self.counts, "selection": self.selection,
-                "details": self.details}
+        return {
+            "action": self.action,
+            "dryRun": self.dry_run,
+            **self.counts,
+            "selection": self.selection,
+            "details": self.details,
+        }
 
     @property
     def matching(self) -> int:
@@ -58,20 +64,28 @@ class ActionAnswer:
 def check_bulk(selection: Selection, everything: bool) -> None:
     """Bulk actions refuse an empty filter unless asked for all."""
     if selection.is_empty and not everything:
-        raise InvalidInput("no filter and no ids: this would act on every dead letter; give a filter or ids, "
-                           "or ask for all explicitly (\"all\": true)")
+        raise InvalidInput(
+            "no filter and no ids: this would act on every dead letter; give a filter or ids, "
+            'or ask for all explicitly ("all": true)'
+        )
 
 
-def restore_jobs(container: Container, selection: Selection, *, mode: str = ReplayMode.REPUBLISH,
-                 limit: int | None = None) -> list[RestoreJob]:
+def restore_jobs(
+    container: Container, selection: Selection, *, mode: str = ReplayMode.REPUBLISH, limit: int | None = None
+) -> list[RestoreJob]:
     """The restore job of each side the selection takes: publisher dead letters republished (or handed off, for
     a "record" replay), listener dead letters recorded."""
-    options = RestoreOptions(selection=selection, limit=limit,
-                             batch_size=min(50, limit) if limit else 50)
+    options = RestoreOptions(selection=selection, limit=limit, batch_size=min(50, limit) if limit else 50)
     jobs: list[RestoreJob] = []
     if selection.of(PUBLISHER_DEAD_LETTERS):
-        jobs.append(PublisherRestore(container.dead_letters, container.transports, options,
-                                     mode=Mode.HANDOFF if mode == ReplayMode.RECORD else Mode.REPUBLISH))
+        jobs.append(
+            PublisherRestore(
+                container.dead_letters,
+                container.transports,
+                options,
+                mode=Mode.HANDOFF if mode == ReplayMode.RECORD else Mode.REPUBLISH,
+            )
+        )
     if selection.of(LISTENER_DEAD_LETTERS):
         jobs.append(ListenerRestore(container.dead_letters, container.activity_service, options))
     return jobs
@@ -84,9 +98,15 @@ def check_replay(selection: Selection, mode: str) -> None:
         raise InvalidInput("a replay takes pending dead letters; re-queue failed ones first")
 
 
-def replay(container: Container, selection: Selection, *, dry_run: bool, mode: str = ReplayMode.REPUBLISH,
-           limit: int | None = None,
-           report: Callable[[RecordResult], None] | None = None) -> ActionAnswer:
+def replay(
+    container: Container,
+    selection: Selection,
+    *,
+    dry_run: bool,
+    mode: str = ReplayMode.REPUBLISH,
+    limit: int | None = None,
+    report: Callable[[RecordResult], None] | None = None,
+) -> ActionAnswer:
     """Restore the pending dead letters that match, through the restore jobs (their claims keep a CLI restore
     running at once off the same dead letters). A dry run changes nothing and says what a replay would do."""
     check_replay(selection, mode)
@@ -95,9 +115,14 @@ def replay(container: Container, selection: Selection, *, dry_run: bool, mode: s
 
     def noted(result: RecordResult) -> None:
         if len(details) < DETAILS_SHOWN:
-            details.append({"outcome": result.outcome.value,
-                            "collection": SHORT_NAMES.get(result.collection, result.collection),
-                            "key": result.key, "detail": result.detail})
+            details.append(
+                {
+                    "outcome": result.outcome.value,
+                    "collection": SHORT_NAMES.get(result.collection, result.collection),
+                    "key": result.key,
+                    "detail": result.detail,
+                }
+            )
         if report is not None:
             report(result)
 
@@ -108,8 +133,13 @@ def replay(container: Container, selection: Selection, *, dry_run: bool, mode: s
             summary.merge(_hand_off_and_record(container, job, noted))
         else:
             summary.merge(job.run(report=noted))
-    return ActionAnswer("replay", dry_run, {"restored": summary.restored, "skipped": summary.skipped,
-                                            "failed": summary.failed}, selection.described(), details)
+    return ActionAnswer(
+        "replay",
+        dry_run,
+        {"restored": summary.restored, "skipped": summary.skipped, "failed": summary.failed},
+        selection.described(),
+        details,
+    )
 
 
 def _hand_off_and_record(container: Container, job: PublisherRestore, report) -> Summary:
@@ -137,19 +167,29 @@ def _hand_off_and_record(container: Container, job: PublisherRestore, report) ->
             settled.add(result.key)
             report(result)
 
-        summary.merge(ListenerRestore(container.dead_letters, container.activity_service, RestoreOptions(
-            selection=Selection(collections=LISTENER_DEAD_LETTERS, keys=tuple(handed)))).run(report=recorded))
+        summary.merge(
+            ListenerRestore(
+                container.dead_letters,
+                container.activity_service,
+                RestoreOptions(selection=Selection(collections=LISTENER_DEAD_LETTERS, keys=tuple(handed))),
+            ).run(report=recorded)
+        )
         for key in handed:
             if key not in settled:
-                result = RecordResult(Outcome.SKIPPED, LISTENER_DEAD_LETTERS[0], key,
-                                      "handed off here, recorded by another restore running at once")
+                result = RecordResult(
+                    Outcome.SKIPPED,
+                    LISTENER_DEAD_LETTERS[0],
+                    key,
+                    "handed off here, recorded by another restore running at once",
+                )
                 summary.add(result)
                 report(result)
     return summary
 
 
-def discard(container: Container, selection: Selection, *, dry_run: bool, expected: int | None,
-            limit: int | None = None) -> ActionAnswer:
+def discard(
+    container: Container, selection: Selection, *, dry_run: bool, expected: int | None, limit: int | None = None
+) -> ActionAnswer:
     """Discard the pending or failed dead letters that match. Past a dry run, `expected` must be the count the
     dry run answered (what the operator confirmed): a different count now is a 409, and nothing is changed."""
     matching = container.dead_letters.count(selection, DISCARDABLE)
@@ -158,41 +198,53 @@ def discard(container: Container, selection: Selection, *, dry_run: bool, expect
     if expected is None:
         raise InvalidInput("expectedCount is required: the count a dry run answered, as confirmed")
     if expected != CONFIRMED and expected != matching:
-        raise Conflict(f"the selection now matches {matching} dead letters to discard, not {expected}; "
-                       "look again and confirm the new count")
+        raise Conflict(
+            f"the selection now matches {matching} dead letters to discard, not {expected}; "
+            "look again and confirm the new count"
+        )
     done = container.dead_letters.discard_matching(selection, limit=limit)
-    return ActionAnswer("discard", False, {"discarded": done.done, "skipped": done.skipped, "failed": 0},
-                        selection.described())
+    return ActionAnswer(
+        "discard", False, {"discarded": done.done, "skipped": done.skipped, "failed": 0}, selection.described()
+    )
 
 
 def requeue(container: Container, selection: Selection, *, dry_run: bool, limit: int | None = None) -> ActionAnswer:
     """Put the failed dead letters that match back to pending (their error and attempts stay)."""
     if dry_run:
-        return ActionAnswer("requeue", True, {"matching": container.dead_letters.count(selection, REQUEUEABLE)},
-                            selection.described())
+        return ActionAnswer(
+            "requeue", True, {"matching": container.dead_letters.count(selection, REQUEUEABLE)}, selection.described()
+        )
     done = container.dead_letters.requeue_matching(selection, limit=limit)
-    return ActionAnswer("requeue", False, {"requeued": done.done, "skipped": done.skipped, "failed": 0},
-                        selection.described())
+    return ActionAnswer(
+        "requeue", False, {"requeued": done.done, "skipped": done.skipped, "failed": 0}, selection.described()
+    )
 
 
-def undo_discard(container: Container, selection: Selection, *, dry_run: bool,
-                 limit: int | None = None) -> ActionAnswer:
+def undo_discard(
+    container: Container, selection: Selection, *, dry_run: bool, limit: int | None = None
+) -> ActionAnswer:
     """Put discarded dead letters that are still kept back to pending (a discard undone)."""
     if dry_run:
-        return ActionAnswer("undiscard", True,
-                            {"matching": container.dead_letters.count(selection, UNDISCARDABLE)},
-                            selection.described())
+        return ActionAnswer(
+            "undiscard",
+            True,
+            {"matching": container.dead_letters.count(selection, UNDISCARDABLE)},
+            selection.described(),
+        )
     done = container.dead_letters.undiscard_matching(selection, limit=limit)
-    return ActionAnswer("undiscard", False, {"undone": done.done, "skipped": done.skipped, "failed": 0},
-                        selection.described())
+    return ActionAnswer(
+        "undiscard", False, {"undone": done.done, "skipped": done.skipped, "failed": 0}, selection.described()
+    )
 
 
 #: every action by name, called alike: (container, selection, dry_run, options) -> ActionAnswer
 ACTIONS: dict[str, Callable[..., ActionAnswer]] = {
-    "replay": lambda c, s, dry_run, o: replay(c, s, dry_run=dry_run, mode=o.get("mode") or ReplayMode.REPUBLISH,
-                                              limit=o.get("limit"), report=o.get("report")),
-    "discard": lambda c, s, dry_run, o: discard(c, s, dry_run=dry_run, expected=o.get("expected"),
-                                                limit=o.get("limit")),
+    "replay": lambda c, s, dry_run, o: replay(
+        c, s, dry_run=dry_run, mode=o.get("mode") or ReplayMode.REPUBLISH, limit=o.get("limit"), report=o.get("report")
+    ),
+    "discard": lambda c, s, dry_run, o: discard(
+        c, s, dry_run=dry_run, expected=o.get("expected"), limit=o.get("limit")
+    ),
     "requeue": lambda c, s, dry_run, o: requeue(c, s, dry_run=dry_run, limit=o.get("limit")),
     "undiscard": lambda c, s, dry_run, o: undo_discard(c, s, dry_run=dry_run, limit=o.get("limit")),
 }
@@ -205,19 +257,45 @@ def act(name: str, container: Container, selection: Selection, *, dry_run: bool,
     return ACTIONS[name](container, selection, dry_run, options)
 
 
-def perform(name: str, container: Container, selection: Selection, *, actor: str, via: str,
-            reason: str | None = None, **options: Any) -> ActionAnswer:
+def perform(
+    name: str,
+    container: Container,
+    selection: Selection,
+    *,
+    actor: str,
+    via: str,
+    reason: str | None = None,
+    **options: Any,
+) -> ActionAnswer:
     """The action `name` done for real by `actor`, and recorded in the audit trail (a refusal too: a count that
     changed since the dry run). `options` as for `act`; `expected` is also the audit's dry-run count."""
     try:
         answer = act(name, container, selection, dry_run=False, **options)
     except Conflict as exc:
-        audit.record(container.db, actor=actor, action=name, outcome="refused", via=via, selection=selection,
-                     dry_run_count=options.get("expected"), reason=reason, detail=exc.message)
+        audit.record(
+            container.db,
+            actor=actor,
+            action=name,
+            outcome="refused",
+            via=via,
+            selection=selection,
+            dry_run_count=options.get("expected"),
+            reason=reason,
+            detail=exc.message,
+        )
         raise
-    audit.record(container.db, actor=actor, action=name, outcome="done", via=via, selection=selection,
-                 dry_run_count=options.get("expected"), result_count=answer.done, reason=reason,
-                 detail=", ".join(f"{k} {v}" for k, v in answer.counts.items()))
+    audit.record(
+        container.db,
+        actor=actor,
+        action=name,
+        outcome="done",
+        via=via,
+        selection=selection,
+        dry_run_count=options.get("expected"),
+        result_count=answer.done,
+        reason=reason,
+        detail=", ".join(f"{k} {v}" for k, v in answer.counts.items()),
+    )
     return answer
 
 
@@ -228,19 +306,35 @@ def purge_by_retention(container: Container, *, now: datetime | None = None) -> 
     days = container.settings["deadletters.retention-days"]
     if not days:
         return None
-    return purge(container, (now or utcnow()) - timedelta(days=days), discarded=True, actor="retention",
-                 via="retention")
+    return purge(
+        container, (now or utcnow()) - timedelta(days=days), discarded=True, actor="retention", via="retention"
+    )
 
 
-def purge(container: Container, older_than: datetime, *, actor: str, via: str, discarded: bool = False,
-          dry_run: bool = False, reason: str | None = None) -> PurgeResult:
+def purge(
+    container: Container,
+    older_than: datetime,
+    *,
+    actor: str,
+    via: str,
+    discarded: bool = False,
+    dry_run: bool = False,
+    reason: str | None = None,
+) -> PurgeResult:
     """Delete completed (and with `discarded`, discarded) dead letters finished before `older_than`; audited."""
     result = container.dead_letters.purge_completed(older_than, dry_run=dry_run, discarded=discarded)
     if not dry_run and (result.dead_letters or via != "retention"):
-        audit.record(container.db, actor=actor, action="purge", outcome="done", via=via,
-                     result_count=result.dead_letters, reason=reason,
-                     detail=f"{'completed and discarded' if discarded else 'completed'} before "
-                            f"{older_than:%Y-%m-%d %H:%M:%S}Z; {result.claims} claims")
+        audit.record(
+            container.db,
+            actor=actor,
+            action="purge",
+            outcome="done",
+            via=via,
+            result_count=result.dead_letters,
+            reason=reason,
+            detail=f"{'completed and discarded' if discarded else 'completed'} before "
+            f"{older_than:%Y-%m-%d %H:%M:%S}Z; {result.claims} claims",
+        )
     return result
 
 

@@ -5,6 +5,7 @@ jobs.py and the dailyfeed.deadletters package.
 Exit status: 0 when nothing failed, 1 when a dead letter failed or the store could not be reached, 2 for bad
 options (click's usage error), 130 when a run without --watch was interrupted.
 """
+
 from __future__ import annotations
 
 import signal
@@ -31,38 +32,71 @@ EXIT_INTERRUPTED = 130
 
 
 @click.command("restore-publisher")
-@click.option("--mode", type=click.Choice([m.value for m in Mode]), default=Mode.REPUBLISH.value, show_default=True,
-              help="republish: send again through the transport configured for the event's service; "
-                   "handoff: copy into kafka_listener_dead_letters for restore-listener.")
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in Mode]),
+    default=Mode.REPUBLISH.value,
+    show_default=True,
+    help="republish: send again through the transport configured for the event's service; "
+    "handoff: copy into kafka_listener_dead_letters for restore-listener.",
+)
 @restore_options
 @actor_options
 @with_appcontext
-def restore_publisher_command(mode: str, batch_size, limit, rate, dry_run, category, since, key, watch,
-                              metrics_port, actor, reason) -> None:
+def restore_publisher_command(
+    mode: str, batch_size, limit, rate, dry_run, category, since, key, watch, metrics_port, actor, reason
+) -> None:
     """Restore pending publisher dead letters (kafka_publisher_dead_letters, feign_dead_letters), oldest first."""
     dailyfeed = get_container()
-    job = PublisherRestore(dailyfeed.dead_letters, dailyfeed.transports,
-                           restore_selection(batch_size, limit, rate, category, since, key), mode=Mode(mode))
-    _run(job, dry_run=dry_run, watch=watch, label=f"restore-publisher ({mode})", metrics_port=metrics_port,
-         who=(actor_of(actor), reason))
+    job = PublisherRestore(
+        dailyfeed.dead_letters,
+        dailyfeed.transports,
+        restore_selection(batch_size, limit, rate, category, since, key),
+        mode=Mode(mode),
+    )
+    _run(
+        job,
+        dry_run=dry_run,
+        watch=watch,
+        label=f"restore-publisher ({mode})",
+        metrics_port=metrics_port,
+        who=(actor_of(actor), reason),
+    )
 
 
 @click.command("restore-listener")
 @restore_options
 @actor_options
 @with_appcontext
-def restore_listener_command(batch_size, limit, rate, dry_run, category, since, key, watch, metrics_port, actor,
-                             reason) -> None:
+def restore_listener_command(
+    batch_size, limit, rate, dry_run, category, since, key, watch, metrics_port, actor, reason
+) -> None:
     """Restore pending listener dead letters (kafka_listener_dead_letters) into member_activities, oldest first."""
     dailyfeed = get_container()
-    job = ListenerRestore(dailyfeed.dead_letters, dailyfeed.activity_service,
-                          restore_selection(batch_size, limit, rate, category, since, key))
-    _run(job, dry_run=dry_run, watch=watch, label="restore-listener", metrics_port=metrics_port,
-         who=(actor_of(actor), reason))
+    job = ListenerRestore(
+        dailyfeed.dead_letters,
+        dailyfeed.activity_service,
+        restore_selection(batch_size, limit, rate, category, since, key),
+    )
+    _run(
+        job,
+        dry_run=dry_run,
+        watch=watch,
+        label="restore-listener",
+        metrics_port=metrics_port,
+        who=(actor_of(actor), reason),
+    )
 
 
-def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str, metrics_port: int | None = None,
-         who: tuple[str, str | None] = ("unknown", None)) -> None:
+def _run(
+    job: RestoreJob,
+    *,
+    dry_run: bool,
+    watch: float | None,
+    label: str,
+    metrics_port: int | None = None,
+    who: tuple[str, str | None] = ("unknown", None),
+) -> None:
     """One run of a restore job; a run that restored or failed anything is audited (who, the counts, how it
     ended), once at its end, also with --watch."""
     ctx = click.get_current_context()
@@ -78,8 +112,10 @@ def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str, met
             if summary.total == 0:
                 click.echo("nothing to restore: no pending dead letter matches")
                 hint_if_embedded()
-            click.echo(f"dry run, nothing changed: would restore {summary.restored}, skip {summary.skipped}, "
-                       f"fail {summary.failed}")
+            click.echo(
+                f"dry run, nothing changed: would restore {summary.restored}, skip {summary.skipped}, "
+                f"fail {summary.failed}"
+            )
             return
         total, interrupted = _passes(job, watch=watch, tty=tty, label=label)
     except PyMongoError as exc:
@@ -102,9 +138,17 @@ def _run(job: RestoreJob, *, dry_run: bool, watch: float | None, label: str, met
 def _audit_run(job: RestoreJob, total: Summary, interrupted: bool, who: tuple[str, str | None]) -> None:
     actor, reason = who
     try:
-        audit.record(get_container().db, actor=actor, action=f"restore-{job.name}", via="cli", reason=reason,
-                     outcome="interrupted" if interrupted else "done" if total.ok else "failed",
-                     selection=job.options.selection, result_count=total.restored, detail=total.line())
+        audit.record(
+            get_container().db,
+            actor=actor,
+            action=f"restore-{job.name}",
+            via="cli",
+            reason=reason,
+            outcome="interrupted" if interrupted else "done" if total.ok else "failed",
+            selection=job.options.selection,
+            result_count=total.restored,
+            detail=total.line(),
+        )
     except PyMongoError as exc:  # what was restored stays restored; only its record is missing
         click.echo(f"could not record this run in the audit trail: {type(exc).__name__}: {exc}", err=True)
 
@@ -157,6 +201,7 @@ def _one_pass(job: RestoreJob, summary: Summary, *, tty: bool, label: str) -> No
     failures: list[RecordResult] = []
     try:
         with click.progressbar(length=length, label=label, show_pos=True) as bar:
+
             def report(result: RecordResult) -> None:
                 bar.update(1)
                 if result.outcome is Outcome.FAILED:

@@ -21,6 +21,7 @@ failure) are written one dead letter at a time.
 | skipped  | not touched: another restore holds it, or its transport is down for the rest of this pass |
 | failed   | marked failed (no event in it), or given back pending after a transport or store failure  |
 """
+
 from __future__ import annotations
 
 import logging
@@ -120,8 +121,13 @@ class RestoreOptions:
 class Pacer:
     """At most `rate` dead letters a second: a token bucket holding a single token, so no burst after a pause."""
 
-    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        rate: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.interval = 1.0 / rate if rate else 0.0
         self._clock = clock
         self._sleep = sleep
@@ -147,8 +153,9 @@ class RestoreJob:
     collections: tuple[str, ...] = ()
     name = ""  # the `job` label of its metrics
 
-    def __init__(self, dead_letters: DeadLetterStore, options: RestoreOptions | None = None, *,
-                 pacer: Pacer | None = None):
+    def __init__(
+        self, dead_letters: DeadLetterStore, options: RestoreOptions | None = None, *, pacer: Pacer | None = None
+    ):
         self.dead_letters = dead_letters
         self.options = options or RestoreOptions()
         self.pacer = pacer or Pacer(self.options.rate)
@@ -191,8 +198,11 @@ class RestoreJob:
                         wanted.append((collection, candidate))
                 batch = self._claim(wanted)
                 held = {(collection, doc["_id"]) for collection, doc in batch}
-                emit(RecordResult(Outcome.SKIPPED, collection, _key(candidate), "taken by another restore")
-                     for collection, candidate in wanted if (collection, candidate["_id"]) not in held)
+                emit(
+                    RecordResult(Outcome.SKIPPED, collection, _key(candidate), "taken by another restore")
+                    for collection, candidate in wanted
+                    if (collection, candidate["_id"]) not in held
+                )
                 taken += len(batch)
                 self._handle(batch, emit)
         finally:
@@ -250,9 +260,11 @@ class RestoreJob:
         return size
 
     def _next_candidates(self, cursors: dict[str, Any], size: int) -> list[tuple[str, dict[str, Any]]]:
-        found = [(name, doc) for name in self.collections
-                 for doc in self.dead_letters.candidates(name, self.options.selection, after=cursors[name],
-                                                          limit=size)]
+        found = [
+            (name, doc)
+            for name in self.collections
+            for doc in self.dead_letters.candidates(name, self.options.selection, after=cursors[name], limit=size)
+        ]
         found.sort(key=lambda item: (as_utc(item[1]["created_at"]), item[1]["_id"]))
         return found[:size]
 
@@ -262,15 +274,19 @@ class RestoreJob:
         for collection, candidates in _by_collection(wanted).items():
             for doc in self.dead_letters.claim_batch(collection, candidates, self.token):
                 claimed[collection, doc["_id"]] = doc
-        return [(collection, claimed[collection, candidate["_id"]]) for collection, candidate in wanted
-                if (collection, candidate["_id"]) in claimed]
+        return [
+            (collection, claimed[collection, candidate["_id"]])
+            for collection, candidate in wanted
+            if (collection, candidate["_id"]) in claimed
+        ]
 
     def _fail(self, collection: str, doc: Mapping[str, Any], error: InvalidEvent) -> RecordResult:
         self.dead_letters.fail(collection, doc["_id"], self.token, error)
         return RecordResult(Outcome.FAILED, collection, doc["message_key"], f"marked failed: {error}")
 
-    def _events(self, batch: list[tuple[str, dict[str, Any]]],
-                emit: Emit) -> list[tuple[str, dict[str, Any], ActivityEvent]]:
+    def _events(
+        self, batch: list[tuple[str, dict[str, Any]]], emit: Emit
+    ) -> list[tuple[str, dict[str, Any], ActivityEvent]]:
         """The event of each dead letter, paced; one without an event is marked failed (and emitted) here."""
         events = []
         for collection, doc in batch:
@@ -294,8 +310,15 @@ class PublisherRestore(RestoreJob):
     collections = PUBLISHER_DEAD_LETTERS
     name = "publisher"
 
-    def __init__(self, dead_letters: DeadLetterStore, transports: Mapping[str, Transport],
-                 options: RestoreOptions | None = None, *, mode: Mode = Mode.REPUBLISH, pacer: Pacer | None = None):
+    def __init__(
+        self,
+        dead_letters: DeadLetterStore,
+        transports: Mapping[str, Transport],
+        options: RestoreOptions | None = None,
+        *,
+        mode: Mode = Mode.REPUBLISH,
+        pacer: Pacer | None = None,
+    ):
         super().__init__(dead_letters, options, pacer=pacer)
         self.transports = transports
         self.mode = Mode(mode)
@@ -321,9 +344,19 @@ class PublisherRestore(RestoreJob):
     def _hand_off(self, batch: list[tuple[str, dict[str, Any]]], emit: Emit) -> None:
         events = self._events(batch, emit)
         copied = self.dead_letters.hand_off_batch(events)
-        self._complete([(collection, doc, f"handed off to {KAFKA_LISTENER_DEAD_LETTERS}" if new
-                         else f"already in {KAFKA_LISTENER_DEAD_LETTERS}")
-                        for (collection, doc, _), new in zip(events, copied)], emit)
+        self._complete(
+            [
+                (
+                    collection,
+                    doc,
+                    f"handed off to {KAFKA_LISTENER_DEAD_LETTERS}"
+                    if new
+                    else f"already in {KAFKA_LISTENER_DEAD_LETTERS}",
+                )
+                for (collection, doc, _), new in zip(events, copied)
+            ],
+            emit,
+        )
 
     def _republish(self, batch: list[tuple[str, dict[str, Any]]], emit: Emit) -> None:
         """One publish per dead letter (a transport takes one event at a time); those delivered are marked
@@ -364,8 +397,10 @@ class PublisherRestore(RestoreJob):
         service = publishing_service(event.category)
         transport = self.transports.get(service) if service else None
         if transport is None:
-            reason = (f"no content service publishes {event.category.value} events; "
-                      "left pending, restore it with --mode handoff")
+            reason = (
+                f"no content service publishes {event.category.value} events; "
+                "left pending, restore it with --mode handoff"
+            )
             self.dead_letters.release(collection, doc["_id"], self.token, error=reason)
             return RecordResult(Outcome.FAILED, collection, key, reason)
         try:
@@ -376,9 +411,12 @@ class PublisherRestore(RestoreJob):
                 failures = self._failures_in_a_row[service] = self._failures_in_a_row.get(service, 0) + 1
                 if failures >= TRANSPORT_DOWN_AFTER:
                     self._down[service] = f"{failures} failures in a row"
-            return RecordResult(Outcome.FAILED, collection, key,
-                                f"{service} ({transport.kind}) did not take it, left pending: "
-                                f"{type(exc).__name__}: {exc}")
+            return RecordResult(
+                Outcome.FAILED,
+                collection,
+                key,
+                f"{service} ({transport.kind}) did not take it, left pending: {type(exc).__name__}: {exc}",
+            )
         self._failures_in_a_row[service] = 0
         return f"republished via {service} ({transport.kind})"
 
@@ -399,8 +437,14 @@ class ListenerRestore(RestoreJob):
     collections = LISTENER_DEAD_LETTERS
     name = "listener"
 
-    def __init__(self, dead_letters: DeadLetterStore, activity_service: Any,
-                 options: RestoreOptions | None = None, *, pacer: Pacer | None = None):
+    def __init__(
+        self,
+        dead_letters: DeadLetterStore,
+        activity_service: Any,
+        options: RestoreOptions | None = None,
+        *,
+        pacer: Pacer | None = None,
+    ):
         super().__init__(dead_letters, options, pacer=pacer)
         self.activity_service = activity_service
 
@@ -413,9 +457,15 @@ class ListenerRestore(RestoreJob):
         except PyMongoError as exc:
             for collection, docs in _by_collection([(collection, doc) for collection, doc, _ in events]).items():
                 self.dead_letters.release_batch(collection, docs, self.token, error=exc)
-            emit(RecordResult(Outcome.FAILED, collection, doc["message_key"],
-                              f"could not store the activity, left pending: {type(exc).__name__}: {exc}")
-                 for collection, doc, _ in events)
+            emit(
+                RecordResult(
+                    Outcome.FAILED,
+                    collection,
+                    doc["message_key"],
+                    f"could not store the activity, left pending: {type(exc).__name__}: {exc}",
+                )
+                for collection, doc, _ in events
+            )
             return
         self._complete([(collection, doc, _as_key(doc, event)) for collection, doc, event in events], emit)
 

@@ -1,5 +1,6 @@
 """The options the restore and dead-letter commands share: option types (a date, a category in any case, a
 collection by its short name) and the filters that make a Selection."""
+
 from __future__ import annotations
 
 import getpass
@@ -57,32 +58,68 @@ COLLECTION = click.Choice(list(SHORT_NAMES.values()) + list(DEAD_LETTER_COLLECTI
 
 def restore_options(command: Callable) -> Callable:
     options = [
-        click.option("--batch-size", type=click.IntRange(1, 10_000), default=50, show_default=True,
-                     help="Dead letters taken per batch."),
-        click.option("--limit", type=click.IntRange(min=1), default=None,
-                     help="Take at most this many dead letters (per pass with --watch)."),
-        click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, metavar="N",
-                     help="At most N dead letters per second."),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(1, 10_000),
+            default=50,
+            show_default=True,
+            help="Dead letters taken per batch.",
+        ),
+        click.option(
+            "--limit",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Take at most this many dead letters (per pass with --watch).",
+        ),
+        click.option(
+            "--rate",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            metavar="N",
+            help="At most N dead letters per second.",
+        ),
         click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing, claim nothing."),
         click.option("--category", type=CATEGORY, help="Only dead letters of this category."),
-        click.option("--since", type=SinceType(), default=None,
-                     help="Only dead letters created at or after this ISO date or date-time (UTC by default)."),
-        click.option("--key", callback=non_empty, default=None,
-                     help="Only the dead letter with this exact message key."),
-        click.option("--watch", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-                     help="Run a pass every SECONDS until interrupted (Ctrl-C gives back what it holds)."),
-        click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
-                     help="With --watch: serve Prometheus metrics on this port (0: any free one)."),
+        click.option(
+            "--since",
+            type=SinceType(),
+            default=None,
+            help="Only dead letters created at or after this ISO date or date-time (UTC by default).",
+        ),
+        click.option(
+            "--key", callback=non_empty, default=None, help="Only the dead letter with this exact message key."
+        ),
+        click.option(
+            "--watch",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            metavar="SECONDS",
+            help="Run a pass every SECONDS until interrupted (Ctrl-C gives back what it holds).",
+        ),
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            default=None,
+            metavar="PORT",
+            help="With --watch: serve Prometheus metrics on this port (0: any free one).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def restore_selection(batch_size: int, limit: int | None, rate: float | None, category: str | None,
-             since: datetime | None, key: str | None) -> RestoreOptions:
-    return RestoreOptions(batch_size=batch_size, limit=limit, rate=rate,
-                          selection=Selection(category=category, since=since, key=key))
+def restore_selection(
+    batch_size: int,
+    limit: int | None,
+    rate: float | None,
+    category: str | None,
+    since: datetime | None,
+    key: str | None,
+) -> RestoreOptions:
+    return RestoreOptions(
+        batch_size=batch_size, limit=limit, rate=rate, selection=Selection(category=category, since=since, key=key)
+    )
 
 
 def selection_options(command: Callable) -> Callable:
@@ -94,19 +131,37 @@ def selection_options(command: Callable) -> Callable:
         click.option("--until", type=SinceType(), default=None, help="Only those created before this time."),
         click.option("--key", callback=non_empty, default=None, help="Only the one with this exact message key."),
         click.option("--key-prefix", callback=non_empty, default=None, help="Only those whose message key starts so."),
-        click.option("--error-type", callback=non_empty, default=None,
-                     help="Only those whose last error is of this type (TransportUnavailable, ...)."),
+        click.option(
+            "--error-type",
+            callback=non_empty,
+            default=None,
+            help="Only those whose last error is of this type (TransportUnavailable, ...).",
+        ),
         click.option("--collection", type=COLLECTION, callback=collection_name, help="Only this collection."),
-        click.option("--group", callback=non_empty, default=None, metavar="FINGERPRINT",
-                     help="Only the open ones of this failure group (`dailyfeed deadletters groups`)."),
+        click.option(
+            "--group",
+            callback=non_empty,
+            default=None,
+            metavar="FINGERPRINT",
+            help="Only the open ones of this failure group (`dailyfeed deadletters groups`).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def selection_of(category, since, until, key, key_prefix, error_type, collection, status: Status | None = None,
-                 group: str | None = None) -> Selection:
+def selection_of(
+    category,
+    since,
+    until,
+    key,
+    key_prefix,
+    error_type,
+    collection,
+    status: Status | None = None,
+    group: str | None = None,
+) -> Selection:
     if since is not None and until is not None and since >= until:
         raise click.UsageError("--since must be before --until")
     found = None
@@ -115,21 +170,34 @@ def selection_of(category, since, until, key, key_prefix, error_type, collection
 
         found = get_container().dead_letters.find_group(group.strip())
         if found is None:
-            raise click.ClickException(f"no open dead letter is in the failure group {group} now "
-                                       "(see `dailyfeed deadletters groups`)")
+            raise click.ClickException(
+                f"no open dead letter is in the failure group {group} now (see `dailyfeed deadletters groups`)"
+            )
         if collection is not None and collection != found.collection:
             raise click.UsageError(f"the failure group {group} is of {found.collection}, not of --collection")
-    return Selection(category=category, since=since, until=until, key=key, key_prefix=key_prefix,
-                     error_type=error_type, status=status,
-                     collections=(found.collection,) if found else (collection,) if collection else None,
-                     group=tuple(found.to_list()) if found else None)
+    return Selection(
+        category=category,
+        since=since,
+        until=until,
+        key=key,
+        key_prefix=key_prefix,
+        error_type=error_type,
+        status=status,
+        collections=(found.collection,) if found else (collection,) if collection else None,
+        group=tuple(found.to_list()) if found else None,
+    )
 
 
 def actor_options(command: Callable) -> Callable:
     """Who acts (the audit trail records it) and why: --as (default: the operating-system user), --reason."""
     options = [
-        click.option("--as", "actor", default=None, metavar="NAME",
-                     help="Who is acting, for the audit trail (default: the operating-system user)."),
+        click.option(
+            "--as",
+            "actor",
+            default=None,
+            metavar="NAME",
+            help="Who is acting, for the audit trail (default: the operating-system user).",
+        ),
         click.option("--reason", default=None, metavar="TEXT", help="Why, for the audit trail."),
     ]
     for option in reversed(options):
@@ -151,5 +219,8 @@ def hint_if_embedded() -> None:
     from ..extension import get_container
 
     if str(get_container().settings["mongo.uri"]).startswith("mongomock://"):
-        click.echo("note: mongo.uri is the embedded store (mongomock://), which lives inside one process: this "
-                   "command cannot see another process's dead letters; set DAILYFEED_MONGO_URI", err=True)
+        click.echo(
+            "note: mongo.uri is the embedded store (mongomock://), which lives inside one process: this "
+            "command cannot see another process's dead letters; set DAILYFEED_MONGO_URI",
+            err=True,
+        )

@@ -22,6 +22,7 @@ Each pass is counted (`dailyfeed_redrive_passes_total`, and the dead letters it 
 `dailyfeed_restore_dead_letters_total{job="redrive"}`), logged, and handed to every callback in `on_pass` (a
 `RedrivePass`): the hook an audit trail subscribes to (`redriver.on_pass.append(...)`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,12 +55,16 @@ class RedriveOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "RedriveOptions":
-        return cls(interval_s=settings["redrive.interval-s"], rate=settings["redrive.rate"],
-                   backoff_max_s=settings["redrive.backoff-max-s"], max_passes=settings["redrive.max-passes"])
+        return cls(
+            interval_s=settings["redrive.interval-s"],
+            rate=settings["redrive.rate"],
+            backoff_max_s=settings["redrive.backoff-max-s"],
+            max_passes=settings["redrive.max-passes"],
+        )
 
     def delay_after(self, failed_passes: int) -> float:
         """The wait before the next pass after `failed_passes` failing passes in a row (0: the interval)."""
-        return min(self.interval_s * 2 ** failed_passes, self.backoff_max_s)
+        return min(self.interval_s * 2**failed_passes, self.backoff_max_s)
 
 
 @dataclass(frozen=True)
@@ -85,10 +90,19 @@ class RedriveJob(PublisherRestore):
 
     name = "redrive"
 
-    def __init__(self, dead_letters: DeadLetterStore, transports: Mapping[Any, Transport], collection: str,
-                 options: RedriveOptions, stopping: Callable[[], bool]):
-        restore = RestoreOptions(batch_size=max(1, min(50, int(options.rate))), rate=options.rate,
-                                 selection=Selection(collections=(collection,)))
+    def __init__(
+        self,
+        dead_letters: DeadLetterStore,
+        transports: Mapping[Any, Transport],
+        collection: str,
+        options: RedriveOptions,
+        stopping: Callable[[], bool],
+    ):
+        restore = RestoreOptions(
+            batch_size=max(1, min(50, int(options.rate))),
+            rate=options.rate,
+            selection=Selection(collections=(collection,)),
+        )
         super().__init__(dead_letters, transports, restore, pacer=Pacer(options.rate))
         self.collections = (collection,)
         self.max_passes = options.max_passes
@@ -114,8 +128,10 @@ class RedriveJob(PublisherRestore):
         if self._stopping():
             raise RedriveStopped()
         if not self.redrivable(candidate):
-            return (f"left pending for a person: {candidate.get(REDRIVE_PASSES_FIELD)} redrive passes failed it "
-                    f"(redrive.max-passes = {self.max_passes})")
+            return (
+                f"left pending for a person: {candidate.get(REDRIVE_PASSES_FIELD)} redrive passes failed it "
+                f"(redrive.max-passes = {self.max_passes})"
+            )
         return super()._not_now(candidate)
 
     def _publish(self, collection: str, doc: dict[str, Any], event: Any) -> RecordResult | str:
@@ -123,8 +139,12 @@ class RedriveJob(PublisherRestore):
         if isinstance(result, RecordResult) and result.outcome is Outcome.FAILED:
             self.dead_letters.db[collection].update_one({"_id": doc["_id"]}, {"$inc": {REDRIVE_PASSES_FIELD: 1}})
             if doc.get(REDRIVE_PASSES_FIELD, 0) + 1 >= self.max_passes:
-                log.warning("redrive: %s failed %d redrive passes; left pending for a person (%s)",
-                            doc["message_key"], self.max_passes, result.detail)
+                log.warning(
+                    "redrive: %s failed %d redrive passes; left pending for a person (%s)",
+                    doc["message_key"],
+                    self.max_passes,
+                    result.detail,
+                )
         return result
 
 
@@ -145,8 +165,14 @@ class Redriver:
 
     component = "redrive"
 
-    def __init__(self, dead_letters: DeadLetterStore, transports: Mapping[Any, Transport],
-                 options: RedriveOptions | None = None, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        dead_letters: DeadLetterStore,
+        transports: Mapping[Any, Transport],
+        options: RedriveOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.dead_letters = dead_letters
         self.transports = transports
         self.options = options or RedriveOptions()
@@ -219,8 +245,11 @@ class Redriver:
         started_at, started = utcnow(), time.monotonic()
         results: list[RecordResult] = []
         summary = Summary()
-        log.info("redrive: republishing the pending dead letters of %s (at most %g a second)", state.collection,
-                 self.options.rate)
+        log.info(
+            "redrive: republishing the pending dead letters of %s (at most %g a second)",
+            state.collection,
+            self.options.rate,
+        )
         try:
             job.run(report=results.append, summary=summary)
         except RedriveStopped:
@@ -234,11 +263,20 @@ class Redriver:
         outcome = "failed" if summary.failed else "delivered"
         metrics.redrive_pass(kind, outcome)
         (log.warning if summary.failed else log.info)(
-            "redrive of %s: %s%s", state.collection, summary.line(),
-            f"; next pass in {delay:.0f} s" if summary.failed else "")
-        report = RedrivePass(transport=kind, collection=state.collection, started_at=started_at,
-                             seconds=time.monotonic() - started, summary=summary, results=tuple(results),
-                             next_pass_in_s=delay if summary.failed else 0.0)
+            "redrive of %s: %s%s",
+            state.collection,
+            summary.line(),
+            f"; next pass in {delay:.0f} s" if summary.failed else "",
+        )
+        report = RedrivePass(
+            transport=kind,
+            collection=state.collection,
+            started_at=started_at,
+            seconds=time.monotonic() - started,
+            summary=summary,
+            results=tuple(results),
+            next_pass_in_s=delay if summary.failed else 0.0,
+        )
         for callback in list(self.on_pass):
             try:
                 callback(report)
@@ -250,11 +288,18 @@ class Redriver:
 def audit_passes(db: Any) -> Callable[[RedrivePass], None]:
     """An `on_pass` callback that records each redrive pass in the dead-letter audit trail, as the actor "redrive":
     what a person sees there includes the dead letters no one asked to restore."""
+
     def record(done: RedrivePass) -> None:
-        audit.record(db, actor="redrive", action="redrive", via="redrive",
-                     outcome="failed" if done.summary.failed else "done",
-                     selection=Selection(collections=(done.collection,)), result_count=done.summary.restored,
-                     detail=f"{done.transport} transport: {done.summary.line()}")
+        audit.record(
+            db,
+            actor="redrive",
+            action="redrive",
+            via="redrive",
+            outcome="failed" if done.summary.failed else "done",
+            selection=Selection(collections=(done.collection,)),
+            result_count=done.summary.restored,
+            detail=f"{done.transport} transport: {done.summary.line()}",
+        )
 
     return record
 

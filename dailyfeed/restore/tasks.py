@@ -27,6 +27,7 @@ transactions):
   chunk's writes and that renewal leaves the chunk uncounted (the dead letters' statuses stay the truth), so after
   a crash `moved` may fall short of what moved by at most one chunk.
 """
+
 from __future__ import annotations
 
 import logging
@@ -100,8 +101,18 @@ class TaskStore:
 
     # --- starting and reading ---------------------------------------------------------------------------------
 
-    def start(self, action: str, selection: Selection, *, total: int, actor: str, via: str,
-              mode: str | None = None, rate: float | None = None, reason: str | None = None) -> dict[str, Any]:
+    def start(
+        self,
+        action: str,
+        selection: Selection,
+        *,
+        total: int,
+        actor: str,
+        via: str,
+        mode: str | None = None,
+        rate: float | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
         """A new running task (no runner yet: a serving process takes it within tasks.poll-s). Conflict when a
         task runs on one of its collections with the same selection."""
         if action not in actions.ACTIONS:
@@ -114,24 +125,51 @@ class TaskStore:
             raise InvalidInput("the selection takes no dead-letter collection")
         self._lock(task_id, locks)
         now = utcnow()
-        doc = {"_id": task_id, "action": action, "mode": mode, "rate": rate or self.default_rate,
-               "selection": selection.to_doc(), "described": selection.described(), "actor": actor, "via": via,
-               "reason": reason[:audit_trail.MAX_REASON] if reason else None, "state": TaskState.RUNNING.value,
-               "total": total, "moved": 0, "failed": 0, "skipped": 0, "error": None, "cancel_requested": False,
-               "started_at": now, "updated_at": now, "finished_at": None, "locks": locks,
-               "lease_generation": 0, "lease_owner": None, "lease_until": now}
+        doc = {
+            "_id": task_id,
+            "action": action,
+            "mode": mode,
+            "rate": rate or self.default_rate,
+            "selection": selection.to_doc(),
+            "described": selection.described(),
+            "actor": actor,
+            "via": via,
+            "reason": reason[: audit_trail.MAX_REASON] if reason else None,
+            "state": TaskState.RUNNING.value,
+            "total": total,
+            "moved": 0,
+            "failed": 0,
+            "skipped": 0,
+            "error": None,
+            "cancel_requested": False,
+            "started_at": now,
+            "updated_at": now,
+            "finished_at": None,
+            "locks": locks,
+            "lease_generation": 0,
+            "lease_owner": None,
+            "lease_until": now,
+        }
         try:
             self.db[DEAD_LETTER_TASKS].insert_one(doc)
         except BaseException:
             self._unlock(task_id, locks)
             raise
-        audit_trail.record(self.db, actor=actor, action=f"task-{action}", outcome="started", via=via,
-                           selection=selection, dry_run_count=total, reason=reason, task=task_id)
+        audit_trail.record(
+            self.db,
+            actor=actor,
+            action=f"task-{action}",
+            outcome="started",
+            via=via,
+            selection=selection,
+            dry_run_count=total,
+            reason=reason,
+            task=task_id,
+        )
         return doc
 
     def get(self, task_id: Any) -> dict[str, Any]:
-        doc = self.db[DEAD_LETTER_TASKS].find_one({"_id": task_id_of(task_id) if isinstance(task_id, str)
-                                                   else task_id})
+        doc = self.db[DEAD_LETTER_TASKS].find_one({"_id": task_id_of(task_id) if isinstance(task_id, str) else task_id})
         if doc is None:
             raise NotFound(f"no task has the id {task_id}")
         return doc
@@ -148,11 +186,20 @@ class TaskStore:
         doc = self.get(task_id)
         if doc["state"] != TaskState.RUNNING.value:
             raise Conflict(f"task {doc['_id']} is {doc['state']}; only a running task can be cancelled")
-        self.db[DEAD_LETTER_TASKS].update_one({"_id": doc["_id"]}, {"$set": {"cancel_requested": True,
-                                                                             "updated_at": utcnow()}})
-        audit_trail.record(self.db, actor=actor, action=f"task-{doc['action']}", outcome="cancel-requested", via=via,
-                           selection=Selection.from_doc(doc["selection"]), reason=reason, task=doc["_id"],
-                           result_count=doc["moved"])
+        self.db[DEAD_LETTER_TASKS].update_one(
+            {"_id": doc["_id"]}, {"$set": {"cancel_requested": True, "updated_at": utcnow()}}
+        )
+        audit_trail.record(
+            self.db,
+            actor=actor,
+            action=f"task-{doc['action']}",
+            outcome="cancel-requested",
+            via=via,
+            selection=Selection.from_doc(doc["selection"]),
+            reason=reason,
+            task=doc["_id"],
+            result_count=doc["moved"],
+        )
         lease = self.acquire(doc, owner=f"cancel:{actor}")
         if lease is not None:  # nobody was running it: cancel it ourselves
             self.finish(lease, TaskState.CANCELLED)
@@ -166,13 +213,29 @@ class TaskStore:
         self._lock(doc["_id"], doc["locks"])
         changed = self.db[DEAD_LETTER_TASKS].update_one(
             {"_id": doc["_id"], "state": doc["state"]},
-            {"$set": {"state": TaskState.RUNNING.value, "cancel_requested": False, "error": None,
-                      "finished_at": None, "updated_at": utcnow()}})
+            {
+                "$set": {
+                    "state": TaskState.RUNNING.value,
+                    "cancel_requested": False,
+                    "error": None,
+                    "finished_at": None,
+                    "updated_at": utcnow(),
+                }
+            },
+        )
         if not changed.matched_count:
             self._unlock(doc["_id"], doc["locks"])
             raise Conflict(f"task {doc['_id']} has just changed; look at it again")
-        audit_trail.record(self.db, actor=actor, action=f"task-{doc['action']}", outcome="resumed", via=via,
-                           selection=Selection.from_doc(doc["selection"]), reason=reason, task=doc["_id"])
+        audit_trail.record(
+            self.db,
+            actor=actor,
+            action=f"task-{doc['action']}",
+            outcome="resumed",
+            via=via,
+            selection=Selection.from_doc(doc["selection"]),
+            reason=reason,
+            task=doc["_id"],
+        )
         return self.get(doc["_id"])
 
     # --- the lease of a runner ---------------------------------------------------------------------------------
@@ -191,34 +254,46 @@ class TaskStore:
         generation = doc["lease_generation"] + 1
         now = utcnow()
         try:
-            self.db[TASK_LEASES].insert_one({"_id": f"{doc['_id']}/{generation}", "task": doc["_id"],
-                                             "owner": owner, "at": now})
+            self.db[TASK_LEASES].insert_one(
+                {"_id": f"{doc['_id']}/{generation}", "task": doc["_id"], "owner": owner, "at": now}
+            )
         except DuplicateKeyError:
             return None
-        self.db[DEAD_LETTER_TASKS].update_one({"_id": doc["_id"]}, {"$set": {
-            "lease_generation": generation, "lease_owner": owner, "updated_at": now,
-            "lease_until": now + timedelta(seconds=self.lease_seconds)}})
+        self.db[DEAD_LETTER_TASKS].update_one(
+            {"_id": doc["_id"]},
+            {
+                "$set": {
+                    "lease_generation": generation,
+                    "lease_owner": owner,
+                    "updated_at": now,
+                    "lease_until": now + timedelta(seconds=self.lease_seconds),
+                }
+            },
+        )
         return Lease(doc["_id"], generation, owner)
 
     def renew(self, lease: Lease, progress: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """Extend the lease and write progress (`$inc` of counts, `$set` of the rest); the task as it is now, or
         None when the lease was taken over (the caller stops)."""
         now = utcnow()
-        update: dict[str, Any] = {"$set": {"lease_until": now + timedelta(seconds=self.lease_seconds),
-                                           "updated_at": now}}
+        update: dict[str, Any] = {
+            "$set": {"lease_until": now + timedelta(seconds=self.lease_seconds), "updated_at": now}
+        }
         counts = {k: v for k, v in (progress or {}).items() if k in ("moved", "failed", "skipped") and v}
         if counts:
             update["$inc"] = counts
-        changed = self.db[DEAD_LETTER_TASKS].update_one({"_id": lease.task_id,
-                                                         "lease_generation": lease.generation}, update)
+        changed = self.db[DEAD_LETTER_TASKS].update_one(
+            {"_id": lease.task_id, "lease_generation": lease.generation}, update
+        )
         if not changed.matched_count:
             return None
         return self.db[DEAD_LETTER_TASKS].find_one({"_id": lease.task_id})
 
     def release(self, lease: Lease) -> None:
         """Give the task back unfinished (a runner that stops): another process may resume it at once."""
-        self.db[DEAD_LETTER_TASKS].update_one({"_id": lease.task_id, "lease_generation": lease.generation},
-                                              {"$set": {"lease_until": utcnow()}})
+        self.db[DEAD_LETTER_TASKS].update_one(
+            {"_id": lease.task_id, "lease_generation": lease.generation}, {"$set": {"lease_until": utcnow()}}
+        )
 
     def finish(self, lease: Lease, state: TaskState, error: str | None = None) -> bool:
         """End the task in `state` (with the reason of a failure) and free its locks; False when the lease had
@@ -226,16 +301,26 @@ class TaskStore:
         now = utcnow()
         changed = self.db[DEAD_LETTER_TASKS].update_one(
             {"_id": lease.task_id, "lease_generation": lease.generation},
-            {"$set": {"state": state.value, "error": error, "finished_at": now, "updated_at": now,
-                      "lease_until": now}})
+            {"$set": {"state": state.value, "error": error, "finished_at": now, "updated_at": now, "lease_until": now}},
+        )
         if not changed.matched_count:
             return False
         doc = self.db[DEAD_LETTER_TASKS].find_one({"_id": lease.task_id})
         self._unlock(lease.task_id, doc["locks"])
         metrics.task_ended(doc["action"], state.value)
-        audit_trail.record(self.db, actor=doc["actor"], action=f"task-{doc['action']}", outcome=state.value,
-                           via="task", selection=Selection.from_doc(doc["selection"]), dry_run_count=doc["total"],
-                           result_count=doc["moved"], reason=doc.get("reason"), task=doc["_id"], detail=error)
+        audit_trail.record(
+            self.db,
+            actor=doc["actor"],
+            action=f"task-{doc['action']}",
+            outcome=state.value,
+            via="task",
+            selection=Selection.from_doc(doc["selection"]),
+            dry_run_count=doc["total"],
+            result_count=doc["moved"],
+            reason=doc.get("reason"),
+            task=doc["_id"],
+            detail=error,
+        )
         return True
 
     # --- locks ------------------------------------------------------------------------------------------------
@@ -249,8 +334,10 @@ class TaskStore:
         except DuplicateKeyError:
             holder = self.db[TASK_LOCKS].find_one({"_id": lock}) or {}
             self._unlock(task_id, taken)
-            raise Conflict(f"task {holder.get('task')} is already running on this selection "
-                           f"({lock.split('/')[0]}); cancel it or wait for it to end") from None
+            raise Conflict(
+                f"task {holder.get('task')} is already running on this selection "
+                f"({lock.split('/')[0]}); cancel it or wait for it to end"
+            ) from None
 
     def _unlock(self, task_id: ObjectId, locks: list[str]) -> None:
         for lock in locks:
@@ -265,15 +352,28 @@ def progress_of(doc: Mapping[str, Any], now: datetime | None = None) -> dict[str
     elapsed = max(((finished or now) - started).total_seconds(), 0.001)
     rate = doc["moved"] / elapsed
     left = max(doc["total"] - doc["moved"], 0)
-    return {"id": str(doc["_id"]), "action": doc["action"], "mode": doc.get("mode"), "state": doc["state"],
-            "selection": doc["described"], "actor": doc["actor"], "reason": doc.get("reason"),
-            "total": doc["total"], "moved": doc["moved"], "failed": doc["failed"], "skipped": doc["skipped"],
-            "percent": 100 if not doc["total"] else min(100, int(100 * doc["moved"] / doc["total"])),
-            "rateLimit": doc["rate"], "ratePerSecond": round(rate, 2),
-            "secondsLeft": int(left / rate) if rate and doc["state"] == TaskState.RUNNING.value and left else None,
-            "cancelRequested": doc.get("cancel_requested", False), "error": doc.get("error"),
-            "startedAt": audit_trail.iso(started), "finishedAt": audit_trail.iso(finished),
-            "runner": doc.get("lease_owner") if doc["state"] == TaskState.RUNNING.value else None}
+    return {
+        "id": str(doc["_id"]),
+        "action": doc["action"],
+        "mode": doc.get("mode"),
+        "state": doc["state"],
+        "selection": doc["described"],
+        "actor": doc["actor"],
+        "reason": doc.get("reason"),
+        "total": doc["total"],
+        "moved": doc["moved"],
+        "failed": doc["failed"],
+        "skipped": doc["skipped"],
+        "percent": 100 if not doc["total"] else min(100, int(100 * doc["moved"] / doc["total"])),
+        "rateLimit": doc["rate"],
+        "ratePerSecond": round(rate, 2),
+        "secondsLeft": int(left / rate) if rate and doc["state"] == TaskState.RUNNING.value and left else None,
+        "cancelRequested": doc.get("cancel_requested", False),
+        "error": doc.get("error"),
+        "startedAt": audit_trail.iso(started),
+        "finishedAt": audit_trail.iso(finished),
+        "runner": doc.get("lease_owner") if doc["state"] == TaskState.RUNNING.value else None,
+    }
 
 
 def task_store(container: Container) -> TaskStore:
@@ -281,8 +381,18 @@ def task_store(container: Container) -> TaskStore:
     return TaskStore(container.db, lease_seconds=settings["tasks.lease-s"], default_rate=settings["tasks.rate"])
 
 
-def start(container: Container, action: str, selection: Selection, *, actor: str, via: str, mode: str | None = None,
-          rate: float | None = None, reason: str | None = None, expected: int | None = None) -> dict[str, Any]:
+def start(
+    container: Container,
+    action: str,
+    selection: Selection,
+    *,
+    actor: str,
+    via: str,
+    mode: str | None = None,
+    rate: float | None = None,
+    reason: str | None = None,
+    expected: int | None = None,
+) -> dict[str, Any]:
     """Start a task of `action` on `selection` after counting what it would take (its dry run). A discard must
     be confirmed: `expected` is the count the operator saw, and a different count now is a Conflict."""
     total = actions.count(action, container, selection, mode=mode)
@@ -290,10 +400,13 @@ def start(container: Container, action: str, selection: Selection, *, actor: str
         if expected is None:
             raise InvalidInput("expectedCount is required: the count a dry run answered, as confirmed")
         if expected != total:
-            raise Conflict(f"the selection now matches {total} dead letters to discard, not {expected}; "
-                           "look again and confirm the new count")
-    return task_store(container).start(action, selection, total=total, actor=actor, via=via, mode=mode, rate=rate,
-                                       reason=reason)
+            raise Conflict(
+                f"the selection now matches {total} dead letters to discard, not {expected}; "
+                "look again and confirm the new count"
+            )
+    return task_store(container).start(
+        action, selection, total=total, actor=actor, via=via, mode=mode, rate=rate, reason=reason
+    )
 
 
 def runner_name() -> str:
@@ -304,8 +417,14 @@ class TaskRunner:
     """Runs tasks a chunk at a time: each chunk is about a second of work at the task's rate; between chunks the
     lease is renewed, progress written and a cancel honoured."""
 
-    def __init__(self, container: Container, tasks: TaskStore, *, owner: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        container: Container,
+        tasks: TaskStore,
+        *,
+        owner: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.container = container
         self.tasks = tasks
         self.owner = owner or runner_name()
@@ -324,8 +443,12 @@ class TaskRunner:
                 self.run(lease, stop=stop)
         return taken
 
-    def run(self, lease: Lease, on_progress: Callable[[dict[str, Any]], None] | None = None,
-            stop: threading.Event | None = None) -> None:
+    def run(
+        self,
+        lease: Lease,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         """Run the task of `lease` until it ends, its lease is lost, or `stop` is set (the lease then runs out
         and another process resumes it)."""
         doc = self.tasks.renew(lease)
@@ -346,8 +469,9 @@ class TaskRunner:
                     return
                 doc = self.tasks.renew(lease, outcome.progress)
         except PyMongoError as exc:
-            log.warning("task %s stopped by a store fault (%s); its lease runs out and it is resumed", lease.task_id,
-                        exc)
+            log.warning(
+                "task %s stopped by a store fault (%s); its lease runs out and it is resumed", lease.task_id, exc
+            )
         except Exception as exc:  # noqa: BLE001  a bug or a refusal: the task says why instead of running on
             log.exception("task %s failed", lease.task_id)
             self.tasks.finish(lease, TaskState.FAILED, f"{type(exc).__name__}: {exc}")
@@ -366,8 +490,16 @@ class TaskRunner:
             if result.outcome is Outcome.FAILED:
                 failures.append(result.detail)
 
-        answer = actions.act(doc["action"], self.container, selection, dry_run=False, mode=doc.get("mode"),
-                             expected=actions.CONFIRMED, limit=size, report=noted)
+        answer = actions.act(
+            doc["action"],
+            self.container,
+            selection,
+            dry_run=False,
+            mode=doc.get("mode"),
+            expected=actions.CONFIRMED,
+            limit=size,
+            report=noted,
+        )
         counts = answer.counts
         progress = {"moved": answer.done, "failed": counts.get("failed", 0), "skipped": counts.get("skipped", 0)}
         # paced a chunk at a time: what this chunk moved takes at least its share of a second
@@ -394,8 +526,14 @@ class TaskWorker:
     """What a serving process runs in a thread of its own (dailyfeed.background): every tasks.poll-s, the tasks
     nobody runs; every deadletters.retention-interval-s, the retention purge."""
 
-    def __init__(self, container: Container, *, poll_s: float, upkeep: Callable[[], None] | None = None,
-                 upkeep_every_s: float = 3600.0):
+    def __init__(
+        self,
+        container: Container,
+        *,
+        poll_s: float,
+        upkeep: Callable[[], None] | None = None,
+        upkeep_every_s: float = 3600.0,
+    ):
         self.runner = TaskRunner(container, task_store(container))
         self.poll_s = poll_s
         self.upkeep = upkeep

@@ -5,6 +5,7 @@ yet (so a task also runs where nothing serves, on the embedded store), or return
 it to the serving processes. Exit status: 0 when the task completed (or was detached), 1 when it failed or was
 cancelled, 130 when the wait was interrupted (the task goes on, or resumes elsewhere when its lease runs out).
 """
+
 from __future__ import annotations
 
 import time
@@ -21,25 +22,52 @@ from .options import actor_of, actor_options, selection_of, selection_options
 
 EXIT_INTERRUPTED = 130
 
-tasks_group = AppGroup("tasks", help="Dead-letter tasks: replay, discard, re-queue or undo a discard of a selection "
-                       "in the background, at a rate, with progress and cancel.")
+tasks_group = AppGroup(
+    "tasks",
+    help="Dead-letter tasks: replay, discard, re-queue or undo a discard of a selection "
+    "in the background, at a rate, with progress and cancel.",
+)
 
 
 @tasks_group.command("start")
 @click.argument("action", type=click.Choice(list(actions.ACTIONS)))
 @selection_options
 @click.option("--all", "everything", is_flag=True, help="No filter: really every dead letter.")
-@click.option("--mode", type=click.Choice(list(actions.ReplayMode.ALL)), default=actions.ReplayMode.REPUBLISH,
-              show_default=True, help="replay: republish through the transports, or record here.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=tasks.MAX_RATE), default=None, metavar="N",
-              help="At most N dead letters a second (default: tasks.rate).")
+@click.option(
+    "--mode",
+    type=click.Choice(list(actions.ReplayMode.ALL)),
+    default=actions.ReplayMode.REPUBLISH,
+    show_default=True,
+    help="replay: republish through the transports, or record here.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True, max=tasks.MAX_RATE),
+    default=None,
+    metavar="N",
+    help="At most N dead letters a second (default: tasks.rate).",
+)
 @click.option("--detach", is_flag=True, help="Return at once; the serving processes run the task.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @actor_options
-def start_command(action: str, category, since, until, key, key_prefix, error_type, collection, group,
-                  everything: bool,
-                  mode: str, rate: float | None, detach: bool, yes: bool, actor: str | None,
-                  reason: str | None) -> None:
+def start_command(
+    action: str,
+    category,
+    since,
+    until,
+    key,
+    key_prefix,
+    error_type,
+    collection,
+    group,
+    everything: bool,
+    mode: str,
+    rate: float | None,
+    detach: bool,
+    yes: bool,
+    actor: str | None,
+    reason: str | None,
+) -> None:
     """Start a task of ACTION on the dead letters the filters match (after saying how many)."""
     container = get_container()
     selection = selection_of(category, since, until, key, key_prefix, error_type, collection, group=group)
@@ -50,11 +78,24 @@ def start_command(action: str, category, since, until, key, key_prefix, error_ty
         click.echo(f"nothing to {action}: no dead letter matches ({selection.described()})")
         return
     if not yes:
-        click.confirm(f"{action.capitalize()} {count} dead letter{'' if count == 1 else 's'} "
-                      f"({selection.described()}) as a task?", abort=True)
-    doc = store_call(lambda: tasks.start(container, action, selection, actor=actor_of(actor), via="cli",
-                                         mode=mode if action == "replay" else None, rate=rate, reason=reason,
-                                         expected=count))
+        click.confirm(
+            f"{action.capitalize()} {count} dead letter{'' if count == 1 else 's'} "
+            f"({selection.described()}) as a task?",
+            abort=True,
+        )
+    doc = store_call(
+        lambda: tasks.start(
+            container,
+            action,
+            selection,
+            actor=actor_of(actor),
+            via="cli",
+            mode=mode if action == "replay" else None,
+            rate=rate,
+            reason=reason,
+            expected=count,
+        )
+    )
     click.echo(f"task {doc['_id']} started: {action} {count} ({selection.described()})")
     _wait_unless_detached(doc["_id"], detach)
 
@@ -64,17 +105,20 @@ def start_command(action: str, category, since, until, key, key_prefix, error_ty
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
 def list_command(state: str | None, limit: int) -> None:
     """Tasks, newest first."""
-    found = store_call(lambda: tasks.task_store(get_container()).list(tasks.TaskState(state) if state else None,
-                                                                      limit=limit))
+    found = store_call(
+        lambda: tasks.task_store(get_container()).list(tasks.TaskState(state) if state else None, limit=limit)
+    )
     if not found:
         click.echo("no tasks")
         return
     click.echo(f"{'ID':<24}  {'STATE':<9}  {'ACTION':<9}  {'MOVED':>11}  {'FAILED':>6}  {'BY':<12}  SELECTION")
     for doc in found:
         task = tasks.progress_of(doc)
-        click.echo(f"{task['id']:<24}  {task['state']:<9}  {task['action']:<9}  "
-                   f"{task['moved']:>5} / {task['total']:<5}  {task['failed']:>6}  {task['actor'][:12]:<12}  "
-                   f"{task['selection']}")
+        click.echo(
+            f"{task['id']:<24}  {task['state']:<9}  {task['action']:<9}  "
+            f"{task['moved']:>5} / {task['total']:<5}  {task['failed']:>6}  {task['actor'][:12]:<12}  "
+            f"{task['selection']}"
+        )
 
 
 @tasks_group.command("show")
@@ -89,8 +133,9 @@ def show_command(task_id: str) -> None:
 @actor_options
 def cancel_command(task_id: str, actor: str | None, reason: str | None) -> None:
     """Cancel a running task: it stops after the chunk in hand; what moved stays moved."""
-    doc = store_call(lambda: tasks.task_store(get_container()).cancel(task_id, actor=actor_of(actor), via="cli",
-                                                                     reason=reason))
+    doc = store_call(
+        lambda: tasks.task_store(get_container()).cancel(task_id, actor=actor_of(actor), via="cli", reason=reason)
+    )
     click.echo(_described(doc))
 
 
@@ -100,8 +145,9 @@ def cancel_command(task_id: str, actor: str | None, reason: str | None) -> None:
 @actor_options
 def resume_command(task_id: str, detach: bool, actor: str | None, reason: str | None) -> None:
     """Run a failed or cancelled task again, on what is left of its selection."""
-    doc = store_call(lambda: tasks.task_store(get_container()).resume(task_id, actor=actor_of(actor), via="cli",
-                                                                     reason=reason))
+    doc = store_call(
+        lambda: tasks.task_store(get_container()).resume(task_id, actor=actor_of(actor), via="cli", reason=reason)
+    )
     click.echo(f"task {doc['_id']} resumed")
     _wait_unless_detached(doc["_id"], detach)
 
@@ -113,8 +159,9 @@ def _wait_unless_detached(task_id: Any, detach: bool) -> None:
     try:
         doc = store_call(lambda: _wait(task_id))
     except KeyboardInterrupt:
-        click.echo(f"interrupted: task {task_id} goes on in a serving process, or resumes when its lease runs out",
-                   err=True)
+        click.echo(
+            f"interrupted: task {task_id} goes on in a serving process, or resumes when its lease runs out", err=True
+        )
         click.get_current_context().exit(EXIT_INTERRUPTED)
     click.echo(_described(doc))
     if doc["state"] != tasks.TaskState.COMPLETED.value:
@@ -149,10 +196,12 @@ def _wait(task_id: Any) -> dict[str, Any]:
 
 def _described(doc: dict[str, Any]) -> str:
     task = tasks.progress_of(doc, utcnow())
-    lines = [f"task {task['id']}: {task['action']} ({task['selection']}) by {task['actor']}, {task['state']}",
-             f"  moved {task['moved']} of {task['total']}, failed {task['failed']}, skipped {task['skipped']}; "
-             f"rate {task['ratePerSecond']}/s (limit {task['rateLimit']:g}/s)"
-             + (f"; about {task['secondsLeft']} s left" if task["secondsLeft"] is not None else "")]
+    lines = [
+        f"task {task['id']}: {task['action']} ({task['selection']}) by {task['actor']}, {task['state']}",
+        f"  moved {task['moved']} of {task['total']}, failed {task['failed']}, skipped {task['skipped']}; "
+        f"rate {task['ratePerSecond']}/s (limit {task['rateLimit']:g}/s)"
+        + (f"; about {task['secondsLeft']} s left" if task["secondsLeft"] is not None else ""),
+    ]
     if task["error"]:
         lines.append(f"  failed: {task['error']}")
     if task["reason"]:

@@ -10,6 +10,7 @@ A text line is one record too: control characters in it (a newline in a remote s
 escaped as JSON escapes them, and a traceback's lines are indented, so that no logged value can start a line that
 looks like a record of its own.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,8 +66,12 @@ class TraceIdFilter(logging.Filter):
 
 
 def json_formatter() -> logging.Formatter:
-    return JsonFormatter("%(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level", "name": "logger"},
-                         timestamp="time", json_ensure_ascii=False)
+    return JsonFormatter(
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",
+        json_ensure_ascii=False,
+    )
 
 
 def formatter(fmt: str) -> logging.Formatter:

@@ -13,6 +13,7 @@ Two kinds:
   container, reading through the caches of dailyfeed.ops.sources so a scrape never reads the store more than once
   per cache period nor waits on Kafka.
 """
+
 from __future__ import annotations
 
 import time
@@ -47,84 +48,119 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 OTHER_METHOD = "other"
 
-HTTP_REQUESTS = Counter("dailyfeed_http_requests", "HTTP requests answered, by route template, method and status.",
-                        ["route", "method", "status"])
-HTTP_DURATION = Histogram("dailyfeed_http_request_duration_seconds",
-                          "Time to answer an HTTP request, by route template and method.", ["route", "method"],
-                          buckets=_LATENCY_BUCKETS)
+HTTP_REQUESTS = Counter(
+    "dailyfeed_http_requests",
+    "HTTP requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "dailyfeed_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template and method.",
+    ["route", "method"],
+    buckets=_LATENCY_BUCKETS,
+)
 
 # --- publishing (the content side) -----------------------------------------------------------------------------
 
 DELIVERED, DEAD_LETTERED, UNDONE = "delivered", "dead_lettered", "undone"
 PUBLISH_OUTCOMES = (DELIVERED, DEAD_LETTERED, UNDONE)
 
-PUBLISHES = Counter("dailyfeed_publishes",
-                    "Activity events published by the content side, by service, transport and outcome: delivered, "
-                    "dead_lettered (kept for a restore) or undone (neither: the write was undone and answered 503).",
-                    ["service", "transport", "outcome"])
-PUBLISH_DURATION = Histogram("dailyfeed_publish_duration_seconds",
-                             "Time a publish took until delivered or failed (dead letter not included), by transport.",
-                             ["transport"], buckets=_LATENCY_BUCKETS)
+PUBLISHES = Counter(
+    "dailyfeed_publishes",
+    "Activity events published by the content side, by service, transport and outcome: delivered, "
+    "dead_lettered (kept for a restore) or undone (neither: the write was undone and answered 503).",
+    ["service", "transport", "outcome"],
+)
+PUBLISH_DURATION = Histogram(
+    "dailyfeed_publish_duration_seconds",
+    "Time a publish took until delivered or failed (dead letter not included), by transport.",
+    ["transport"],
+    buckets=_LATENCY_BUCKETS,
+)
 
 # --- the Kafka listener ----------------------------------------------------------------------------------------
 
-LISTENER_CONSUMED = Counter("dailyfeed_listener_records_consumed",
-                            "Records the listener polled (again after a rewind).")
+LISTENER_CONSUMED = Counter(
+    "dailyfeed_listener_records_consumed", "Records the listener polled (again after a rewind)."
+)
 LISTENER_STORED = Counter("dailyfeed_listener_activities_stored", "Activities the listener stored for the first time.")
-LISTENER_DUPLICATES = Counter("dailyfeed_listener_duplicates",
-                              "Records whose message key was stored already (redeliveries): nothing stored twice.")
-LISTENER_DEAD_LETTERS = Counter("dailyfeed_listener_dead_letters",
-                                "Records kept as listener dead letters, by reason: poison (cannot be parsed) or "
-                                "store_failed (storing failed after the retries).", ["reason"])
-LISTENER_BATCHES = Counter("dailyfeed_listener_batches",
-                           "Batches handled, by outcome: committed, not-committed (commit failed: redelivered), "
-                           "rewound (a dead letter could not be stored), abandoned (stopped while retrying).",
-                           ["outcome"])
+LISTENER_DUPLICATES = Counter(
+    "dailyfeed_listener_duplicates",
+    "Records whose message key was stored already (redeliveries): nothing stored twice.",
+)
+LISTENER_DEAD_LETTERS = Counter(
+    "dailyfeed_listener_dead_letters",
+    "Records kept as listener dead letters, by reason: poison (cannot be parsed) or "
+    "store_failed (storing failed after the retries).",
+    ["reason"],
+)
+LISTENER_BATCHES = Counter(
+    "dailyfeed_listener_batches",
+    "Batches handled, by outcome: committed, not-committed (commit failed: redelivered), "
+    "rewound (a dead letter could not be stored), abandoned (stopped while retrying).",
+    ["outcome"],
+)
 LISTENER_STORE_RETRIES = Counter("dailyfeed_listener_store_retries", "Retries of a failed batch store.")
-LISTENER_COMMIT_DURATION = Histogram("dailyfeed_listener_commit_duration_seconds", "Time an offset commit took.",
-                                     buckets=_LATENCY_BUCKETS)
+LISTENER_COMMIT_DURATION = Histogram(
+    "dailyfeed_listener_commit_duration_seconds", "Time an offset commit took.", buckets=_LATENCY_BUCKETS
+)
 LISTENER_BATCH_OUTCOMES = ("committed", "not-committed", "rewound", "abandoned")
 
 # --- dead letters kept ----------------------------------------------------------------------------------------
 
-DEAD_LETTERS_KEPT = Counter("dailyfeed_dead_letters_kept",
-                            "Failures kept as dead letters (a new dead letter, or a new attempt on one), by collection "
-                            "and error type (the exception's class name: a few values, so a new one stands out).",
-                            ["collection", "error_type"])
+DEAD_LETTERS_KEPT = Counter(
+    "dailyfeed_dead_letters_kept",
+    "Failures kept as dead letters (a new dead letter, or a new attempt on one), by collection "
+    "and error type (the exception's class name: a few values, so a new one stands out).",
+    ["collection", "error_type"],
+)
 
 # --- restores --------------------------------------------------------------------------------------------------
 
-RESTORED_DEAD_LETTERS = Counter("dailyfeed_restore_dead_letters",
-                                "Dead letters a restore settled, by job (publisher, listener) and outcome (restored, "
-                                "skipped, failed).", ["job", "outcome"])
+RESTORED_DEAD_LETTERS = Counter(
+    "dailyfeed_restore_dead_letters",
+    "Dead letters a restore settled, by job (publisher, listener) and outcome (restored, skipped, failed).",
+    ["job", "outcome"],
+)
 RESTORE_PASSES = Counter("dailyfeed_restore_passes", "Restore passes run, by job.", ["job"])
 RESTORE_OUTCOMES = ("restored", "skipped", "failed")
-TASKS_ENDED = Counter("dailyfeed_deadletter_tasks_ended",
-                      "Dead-letter tasks that ended, by action (replay, discard, requeue, undiscard) and state "
-                      "(completed, cancelled, failed).", ["action", "state"])
-REDRIVE_PASSES = Counter("dailyfeed_redrive_passes",
-                         "Automatic redrive passes a serving process ran once a transport answered again, by transport "
-                         "and outcome: delivered (nothing failed) or failed (some dead letter failed: the next pass "
-                         "waits longer). The dead letters they settled: dailyfeed_restore_dead_letters_total"
-                         "{job=\"redrive\"}.", ["transport", "outcome"])
+TASKS_ENDED = Counter(
+    "dailyfeed_deadletter_tasks_ended",
+    "Dead-letter tasks that ended, by action (replay, discard, requeue, undiscard) and state "
+    "(completed, cancelled, failed).",
+    ["action", "state"],
+)
+REDRIVE_PASSES = Counter(
+    "dailyfeed_redrive_passes",
+    "Automatic redrive passes a serving process ran once a transport answered again, by transport "
+    "and outcome: delivered (nothing failed) or failed (some dead letter failed: the next pass "
+    "waits longer). The dead letters they settled: dailyfeed_restore_dead_letters_total"
+    '{job="redrive"}.',
+    ["transport", "outcome"],
+)
 REDRIVE_OUTCOMES = ("delivered", "failed")
 
 # --- the publication relay (crash-safe publishing) -------------------------------------------------------------
 
 RELAY_OUTCOMES = ("delivered", "dead_lettered", "dropped", "left")
-RELAYED_PUBLICATIONS = Counter("dailyfeed_outbox_relayed",
-                               "Owed events a relay settled, by outcome: delivered, dead_lettered, dropped (its change "
-                               "never landed) or left (neither delivered nor kept: owed for the next pass).",
-                               ["outcome"])
+RELAYED_PUBLICATIONS = Counter(
+    "dailyfeed_outbox_relayed",
+    "Owed events a relay settled, by outcome: delivered, dead_lettered, dropped (its change "
+    "never landed) or left (neither delivered nor kept: owed for the next pass).",
+    ["outcome"],
+)
 for _outcome in RELAY_OUTCOMES:
     RELAYED_PUBLICATIONS.labels(_outcome)
 
 # --- the metrics' own reads ------------------------------------------------------------------------------------
 
-SOURCE_ERRORS = Counter("dailyfeed_metrics_source_errors",
-                        "Reads for the metrics that failed, by source (dead_letters, outbox, consumer_lag): the "
-                        "series of that source are left out of the scrape (dead letters, outbox) or keep their last "
-                        "read (lag).", ["source"])
+SOURCE_ERRORS = Counter(
+    "dailyfeed_metrics_source_errors",
+    "Reads for the metrics that failed, by source (dead_letters, outbox, consumer_lag): the "
+    "series of that source are left out of the scrape (dead letters, outbox) or keep their last "
+    "read (lag).",
+    ["source"],
+)
 for _source in ("dead_letters", "outbox", "consumer_lag"):
     SOURCE_ERRORS.labels(_source)
 
@@ -160,7 +196,9 @@ def request_done(route: str, method: str, status: int, seconds: float) -> None:
         children = _request_children.get((route, method, status))
         if children is None:
             children = _request_children[route, method, status] = (
-                HTTP_REQUESTS.labels(route, method, str(status)), HTTP_DURATION.labels(route, method))
+                HTTP_REQUESTS.labels(route, method, str(status)),
+                HTTP_DURATION.labels(route, method),
+            )
         children[0].inc()
         children[1].observe(seconds)
 
@@ -170,7 +208,9 @@ def published(service: Any, transport: Any, outcome: str, seconds: float | None 
         children = _publish_children.get((service, transport, outcome))
         if children is None:
             children = _publish_children[service, transport, outcome] = (
-                PUBLISHES.labels(str(service), str(transport), outcome), PUBLISH_DURATION.labels(str(transport)))
+                PUBLISHES.labels(str(service), str(transport), outcome),
+                PUBLISH_DURATION.labels(str(transport)),
+            )
         children[0].inc()
         if seconds is not None:
             children[1].observe(seconds)
@@ -271,13 +311,21 @@ def declare_redrive(transports: Iterable[str]) -> None:
 
 # --- state read when scraped -----------------------------------------------------------------------------------
 
+
 class StateCollector:
     """The state of one app's container: its transports' breakers, its dead letters and, when it uses Kafka, the
     listener group's lag. `dead_letters` and `lag` are the caches of dailyfeed.ops.sources (or None)."""
 
-    def __init__(self, transports: Iterable[Any], dead_letters: Any = None, lag: Any = None,
-                 collections: Iterable[str] = (), statuses: Iterable[str] = (), publications: Any = None,
-                 workers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None):
+    def __init__(
+        self,
+        transports: Iterable[Any],
+        dead_letters: Any = None,
+        lag: Any = None,
+        collections: Iterable[str] = (),
+        statuses: Iterable[str] = (),
+        publications: Any = None,
+        workers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
+    ):
         self.workers = workers  # the background workers' liveness by name (what /healthz shows), e.g. the listener
         self.transports = list(transports)
         self.dead_letters = dead_letters
@@ -298,8 +346,12 @@ class StateCollector:
             yield from self._lag()
 
     def _breakers(self) -> Metric:
-        family = GaugeMetricFamily(BREAKER_STATE, "Circuit breaker of each transport in use: 1 for its current state "
-                                   "(closed, half-open, open), 0 for the others.", labels=["transport", "state"])
+        family = GaugeMetricFamily(
+            BREAKER_STATE,
+            "Circuit breaker of each transport in use: 1 for its current state "
+            "(closed, half-open, open), 0 for the others.",
+            labels=["transport", "state"],
+        )
         seen = set()
         for transport in self.transports:
             breaker = getattr(transport, "breaker", None)
@@ -313,10 +365,13 @@ class StateCollector:
         return family
 
     def _workers(self) -> Metric:
-        family = GaugeMetricFamily(WORKER_UP, "1 while a background worker of this process is alive and not stuck "
-                                   "(its /healthz component is UP: for the listener, a poll within "
-                                   "kafka.consumer.poll-ttl-s and no batch in hand longer than consume-ttl-s), else 0.",
-                                   labels=["worker"])
+        family = GaugeMetricFamily(
+            WORKER_UP,
+            "1 while a background worker of this process is alive and not stuck "
+            "(its /healthz component is UP: for the listener, a poll within "
+            "kafka.consumer.poll-ttl-s and no batch in hand longer than consume-ttl-s), else 0.",
+            labels=["worker"],
+        )
         for name, report in self.workers().items():
             family.add_metric([name], 1.0 if report.get("status") == "UP" else 0.0)
         return family
@@ -325,11 +380,17 @@ class StateCollector:
         stats = self.dead_letters.get()
         if stats is None:  # the store did not answer: no numbers rather than wrong ones (see SOURCE_ERRORS)
             return
-        counts = GaugeMetricFamily(DEAD_LETTERS, "Dead letters stored, by collection and status (read from the store "
-                                   "at most once per metrics.deadletters-cache-s, in the background).",
-                                   labels=["collection", "status"])
-        oldest = GaugeMetricFamily(DEAD_LETTERS_OLDEST, "Age of the oldest pending dead letter of each collection "
-                                   "(0 when none is pending).", labels=["collection"])
+        counts = GaugeMetricFamily(
+            DEAD_LETTERS,
+            "Dead letters stored, by collection and status (read from the store "
+            "at most once per metrics.deadletters-cache-s, in the background).",
+            labels=["collection", "status"],
+        )
+        oldest = GaugeMetricFamily(
+            DEAD_LETTERS_OLDEST,
+            "Age of the oldest pending dead letter of each collection (0 when none is pending).",
+            labels=["collection"],
+        )
         now = datetime.now(timezone.utc)
         for collection in self.collections:
             for status in self.statuses:
@@ -339,38 +400,55 @@ class StateCollector:
         yield counts
         yield oldest
         if self.dead_letters.read_time is not None:
-            yield GaugeMetricFamily(DEAD_LETTERS_READ_AT, "When the dead-letter counts shown were read from the store "
-                                    "(Unix time).", value=self.dead_letters.read_time)
+            yield GaugeMetricFamily(
+                DEAD_LETTERS_READ_AT,
+                "When the dead-letter counts shown were read from the store (Unix time).",
+                value=self.dead_letters.read_time,
+            )
 
     def _publications(self) -> Iterator[Metric]:
         stats = self.publications.get()
         if stats is None:  # the store did not answer (SOURCE_ERRORS counts it)
             return
-        yield GaugeMetricFamily(OUTBOX_OWED, "Events owed by stored content changes and not yet published "
-                                "(the publication registry; read at most once per metrics.deadletters-cache-s).",
-                                value=float(stats.outstanding))
-        yield GaugeMetricFamily(OUTBOX_OLDEST, "Age of the oldest owed event (0 when none): past outbox.grace-s "
-                                "it waits for a relay.", value=stats.oldest_age_s(datetime.now(timezone.utc)))
+        yield GaugeMetricFamily(
+            OUTBOX_OWED,
+            "Events owed by stored content changes and not yet published "
+            "(the publication registry; read at most once per metrics.deadletters-cache-s).",
+            value=float(stats.outstanding),
+        )
+        yield GaugeMetricFamily(
+            OUTBOX_OLDEST,
+            "Age of the oldest owed event (0 when none): past outbox.grace-s it waits for a relay.",
+            value=stats.oldest_age_s(datetime.now(timezone.utc)),
+        )
 
     def _lag(self) -> Iterator[Metric]:
         lags, read_at = self.lag.snapshot()
         if read_at is None:
             return
-        family = GaugeMetricFamily(CONSUMER_LAG, "Records waiting for the listener's consumer group on each date topic "
-                                   "partition: the high watermark minus the committed offset (from the oldest kept "
-                                   "when the group never committed).", labels=["topic", "partition"])
-        seconds = GaugeMetricFamily(CONSUMER_LAG_SECONDS, "How old the oldest record waiting for the listener's "
-                                    "group is on each date topic partition (its producer timestamp, read with the "
-                                    "offsets; it grows between reads while nothing is consumed), 0 when none waits.",
-                                    labels=["topic", "partition"])
+        family = GaugeMetricFamily(
+            CONSUMER_LAG,
+            "Records waiting for the listener's consumer group on each date topic "
+            "partition: the high watermark minus the committed offset (from the oldest kept "
+            "when the group never committed).",
+            labels=["topic", "partition"],
+        )
+        seconds = GaugeMetricFamily(
+            CONSUMER_LAG_SECONDS,
+            "How old the oldest record waiting for the listener's "
+            "group is on each date topic partition (its producer timestamp, read with the "
+            "offsets; it grows between reads while nothing is consumed), 0 when none waits.",
+            labels=["topic", "partition"],
+        )
         now = time.time()
         for item in lags:
             family.add_metric([item.topic, str(item.partition)], float(item.lag))
             seconds.add_metric([item.topic, str(item.partition)], round(item.lag_seconds(now), 3))
         yield family
         yield seconds
-        yield GaugeMetricFamily(CONSUMER_LAG_READ_AT, "When the consumer lag was last read from Kafka (Unix time).",
-                                value=read_at)
+        yield GaugeMetricFamily(
+            CONSUMER_LAG_READ_AT, "When the consumer lag was last read from Kafka (Unix time).", value=read_at
+        )
 
 
 class _Chain:

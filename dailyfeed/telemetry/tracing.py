@@ -12,6 +12,7 @@ no-op tracer records nothing and the incoming traceparent travels on unchanged, 
 Without the API the header is parsed and formatted below: its format is fixed by the W3C specification, a few
 lines, and nothing is recorded. A request without a valid traceparent starts a trace (random ids, not sampled).
 """
+
 from __future__ import annotations
 
 import random
@@ -92,6 +93,7 @@ def from_record_headers(headers: Iterable[tuple[str, bytes]] | None) -> str | No
 
 # --- the request's trace ---------------------------------------------------------------------------------------
 
+
 class RequestTrace:
     """What `end_request` undoes."""
 
@@ -126,11 +128,13 @@ def _start_with_otel(headers: Mapping[str, str], name: str) -> RequestTrace:
     span = _tracer.start_span(name, context=parent, kind=otel_trace.SpanKind.SERVER)
     span_context = span.get_span_context()
     if not span_context.is_valid:  # no SDK and no incoming trace: the no-op tracer has none to give, start one
-        span_context = otel_trace.SpanContext(trace_id=random.getrandbits(128) or 1,
-                                              span_id=random.getrandbits(64) or 1, is_remote=False,
-                                              trace_flags=otel_trace.TraceFlags(0))
+        span_context = otel_trace.SpanContext(
+            trace_id=random.getrandbits(128) or 1,
+            span_id=random.getrandbits(64) or 1,
+            is_remote=False,
+            trace_flags=otel_trace.TraceFlags(0),
+        )
         span = otel_trace.NonRecordingSpan(span_context)
     otel_token = otel_context.attach(otel_trace.set_span_in_context(span, parent))
-    traceparent = (f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
-                   f"{int(span_context.trace_flags):02x}")
+    traceparent = f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{int(span_context.trace_flags):02x}"
     return RequestTrace(_current.set(traceparent), span, otel_token)

@@ -1,4 +1,5 @@
 """Building the transport a service is configured to publish with (SPEC section 2: publish-type.*)."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -10,13 +11,21 @@ from .base import CircuitOpen, Transport, TransportError, TransportRejected, Tra
 from .circuit import CircuitBreaker
 from .http import HttpTransport
 
-__all__ = ["CircuitOpen", "Transport", "TransportError", "TransportRejected", "TransportUnavailable",
-           "build_http_transport", "build_kafka_transport"]
+__all__ = [
+    "CircuitOpen",
+    "Transport",
+    "TransportError",
+    "TransportRejected",
+    "TransportUnavailable",
+    "build_http_transport",
+    "build_kafka_transport",
+]
 
 
 def build_http_transport(settings: Settings, base_url: Callable[[], str]) -> HttpTransport:
-    return HttpTransport(base_url, settings["auth.jwt-secret"], feign_options(settings),
-                         CircuitBreaker.from_settings(settings))
+    return HttpTransport(
+        base_url, settings["auth.jwt-secret"], feign_options(settings), CircuitBreaker.from_settings(settings)
+    )
 
 
 def build_kafka_transport(settings: Settings) -> Transport:
@@ -32,7 +41,10 @@ def build_transports(settings: Settings, base_url: Callable[[], str]) -> dict[Se
     for service in Service:
         kind = settings.publish_type(service)
         if kind not in built:
-            built[kind] = (build_kafka_transport(settings) if kind is PublishType.KAFKA
-                           else build_http_transport(settings, base_url))
+            built[kind] = (
+                build_kafka_transport(settings)
+                if kind is PublishType.KAFKA
+                else build_http_transport(settings, base_url)
+            )
         transports[service] = built[kind]
     return transports

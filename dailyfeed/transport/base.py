@@ -5,6 +5,7 @@ activity service recorded it) and raises a TransportError otherwise. tests/trans
 this contract with one suite. Implementations: kafka.py (aiokafka),
 http.py (the "feign" transport, requests) and fake.py (in memory, for tests).
 """
+
 from __future__ import annotations
 
 from typing import Protocol

@@ -5,6 +5,7 @@ and calls fail fast for `open_wait_s`; then one trial call decides whether it cl
 Small enough to keep here: pybreaker, the maintained Python option, counts consecutive failures only.
 Each transport has its own breaker (settings circuit.*).
 """
+
 from __future__ import annotations
 
 import threading
@@ -18,8 +19,14 @@ from .base import CircuitOpen, TransportError, TransportUnavailable
 class CircuitBreaker:
     CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
-    def __init__(self, window_size: int = 20, minimum_calls: int = 10, failure_rate: float = 0.5,
-                 open_wait_s: float = 30.0, clock=time.monotonic):
+    def __init__(
+        self,
+        window_size: int = 20,
+        minimum_calls: int = 10,
+        failure_rate: float = 0.5,
+        open_wait_s: float = 30.0,
+        clock=time.monotonic,
+    ):
         self.window_size = window_size
         self.minimum_calls = min(minimum_calls, window_size)
         self.failure_rate = failure_rate
@@ -33,8 +40,12 @@ class CircuitBreaker:
 
     @classmethod
     def from_settings(cls, settings) -> "CircuitBreaker":
-        return cls(window_size=settings["circuit.window-size"], minimum_calls=settings["circuit.minimum-calls"],
-                   failure_rate=settings["circuit.failure-rate"], open_wait_s=settings["circuit.open-wait-s"])
+        return cls(
+            window_size=settings["circuit.window-size"],
+            minimum_calls=settings["circuit.minimum-calls"],
+            failure_rate=settings["circuit.failure-rate"],
+            open_wait_s=settings["circuit.open-wait-s"],
+        )
 
     @property
     def state(self) -> str:

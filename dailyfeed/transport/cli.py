@@ -1,4 +1,5 @@
 """`dailyfeed topics ensure | prune`: the date topics ({kafka.topic.prefix}{yyyyMMdd}) from the command line."""
+
 from __future__ import annotations
 
 import click
@@ -27,8 +28,12 @@ def topics_ensure_command() -> None:
 
 
 @topics_group.command("prune")
-@click.option("--keep-days", type=click.IntRange(min=0), default=None,
-              help="keep the topics of the last N days (today - N is kept); default: kafka.topic.retention-ms")
+@click.option(
+    "--keep-days",
+    type=click.IntRange(min=0),
+    default=None,
+    help="keep the topics of the last N days (today - N is kept); default: kafka.topic.retention-ms",
+)
 @click.option("--dry-run", is_flag=True, help="only print what would be deleted")
 def topics_prune_command(keep_days: int | None, dry_run: bool) -> None:
     """Delete the date topics older than --keep-days days and print each one."""

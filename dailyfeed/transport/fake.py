@@ -1,5 +1,6 @@
 """An in-memory transport for tests: records what it was given, fails on demand. It keeps the transport contract
 that the real ones keep (tests/transport): a failure is a TransportError, a closed transport publishes nothing."""
+
 from __future__ import annotations
 
 import threading
@@ -10,8 +11,9 @@ from .base import TransportError, TransportUnavailable
 
 
 class FakeTransport:
-    def __init__(self, kind: PublishType | str = PublishType.FEIGN,
-                 deliver: Callable[[ActivityEvent], None] | None = None):
+    def __init__(
+        self, kind: PublishType | str = PublishType.FEIGN, deliver: Callable[[ActivityEvent], None] | None = None
+    ):
         self.kind = PublishType(kind)
         self.published: list[ActivityEvent] = []
         self.failure: TransportError | None = None

@@ -6,6 +6,7 @@ by message key; 4xx is not retried; a circuit breaker makes an unreachable activ
 failure (the original counted it as success). The event's W3C trace context goes in the `traceparent` header; the
 record endpoint takes it from there.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,16 @@ log = logging.getLogger(__name__)
 class HttpTransport(BreakerGuarded):
     kind = PublishType.FEIGN
 
-    def __init__(self, base_url: Callable[[], str], secret: str, options: FeignOptions, breaker: CircuitBreaker, *,
-                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        base_url: Callable[[], str],
+        secret: str,
+        options: FeignOptions,
+        breaker: CircuitBreaker,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self._base_url = base_url  # resolved per call: by default the app's own URL
         self._secret = secret
         self.timeout = (options.connect_timeout_s, options.read_timeout_s)
@@ -60,8 +69,14 @@ class HttpTransport(BreakerGuarded):
                 error = TransportUnavailable(f"POST {url} answered {response.status_code}: {_message(response)}")
             if not self.retry.retries_left(attempt):
                 raise error
-            log.info("record call for %s failed (attempt %d/%d): %s", event.message_key, attempt,
-                     self.retry.attempts, error, extra={"message_key": event.message_key})
+            log.info(
+                "record call for %s failed (attempt %d/%d): %s",
+                event.message_key,
+                attempt,
+                self.retry.attempts,
+                error,
+                extra={"message_key": event.message_key},
+            )
             self._sleep(self.retry.delay(attempt))
 
     def _service_token(self) -> str:

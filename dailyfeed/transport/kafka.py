@@ -11,6 +11,7 @@ again on a later one if starting failed (the broker was down). After a timed-out
 idempotent producer retries what it holds until the broker is back, and a record that arrives after its event
 was kept as a dead letter is harmless, because an activity is recorded once per message key.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,13 @@ from .topics import DateTopics, TopicAdminError, create_topics, describe_error
 log = logging.getLogger(__name__)
 
 # Errors after which the producer is replaced: it will not recover from them by retrying.
-_FATAL_PRODUCER_ERRORS = ("ProducerFenced", "OutOfOrderSequenceNumber", "UnknownProducerIdError",
-                          "InvalidProducerEpoch", "IllegalStateError")
+_FATAL_PRODUCER_ERRORS = (
+    "ProducerFenced",
+    "OutOfOrderSequenceNumber",
+    "UnknownProducerIdError",
+    "InvalidProducerEpoch",
+    "IllegalStateError",
+)
 
 
 def unavailable(message: str, topic: str | None) -> TransportUnavailable:
@@ -42,9 +48,16 @@ def unavailable(message: str, topic: str | None) -> TransportUnavailable:
 class KafkaTransport(BreakerGuarded):
     kind = PublishType.KAFKA
 
-    def __init__(self, bootstrap_servers: str, topics: DateTopics, *, send_timeout_s: float = 5.0,
-                 client_id: str = "dailyfeed-producer", create_topics: bool = True,
-                 breaker: CircuitBreaker | None = None):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: DateTopics,
+        *,
+        send_timeout_s: float = 5.0,
+        client_id: str = "dailyfeed-producer",
+        create_topics: bool = True,
+        breaker: CircuitBreaker | None = None,
+    ):
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
         self.send_timeout_s = send_timeout_s
@@ -63,8 +76,12 @@ class KafkaTransport(BreakerGuarded):
     @classmethod
     def from_settings(cls, settings: Settings) -> "KafkaTransport":
         options = producer_options(settings)
-        return cls(options.bootstrap_servers, DateTopics.from_settings(settings), send_timeout_s=options.send_timeout_s,
-                   breaker=CircuitBreaker.from_settings(settings))
+        return cls(
+            options.bootstrap_servers,
+            DateTopics.from_settings(settings),
+            send_timeout_s=options.send_timeout_s,
+            breaker=CircuitBreaker.from_settings(settings),
+        )
 
     # --- the port ---------------------------------------------------------------------------------------------
 
@@ -77,17 +94,24 @@ class KafkaTransport(BreakerGuarded):
             # The coroutine bounds itself; the extra second only guards against a stuck loop thread.
             self._loop.run(self._send(topic, event), timeout=self.send_timeout_s + 1.0)
         except (asyncio.TimeoutError, TimeoutError):
-            raise unavailable(f"Kafka at {self.bootstrap_servers} did not acknowledge {event.message_key} on "
-                              f"{topic} within {self.send_timeout_s * 1000:.0f} ms", topic) from None
+            raise unavailable(
+                f"Kafka at {self.bootstrap_servers} did not acknowledge {event.message_key} on "
+                f"{topic} within {self.send_timeout_s * 1000:.0f} ms",
+                topic,
+            ) from None
         except LoopClosed:
             raise unavailable("the Kafka transport is closed", topic) from None
         except Exception as exc:
-            raise unavailable(f"publishing {event.message_key} to {topic} on Kafka at {self.bootstrap_servers} "
-                              f"failed: {describe_error(exc)}", topic) from exc
+            raise unavailable(
+                f"publishing {event.message_key} to {topic} on Kafka at {self.bootstrap_servers} "
+                f"failed: {describe_error(exc)}",
+                topic,
+            ) from exc
 
     def check_connected(self, timeout_s: float) -> None:
         """For /readyz: start the producer if it is not yet, and have the broker answer a metadata request within
         `timeout_s`; raises TransportUnavailable when it does not."""
+
         async def check() -> None:
             producer = await self._started_producer()
             await producer.client.fetch_all_metadata()
@@ -95,8 +119,9 @@ class KafkaTransport(BreakerGuarded):
         try:
             self._loop.run(asyncio.wait_for(check(), timeout_s), timeout=timeout_s + 1.0)
         except (asyncio.TimeoutError, TimeoutError):
-            raise unavailable(f"Kafka at {self.bootstrap_servers} did not answer within {timeout_s:.1f} s",
-                              None) from None
+            raise unavailable(
+                f"Kafka at {self.bootstrap_servers} did not answer within {timeout_s:.1f} s", None
+            ) from None
         except LoopClosed:
             raise unavailable("the Kafka transport is closed", None) from None
         except Exception as exc:
@@ -113,12 +138,18 @@ class KafkaTransport(BreakerGuarded):
             if self.create_topics and topic not in self._known_topics:
                 await self._ensure_topic(topic)
             try:
-                await producer.send_and_wait(topic, value=event.to_bytes(), key=event.message_key.encode(),
-                                             headers=record_headers(event.traceparent))
+                await producer.send_and_wait(
+                    topic,
+                    value=event.to_bytes(),
+                    key=event.message_key.encode(),
+                    headers=record_headers(event.traceparent),
+                )
             except Exception as exc:
                 if type(exc).__name__ in _FATAL_PRODUCER_ERRORS:
-                    log.warning("Kafka producer failed for good (%s); a new one is used for the next publish",
-                                type(exc).__name__)
+                    log.warning(
+                        "Kafka producer failed for good (%s); a new one is used for the next publish",
+                        type(exc).__name__,
+                    )
                     await self._discard_producer(producer)
                 raise
 
@@ -130,10 +161,13 @@ class KafkaTransport(BreakerGuarded):
                 from aiokafka import AIOKafkaProducer
 
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self.bootstrap_servers, client_id=self.client_id,
-                    acks=self.options.acks, enable_idempotence=self.options.idempotent,
+                    bootstrap_servers=self.bootstrap_servers,
+                    client_id=self.client_id,
+                    acks=self.options.acks,
+                    enable_idempotence=self.options.idempotent,
                     request_timeout_ms=max(int(self.send_timeout_s * 1000), 1000),
-                    retry_backoff_ms=100)
+                    retry_backoff_ms=100,
+                )
                 try:
                     await producer.start()
                 except BaseException:
@@ -147,7 +181,8 @@ class KafkaTransport(BreakerGuarded):
         if self._producer is producer:
             self._producer = None
         closing = asyncio.get_running_loop().create_task(
-            _quietly(asyncio.wait_for(producer.stop(), self.send_timeout_s)))
+            _quietly(asyncio.wait_for(producer.stop(), self.send_timeout_s))
+        )
         self._closing.add(closing)  # the loop keeps only weak references to tasks
         closing.add_done_callback(self._closing.discard)
 
@@ -158,8 +193,11 @@ class KafkaTransport(BreakerGuarded):
         if self._admin is None:
             from aiokafka.admin import AIOKafkaAdminClient
 
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id + "-admin",
-                                        request_timeout_ms=max(int(self.send_timeout_s * 1000), 1000))
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=self.client_id + "-admin",
+                request_timeout_ms=max(int(self.send_timeout_s * 1000), 1000),
+            )
             try:
                 await admin.start()
             except BaseException:

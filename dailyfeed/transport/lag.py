@@ -8,6 +8,7 @@ Beside the offsets, the time lag: the timestamp of the oldest record not yet con
 position), read from that record itself for each partition that lags, so that "100 behind" can say "for 20 minutes".
 A record's timestamp is the producer's (CreateTime, the topics' default): the time of the action it carries.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,17 +58,26 @@ def read_consumer_lag(settings: Settings, *, group_id: str | None = None, timeou
         from aiokafka import AIOKafkaConsumer, TopicPartition
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="dailyfeed-lag",
-                                    request_timeout_ms=int(timeout_s * 1000))
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, client_id="dailyfeed-lag",
-                                    enable_auto_commit=False, request_timeout_ms=int(timeout_s * 1000),
-                                    max_partition_fetch_bytes=64 * 1024)  # only the first record of each is wanted
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id="dailyfeed-lag", request_timeout_ms=int(timeout_s * 1000)
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            client_id="dailyfeed-lag",
+            enable_auto_commit=False,
+            request_timeout_ms=int(timeout_s * 1000),
+            max_partition_fetch_bytes=64 * 1024,
+        )  # only the first record of each is wanted
         try:
             await admin.start()
             await consumer.start()
             names = [t for t in await admin.list_topics() if topics.day_of(t) is not None]
-            partitions = [TopicPartition(name, p) for name in names
-                          for p in sorted(consumer.partitions_for_topic(name) or await _partitions(consumer, name))]
+            partitions = [
+                TopicPartition(name, p)
+                for name in names
+                for p in sorted(consumer.partitions_for_topic(name) or await _partitions(consumer, name))
+            ]
             if not partitions:
                 return []
             ends = await consumer.end_offsets(partitions)
@@ -80,8 +90,10 @@ def read_consumer_lag(settings: Settings, *, group_id: str | None = None, timeou
                 result[tp] = PartitionLag(tp.topic, tp.partition, ends[tp], offset, starts[tp])
             waiting = {tp: item.oldest_waiting for tp, item in result.items() if item.end_offset > item.oldest_waiting}
             oldest = await _oldest_timestamps(consumer, waiting, timeout_s / 2)
-            return sorted((replace(item, oldest_timestamp_ms=oldest.get(tp)) for tp, item in result.items()),
-                          key=lambda item: (item.topic, item.partition))
+            return sorted(
+                (replace(item, oldest_timestamp_ms=oldest.get(tp)) for tp, item in result.items()),
+                key=lambda item: (item.topic, item.partition),
+            )
         finally:
             await consumer.stop()
             await admin.close()

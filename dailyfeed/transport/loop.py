@@ -4,6 +4,7 @@ Flask handlers are synchronous and aiokafka is asyncio: the Kafka transport owns
 app, so every request thread hands its coroutine to the same loop (and the same producer) and waits for the
 result with a bound. The thread is only started on first use, so commands that never publish never start it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,6 +21,7 @@ def run_to_end(main: Callable[[], Coroutine[Any, Any, Any]], timeout: float) -> 
     that needs no loop of its own afterwards (topic admin, a lag read). In this thread, unless this thread runs
     an event loop already (an app made inside an async program; Playwright's sync API in the browser tests),
     where asyncio.run refuses: then in a thread of its own."""
+
     async def bounded() -> Any:
         return await asyncio.wait_for(main(), timeout)
 

@@ -5,6 +5,7 @@ which days to create or delete and talks to the broker's admin API. `TopicAdmin`
 at start-up and by `dailyfeed topics ensure | prune`; the async functions are shared with the producer, which
 makes sure a topic exists before its first send to it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,10 +44,13 @@ class DateTopics:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "DateTopics":
-        return cls(prefix=settings["kafka.topic.prefix"], timezone=settings["kafka.topic.timezone"],
-                   partitions=settings["kafka.topic.partitions"],
-                   replication_factor=settings["kafka.topic.replication-factor"],
-                   retention_ms=settings["kafka.topic.retention-ms"])
+        return cls(
+            prefix=settings["kafka.topic.prefix"],
+            timezone=settings["kafka.topic.timezone"],
+            partitions=settings["kafka.topic.partitions"],
+            replication_factor=settings["kafka.topic.replication-factor"],
+            retention_ms=settings["kafka.topic.retention-ms"],
+        )
 
     @property
     def pattern(self) -> str:
@@ -87,6 +91,7 @@ def default_keep_days(topics: DateTopics) -> int:
 
 # --- async admin calls (an AIOKafkaAdminClient that is started) --------------------------------------------------
 
+
 def _entries(response: Any, field: str) -> list[tuple]:
     return [tuple(entry) for entry in getattr(response, field, [])]
 
@@ -99,8 +104,11 @@ async def create_topics(admin: Any, topics: DateTopics, names: Iterable[str]) ->
     if not names:
         return {}
     response = await admin.create_topics(
-        [NewTopic(name, topics.partitions, topics.replication_factor, topic_configs=topics.topic_config())
-         for name in names])
+        [
+            NewTopic(name, topics.partitions, topics.replication_factor, topic_configs=topics.topic_config())
+            for name in names
+        ]
+    )
     outcome: dict[str, str] = {}
     failures = []
     for entry in _entries(response, "topic_errors"):
@@ -134,8 +142,9 @@ async def delete_topics(admin: Any, names: list[str]) -> list[str]:
         else:
             failures.append(f"{name}: {_error_name(code)}")
     if failures:
-        raise TopicAdminError("could not delete " + "; ".join(failures) +
-                              (f" (deleted: {', '.join(deleted)})" if deleted else ""))
+        raise TopicAdminError(
+            "could not delete " + "; ".join(failures) + (f" (deleted: {', '.join(deleted)})" if deleted else "")
+        )
     return sorted(deleted)
 
 
@@ -153,6 +162,7 @@ def _error_name(code: int) -> str:
 
 
 # --- the synchronous face: start-up and the CLI ------------------------------------------------------------------
+
 
 class TopicAdmin:
     """Each call opens an admin client, does its work within `timeout_s`, and closes the client."""
@@ -188,8 +198,11 @@ class TopicAdmin:
         async def main() -> Any:
             from aiokafka.admin import AIOKafkaAdminClient
 
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id="dailyfeed-topics",
-                                        request_timeout_ms=int(self.timeout_s * 1000))
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id="dailyfeed-topics",
+                request_timeout_ms=int(self.timeout_s * 1000),
+            )
             try:
                 await admin.start()
                 return await work(admin)
@@ -201,8 +214,9 @@ class TopicAdmin:
         except TopicAdminError:
             raise
         except (asyncio.TimeoutError, TimeoutError):
-            raise TopicAdminError(f"Kafka at {self.bootstrap_servers} did not answer within "
-                                  f"{self.timeout_s:.0f} s") from None
+            raise TopicAdminError(
+                f"Kafka at {self.bootstrap_servers} did not answer within {self.timeout_s:.0f} s"
+            ) from None
         except Exception as exc:
             raise TopicAdminError(f"Kafka at {self.bootstrap_servers}: {describe_error(exc)}") from exc
 
@@ -214,9 +228,12 @@ def ensure_topics_at_startup(settings: Settings) -> bool:
     try:
         outcome = admin.ensure_upcoming()
     except TopicAdminError as exc:
-        log.error("could not make sure the date topics %s exist: %s. The app runs on; until Kafka is reachable "
-                  "publishes are kept as dead letters. Run `dailyfeed topics ensure` once it is.",
-                  ", ".join(admin.topics.upcoming()), exc)
+        log.error(
+            "could not make sure the date topics %s exist: %s. The app runs on; until Kafka is reachable "
+            "publishes are kept as dead letters. Run `dailyfeed topics ensure` once it is.",
+            ", ".join(admin.topics.upcoming()),
+            exc,
+        )
         return False
     for name, state in outcome.items():
         log.info("date topic %s: %s", name, state)

@@ -1,5 +1,6 @@
 """API tests run through the Flask test client on BOTH store backends (mongomock and the real server): the
 store-facing contract. The feign transport calls the record endpoints in-process (tests/support/wsgi.py)."""
+
 import pytest
 
 from dailyfeed.store import COMMENTS, COUNTERS, MEMBER_ACTIVITIES, POSTS
@@ -16,8 +17,9 @@ def app(store_app):
 def distinct_ids(db):
     """Posts are numbered from 31 and comments from 58, so a post id used for a comment (or a member id for
     either) finds nothing or the wrong thing instead of passing by coincidence."""
-    db[COUNTERS].insert_many([{"_id": POSTS, "value": FIRST_POST_ID - 1},
-                              {"_id": COMMENTS, "value": FIRST_COMMENT_ID - 1}])
+    db[COUNTERS].insert_many(
+        [{"_id": POSTS, "value": FIRST_POST_ID - 1}, {"_id": COMMENTS, "value": FIRST_COMMENT_ID - 1}]
+    )
 
 
 @pytest.fixture

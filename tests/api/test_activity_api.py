@@ -1,4 +1,5 @@
 """The activity module: follows, the followings feed, one member's activities, and the record endpoints."""
+
 from datetime import datetime, timezone
 
 import pytest
@@ -37,7 +38,9 @@ def test_follow_rules_and_follow_activities(api, activities):
     assert api.delete(8, "/api/members/7/follow").status_code == 200
     assert api.delete(8, "/api/members/7/follow").status_code == 404
     assert [(a["member_activity_type"], a["member_id"], a["following_id"]) for a in activities()] == [
-        ("MEMBER_FOLLOW", 8, 7), ("MEMBER_UNFOLLOW", 8, 7)]
+        ("MEMBER_FOLLOW", 8, 7),
+        ("MEMBER_UNFOLLOW", 8, 7),
+    ]
     assert api.get(8, "/api/member-activities/followings").json["data"]["content"] == []
 
 
@@ -95,15 +98,17 @@ def test_scoped_tokens_open_only_their_own_door(client, app, activities):
         response = client.post("/api/posts", json={"content": "not mine"}, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 403 and "cannot act as a member" in response.json["message"]
     event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=12)
-    admin = client.post("/api/member-activities/posts", json=record_request_body(event),
-                        headers={"Authorization": f"Bearer {issue_admin_token(secret, 60)}"})
+    admin = client.post(
+        "/api/member-activities/posts",
+        json=record_request_body(event),
+        headers={"Authorization": f"Bearer {issue_admin_token(secret, 60)}"},
+    )
     assert admin.status_code == 403 and "activity:record" in admin.json["message"]
     assert activities() == [] and get_container(app).db["posts"].count_documents({}) == 0
 
 
 @pytest.mark.parametrize("member_id", ["--7", "²", "7-"])
-def test_a_record_call_with_an_id_that_only_looks_numeric_is_400_and_stores_nothing(client, app, activities,
-                                                                                      member_id):
+def test_a_record_call_with_an_id_that_only_looks_numeric_is_400_and_stores_nothing(client, app, activities, member_id):
     event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=31)
     response = _record(client, app, "posts", {**record_request_body(event), "memberId": member_id})
     assert response.status_code == 400, response.json
@@ -112,8 +117,9 @@ def test_a_record_call_with_an_id_that_only_looks_numeric_is_400_and_stores_noth
 
 
 @pytest.mark.parametrize("change", ["follow", "unfollow"])
-def test_a_follow_change_whose_activity_cannot_be_recorded_is_undone_with_503(api, app, activities, monkeypatch,
-                                                                              change):
+def test_a_follow_change_whose_activity_cannot_be_recorded_is_undone_with_503(
+    api, app, activities, monkeypatch, change
+):
     from pymongo.errors import AutoReconnect
 
     from dailyfeed.store import FOLLOWS

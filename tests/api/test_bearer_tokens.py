@@ -1,6 +1,7 @@
 """Bearer tokens at the door (auth.py), as a client sees them: the exact 401/403 sentence for each way a token is
 wrong, and nothing written. tests/api/test_bad_input.py and test_trust_boundary.py cover the kinds of token; these
 are the edges: how the header is spelt, the length limit, the claims a token must carry, the audience's forms."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -47,8 +48,9 @@ def test_the_header_is_bearer_in_any_case_with_blanks_around_the_token(client, d
     assert db[POSTS].count_documents({"author_id": 7}) == 4
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Bearer    ", "Basic abc", "Token abc",
-                                    "Bearer\tabc"])
+@pytest.mark.parametrize(
+    "header", [None, "", "Bearer", "Bearer ", "Bearer    ", "Basic abc", "Token abc", "Bearer\tabc"]
+)
 def test_a_missing_bearer_token_is_told_how_to_send_one(client, db, header):
     assert refusal(post_as(client, header), 401) == "missing bearer token (Authorization: Bearer <JWT>)"
     assert db[POSTS].count_documents({}) == 0
@@ -61,10 +63,14 @@ def test_a_token_is_at_most_4096_characters(client, db):
 
 
 def test_a_token_needs_a_subject_and_an_expiry(client, db, secret):
-    assert refusal(post_as(client, "Bearer " + signed(secret, sub="7")), 401) == \
-        'bearer token is invalid: Token is missing the "exp" claim'
-    assert refusal(post_as(client, "Bearer " + signed(secret, exp=later())), 401) == \
-        'bearer token is invalid: Token is missing the "sub" claim'
+    assert (
+        refusal(post_as(client, "Bearer " + signed(secret, sub="7")), 401)
+        == 'bearer token is invalid: Token is missing the "exp" claim'
+    )
+    assert (
+        refusal(post_as(client, "Bearer " + signed(secret, exp=later())), 401)
+        == 'bearer token is invalid: Token is missing the "sub" claim'
+    )
     past = datetime.now(timezone.utc) - timedelta(seconds=5)
     assert refusal(post_as(client, "Bearer " + signed(secret, sub="7", exp=past)), 401) == "bearer token has expired"
     assert db[POSTS].count_documents({}) == 0
@@ -72,8 +78,10 @@ def test_a_token_needs_a_subject_and_an_expiry(client, db, secret):
 
 def test_a_subject_that_is_not_a_member_id_in_text_is_refused(client, db, secret):
     for sub in (7, "07", "-7", "seven"):
-        assert refusal(post_as(client, "Bearer " + signed(secret, sub=sub, exp=later())), 401) == \
-            "bearer token subject is not a member id (ASCII digits, 1 … 2^63-1)", sub
+        assert (
+            refusal(post_as(client, "Bearer " + signed(secret, sub=sub, exp=later())), 401)
+            == "bearer token subject is not a member id (ASCII digits, 1 … 2^63-1)"
+        ), sub
     assert db[POSTS].count_documents({}) == 0
 
 
@@ -90,6 +98,8 @@ def test_the_record_audience_may_be_one_of_a_list_but_must_be_named_exactly(clie
 
     assert record(["elsewhere", "dailyfeed-activity"]).status_code == 201
     for aud in ("dailyfeed-activity-staging", "activity", ["elsewhere"], None):
-        assert refusal(record(aud), 403) == "recording activities needs a token for audience dailyfeed-activity " \
-                                            "(dailyfeed token --service issues one)", aud
+        assert (
+            refusal(record(aud), 403) == "recording activities needs a token for audience dailyfeed-activity "
+            "(dailyfeed token --service issues one)"
+        ), aud
     assert db[MEMBER_ACTIVITIES].count_documents({}) == 1

@@ -1,4 +1,5 @@
 """Every content action of SPEC section 3, its status and envelope, and the activity it records."""
+
 import pytest
 
 from dailyfeed.store import COMMENT_LIKES, COMMENTS, POST_LIKES, POSTS
@@ -77,11 +78,13 @@ def test_comments_replies_and_depth_limit(api, activities):
     assert top["depth"] == 0
     reply = api.post(9, "/api/comments/replies", json={"postId": post["id"], "parentId": top["id"], "content": "r1"})
     assert reply.status_code == 201 and reply.json["data"]["depth"] == 1
-    deeper = api.post(8, "/api/comments/replies",
-                      json={"postId": post["id"], "parentId": reply.json["data"]["id"], "content": "r2"})
+    deeper = api.post(
+        8, "/api/comments/replies", json={"postId": post["id"], "parentId": reply.json["data"]["id"], "content": "r2"}
+    )
     assert deeper.status_code == 201 and deeper.json["data"]["depth"] == 2
-    too_deep = api.post(8, "/api/comments/replies",
-                        json={"postId": post["id"], "parentId": deeper.json["data"]["id"], "content": "r3"})
+    too_deep = api.post(
+        8, "/api/comments/replies", json={"postId": post["id"], "parentId": deeper.json["data"]["id"], "content": "r3"}
+    )
     assert too_deep.status_code == 400 and "at most 2 levels" in too_deep.json["message"]
     created = activities(member_activity_type="COMMENT_CREATE")
     assert [(a["member_id"], a["post_id"]) for a in created] == [(8, post["id"]), (9, post["id"]), (8, post["id"])]
@@ -92,8 +95,9 @@ def test_comments_replies_and_depth_limit(api, activities):
 def test_reply_parent_must_belong_to_the_same_post(api):
     first, second = create_post(api), create_post(api)
     parent = create_comment(api, 8, first["id"])
-    response = api.post(8, "/api/comments/replies", json={"postId": second["id"], "parentId": parent["id"],
-                                                           "content": "x"})
+    response = api.post(
+        8, "/api/comments/replies", json={"postId": second["id"], "parentId": parent["id"], "content": "x"}
+    )
     assert response.status_code == 400 and "another post" in response.json["message"]
 
 
@@ -107,7 +111,10 @@ def test_update_and_delete_comment_deletes_its_replies(api, activities):
     assert deleted.status_code == 200 and deleted.json["data"]["deletedReplies"] == 1
     assert api.get(None, f"/api/posts/{post['id']}/comments").json["data"]["content"] == []
     assert [a["member_activity_type"] for a in activities(member_id=8)] == [
-        "COMMENT_CREATE", "COMMENT_UPDATE", "COMMENT_DELETE"]
+        "COMMENT_CREATE",
+        "COMMENT_UPDATE",
+        "COMMENT_DELETE",
+    ]
 
 
 def test_like_and_unlike_comment(api, activities):
@@ -136,6 +143,7 @@ def test_another_members_post_or_comment_is_403_and_unchanged(api):
 
 # --- every write read back, with distinct ids (posts from 31, comments from 58, members 7, 8, 9) -----------------
 
+
 def stored(db, collection, **query):
     return list(db[collection].find(query, {"_id": 0, "created_at": 0}).sort("member_id", 1))
 
@@ -155,8 +163,11 @@ def test_an_updated_post_stores_its_new_title_and_content(api, db, activities):
     post = create_post(api, member=7)
     updated = api.put(7, f"/api/posts/{post['id']}", json={"title": "new title", "content": "new content"}).json
     read = api.get(None, f"/api/posts/{post['id']}").json["data"]
-    assert (read["title"], read["content"]) == ("new title", "new content") == (
-        updated["data"]["title"], updated["data"]["content"])
+    assert (
+        (read["title"], read["content"])
+        == ("new title", "new content")
+        == (updated["data"]["title"], updated["data"]["content"])
+    )
     assert read["updatedAt"] > read["createdAt"] == post["createdAt"]
     assert api.put(7, f"/api/posts/{post['id']}", json={"title": None, "content": "c"}).json["data"]["title"] is None
     assert api.get(None, f"/api/posts/{post['id']}").json["data"]["title"] is None  # an explicit null clears it
@@ -178,15 +189,20 @@ def test_a_created_comment_and_reply_are_stored_as_answered(api, db, activities)
     post = create_post(api, member=7)
     comment = create_comment(api, 8, post["id"], content="the comment")
     assert (post["id"], comment["id"]) == (FIRST_POST_ID, FIRST_COMMENT_ID)
-    reply = api.post(9, "/api/comments/replies", json={"postId": post["id"], "parentId": comment["id"],
-                                                       "content": "the reply"}).json["data"]
+    reply = api.post(
+        9, "/api/comments/replies", json={"postId": post["id"], "parentId": comment["id"], "content": "the reply"}
+    ).json["data"]
     listed = api.get(None, f"/api/posts/{post['id']}/comments").json["data"]["content"]
     assert listed == [comment, reply]
     assert [(c["postId"], c["parentId"], c["depth"], c["authorId"], c["content"], c["likeCount"]) for c in listed] == [
-        (post["id"], None, 0, 8, "the comment", 0), (post["id"], comment["id"], 1, 9, "the reply", 0)]
+        (post["id"], None, 0, 8, "the comment", 0),
+        (post["id"], comment["id"], 1, 9, "the reply", 0),
+    ]
     created = activities(member_activity_type="COMMENT_CREATE")
     assert [(a["member_id"], a["post_id"], a["comment_id"]) for a in created] == [
-        (8, post["id"], comment["id"]), (9, post["id"], reply["id"])]
+        (8, post["id"], comment["id"]),
+        (9, post["id"], reply["id"]),
+    ]
     assert created[0]["message_key"].startswith(f"member_activity:kafka_event:COMMENT_CREATE###{comment['id']}###8###")
 
 
@@ -203,13 +219,15 @@ def test_an_edited_comment_is_saved(api, db, activities):
 def test_deleting_a_comment_deletes_its_whole_thread_and_nothing_else(api, db, activities):
     post = create_post(api, member=7)
     top, other = create_comment(api, 8, post["id"]), create_comment(api, 9, post["id"], content="other")
-    reply = api.post(9, "/api/comments/replies", json={"postId": post["id"], "parentId": top["id"],
-                                                       "content": "r1"}).json["data"]
+    reply = api.post(
+        9, "/api/comments/replies", json={"postId": post["id"], "parentId": top["id"], "content": "r1"}
+    ).json["data"]
     api.post(8, "/api/comments/replies", json={"postId": post["id"], "parentId": reply["id"], "content": "r2"})
     deleted = api.delete(8, f"/api/comments/{top['id']}").json["data"]
     assert deleted == {"id": top["id"], "deleted": True, "deletedReplies": 2}
     assert [c["id"] for c in api.get(None, f"/api/posts/{post['id']}/comments").json["data"]["content"]] == [
-        other["id"]]
+        other["id"]
+    ]
     assert db[COMMENTS].count_documents({"is_deleted": True, "deleted_at": {"$ne": None}}) == 3
     [event] = activities(member_activity_type="COMMENT_DELETE")
     assert (event["member_id"], event["post_id"], event["comment_id"]) == (8, post["id"], top["id"])
@@ -249,24 +267,33 @@ def test_comment_likes_are_stored_against_the_comment_not_the_post(api, db, acti
     assert missing.status_code == 404 and f"member 9 does not like comment {comment['id']}" in missing.json["message"]
     events = activities(member_id=9)
     assert [(a["member_activity_type"], a["post_id"], a["comment_id"]) for a in events] == [
-        ("LIKE_COMMENT", post["id"], comment["id"]), ("LIKE_COMMENT_CANCEL", post["id"], comment["id"])]
+        ("LIKE_COMMENT", post["id"], comment["id"]),
+        ("LIKE_COMMENT_CANCEL", post["id"], comment["id"]),
+    ]
     assert events[0]["message_key"].startswith(f"member_activity:kafka_event:LIKE_COMMENT###{comment['id']}###9###")
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda api: api.get(None, "/api/posts/999"), "post 999 not found"),
-    (lambda api: api.put(7, "/api/posts/999", json={"content": "x"}), "post 999 not found"),
-    (lambda api: api.post(7, "/api/posts/999/like"), "post 999 not found"),
-    (lambda api: api.delete(7, "/api/posts/999/like"), "post 999 not found"),
-    (lambda api: api.post(7, "/api/comments", json={"postId": 999, "content": "x"}), "post 999 not found"),
-    (lambda api: api.get(None, "/api/posts/999/comments"), "post 999 not found"),
-    (lambda api: api.put(7, "/api/comments/999", json={"content": "x"}), "comment 999 not found"),
-    (lambda api: api.delete(7, "/api/comments/999"), "comment 999 not found"),
-    (lambda api: api.post(7, "/api/comments/999/like"), "comment 999 not found"),
-    (lambda api: api.delete(7, "/api/comments/999/like"), "comment 999 not found"),
-    (lambda api: api.post(7, "/api/comments/replies", json={"postId": FIRST_POST_ID, "parentId": 999,
-                                                             "content": "x"}), "parent comment 999 not found"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda api: api.get(None, "/api/posts/999"), "post 999 not found"),
+        (lambda api: api.put(7, "/api/posts/999", json={"content": "x"}), "post 999 not found"),
+        (lambda api: api.post(7, "/api/posts/999/like"), "post 999 not found"),
+        (lambda api: api.delete(7, "/api/posts/999/like"), "post 999 not found"),
+        (lambda api: api.post(7, "/api/comments", json={"postId": 999, "content": "x"}), "post 999 not found"),
+        (lambda api: api.get(None, "/api/posts/999/comments"), "post 999 not found"),
+        (lambda api: api.put(7, "/api/comments/999", json={"content": "x"}), "comment 999 not found"),
+        (lambda api: api.delete(7, "/api/comments/999"), "comment 999 not found"),
+        (lambda api: api.post(7, "/api/comments/999/like"), "comment 999 not found"),
+        (lambda api: api.delete(7, "/api/comments/999/like"), "comment 999 not found"),
+        (
+            lambda api: api.post(
+                7, "/api/comments/replies", json={"postId": FIRST_POST_ID, "parentId": 999, "content": "x"}
+            ),
+            "parent comment 999 not found",
+        ),
+    ],
+)
 def test_what_does_not_exist_is_404_naming_it(api, activities, call, message):
     create_post(api, member=7)
     response = call(api)
@@ -277,13 +304,15 @@ def test_what_does_not_exist_is_404_naming_it(api, activities, call, message):
 def test_another_members_content_is_403_naming_it(api):
     post = create_post(api, member=7)
     comment = create_comment(api, 8, post["id"])
-    refusals = [api.put(8, f"/api/posts/{post['id']}", json={"content": "x"}),
-                api.delete(8, f"/api/posts/{post['id']}"),
-                api.put(7, f"/api/comments/{comment['id']}", json={"content": "x"}),
-                api.delete(7, f"/api/comments/{comment['id']}")]
+    refusals = [
+        api.put(8, f"/api/posts/{post['id']}", json={"content": "x"}),
+        api.delete(8, f"/api/posts/{post['id']}"),
+        api.put(7, f"/api/comments/{comment['id']}", json={"content": "x"}),
+        api.delete(7, f"/api/comments/{comment['id']}"),
+    ]
     assert [(r.status_code, r.json["message"]) for r in refusals] == [
-        (403, f"post {post['id']} belongs to another member")] * 2 + [
-        (403, f"comment {comment['id']} belongs to another member")] * 2
+        (403, f"post {post['id']} belongs to another member")
+    ] * 2 + [(403, f"comment {comment['id']} belongs to another member")] * 2
 
 
 def test_comments_are_paged_oldest_first(api):

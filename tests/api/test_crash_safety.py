@@ -4,6 +4,7 @@ a SIGKILL would stop the process there; then a relay pass runs, as the next proc
 
 After it: exactly one activity for each stored change, with the key, createdAt and traceparent of the request;
 none for a change that never landed or was undone; no publication left owed."""
+
 from __future__ import annotations
 
 import threading
@@ -41,9 +42,15 @@ def app(store_uri, apps, transport):
         return apps.make({"mongo.uri": store_uri, **SETTINGS})
     holder = {}
     broker = FakeTransport("kafka", deliver=lambda event: holder["service"].record_activity(event))
-    made = apps.make({"mongo.uri": store_uri, "publish-type.post-service": "kafka",
-                      "publish-type.comment-service": "kafka", **SETTINGS},
-                     transports={"post-service": broker, "comment-service": broker})
+    made = apps.make(
+        {
+            "mongo.uri": store_uri,
+            "publish-type.post-service": "kafka",
+            "publish-type.comment-service": "kafka",
+            **SETTINGS,
+        },
+        transports={"post-service": broker, "comment-service": broker},
+    )
     holder["service"] = get_container(made).activity_service
     return made
 
@@ -90,10 +97,12 @@ def act(api, action, post_id, comment_id):
 
 def traced(api):
     """The api fixture, with the request's traceparent on every call."""
+
     class Traced:
         def __getattr__(self, method):
             call = getattr(api, method)
             return lambda member, path, **kw: call(member, path, headers={"traceparent": TRACEPARENT}, **kw)
+
     return Traced()
 
 
@@ -126,8 +135,13 @@ def test_a_crash_after_each_step_leaves_one_activity_per_stored_change(api, app,
     at = at.replace(tzinfo=None, microsecond=at.microsecond // 1000 * 1000)
     assert activity["created_at"].replace(tzinfo=None) == at
     assert content_snapshot(db) != before_content
-    published = [e for t in get_container(app).transports.values() if isinstance(t, FakeTransport)
-                 for e in t.published if e.message_key == key]
+    published = [
+        e
+        for t in get_container(app).transports.values()
+        if isinstance(t, FakeTransport)
+        for e in t.published
+        if e.message_key == key
+    ]
     assert all(event.traceparent == TRACEPARENT for event in published)  # a republish keeps the trace
 
 
@@ -186,6 +200,7 @@ def test_an_undo_never_takes_back_a_change_a_relay_holds(api, app, db, crash, tr
             container.dead_letters.db = BrokenDatabase()
             if transport == "feign":
                 container.transports["post-service"].session.mount("http://dailyfeed.test", _Refused())
+
     container.content_service.checkpoint = relay_meanwhile
 
     response = api.put(7, f"/api/posts/{post_id}", json={"content": "kept"})
@@ -206,6 +221,7 @@ def test_a_relay_killed_after_publishing_leaves_it_to_the_next_one_which_stores_
     def killed(step, key):
         if step == outbox.RELAY_PUBLISHED:
             raise SimulatedCrash("relay killed")
+
     with pytest.raises(SimulatedCrash):
         relay(app, checkpoint=killed)
     assert relay(app).skipped == 1  # its lease still runs: nobody else takes it
@@ -226,8 +242,12 @@ def test_an_unlike_proves_the_like_landed_even_when_its_event_is_still_owed(api,
     assert api.delete(8, f"/api/posts/{post_id}/like").status_code == 200
     relay(app)
 
-    likes = {doc["member_activity_type"]: doc["message_key"] for doc in db[MEMBER_ACTIVITIES].find(
-        {"member_id": 8, "member_activity_type": {"$in": ["LIKE_POST", "LIKE_POST_CANCEL"]}})}
+    likes = {
+        doc["member_activity_type"]: doc["message_key"]
+        for doc in db[MEMBER_ACTIVITIES].find(
+            {"member_id": 8, "member_activity_type": {"$in": ["LIKE_POST", "LIKE_POST_CANCEL"]}}
+        )
+    }
     assert set(likes) == {"LIKE_POST", "LIKE_POST_CANCEL"} and likes["LIKE_POST"] == like_key
     assert db[MEMBER_ACTIVITIES].count_documents({"message_key": like_key}) == 1
     assert db[EVENT_PUBLICATIONS].count_documents({}) == 0
@@ -235,8 +255,10 @@ def test_an_unlike_proves_the_like_landed_even_when_its_event_is_still_owed(api,
 
 def test_two_relays_at_once_publish_each_owed_event_once(store_uri, apps):
     broker = FakeTransport("kafka")
-    app = apps.make({"mongo.uri": store_uri, "publish-type.post-service": "kafka", **SETTINGS},
-                    transports={"post-service": broker, "comment-service": FakeTransport("feign")})
+    app = apps.make(
+        {"mongo.uri": store_uri, "publish-type.post-service": "kafka", **SETTINGS},
+        transports={"post-service": broker, "comment-service": FakeTransport("feign")},
+    )
     container = get_container(app)
     keys = []
 
@@ -244,6 +266,7 @@ def test_two_relays_at_once_publish_each_owed_event_once(store_uri, apps):
         if step == outbox.APPLIED:
             keys.append(key)
             raise SimulatedCrash
+
     container.content_service.checkpoint = killed
     for n in range(30):
         with pytest.raises(SimulatedCrash):
@@ -261,8 +284,9 @@ def test_two_relays_at_once_publish_each_owed_event_once(store_uri, apps):
     assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 0
 
 
-def test_a_relay_that_can_neither_deliver_nor_keep_leaves_the_event_owed_and_the_change_as_it_is(api, app, db,
-                                                                                                    crash, transport):
+def test_a_relay_that_can_neither_deliver_nor_keep_leaves_the_event_owed_and_the_change_as_it_is(
+    api, app, db, crash, transport
+):
     post_id, _ = _setup(api)
     crash.step = outbox.APPLIED
     with pytest.raises(SimulatedCrash):

@@ -1,5 +1,6 @@
 """SPEC section 5 under failure, on both store backends: a failed publish becomes a dead letter and the write
 succeeds; when the dead letter cannot be stored either, the change is undone and the client gets 503."""
+
 import json
 import re
 
@@ -24,6 +25,7 @@ class BrokenCollection:
     def __getattr__(self, name):
         def fail(*args, **kwargs):
             raise ServerSelectionTimeoutError("dead-letter store unreachable (injected)")
+
         return fail
 
 
@@ -34,9 +36,13 @@ class BrokenDatabase:
 
 def snapshot(db):
     """Every stored document, except the ids of re-inserted likes (an undone unlike stores the like again)."""
-    return {name: sorted(repr(sorted((k, v) for k, v in doc.items() if not (k == "_id" and "likes" in name)))
-                         for doc in db[name].find())
-            for name in (POSTS, COMMENTS, POST_LIKES, COMMENT_LIKES, MEMBER_ACTIVITIES, FEIGN_DEAD_LETTERS)}
+    return {
+        name: sorted(
+            repr(sorted((k, v) for k, v in doc.items() if not (k == "_id" and "likes" in name)))
+            for doc in db[name].find()
+        )
+        for name in (POSTS, COMMENTS, POST_LIKES, COMMENT_LIKES, MEMBER_ACTIVITIES, FEIGN_DEAD_LETTERS)
+    }
 
 
 def test_unreachable_activity_service_gives_success_and_a_canonical_dead_letter(api, db):
@@ -69,8 +75,10 @@ def test_5xx_from_the_activity_service_is_a_failure_not_a_success(store_uri, app
     transport.session.mount("http://dailyfeed.test", adapter)
     client, secret = app.test_client(), get_container(app).settings["auth.jwt-secret"]
     from dailyfeed.tokens import issue_member_token
-    response = client.post("/api/posts", json={"content": "x"},
-                           headers={"Authorization": "Bearer " + issue_member_token(secret, 7, 60)})
+
+    response = client.post(
+        "/api/posts", json={"content": "x"}, headers={"Authorization": "Bearer " + issue_member_token(secret, 7, 60)}
+    )
     assert response.status_code == 201
     assert adapter.calls == 3  # retried
     db = get_container(app).db
@@ -103,8 +111,7 @@ ACTIONS = {
     "like post": lambda api, p, c: api.post(8, f"/api/posts/{p}/like"),
     "unlike post": lambda api, p, c: api.delete(9, f"/api/posts/{p}/like"),
     "comment": lambda api, p, c: api.post(7, "/api/comments", json={"postId": p, "content": "n"}),
-    "reply": lambda api, p, c: api.post(7, "/api/comments/replies", json={"postId": p, "parentId": c,
-                                                                           "content": "n"}),
+    "reply": lambda api, p, c: api.post(7, "/api/comments/replies", json={"postId": p, "parentId": c, "content": "n"}),
     "update comment": lambda api, p, c: api.put(8, f"/api/comments/{c}", json={"content": "changed"}),
     "delete comment": lambda api, p, c: api.delete(8, f"/api/comments/{c}"),
     "like comment": lambda api, p, c: api.post(7, f"/api/comments/{c}/like"),
@@ -143,16 +150,22 @@ def test_the_same_event_failing_again_is_one_dead_letter_with_its_attempts_count
 # --- the content store failing under a write -------------------------------------------------------------------
 
 STORE_WRITES = {  # action -> the repository write that fails under it
-    "create post": "insert_post", "update post": "set_post_fields", "delete post": "set_post_fields",
-    "like post": "add_like", "unlike post": "remove_like", "comment": "insert_comment", "reply": "insert_comment",
-    "update comment": "set_comment_fields", "delete comment": "set_comments_deleted", "like comment": "add_like",
+    "create post": "insert_post",
+    "update post": "set_post_fields",
+    "delete post": "set_post_fields",
+    "like post": "add_like",
+    "unlike post": "remove_like",
+    "comment": "insert_comment",
+    "reply": "insert_comment",
+    "update comment": "set_comment_fields",
+    "delete comment": "set_comments_deleted",
+    "like comment": "add_like",
     "unlike comment": "remove_like",
 }
 
 
 @pytest.mark.parametrize("action", list(STORE_WRITES))
-def test_a_content_store_failure_during_a_write_answers_503_with_nothing_stored(api, app, db, monkeypatch,
-                                                                                action):
+def test_a_content_store_failure_during_a_write_answers_503_with_nothing_stored(api, app, db, monkeypatch, action):
     post_id, comment_id = _setup(api)
     before = snapshot(db)
     repo = get_container(app).content_service.repo
@@ -180,9 +193,12 @@ def test_a_change_that_cannot_be_undone_still_answers_503_and_says_so_in_the_log
     response = api.post(7, "/api/posts", json={"content": "orphan"})
 
     assert response.status_code == 503
-    assert response.json["message"] == ("the POST_CREATE activity could not be delivered nor kept for retry; "
-                                         "the change was not saved, try again")
-    assert any(re.fullmatch(r"could not undo the change of member_activity:kafka_event:POST_CREATE###\d+###7###.+",
-                            message) for message in caplog.messages)
+    assert response.json["message"] == (
+        "the POST_CREATE activity could not be delivered nor kept for retry; the change was not saved, try again"
+    )
+    assert any(
+        re.fullmatch(r"could not undo the change of member_activity:kafka_event:POST_CREATE###\d+###7###.+", message)
+        for message in caplog.messages
+    )
     [orphan] = db[POSTS].find({"content": "orphan"})  # what the log warns about: the undo could not run
     assert db[MEMBER_ACTIVITIES].count_documents({"post_id": orphan["_id"]}) == 0

@@ -1,5 +1,6 @@
 """Post and comment ids under concurrency, on both backends: FerretDB v1's $inc is not atomic, so ids must not
 depend on it being so."""
+
 from concurrent.futures import ThreadPoolExecutor
 
 from dailyfeed.store import POSTS, insert_with_next_id

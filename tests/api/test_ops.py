@@ -1,6 +1,7 @@
 """The operating surface on the app (dailyfeed.ops), on both store backends where the store is involved:
 /healthz, /readyz and /metrics answer what an operator needs, and the W3C trace context of a request travels
 through the feign call into the stored activity, into its dead letter, and out again with a restore."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,8 +48,7 @@ def test_probes_and_metrics_answer_on_the_embedded_default(app, client):
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.json
     components = ready.json["components"]
-    assert {name: c["status"] for name, c in components.items()} == {"store": "UP", "deadLetters": "UP",
-                                                                     "feign": "UP"}
+    assert {name: c["status"] for name, c in components.items()} == {"store": "UP", "deadLetters": "UP", "feign": "UP"}
     assert components["feign"]["breaker"] == "closed"
     assert components["feign"]["services"] == ["post-service", "comment-service"]
 
@@ -57,14 +57,22 @@ def test_probes_and_metrics_answer_on_the_embedded_default(app, client):
     assert value(text, "dailyfeed_circuit_breaker_state", transport="feign", state="open") == 0
     assert value(text, "dailyfeed_dead_letters", **PENDING_FEIGN) == 0
     assert value(text, "dailyfeed_http_requests_total", route="/readyz", method="GET", status="200") >= 1
-    assert value(text, "dailyfeed_publishes_total", service="post-service", transport="feign",
-                 outcome="undone") is not None  # declared at 0 before anything happened
+    assert (
+        value(text, "dailyfeed_publishes_total", service="post-service", transport="feign", outcome="undone")
+        is not None
+    )  # declared at 0 before anything happened
     assert "dailyfeed_listener_consumer_lag" not in text  # no Kafka in use: no lag to show
 
 
 def test_readyz_is_503_naming_the_transport_whose_breaker_is_open_while_healthz_stays_200(store_apps):
-    app = store_apps(**{"activity.base-url": CLOSED_PORT_URL, "circuit.window-size": 2, "circuit.minimum-calls": 2,
-                  "circuit.open-wait-s": 600.0})
+    app = store_apps(
+        **{
+            "activity.base-url": CLOSED_PORT_URL,
+            "circuit.window-size": 2,
+            "circuit.minimum-calls": 2,
+            "circuit.open-wait-s": 600.0,
+        }
+    )
     client = app.test_client()
     for n in range(2):
         assert client.post("/api/posts", json={"content": f"{n}"}, headers=member(app, 7)).status_code == 201
@@ -117,17 +125,22 @@ def test_healthz_is_503_when_the_in_app_listener_died(app, client):
         raise RuntimeError("consumer cannot be built (injected)")
 
     dailyfeed = get_container(app)
-    listener = ActivityListener(dailyfeed.activity_service, dailyfeed.dead_letters,
-                                consumer_factory=broken_consumer,
-                                options=ConsumerOptions(bootstrap_servers="unused", group_id="g", pattern="^never$"))
+    listener = ActivityListener(
+        dailyfeed.activity_service,
+        dailyfeed.dead_letters,
+        consumer_factory=broken_consumer,
+        options=ConsumerOptions(bootstrap_servers="unused", group_id="g", pattern="^never$"),
+    )
     listener.start()
     dailyfeed.background.append(listener)
     wait_until(lambda: not listener.running, 10, 0.05, "the listener thread ends")
 
     health = client.get("/healthz")
     assert health.status_code == 503
-    assert health.json["components"]["listener"] == {"status": "DOWN",
-                                                     "reason": "the listener thread ended unexpectedly (see the log)"}
+    assert health.json["components"]["listener"] == {
+        "status": "DOWN",
+        "reason": "the listener thread ended unexpectedly (see the log)",
+    }
 
 
 def test_metrics_count_dead_lettered_publishes_and_restores_and_the_trace_travels(store_apps, store_uri):
@@ -136,17 +149,21 @@ def test_metrics_count_dead_lettered_publishes_and_restores_and_the_trace_travel
     before = scrape(app)
     ids = []
     for n in range(3):
-        response = client.post("/api/posts", json={"content": f"{n}"},
-                               headers={**member(app, 7), "traceparent": TRACEPARENT})
+        response = client.post(
+            "/api/posts", json={"content": f"{n}"}, headers={**member(app, 7), "traceparent": TRACEPARENT}
+        )
         assert response.status_code == 201
         ids.append(response.json["data"]["id"])
 
     during = scrape(app)
     labels = {"service": "post-service", "transport": "feign"}
-    assert (value(during, "dailyfeed_publishes_total", outcome="dead_lettered", **labels)
-            - value(before, "dailyfeed_publishes_total", outcome="dead_lettered", **labels)) == 3
-    assert (value(during, "dailyfeed_publishes_total", outcome="delivered", **labels)
-            == value(before, "dailyfeed_publishes_total", outcome="delivered", **labels))
+    assert (
+        value(during, "dailyfeed_publishes_total", outcome="dead_lettered", **labels)
+        - value(before, "dailyfeed_publishes_total", outcome="dead_lettered", **labels)
+    ) == 3
+    assert value(during, "dailyfeed_publishes_total", outcome="delivered", **labels) == value(
+        before, "dailyfeed_publishes_total", outcome="delivered", **labels
+    )
     assert value(during, "dailyfeed_dead_letters", **PENDING_FEIGN) == 3
     assert value(during, "dailyfeed_dead_letters_oldest_pending_age_seconds", collection=FEIGN_DEAD_LETTERS) >= 0
     assert value(during, "dailyfeed_http_requests_total", route="/api/posts", method="POST", status="201") >= 3
@@ -161,8 +178,10 @@ def test_metrics_count_dead_lettered_publishes_and_restores_and_the_trace_travel
     assert value(after, "dailyfeed_dead_letters", **PENDING_FEIGN) == 0
     assert value(after, "dailyfeed_dead_letters", collection=FEIGN_DEAD_LETTERS, status="completed") == 3
     assert value(after, "dailyfeed_dead_letters_oldest_pending_age_seconds", collection=FEIGN_DEAD_LETTERS) == 0
-    assert (total(after, "dailyfeed_restore_dead_letters_total", job="publisher", outcome="restored")
-            - (total(during, "dailyfeed_restore_dead_letters_total", job="publisher", outcome="restored") or 0)) == 3
+    assert (
+        total(after, "dailyfeed_restore_dead_letters_total", job="publisher", outcome="restored")
+        - (total(during, "dailyfeed_restore_dead_letters_total", job="publisher", outcome="restored") or 0)
+    ) == 3
     stored = {d["post_id"]: d.get("traceparent") for d in db[MEMBER_ACTIVITIES].find()}
     assert set(stored) == set(ids)
     assert {traceparent[3:35] for traceparent in stored.values()} == {TRACE_ID}
@@ -170,8 +189,9 @@ def test_metrics_count_dead_lettered_publishes_and_restores_and_the_trace_travel
 
 def test_a_delivered_feign_call_carries_the_trace_into_the_stored_activity(store_app):
     client = store_app.test_client()
-    response = client.post("/api/posts", json={"content": "traced"},
-                           headers={**member(store_app, 7), "traceparent": TRACEPARENT})
+    response = client.post(
+        "/api/posts", json={"content": "traced"}, headers={**member(store_app, 7), "traceparent": TRACEPARENT}
+    )
     assert response.status_code == 201
     untraced = client.post("/api/posts", json={"content": "untraced"}, headers=member(store_app, 7))
     db = get_container(store_app).db
@@ -184,8 +204,7 @@ def test_a_delivered_feign_call_carries_the_trace_into_the_stored_activity(store
 def test_dead_letter_stats_are_read_once_per_cache_period_however_many_scrapes():
     reads = []
     now = [100.0]
-    cache = DeadLetterStatsCache(lambda: reads.append(now[0]) or f"stats {len(reads)}", ttl_s=5.0,
-                                 clock=lambda: now[0])
+    cache = DeadLetterStatsCache(lambda: reads.append(now[0]) or f"stats {len(reads)}", ttl_s=5.0, clock=lambda: now[0])
     assert [cache.get() for _ in range(3)] == ["stats 1"] * 3
     now[0] += 5.0
     assert cache.get() == "stats 2" and reads == [100.0, 105.0]
@@ -232,8 +251,9 @@ def test_dead_letter_stats_count_each_status_and_find_the_oldest_pending(store_a
     events = [ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=n) for n in range(1, 4)]
     for event in events:
         store.record_publisher_failure("feign", event, TransportUnavailable("down"))
-    store.record_listener_failure(origin={"topic": "t", "partition": 0, "offset": 5, "key": None, "value": b"{"},
-                                  error=ValueError("poison"))
+    store.record_listener_failure(
+        origin={"topic": "t", "partition": 0, "offset": 5, "key": None, "value": b"{"}, error=ValueError("poison")
+    )
     first = dailyfeed.db[FEIGN_DEAD_LETTERS].find_one({"message_key": events[0].message_key})
     token = "test-claim"
     claimed = store.claim(FEIGN_DEAD_LETTERS, first["_id"], token)
@@ -244,7 +264,8 @@ def test_dead_letter_stats_count_each_status_and_find_the_oldest_pending(store_a
     assert stats.total(FEIGN_DEAD_LETTERS, "pending") == 2 and stats.total(FEIGN_DEAD_LETTERS, "completed") == 1
     assert stats.total(KAFKA_LISTENER_DEAD_LETTERS, "pending") == 1
     assert stats.oldest_pending[FEIGN_DEAD_LETTERS] == min(
-        as_utc(d["created_at"]) for d in dailyfeed.db[FEIGN_DEAD_LETTERS].find({"status": "pending"}))
+        as_utc(d["created_at"]) for d in dailyfeed.db[FEIGN_DEAD_LETTERS].find({"status": "pending"})
+    )
     assert stats.oldest_pending["kafka_publisher_dead_letters"] is None
 
 

@@ -1,5 +1,6 @@
 """Issue 18, point 5: owed events are visible — `dailyfeed outbox stats | relay`, /metrics, the console overview —
 and the relay's log names the message key of each event it relays. On both stores."""
+
 from __future__ import annotations
 
 import logging
@@ -48,8 +49,9 @@ def test_outbox_stats_and_relay_on_the_command_line(app, runner, db, owed, caplo
 
     preview = runner.invoke(args=["outbox", "relay", "--dry-run"])
     assert preview.exit_code == 0, preview.output
-    assert sorted(line.split()[-1] for line in preview.output.splitlines() if line.startswith("would publish")) \
-        == [key.rsplit(" ", 1)[-1] for key in sorted(owed)]
+    assert sorted(line.split()[-1] for line in preview.output.splitlines() if line.startswith("would publish")) == [
+        key.rsplit(" ", 1)[-1] for key in sorted(owed)
+    ]
     assert "would publish 2, drop 0" in preview.output
     assert db[EVENT_PUBLICATIONS].count_documents({}) == 2 and db[MEMBER_ACTIVITIES].count_documents({}) == 0
 
@@ -78,8 +80,11 @@ def test_metrics_show_owed_events_and_what_the_relay_did(app, owed):
     after = client.get("/metrics").get_data(as_text=True)
     assert value(after, "dailyfeed_outbox_publications") == 0
     assert value(after, "dailyfeed_outbox_oldest_age_seconds") == 0
-    assert value(after, "dailyfeed_outbox_relayed_total", outcome="delivered") \
-        - value(before, "dailyfeed_outbox_relayed_total", outcome="delivered") == 2
+    assert (
+        value(after, "dailyfeed_outbox_relayed_total", outcome="delivered")
+        - value(before, "dailyfeed_outbox_relayed_total", outcome="delivered")
+        == 2
+    )
 
 
 def test_the_console_overview_shows_owed_events(app, owed):

@@ -5,6 +5,7 @@ connects, which Host it answers, what /metrics holds, or how an error message re
 record endpoints' audience; (2) no request value can make a transport fail or open its breaker; (3) /metrics keeps
 its series count under a flood of random methods, paths and ids; (5) admin times bounded after the conversion to
 UTC; (9) the lone-surrogate message names the code point."""
+
 from __future__ import annotations
 
 import random
@@ -51,8 +52,19 @@ def test_1_the_host_header_does_not_decide_where_activities_go(unconfigured, tok
     assert sum(_stored(db, c) for c in DEAD_LETTER_COLLECTIONS) == 0
 
 
-@pytest.mark.parametrize("host", ["evil.example", "127.0.0.1.evil.example:5000", "attacker:5777", "a b", "x" * 300,
-                                  "localhost:99999", "127.0.0.1/evil", "localhost@evil.example"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "127.0.0.1.evil.example:5000",
+        "attacker:5777",
+        "a b",
+        "x" * 300,
+        "localhost:99999",
+        "127.0.0.1/evil",
+        "localhost@evil.example",
+    ],
+)
 def test_1_a_request_for_an_untrusted_host_is_400_and_changes_nothing(unconfigured, token, host):
     app, _, adapter = unconfigured
     db = get_container(app).db
@@ -67,8 +79,14 @@ def test_1_a_request_for_an_untrusted_host_is_400_and_changes_nothing(unconfigur
 def test_1_trusted_hosts_are_a_setting_with_subdomains(apps, token):
     app = apps.make({"server.trusted-hosts": "feed.example, .internal.example"})
     client = app.test_client()
-    for host, status in [("feed.example", 201), ("FEED.example:8443", 201), ("api.internal.example", 201),
-                         ("internal.example", 201), ("localhost", 400), ("evilfeed.example", 400)]:
+    for host, status in [
+        ("feed.example", 201),
+        ("FEED.example:8443", 201),
+        ("api.internal.example", 201),
+        ("internal.example", 201),
+        ("localhost", 400),
+        ("evilfeed.example", 400),
+    ]:
         response = client.post("/api/posts", json={"content": "x"}, headers={**token(7), "Host": host})
         assert response.status_code == status, (host, response.json)
 
@@ -82,8 +100,10 @@ def test_1_the_record_endpoints_need_a_service_token_for_their_audience(app, cli
     for refused in (no_audience, other_audience, issue_admin_token(secret, 60)):
         response = client.post(path, json=body, headers={"Authorization": f"Bearer {refused}"})
         assert response.status_code == 403, response.json
-    assert "audience dailyfeed-activity" in client.post(
-        path, json=body, headers={"Authorization": f"Bearer {no_audience}"}).json["message"]
+    assert (
+        "audience dailyfeed-activity"
+        in client.post(path, json=body, headers={"Authorization": f"Bearer {no_audience}"}).json["message"]
+    )
     accepted = client.post(path, json=body, headers={"Authorization": f"Bearer {issue_service_token(secret)}"})
     assert accepted.status_code == 201, accepted.json
 
@@ -94,10 +114,18 @@ def test_2_no_request_value_makes_the_transport_fail_or_opens_its_breaker(unconf
     app, transport, adapter = unconfigured
     db = get_container(app).db
     client = app.test_client()
-    hostile = [{"Host": "127.0.0.1:1"}, {"Host": "localhost:9"}, {"X-Forwarded-Host": "127.0.0.1:1"},
-               {"Forwarded": "host=127.0.0.1:1;proto=https"}, {"X-Forwarded-Proto": "gopher"},
-               {"X-Forwarded-Port": "1"}, {"X-Original-URL": "http://127.0.0.1:1/"}, {"Origin": "http://127.0.0.1:1"},
-               {"Referer": "http://127.0.0.1:1/"}, {"traceparent": "00-" + "f" * 32 + "-" + "1" * 16 + "-01"}]
+    hostile = [
+        {"Host": "127.0.0.1:1"},
+        {"Host": "localhost:9"},
+        {"X-Forwarded-Host": "127.0.0.1:1"},
+        {"Forwarded": "host=127.0.0.1:1;proto=https"},
+        {"X-Forwarded-Proto": "gopher"},
+        {"X-Forwarded-Port": "1"},
+        {"X-Original-URL": "http://127.0.0.1:1/"},
+        {"Origin": "http://127.0.0.1:1"},
+        {"Referer": "http://127.0.0.1:1/"},
+        {"traceparent": "00-" + "f" * 32 + "-" + "1" * 16 + "-01"},
+    ]
     posts = 0
     for round_ in range(3):  # 30 posts: beyond circuit.window-size and minimum-calls
         for headers in hostile:
@@ -113,8 +141,7 @@ def test_2_no_request_value_makes_the_transport_fail_or_opens_its_breaker(unconf
 
 def _series(app) -> set[tuple]:
     text = app.test_client().get("/metrics").get_data(as_text=True)
-    return {(s.name, tuple(sorted(s.labels.items()))) for s in samples(text)
-            if s.name.startswith("dailyfeed_http_")}
+    return {(s.name, tuple(sorted(s.labels.items()))) for s in samples(text) if s.name.startswith("dailyfeed_http_")}
 
 
 def _flood(client, rng: random.Random) -> None:
@@ -151,8 +178,9 @@ def test_5_admin_times_past_9999_after_conversion_are_400(app, client, field):
         listed = client.get(f"/api/admin/dead-letters?{field}={when.replace('+', '%2B')}", headers=headers)
         assert listed.status_code == 400 and listed.json["message"].startswith(f"{field}:"), listed.json
         assert "outside the years 1970-9999" in listed.json["message"]
-        replayed = client.post("/api/admin/dead-letters/replay", json={"filter": {field: when}, "dryRun": True},
-                               headers=headers)
+        replayed = client.post(
+            "/api/admin/dead-letters/replay", json={"filter": {field: when}, "dryRun": True}, headers=headers
+        )
         assert replayed.status_code == 400 and replayed.json["message"].startswith(f"{field}:"), replayed.json
 
 

@@ -5,6 +5,7 @@ Playwright skips this tier with the reason; under CI (CI=true) it fails it.
 
 Screenshots go to build/screenshots/ (git-ignored); with DAILYFEED_REFRESH_DOCS=1 the overview one is also copied
 to docs/console.png for the README, deliberately."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,14 @@ from ..support import UNDER_CI
 from ..support.browser import LAPTOP, serve, stop
 
 CHROMIUM = os.environ.get("DAILYFEED_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 
 
 def _unavailable(reason: str):

@@ -1,5 +1,6 @@
 """The console in headless Chromium on the embedded store: markup in dead letters stays text, a discard asks for
 confirmation first, a failed dead letter is re-queued; the pages read on a laptop and on a phone."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,9 +24,11 @@ def test_markup_in_errors_and_raw_records_is_shown_as_text(page_of, live):
     listener_dead_letter(store, None, offset=7, value=f"{IMG}{SCRIPT}".encode(), key=SCRIPT.encode())
     page = page_of()
     log_in(page, live)
-    for url in [f"{live.url}/admin"] + [f"{live.url}/admin/dead-letters/{doc['_id']}"
-                                       for name in (FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS)
-                                       for doc in live.container.db[name].find()]:
+    for url in [f"{live.url}/admin"] + [
+        f"{live.url}/admin/dead-letters/{doc['_id']}"
+        for name in (FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS)
+        for doc in live.container.db[name].find()
+    ]:
         page.goto(url)
         page.wait_for_load_state("load")
         assert page.locator("img").count() == 0, "an element was injected"

@@ -2,6 +2,7 @@
 test's own (never the shared one): with the broker stopped a member writes five posts; /admin shows five pending
 publisher dead letters and the Kafka circuit open; the broker comes back, "Replay all" on the page starts a task
 that restores them, and the five activities reach the feed of the member's follower through the listener."""
+
 from __future__ import annotations
 
 import re
@@ -50,22 +51,23 @@ def kafka_live(private_broker, mongo_uri):
     apps.close()
 
 
-def test_five_posts_while_kafka_is_down_are_replayed_from_the_page_into_the_feed(kafka_live, private_broker,
-                                                                                page_of):
+def test_five_posts_while_kafka_is_down_are_replayed_from_the_page_into_the_feed(kafka_live, private_broker, page_of):
     # kafka_live first: the app creates its topics with asyncio.run in this thread, before Playwright's loop runs
     live = kafka_live
     transport = live.container.transports[Service.POST]
     clock = Clock()
-    transport.breaker = CircuitBreaker(window_size=5, minimum_calls=5, failure_rate=0.5, open_wait_s=OPEN_WAIT_S,
-                                       clock=clock)
+    transport.breaker = CircuitBreaker(
+        window_size=5, minimum_calls=5, failure_rate=0.5, open_wait_s=OPEN_WAIT_S, clock=clock
+    )
     author, follower = live.member(7), live.member(8)
     followed = requests.post(f"{live.url}/api/members/7/follow", headers=follower, timeout=10)
     assert followed.status_code == 201
 
     private_broker.kill()
     for n in range(5):
-        posted = requests.post(f"{live.url}/api/posts", json={"content": f"while Kafka is down {n}"},
-                               headers=author, timeout=30)
+        posted = requests.post(
+            f"{live.url}/api/posts", json={"content": f"while Kafka is down {n}"}, headers=author, timeout=30
+        )
         assert posted.status_code == 201, posted.text
     assert live.container.db[KAFKA_PUBLISHER_DEAD_LETTERS].count_documents({"status": "pending"}) == 5
 
@@ -111,6 +113,10 @@ def test_five_posts_while_kafka_is_down_are_replayed_from_the_page_into_the_feed
         answer = requests.get(f"{live.url}/api/member-activities/followings?size=20", headers=follower, timeout=10)
         return [a for a in answer.json()["data"]["content"] if a["memberActivityType"] == "POST_CREATE"]
 
-    activities = wait_until(lambda: len(feed()) == 5 and feed(), 120, 0.5,
-                            "the five replayed posts reach the follower's feed through the listener")
+    activities = wait_until(
+        lambda: len(feed()) == 5 and feed(),
+        120,
+        0.5,
+        "the five replayed posts reach the follower's feed through the listener",
+    )
     assert {a["memberId"] for a in activities} == {7} and len({a["postId"] for a in activities}) == 5

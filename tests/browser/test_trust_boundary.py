@@ -1,6 +1,7 @@
 """Issue 19 in headless Chromium: the console's cookie holds a session id that logging out ends (the old cookie,
 put back, lands on the login page), and /docs under its strict Content-Security-Policy still gets its style (the
 one inline style is allowed by its hash; nothing else inline would run)."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,10 @@ def test_logging_out_ends_the_session_the_cookie_named(page_of, live):
 def test_docs_keep_their_style_under_the_pages_content_security_policy(page_of, live):
     page = page_of()
     violations: list[str] = []
-    page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text
-            else None)
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+    )
     response = page.goto(f"{live.url}/docs")
     page.wait_for_load_state("load")
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]

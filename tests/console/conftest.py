@@ -1,5 +1,6 @@
 """Console tests run on BOTH stores (the store_app contract fixture). Dead letters are written by the real write
 paths (DeadLetterStore.record_*), as in tests/restore."""
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,11 @@ def app(store_app):
 @pytest.fixture
 def tokens(dailyfeed):
     secret = dailyfeed.settings["auth.jwt-secret"]
-    return {"admin": bearer(issue_admin_token(secret, 600)), "member": bearer(issue_member_token(secret, 7, 600)),
-            "service": bearer(issue_service_token(secret, 600))}
+    return {
+        "admin": bearer(issue_admin_token(secret, 600)),
+        "member": bearer(issue_member_token(secret, 7, 600)),
+        "service": bearer(issue_service_token(secret, 600)),
+    }
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The admin API (/api/admin/...) on both stores: who may call it, the overview, the list and its filters, one
 dead letter, and the actions (replay, discard, re-queue) with their dry runs and refusals."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -14,11 +15,14 @@ from dailyfeed.transport.base import TransportRejected, TransportUnavailable
 from ..support.console import Admin
 from ..support.deadletters import T0, documents, listener_dead_letter, post_event, snapshot
 
-ENDPOINTS = [("get", "/overview", None), ("get", "/dead-letters", None),
-             ("get", "/dead-letters/0123456789abcdef01234567", None),
-             ("post", "/dead-letters/replay", {"all": True, "dryRun": True}),
-             ("post", "/dead-letters/discard", {"all": True, "dryRun": True}),
-             ("post", "/dead-letters/requeue", {"all": True, "dryRun": True})]
+ENDPOINTS = [
+    ("get", "/overview", None),
+    ("get", "/dead-letters", None),
+    ("get", "/dead-letters/0123456789abcdef01234567", None),
+    ("post", "/dead-letters/replay", {"all": True, "dryRun": True}),
+    ("post", "/dead-letters/discard", {"all": True, "dryRun": True}),
+    ("post", "/dead-letters/requeue", {"all": True, "dryRun": True}),
+]
 
 
 def at(monkeypatch, when):
@@ -29,8 +33,9 @@ def at(monkeypatch, when):
 def varied(dead_letters, monkeypatch):
     """Five dead letters of every kind, an hour apart from T0: feign x2 (one rejected), kafka publisher, listener
     parsed and listener unparsed."""
-    events = [post_event(n) for n in range(4)] + [ActivityEvent.new(ActivityType.COMMENT_CREATE, 8, post_id=1,
-                                                                    comment_id=2, at=T0)]
+    events = [post_event(n) for n in range(4)] + [
+        ActivityEvent.new(ActivityType.COMMENT_CREATE, 8, post_id=1, comment_id=2, at=T0)
+    ]
     at(monkeypatch, T0)
     dead_letters.record_publisher_failure("feign", events[0], TransportUnavailable("activity service down"))
     at(monkeypatch, T0 + timedelta(hours=1))
@@ -58,8 +63,9 @@ def test_every_endpoint_needs_an_admin_token(app, tokens, method, path, body):
     assert call(f"/api/admin{path}", headers=tokens["admin"], **kwargs).status_code in (200, 404)
 
 
-def test_overview_counts_statuses_oldest_pending_hours_error_types_and_circuits(admin, dead_letters, monkeypatch,
-                                                                               dailyfeed):
+def test_overview_counts_statuses_oldest_pending_hours_error_types_and_circuits(
+    admin, dead_letters, monkeypatch, dailyfeed
+):
     now = T0 + timedelta(hours=5, minutes=30)
     varied(dead_letters, monkeypatch)
     monkeypatch.setattr("dailyfeed.deadletters.queries.utcnow", lambda: now)
@@ -83,11 +89,18 @@ def test_overview_counts_statuses_oldest_pending_hours_error_types_and_circuits(
     assert by_name["listener"]["createdPerHour"][-6:] == [0, 0, 0, 1, 1, 0]
     # most first, then by name
     assert [(e["type"], e["open"]) for e in data["errorTypes"]] == [
-        ("RuntimeError", 1), ("TransportRejected", 1), ("TransportUnavailable", 1), ("ValueError", 1)]
-    assert {e["type"]: e["byCollection"] for e in data["errorTypes"]}["TransportUnavailable"] == \
-        {"kafka-publisher": {"pending": 1}}  # the feign one of that type was discarded: not open any more
+        ("RuntimeError", 1),
+        ("TransportRejected", 1),
+        ("TransportUnavailable", 1),
+        ("ValueError", 1),
+    ]
+    assert {e["type"]: e["byCollection"] for e in data["errorTypes"]}["TransportUnavailable"] == {
+        "kafka-publisher": {"pending": 1}
+    }  # the feign one of that type was discarded: not open any more
     assert {(t["service"], t["kind"], t["circuit"]) for t in data["transports"]} == {
-        ("post-service", "feign", "closed"), ("comment-service", "feign", "closed")}
+        ("post-service", "feign", "closed"),
+        ("comment-service", "feign", "closed"),
+    }
     assert data["consumerLag"] is None  # no service publishes by Kafka
 
 
@@ -100,25 +113,32 @@ def test_overview_shows_an_open_circuit(admin, dailyfeed):
     assert breaker.state == states["post-service"]
 
 
-@pytest.mark.parametrize("query,expected", [
-    ("", ["listener-raw", "listener", "kafka", "feign-comment", "feign-post"]),
-    ("collection=feign", ["feign-comment", "feign-post"]),
-    ("collection=kafka_listener_dead_letters", ["listener-raw", "listener"]),
-    ("status=pending&collection=listener", ["listener-raw", "listener"]),
-    ("status=failed", []),
-    ("category=comment", ["feign-comment"]),
-    ("errorType=TransportUnavailable", ["kafka", "feign-post"]),
-    ("keyPrefix=unparsed:", ["listener-raw"]),
-    ("since=2026-11-22T12:00:00Z", ["listener-raw", "listener", "kafka"]),
-    ("until=2026-11-22T12:00:00Z", ["feign-comment", "feign-post"]),
-    ("since=2026-11-22T11:00:00%2B00:00&until=2026-11-22T13:00:00Z", ["kafka", "feign-comment"]),
-    ("since=2026-11-22&category=POST&collection=feign", ["feign-post"]),
-])
+@pytest.mark.parametrize(
+    "query,expected",
+    [
+        ("", ["listener-raw", "listener", "kafka", "feign-comment", "feign-post"]),
+        ("collection=feign", ["feign-comment", "feign-post"]),
+        ("collection=kafka_listener_dead_letters", ["listener-raw", "listener"]),
+        ("status=pending&collection=listener", ["listener-raw", "listener"]),
+        ("status=failed", []),
+        ("category=comment", ["feign-comment"]),
+        ("errorType=TransportUnavailable", ["kafka", "feign-post"]),
+        ("keyPrefix=unparsed:", ["listener-raw"]),
+        ("since=2026-11-22T12:00:00Z", ["listener-raw", "listener", "kafka"]),
+        ("until=2026-11-22T12:00:00Z", ["feign-comment", "feign-post"]),
+        ("since=2026-11-22T11:00:00%2B00:00&until=2026-11-22T13:00:00Z", ["kafka", "feign-comment"]),
+        ("since=2026-11-22&category=POST&collection=feign", ["feign-post"]),
+    ],
+)
 def test_the_list_filters(admin, dead_letters, monkeypatch, query, expected):
     events = varied(dead_letters, monkeypatch)
-    names = {events[0].message_key: "feign-post", events[4].message_key: "feign-comment",
-             events[1].message_key: "kafka", events[2].message_key: "listener",
-             "unparsed:member-activity-20261122:0:2": "listener-raw"}
+    names = {
+        events[0].message_key: "feign-post",
+        events[4].message_key: "feign-comment",
+        events[1].message_key: "kafka",
+        events[2].message_key: "listener",
+        "unparsed:member-activity-20261122:0:2": "listener-raw",
+    }
     data = admin.data(admin.get(f"/dead-letters?{query}"))
     assert [names[d["messageKey"]] for d in data["content"]] == expected
     assert data["total"] == len(expected)
@@ -127,8 +147,9 @@ def test_the_list_filters(admin, dead_letters, monkeypatch, query, expected):
 def test_the_key_filter_takes_one_key_and_the_prefix_is_literal(admin, dead_letters, monkeypatch):
     events = varied(dead_letters, monkeypatch)
     key = events[0].message_key
-    assert [d["messageKey"] for d in admin.data(admin.get("/dead-letters", query_string={"key": key}))["content"]] \
-        == [key]
+    assert [d["messageKey"] for d in admin.data(admin.get("/dead-letters", query_string={"key": key}))["content"]] == [
+        key
+    ]
     assert admin.data(admin.get("/dead-letters", query_string={"keyPrefix": ".*"}))["total"] == 0
     assert admin.data(admin.get("/dead-letters", query_string={"keyPrefix": key[:20]}))["total"] == 4
 
@@ -138,20 +159,29 @@ def test_the_list_pages_newest_first(admin, dead_letters, monkeypatch):
         at(monkeypatch, T0 + timedelta(minutes=n))
         dead_letters.record_publisher_failure("feign", post_event(n), TransportUnavailable("down"))
     pages = [admin.data(admin.get(f"/dead-letters?page={n}&size=2")) for n in range(3)]
-    assert [[d["messageKey"] for d in p["content"]] for p in pages] == \
-        [[post_event(4).message_key, post_event(3).message_key], [post_event(2).message_key,
-                                                                 post_event(1).message_key],
-         [post_event(0).message_key]]
+    assert [[d["messageKey"] for d in p["content"]] for p in pages] == [
+        [post_event(4).message_key, post_event(3).message_key],
+        [post_event(2).message_key, post_event(1).message_key],
+        [post_event(0).message_key],
+    ]
     assert [p["hasNext"] for p in pages] == [True, True, False] and {p["total"] for p in pages} == {5}
 
 
-@pytest.mark.parametrize("query,problem", [
-    ("status=lost", "status must be one of"), ("collection=mail", "collection must be one of"),
-    ("category=PARTY", "category must be one of"), ("since=yesterday", "not an ISO date"),
-    ("since=2026-11-23&until=2026-11-22", "since must be before until"), ("colour=red", "colour is not a known field"),
-    ("size=1000", "size must be between"), ("page=-1", "page must be 0 or more"),
-    ("page=9000&size=100", "page * size must be at most"), ("since=0001-01-01", "outside the years"),
-])
+@pytest.mark.parametrize(
+    "query,problem",
+    [
+        ("status=lost", "status must be one of"),
+        ("collection=mail", "collection must be one of"),
+        ("category=PARTY", "category must be one of"),
+        ("since=yesterday", "not an ISO date"),
+        ("since=2026-11-23&until=2026-11-22", "since must be before until"),
+        ("colour=red", "colour is not a known field"),
+        ("size=1000", "size must be between"),
+        ("page=-1", "page must be 0 or more"),
+        ("page=9000&size=100", "page * size must be at most"),
+        ("since=0001-01-01", "outside the years"),
+    ],
+)
 def test_bad_filters_are_400s_that_name_the_problem(admin, query, problem):
     response = admin.get(f"/dead-letters?{query}")
     assert response.status_code == 400 and problem in response.json["message"], response.json
@@ -165,8 +195,13 @@ def test_one_dead_letter_shows_payload_origin_error_attempts_claim_and_times(adm
     data = admin.data(admin.get(f"/dead-letters/{doc['_id']}"))
     assert data["messageKey"] == event.message_key and data["collection"] == "listener"
     assert data["payload"] == event.to_json()
-    assert data["origin"] == {"topic": "member-activity-20261122", "partition": 0, "offset": 41,
-                              "key": event.message_key, "value": event.to_bytes().decode()}
+    assert data["origin"] == {
+        "topic": "member-activity-20261122",
+        "partition": 0,
+        "offset": 41,
+        "key": event.message_key,
+        "value": event.to_bytes().decode(),
+    }
     assert data["error"] == {"type": "RuntimeError", "message": "store down <b>"}
     assert (data["attempts"], data["status"], data["claim"]) == (1, "pending", None)
     assert data["createdAt"].endswith("Z") and data["lastAttemptAt"] and data["completedAt"] is None
@@ -184,6 +219,7 @@ def test_an_unknown_or_malformed_id_is_404_or_400(admin):
 
 
 # --- actions ------------------------------------------------------------------------------------------------------
+
 
 def fake_admin(fake):
     from dailyfeed.extension import get_container
@@ -244,21 +280,27 @@ def test_bulk_actions_refuse_an_empty_filter_unless_asked_for_all(admin, dead_le
     assert snapshot(db) == before
 
 
-@pytest.mark.parametrize("body,problem", [
-    ({"ids": []}, "at least one"), ({"ids": ["nope"]}, "not a dead-letter id"),
-    ({"ids": "x"}, "ids Input should be a valid list"), ({"all": "yes"}, "all Input should be a valid boolean"),
-    ({"all": True, "mode": "teleport"}, "mode Input should be 'republish' or 'record'"),
-    ({"all": True, "filter": {"status": "failed"}}, "re-queue failed ones first"),
-    ({"all": True, "force": True}, "force is not a known field"),
-    ({"filter": {"colour": "red"}}, "filter.colour is not a known field"),
-])
+@pytest.mark.parametrize(
+    "body,problem",
+    [
+        ({"ids": []}, "at least one"),
+        ({"ids": ["nope"]}, "not a dead-letter id"),
+        ({"ids": "x"}, "ids Input should be a valid list"),
+        ({"all": "yes"}, "all Input should be a valid boolean"),
+        ({"all": True, "mode": "teleport"}, "mode Input should be 'republish' or 'record'"),
+        ({"all": True, "filter": {"status": "failed"}}, "re-queue failed ones first"),
+        ({"all": True, "force": True}, "force is not a known field"),
+        ({"filter": {"colour": "red"}}, "filter.colour is not a known field"),
+    ],
+)
 def test_bad_replay_bodies_are_400s(admin, body, problem):
     response = admin.post("/dead-letters/replay", body)
     assert response.status_code == 400 and problem in response.json["message"], response.json
 
 
 def test_replay_of_listener_dead_letters_stores_the_activities_and_marks_an_unparseable_one_failed(
-        admin, dead_letters, db):
+    admin, dead_letters, db
+):
     events = [post_event(n) for n in range(2)]
     for n, event in enumerate(events):
         listener_dead_letter(dead_letters, event, offset=n)
@@ -271,8 +313,9 @@ def test_replay_of_listener_dead_letters_stores_the_activities_and_marks_an_unpa
     assert statuses["unparsed:member-activity-20261122:0:9"] == ("failed", 2)
 
 
-def test_record_mode_stores_the_activity_while_the_transport_is_still_down(admin, client, token, db,
-                                                                          activity_service_down):
+def test_record_mode_stores_the_activity_while_the_transport_is_still_down(
+    admin, client, token, db, activity_service_down
+):
     activity_service_down.down()
     posted = client.post("/api/posts", json={"content": "while down"}, headers=token(7))
     assert posted.status_code == 201
@@ -283,8 +326,9 @@ def test_record_mode_stores_the_activity_while_the_transport_is_still_down(admin
     assert (recorded["restored"], recorded["skipped"], recorded["failed"]) == (1, 0, 0)
     assert [d["message_key"] for d in db["member_activities"].find()] == [letter["message_key"]]
     assert documents(db, FEIGN_DEAD_LETTERS)[0]["status"] == "completed"
-    assert [(d["message_key"], d["status"]) for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)] == \
-        [(letter["message_key"], "completed")]
+    assert [(d["message_key"], d["status"]) for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)] == [
+        (letter["message_key"], "completed")
+    ]
 
 
 def test_discard_asks_for_the_confirmed_count_and_refuses_a_stale_one(admin, dead_letters, db):
@@ -321,8 +365,10 @@ def test_requeue_puts_failed_ones_back_to_pending_keeping_error_and_attempts(adm
     listener_dead_letter(dead_letters, post_event(1), offset=4)
     admin.data(admin.post("/dead-letters/replay", {"filter": {"keyPrefix": "unparsed:"}}))
     [failed] = documents(db, KAFKA_LISTENER_DEAD_LETTERS, status="failed")
-    assert admin.data(admin.post("/dead-letters/requeue", {"filter": {"status": "failed"}, "dryRun": True})) \
-        ["matching"] == 1
+    assert (
+        admin.data(admin.post("/dead-letters/requeue", {"filter": {"status": "failed"}, "dryRun": True}))["matching"]
+        == 1
+    )
     done = admin.data(admin.post("/dead-letters/requeue", {"filter": {"status": "failed"}}))
     assert (done["requeued"], done["skipped"]) == (1, 0)
     after = db[KAFKA_LISTENER_DEAD_LETTERS].find_one({"_id": failed["_id"]})
@@ -338,8 +384,12 @@ def test_nothing_changes_on_a_get(app, tokens, dead_letters, db):
     dead_letters.record_publisher_failure("feign", post_event(1), TransportUnavailable("down"))
     before = snapshot(db)
     client = app.test_client()
-    for path in ("/api/admin/dead-letters/replay", "/api/admin/dead-letters/discard?all=true",
-                 "/api/admin/dead-letters/requeue", "/admin/actions?action=replay&scope=all"):
+    for path in (
+        "/api/admin/dead-letters/replay",
+        "/api/admin/dead-letters/discard?all=true",
+        "/api/admin/dead-letters/requeue",
+        "/admin/actions?action=replay&scope=all",
+    ):
         assert client.get(path, headers=tokens["admin"]).status_code in (400, 401, 405)
     assert snapshot(db) == before
     assert Status.PENDING.value == documents(db, FEIGN_DEAD_LETTERS)[0]["status"]

@@ -1,5 +1,6 @@
 """What the serving process runs by itself (dailyfeed.background): the tasks others start, and the retention purge
 of completed and discarded dead letters (audited; the audit trail kept). On both stores."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -34,7 +35,8 @@ def test_a_serving_process_runs_a_task_started_through_the_api(store_uri, apps):
 
 
 def test_retention_purges_old_completed_and_discarded_dead_letters_keeps_the_rest_and_is_audited(
-        store_uri, apps, monkeypatch):
+    store_uri, apps, monkeypatch
+):
     app = apps.make({"mongo.uri": store_uri, "deadletters.retention-days": 30})
     container = get_container(app)
     store, db = container.dead_letters, container.db
@@ -43,8 +45,12 @@ def test_retention_purges_old_completed_and_discarded_dead_letters_keeps_the_res
     listener_dead_letter(store, post_event(9), offset=9)
     old, recent, now = utcnow() - timedelta(days=31), utcnow() - timedelta(days=29), utcnow()
     letters = documents(db, FEIGN_DEAD_LETTERS)
-    marks = [{"status": "completed", "completed_at": old}, {"status": "discarded", "discarded_at": old},
-             {"status": "discarded", "discarded_at": recent}, {"status": "pending", "created_at": old}]
+    marks = [
+        {"status": "completed", "completed_at": old},
+        {"status": "discarded", "discarded_at": old},
+        {"status": "discarded", "discarded_at": recent},
+        {"status": "pending", "created_at": old},
+    ]
     for doc, mark in zip(letters, marks):
         db[FEIGN_DEAD_LETTERS].update_one({"_id": doc["_id"]}, {"$set": mark})
     db[AUDIT].insert_one({"at": old, "actor": "alice", "action": "discard"})  # an old entry is kept
@@ -54,7 +60,9 @@ def test_retention_purges_old_completed_and_discarded_dead_letters_keeps_the_res
     assert sorted(d["status"] for d in documents(db, FEIGN_DEAD_LETTERS)) == ["discarded", "pending"]
     assert len(documents(db, KAFKA_LISTENER_DEAD_LETTERS)) == 1
     assert [(e["actor"], e["action"], e.get("result_count")) for e in db[AUDIT].find().sort("at", 1)] == [
-        ("alice", "discard", None), ("retention", "purge", 2)]
+        ("alice", "discard", None),
+        ("retention", "purge", 2),
+    ]
     assert purge_by_retention(container, now=now).dead_letters == 0
     assert db[AUDIT].count_documents({}) == 2  # a purge that deleted nothing is not worth an entry
 

@@ -1,5 +1,6 @@
 """The /admin page through Flask's test client, on both stores: login and its cookie, CSRF, escaping, and the
 confirm-then-run flow of an action. (tests/browser drives the same page in a real Chromium.)"""
+
 from __future__ import annotations
 
 import re
@@ -43,8 +44,10 @@ def test_only_an_admin_token_logs_in(app, tokens, kind):
 def test_an_action_without_the_csrf_token_changes_nothing(page, dead_letters, db):
     dead_letters.record_publisher_failure("feign", post_event(1), TransportUnavailable("down"))
     before = snapshot(db)
-    for form in ({"action": "discard", "scope": "all", "step": "run", "expected": "1"},
-                 {"action": "discard", "scope": "all", "step": "run", "expected": "1", "csrf": "0" * 64}):
+    for form in (
+        {"action": "discard", "scope": "all", "step": "run", "expected": "1"},
+        {"action": "discard", "scope": "all", "step": "run", "expected": "1", "csrf": "0" * 64},
+    ):
         response = page.post("/admin/actions", data=form)
         assert response.status_code == 400 and "CSRF" in response.text
     assert snapshot(db) == before
@@ -70,19 +73,27 @@ def dry_run_text(response) -> str:
     return " ".join(re.search(r'id="dry-run">(.*?)</p>', response.text, re.S).group(1).split())
 
 
-def test_an_action_on_chosen_ones_confirms_the_dry_run_count_then_runs_and_shows_what_it_did(page, dead_letters,
-                                                                                            db):
+def test_an_action_on_chosen_ones_confirms_the_dry_run_count_then_runs_and_shows_what_it_did(page, dead_letters, db):
     for n in range(2):
         dead_letters.record_publisher_failure("feign", post_event(n), TransportUnavailable("down"))
     ids = [str(d["_id"]) for d in documents(db, FEIGN_DEAD_LETTERS)]
     before = snapshot(db)
-    confirm = page.post("/admin/actions", data={"action": "discard", "scope": "chosen", "ids": ids,
-                                                "csrf": page.csrf})
+    confirm = page.post("/admin/actions", data={"action": "discard", "scope": "chosen", "ids": ids, "csrf": page.csrf})
     assert confirm.status_code == 200
     assert dry_run_text(confirm) == "<strong>2</strong> dead letters would be discarded."
     assert snapshot(db) == before  # the confirmation is a dry run
-    run = page.post("/admin/actions", data={"action": "discard", "scope": "chosen", "ids": ids, "step": "run",
-                                            "expected": "2", "reason": "test data", "csrf": page.csrf})
+    run = page.post(
+        "/admin/actions",
+        data={
+            "action": "discard",
+            "scope": "chosen",
+            "ids": ids,
+            "step": "run",
+            "expected": "2",
+            "reason": "test data",
+            "csrf": page.csrf,
+        },
+    )
     assert run.status_code == 303 and "discarded=2" in run.headers["Location"]
     shown = page.get(run.headers["Location"]).text
     assert "Discarded 2" in shown and "test data" in shown  # the result, and the audit trail's newest entry
@@ -92,7 +103,8 @@ def test_an_action_on_chosen_ones_confirms_the_dry_run_count_then_runs_and_shows
 
 
 def test_an_action_on_a_filter_confirms_its_count_then_starts_a_task_whose_progress_the_list_shows(
-        page, app, dead_letters, db):
+    page, app, dead_letters, db
+):
     from dailyfeed.extension import get_container
     from dailyfeed.restore.tasks import TaskRunner, task_store
 
@@ -120,8 +132,7 @@ def test_an_action_on_a_filter_confirms_its_count_then_starts_a_task_whose_progr
     assert wrong.status_code == 409  # the count confirmed is not what is there now
 
 
-def test_a_viewer_sees_every_page_without_an_action_control_and_any_action_is_a_403(app, dailyfeed, dead_letters,
-                                                                                     db):
+def test_a_viewer_sees_every_page_without_an_action_control_and_any_action_is_a_403(app, dailyfeed, dead_letters, db):
     from dailyfeed.restore.tasks import task_store
     from dailyfeed.tokens import issue_viewer_token
 
@@ -139,10 +150,14 @@ def test_a_viewer_sees_every_page_without_an_action_control_and_any_action_is_a_
     assert f'data-task="{task["_id"]}"' in pages[0].text  # the tasks are shown, without controls
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', pages[0].text).group(1)  # the logout form's
     before = snapshot(db)
-    for path, form in (("/admin/actions", {"action": "discard", "scope": "chosen", "ids": str(letter["_id"]),
-                                           "step": "run", "expected": "1"}),
-                       ("/admin/actions", {"action": "replay", "scope": "all"}),
-                       (f"/admin/tasks/{task['_id']}/cancel", {})):
+    for path, form in (
+        (
+            "/admin/actions",
+            {"action": "discard", "scope": "chosen", "ids": str(letter["_id"]), "step": "run", "expected": "1"},
+        ),
+        ("/admin/actions", {"action": "replay", "scope": "all"}),
+        (f"/admin/tasks/{task['_id']}/cancel", {}),
+    ):
         refused = client.post(path, data={**form, "csrf": csrf})
         assert refused.status_code == 403 and "reading only" in refused.text, path
     assert snapshot(db) == before
@@ -158,6 +173,7 @@ def test_a_bulk_action_from_the_page_refuses_an_empty_filter_unless_all(page, de
 
 
 # --- consumer lag: the page and the overview show the ops lag monitor's reads, so they never wait on Kafka ---------
+
 
 class Reads:
     """The monitor's read of Kafka, scripted: each read answers the next item, or raises it."""
@@ -177,11 +193,13 @@ class Reads:
 @pytest.fixture
 def lag_reads(app, dailyfeed):
     """Gives the app a lag monitor reading `answers` (an app publishing by Kafka has one; these apps use feign)."""
+
     def install(*answers):
         reads = Reads(*answers)
         monitor = LagMonitor(reads, 3600.0, on_start=dailyfeed.background.append)
         ops.state_of(app).lag = monitor
         return reads, monitor
+
     return install
 
 
@@ -191,8 +209,12 @@ BEHIND = [PartitionLag(TOPIC, 0, end_offset=10, committed=4), PartitionLag(TOPIC
 
 def test_the_overview_shows_how_old_the_oldest_waiting_record_is(admin, page, lag_reads):
     now_ms = int(time.time() * 1000)
-    lag_reads([PartitionLag(TOPIC, 0, end_offset=10, committed=4, oldest_timestamp_ms=now_ms - 3_723_000),
-               PartitionLag(TOPIC, 1, end_offset=3, committed=3, oldest_timestamp_ms=None)])
+    lag_reads(
+        [
+            PartitionLag(TOPIC, 0, end_offset=10, committed=4, oldest_timestamp_ms=now_ms - 3_723_000),
+            PartitionLag(TOPIC, 1, end_offset=3, committed=3, oldest_timestamp_ms=None),
+        ]
+    )
     lag = admin.data(admin.get("/overview"))["consumerLag"]
     assert [(p["partition"], p["lag"]) for p in lag["partitions"]] == [(0, 6), (1, 0)]
     assert 3723 <= lag["partitions"][0]["lagSeconds"] < 3800 and lag["partitions"][1]["lagSeconds"] == 0
@@ -206,7 +228,9 @@ def test_the_overview_shows_the_lag_the_monitor_read_and_reads_kafka_once_for_ma
     lag = admin.data(admin.get("/overview"))["consumerLag"]
     assert (lag["error"], lag["total"]) == (None, 6 + 3)
     assert [(p["topic"], p["partition"], p["endOffset"], p["committed"], p["lag"]) for p in lag["partitions"]] == [
-        (TOPIC, 0, 10, 4, 6), (TOPIC, 1, 3, None, 3)]
+        (TOPIC, 0, 10, 4, 6),
+        (TOPIC, 1, 3, None, 3),
+    ]
     assert lag["readAt"].endswith("Z") and lag["readAgeSeconds"] >= 0
     html = page.get("/admin").text
     assert re.search(r'data-lag="9">Total <strong>9</strong> behind\s*<small class="muted">read \d+s ago', html)
@@ -218,24 +242,35 @@ def test_a_broker_that_never_answered_is_shown_as_such(admin, page, lag_reads):
     lag_reads(TopicAdminError("no broker answered at 127.0.0.1:1 (injected)"))
     lag = admin.data(admin.get("/overview"))["consumerLag"]
     assert (lag["error"], lag["readAt"], lag["partitions"], lag["total"]) == (
-        "no broker answered at 127.0.0.1:1 (injected)", None, [], None)
+        "no broker answered at 127.0.0.1:1 (injected)",
+        None,
+        [],
+        None,
+    )
     assert lag["errorAgeSeconds"] >= 0 and lag["readEverySeconds"] == 3600
     html = page.get("/admin").text
-    assert re.search(r'data-lag="error">Kafka did not answer the read of \d+s ago\s+\(read again every 1h 0m\):\s+'
-                     r'no broker answered at 127.0.0.1:1 \(injected\)</p>', html)
+    assert re.search(
+        r'data-lag="error">Kafka did not answer the read of \d+s ago\s+\(read again every 1h 0m\):\s+'
+        r"no broker answered at 127.0.0.1:1 \(injected\)</p>",
+        html,
+    )
     assert "behind" not in html
 
 
 def test_a_failed_read_after_a_good_one_shows_why_next_to_the_last_good_figures_until_kafka_answers_again(
-        admin, page, lag_reads):
+    admin, page, lag_reads
+):
     _, monitor = lag_reads(BEHIND, TopicAdminError("broker went away (injected)"), BEHIND[:1])
     assert admin.data(admin.get("/overview"))["consumerLag"]["error"] is None
     assert monitor.refresh() is False  # what the monitor's thread does every metrics.lag-interval-s
     lag = admin.data(admin.get("/overview"))["consumerLag"]
     assert (lag["error"], lag["total"], len(lag["partitions"])) == ("broker went away (injected)", 9, 2)
     html = page.get("/admin").text
-    assert re.search(r'Kafka did not answer the read of \d+s ago\s+\(read again every 1h 0m\):\s+broker went away '
-                     r'\(injected\)\. Shown below: the last read that worked</p>', html)
+    assert re.search(
+        r"Kafka did not answer the read of \d+s ago\s+\(read again every 1h 0m\):\s+broker went away "
+        r"\(injected\)\. Shown below: the last read that worked</p>",
+        html,
+    )
     assert 'data-lag="9">Total <strong>9</strong> behind' in html
 
     assert monitor.refresh() is True  # Kafka answers again: the failure is no longer shown

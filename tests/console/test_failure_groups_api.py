@@ -1,5 +1,6 @@
 """Failure groups through the admin API and the CLI, on both stores: dead letters grouped by fingerprint with
 count, first and last seen and an example; a group as a filter of the list, of an action and of a task."""
+
 from __future__ import annotations
 
 from dailyfeed.extension import get_container
@@ -18,12 +19,21 @@ def two_failures(app):
     store = get_container(app).dead_letters
     for n in range(3):
         event = post_event(n)
-        store.record_publisher_failure("kafka", event, TransportUnavailable(
-            f"publishing {event.message_key} to member-activity-2026112{n} timed out after {5 + n}.0 s"),
-            topic=f"member-activity-2026112{n}")
+        store.record_publisher_failure(
+            "kafka",
+            event,
+            TransportUnavailable(
+                f"publishing {event.message_key} to member-activity-2026112{n} timed out after {5 + n}.0 s"
+            ),
+            topic=f"member-activity-2026112{n}",
+        )
     for n, status in ((3, 500), (4, 503)):
-        store.record_publisher_failure("kafka", post_event(n), TransportRejected(f"HTTP {status} from the broker"),
-                                       topic="member-activity-20261124")
+        store.record_publisher_failure(
+            "kafka",
+            post_event(n),
+            TransportRejected(f"HTTP {status} from the broker"),
+            topic="member-activity-20261124",
+        )
     return get_container(app).db
 
 
@@ -32,11 +42,18 @@ def test_dead_letters_are_grouped_by_their_failure_with_count_first_and_last_see
     answer = admin.data(admin.get("/groups"))
     assert answer["total"] == 2 and answer["truncated"] is False
     timeouts, rejected = answer["content"]
-    assert (timeouts["count"], timeouts["errorType"], timeouts["collection"], timeouts["topic"]) == \
-        (3, "TransportUnavailable", "kafka-publisher", "member-activity-<n>")
+    assert (timeouts["count"], timeouts["errorType"], timeouts["collection"], timeouts["topic"]) == (
+        3,
+        "TransportUnavailable",
+        "kafka-publisher",
+        "member-activity-<n>",
+    )
     assert timeouts["message"] == "publishing <key> to member-activity-<n> timed out after <n> s"
-    assert (rejected["count"], rejected["message"], rejected["statuses"]) == (2, "HTTP <n> from the broker",
-                                                                               {"pending": 2})
+    assert (rejected["count"], rejected["message"], rejected["statuses"]) == (
+        2,
+        "HTTP <n> from the broker",
+        {"pending": 2},
+    )
     letters = {d["message_key"]: d for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)}
     assert timeouts["example"]["messageKey"] in letters
     assert timeouts["firstSeen"] <= timeouts["lastSeen"]
@@ -48,18 +65,22 @@ def test_dead_letters_are_grouped_by_their_failure_with_count_first_and_last_see
 def test_a_group_is_replayed_discarded_or_run_as_a_task_as_a_whole_and_nothing_else_is_touched(admin, app):
     db = two_failures(app)
     timeouts, rejected = admin.data(admin.get("/groups"))["content"]
-    dry = admin.data(admin.post("/dead-letters/discard", {"filter": {"group": rejected["fingerprint"]},
-                                                          "dryRun": True}))
+    dry = admin.data(
+        admin.post("/dead-letters/discard", {"filter": {"group": rejected["fingerprint"]}, "dryRun": True})
+    )
     assert dry["matching"] == 2 and f"group {rejected['fingerprint']}" in dry["selection"]
-    done = admin.data(admin.post("/dead-letters/discard", {"filter": {"group": rejected["fingerprint"]},
-                                                           "expectedCount": 2, "reason": "poison"}))
+    done = admin.data(
+        admin.post(
+            "/dead-letters/discard",
+            {"filter": {"group": rejected["fingerprint"]}, "expectedCount": 2, "reason": "poison"},
+        )
+    )
     assert done["discarded"] == 2
     statuses = {d["message_key"]: d["status"] for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)}
     assert sorted(statuses.values()) == ["discarded", "discarded", "pending", "pending", "pending"]
     assert db[AUDIT].find_one({"action": "discard"})["selection"]["group"][2] == "TransportRejected"
 
-    task = admin.post("/tasks", {"action": "discard", "filter": {"group": timeouts["fingerprint"]},
-                                 "expectedCount": 3})
+    task = admin.post("/tasks", {"action": "discard", "filter": {"group": timeouts["fingerprint"]}, "expectedCount": 3})
     assert task.status_code == 201 and task.json["data"]["total"] == 3
     container = get_container(app)
     TaskRunner(container, task_store(container), sleep=lambda s: None).run_pending()

@@ -1,6 +1,7 @@
 """Tasks, the audit trail and the viewer role through the admin API, on both stores: every task state and
 transition (running -> completed | cancelled | failed, failed/cancelled -> running), one running task per
 selection, a runner that dies and another that resumes, the audit record of every action, and a viewer's 403s."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -38,11 +39,14 @@ def runner_of(app, owner="runner-a"):
 
 
 def audit_of(db, **query):
-    return [(e["actor"], e["action"], e["outcome"], e["via"], e["dry_run_count"], e["result_count"])
-            for e in db[AUDIT].find(query).sort([("at", 1), ("_id", 1)])]
+    return [
+        (e["actor"], e["action"], e["outcome"], e["via"], e["dry_run_count"], e["result_count"])
+        for e in db[AUDIT].find(query).sort([("at", 1), ("_id", 1)])
+    ]
 
 
 # --- states and transitions ---------------------------------------------------------------------------------------
+
 
 def test_a_replay_task_runs_in_chunks_at_its_rate_and_completes_with_every_dead_letter_delivered_once(fake):
     alice = named(fake.app)
@@ -50,23 +54,38 @@ def test_a_replay_task_runs_in_chunks_at_its_rate_and_completes_with_every_dead_
     started = alice.post("/tasks", {"action": "replay", "all": True, "rate": 2, "reason": "broker back"})
     assert started.status_code == 201, started.json
     task = started.json["data"]
-    assert (task["state"], task["total"], task["moved"], task["rateLimit"], task["actor"]) == \
-        ("running", 5, 0, 2, "alice")
+    assert (task["state"], task["total"], task["moved"], task["rateLimit"], task["actor"]) == (
+        "running",
+        5,
+        0,
+        2,
+        "alice",
+    )
     assert fake.published == []  # nothing moves inside the request
     seen = []
     runner = runner_of(fake.app)
     [doc] = task_store(get_container(fake.app)).runnable()
-    runner.run(task_store(get_container(fake.app)).acquire(doc, owner="runner-a"),
-               on_progress=lambda d: seen.append(d["moved"]))
+    runner.run(
+        task_store(get_container(fake.app)).acquire(doc, owner="runner-a"),
+        on_progress=lambda d: seen.append(d["moved"]),
+    )
     assert seen[:4] == [0, 2, 4, 5]  # chunks of `rate` dead letters: a second of work each
     done = alice.data(alice.get(f"/tasks/{task['id']}"))
-    assert (done["state"], done["moved"], done["failed"], done["secondsLeft"], done["finishedAt"] is not None) == \
-        ("completed", 5, 0, None, True)
-    assert sorted(e.message_key for e in fake.published) == sorted(d["message_key"] for d in
-                                                                   documents(db, KAFKA_PUBLISHER_DEAD_LETTERS))
+    assert (done["state"], done["moved"], done["failed"], done["secondsLeft"], done["finishedAt"] is not None) == (
+        "completed",
+        5,
+        0,
+        None,
+        True,
+    )
+    assert sorted(e.message_key for e in fake.published) == sorted(
+        d["message_key"] for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    )
     assert {d["status"] for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)} == {"completed"}
-    assert audit_of(db, task=doc["_id"]) == [("alice", "task-replay", "started", "api", 5, None),
-                                             ("alice", "task-replay", "completed", "task", 5, 5)]
+    assert audit_of(db, task=doc["_id"]) == [
+        ("alice", "task-replay", "started", "api", 5, None),
+        ("alice", "task-replay", "completed", "task", 5, 5),
+    ]
     scraped = fake.app.test_client().get("/metrics").text
     assert 'dailyfeed_deadletter_tasks_ended_total{action="replay",state="completed"}' in scraped
 
@@ -88,7 +107,8 @@ def test_a_task_that_moves_nothing_fails_with_the_reason_and_a_resume_after_the_
     assert runner_of(fake.app, "runner-b").run_pending() == 1
     assert alice.data(alice.get(f"/tasks/{task['id']}"))["state"] == "completed"
     assert sorted(e.message_key for e in fake.published) == sorted(
-        d["message_key"] for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS))  # each exactly once
+        d["message_key"] for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    )  # each exactly once
     again = alice.post(f"/tasks/{task['id']}/resume", {})
     assert again.status_code == 409 and "only a failed or cancelled task" in again.json["message"]
 
@@ -170,9 +190,12 @@ def test_the_task_list_and_bad_task_requests(fake):
     listed = alice.data(alice.get("/tasks?state=running"))["content"]
     assert [t["id"] for t in listed] == [task["id"]]
     assert alice.data(alice.get("/tasks?state=completed"))["content"] == []
-    for body, problem in [({"action": "explode", "all": True}, "action"), ({"action": "replay"}, "explicitly"),
-                          ({"action": "replay", "all": True, "rate": 0}, "rate"),
-                          ({"action": "discard", "all": True}, "expectedCount is required")]:
+    for body, problem in [
+        ({"action": "explode", "all": True}, "action"),
+        ({"action": "replay"}, "explicitly"),
+        ({"action": "replay", "all": True, "rate": 0}, "rate"),
+        ({"action": "discard", "all": True}, "expectedCount is required"),
+    ]:
         refused = alice.post("/tasks", body)
         assert refused.status_code == 400 and problem in refused.json["message"], refused.json
     assert alice.get("/tasks/0123456789abcdef01234567").status_code == 404
@@ -181,6 +204,7 @@ def test_the_task_list_and_bad_task_requests(fake):
 
 # --- the audit trail ----------------------------------------------------------------------------------------------
 
+
 def test_every_action_is_audited_with_the_admins_name_the_counts_and_the_reason(app, dead_letters, db):
     alice, bob = named(app, "alice"), named(app, "bob")
     for n in range(3):
@@ -188,19 +212,28 @@ def test_every_action_is_audited_with_the_admins_name_the_counts_and_the_reason(
     assert alice.post("/dead-letters/discard", {"all": True, "dryRun": True}).json["data"]["matching"] == 3
     assert db[AUDIT].count_documents({}) == 0  # a dry run is not an action
     assert alice.post("/dead-letters/discard", {"all": True, "expectedCount": 2}).status_code == 409
-    assert alice.post("/dead-letters/discard", {"filter": {"collection": "feign"}, "expectedCount": 3,
-                                                "reason": "test data"}).status_code == 200
+    assert (
+        alice.post(
+            "/dead-letters/discard", {"filter": {"collection": "feign"}, "expectedCount": 3, "reason": "test data"}
+        ).status_code
+        == 200
+    )
     assert bob.post("/dead-letters/undiscard", {"all": True, "reason": "oops"}).json["data"]["undone"] == 3
     assert bob.post("/dead-letters/requeue", {"all": True}).status_code == 200
-    assert audit_of(db) == [("alice", "discard", "refused", "api", 2, None),
-                            ("alice", "discard", "done", "api", 3, 3),
-                            ("bob", "undiscard", "done", "api", None, 3),
-                            ("bob", "requeue", "done", "api", None, 0)]
+    assert audit_of(db) == [
+        ("alice", "discard", "refused", "api", 2, None),
+        ("alice", "discard", "done", "api", 3, 3),
+        ("bob", "undiscard", "done", "api", None, 3),
+        ("bob", "requeue", "done", "api", None, 0),
+    ]
     entries = alice.data(alice.get("/audit?actor=bob"))
     assert entries["total"] == 2 and [e["action"] for e in entries["content"]] == ["requeue", "undiscard"]
     [discarded] = alice.data(alice.get("/audit?action=discard&outcome="))["content"][:1]
-    assert (discarded["reason"], discarded["selection"], discarded["resultCount"]) == \
-        ("test data", "collection feign_dead_letters", 3)
+    assert (discarded["reason"], discarded["selection"], discarded["resultCount"]) == (
+        "test data",
+        "collection feign_dead_letters",
+        3,
+    )
     assert alice.get("/audit?actor=bob&action=discard").status_code == 400
     assert alice.get("/audit?since=yesterday").status_code == 400
 
@@ -220,11 +253,15 @@ def test_the_audit_trail_is_append_only_nothing_an_action_does_changes_an_entry(
 # --- the viewer ---------------------------------------------------------------------------------------------------
 
 READS = ["/overview", "/dead-letters", "/tasks", "/audit"]
-ACTIONS = [("/dead-letters/replay", {"all": True, "dryRun": True}),
-           ("/dead-letters/discard", {"all": True, "dryRun": True}),
-           ("/dead-letters/requeue", {"all": True}), ("/dead-letters/undiscard", {"all": True}),
-           ("/tasks", {"action": "replay", "all": True}),
-           ("/tasks/0123456789abcdef01234567/cancel", {}), ("/tasks/0123456789abcdef01234567/resume", {})]
+ACTIONS = [
+    ("/dead-letters/replay", {"all": True, "dryRun": True}),
+    ("/dead-letters/discard", {"all": True, "dryRun": True}),
+    ("/dead-letters/requeue", {"all": True}),
+    ("/dead-letters/undiscard", {"all": True}),
+    ("/tasks", {"action": "replay", "all": True}),
+    ("/tasks/0123456789abcdef01234567/cancel", {}),
+    ("/tasks/0123456789abcdef01234567/resume", {}),
+]
 
 
 def test_a_viewer_reads_everything_and_gets_403_on_every_action(app, dead_letters, db):
@@ -247,6 +284,7 @@ def test_tasks_and_audit_need_a_console_token(app, tokens):
     for path in ("/api/admin/tasks", "/api/admin/audit"):
         assert client.get(path).status_code == 401
         assert client.get(path, headers=tokens["member"]).status_code == 403
-    assert client.post("/api/admin/tasks", json={"action": "replay", "all": True},
-                       headers=tokens["service"]).status_code == 403
-
+    assert (
+        client.post("/api/admin/tasks", json={"action": "replay", "all": True}, headers=tokens["service"]).status_code
+        == 403
+    )

@@ -2,6 +2,7 @@
 (5), the page's numbers read as the API reads them (6), a non-ASCII CSRF token refused like a wrong one (7), a
 `back` address checked before anything is done (8), "replay all" counting only what its call moved (10); and the
 cookie holding a session that logout ends, no-store on the admin API, the page headers on /docs."""
+
 from __future__ import annotations
 
 import re
@@ -25,16 +26,28 @@ def feign_dead_letters(dead_letters):
 
 
 def _discard_all(page, **fields):
-    return page.post("/admin/actions", data={"action": "discard", "scope": "all", "step": "run", "expected": "3",
-                                             "csrf": page.csrf, **fields})
+    return page.post(
+        "/admin/actions",
+        data={"action": "discard", "scope": "all", "step": "run", "expected": "3", "csrf": page.csrf, **fields},
+    )
 
 
 def _discard_chosen(page, db, **fields):
     """Dead letters chosen by hand are acted on at once, and the browser is sent `back` (a selection by filter
     becomes a task, and the browser goes to the list's tasks whatever `back` says)."""
     ids = [str(d["_id"]) for d in documents(db, FEIGN_DEAD_LETTERS)]
-    return page.post("/admin/actions", data={"action": "discard", "scope": "chosen", "ids": ids, "step": "run",
-                                             "expected": str(len(ids)), "csrf": page.csrf, **fields})
+    return page.post(
+        "/admin/actions",
+        data={
+            "action": "discard",
+            "scope": "chosen",
+            "ids": ids,
+            "step": "run",
+            "expected": str(len(ids)),
+            "csrf": page.csrf,
+            **fields,
+        },
+    )
 
 
 @pytest.mark.parametrize("field", ["since", "until"])
@@ -43,8 +56,7 @@ def test_5_times_outside_the_years_after_conversion_are_400_on_the_page(page, fe
     before = snapshot(db)
     listed = page.get("/admin", query_string={field: when})
     assert listed.status_code == 400 and f"{field}: " in listed.text and "outside the years 1970-9999" in listed.text
-    acted = page.post("/admin/actions", data={"action": "discard", "scope": "matching", field: when,
-                                              "csrf": page.csrf})
+    acted = page.post("/admin/actions", data={"action": "discard", "scope": "matching", field: when, "csrf": page.csrf})
     assert acted.status_code == 400 and "outside the years 1970-9999" in acted.text
     assert snapshot(db) == before
 
@@ -56,8 +68,7 @@ def test_6_the_page_number_follows_the_api_rules(page, feign_dead_letters, page_
 
 
 @pytest.mark.parametrize("expected", ["²", "١", "3" * 5000, "3.0"])
-def test_6_the_expected_count_follows_the_api_rules_and_nothing_is_discarded(page, feign_dead_letters, db,
-                                                                            expected):
+def test_6_the_expected_count_follows_the_api_rules_and_nothing_is_discarded(page, feign_dead_letters, db, expected):
     before = snapshot(db)
     response = _discard_all(page, expected=expected)
     assert response.status_code == 400 and "expected must be a count in ASCII digits" in response.text
@@ -65,8 +76,9 @@ def test_6_the_expected_count_follows_the_api_rules_and_nothing_is_discarded(pag
 
 
 def test_6_result_counts_in_the_redirect_are_ascii_digits_only(page):
-    response = page.get("/admin", query_string={"done": "discard", "discarded": "²", "skipped": "9" * 5000,
-                                                "failed": "١"})
+    response = page.get(
+        "/admin", query_string={"done": "discard", "discarded": "²", "skipped": "9" * 5000, "failed": "١"}
+    )
     assert response.status_code == 200
     assert "²" not in response.text and "9" * 100 not in response.text
 
@@ -80,8 +92,18 @@ def test_7_a_non_ascii_csrf_token_is_refused_like_a_wrong_one(page, feign_dead_l
     assert snapshot(db) == before
 
 
-@pytest.mark.parametrize("back", ["/admin\r\nSet-Cookie: x=1", "/admin?x=\n", "//evil.example/admin",
-                                  "https://evil.example/admin", "/administrator", "/admin\\..\\x", "/admin x"])
+@pytest.mark.parametrize(
+    "back",
+    [
+        "/admin\r\nSet-Cookie: x=1",
+        "/admin?x=\n",
+        "//evil.example/admin",
+        "https://evil.example/admin",
+        "/administrator",
+        "/admin\\..\\x",
+        "/admin x",
+    ],
+)
 def test_8_a_bad_back_address_falls_back_to_admin_and_the_action_answers(page, feign_dead_letters, db, back):
     response = _discard_chosen(page, db, back=back)
     assert response.status_code == 303
@@ -96,8 +118,9 @@ def test_8_a_good_back_address_is_kept(page, feign_dead_letters, db):
     assert response.headers["Location"].startswith("/admin?collection=feign&page=0&done=discard&discarded=3")
 
 
-def test_10_a_record_replay_counts_what_another_replay_recorded_first_as_skipped(app, admin, dead_letters, db,
-                                                                                 monkeypatch):
+def test_10_a_record_replay_counts_what_another_replay_recorded_first_as_skipped(
+    app, admin, dead_letters, db, monkeypatch
+):
     """Another replay records the copies between this call's hand-off and its own recording of them: this call
     moved them to the listener side, the other recorded them; only the other counts them restored."""
     for n in range(4):
@@ -112,8 +135,7 @@ def test_10_a_record_replay_counts_what_another_replay_recorded_first_as_skipped
         return copied
 
     monkeypatch.setattr(DeadLetterStore, "hand_off_batch", hand_off_then_another_replay_records)
-    answer = admin.data(admin.post("/dead-letters/replay", {"filter": {"collection": "feign"},
-                                                                       "mode": "record"}))
+    answer = admin.data(admin.post("/dead-letters/replay", {"filter": {"collection": "feign"}, "mode": "record"}))
     assert sum(other.restored for other in others) == 4
     assert (answer["restored"], answer["skipped"], answer["failed"]) == (0, 4, 0)
     assert {d["outcome"] for d in answer["details"]} == {"skipped"}
@@ -148,12 +170,13 @@ def test_an_expired_session_is_refused_and_purged_by_the_next_login(app, page, d
 
 def test_admin_api_answers_are_not_cached(admin, tokens, app):
     client = app.test_client()
-    for response in (client.get("/api/admin/overview", headers=tokens["admin"]),
-                     client.get("/api/admin/dead-letters", headers=tokens["admin"]),
-                     client.get("/api/admin/dead-letters?since=x", headers=tokens["admin"]),
-                     client.get("/api/admin/overview", headers=tokens["member"]),
-                     client.post("/api/admin/dead-letters/replay", json={"dryRun": True, "all": True},
-                                 headers=tokens["admin"])):
+    for response in (
+        client.get("/api/admin/overview", headers=tokens["admin"]),
+        client.get("/api/admin/dead-letters", headers=tokens["admin"]),
+        client.get("/api/admin/dead-letters?since=x", headers=tokens["admin"]),
+        client.get("/api/admin/overview", headers=tokens["member"]),
+        client.post("/api/admin/dead-letters/replay", json={"dryRun": True, "all": True}, headers=tokens["admin"]),
+    ):
         assert response.headers["Cache-Control"] == "no-store", response.status_code
 
 
@@ -166,8 +189,10 @@ def test_docs_carry_the_page_security_headers(app):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "no-referrer"
     console = app.test_client().get("/admin/login")
-    assert console.headers["X-Content-Type-Options"] == "nosniff" and "frame-ancestors 'none'" in \
-        console.headers["Content-Security-Policy"]
+    assert (
+        console.headers["X-Content-Type-Options"] == "nosniff"
+        and "frame-ancestors 'none'" in console.headers["Content-Security-Policy"]
+    )
 
 
 @pytest.mark.parametrize("issue, scope", [("admin", "admin"), ("viewer", "admin:read")])
@@ -198,5 +223,4 @@ def test_an_action_on_the_page_is_audited_under_the_name_of_the_session_s_token(
     response = _discard_chosen(client, db, reason="duplicates")
     assert response.status_code == 303 and "discarded=2" in response.headers["Location"]
     [entry], _ = audit.entries(db, audit.AuditQuery(action="discard"))
-    assert (entry["actor"], entry["via"], entry["result_count"], entry["reason"]) == ("carol", "page", 2,
-                                                                                      "duplicates")
+    assert (entry["actor"], entry["via"], entry["result_count"], entry["reason"]) == ("carol", "page", 2, "duplicates")

@@ -1,4 +1,5 @@
 """The contract tier: the documents the app serves, and the schema fuzzing driven by /openapi.json."""
+
 import pytest
 
 #: Figures of the fuzz tier, printed at the end of the session (cases run, operations covered, ...).

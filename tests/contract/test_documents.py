@@ -1,5 +1,6 @@
 """The documents the app serves: /openapi.json (valid OpenAPI 3.1, every route), /docs (rendered from it, nothing
 from another host) and /asyncapi.json (the event as events.EventValue parses it)."""
+
 import re
 from datetime import datetime, timezone
 
@@ -32,8 +33,12 @@ def test_the_validator_would_notice_a_broken_document(document):
 
 def test_every_route_of_the_app_is_in_the_document(app, document):
     assert undocumented(app) == []
-    served = {(openapi_path(rule.rule), method.lower()) for rule in app.url_map.iter_rules()
-              if not is_static(rule.endpoint) for method in rule.methods - {"HEAD", "OPTIONS"}}
+    served = {
+        (openapi_path(rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        if not is_static(rule.endpoint)
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
     listed = {(path, method) for path, methods in document["paths"].items() for method in methods}
     assert served == listed
     ids = [op["operationId"] for methods in document["paths"].values() for op in methods.values()]
@@ -55,8 +60,7 @@ def test_the_document_describes_envelopes_statuses_and_security(document):
     assert record["security"] == [{"serviceToken": []}]
     schemas = document["components"]["schemas"]
     assert schemas["ErrorBody"]["required"] == ["statusCode", "resultCode", "message", "path"]
-    assert schemas["PostResponse"]["properties"]["result"] == {"const": "SUCCESS", "title": "Result",
-                                                               "type": "string"}
+    assert schemas["PostResponse"]["properties"]["result"] == {"const": "SUCCESS", "title": "Result", "type": "string"}
     post_id = document["paths"]["/api/posts/{post_id}"]["get"]["parameters"][0]
     assert post_id["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "format": "int64"}
     assert schemas["RecordBody"]["required"] == ["memberId", "activityType"]  # messageKey optional: interop
@@ -96,9 +100,11 @@ def test_what_producers_write_and_the_original_wrote_fits_the_asyncapi_schemas(a
     payload = asyncapi["components"]["schemas"]["MemberActivityEvent"]
     key = asyncapi["components"]["messages"]["MemberActivity"]["bindings"]["kafka"]["key"]
     at = datetime(2026, 11, 22, 10, 20, 30, 123456, tzinfo=timezone.utc)
-    for event in (ActivityEvent.new(ActivityType.LIKE_POST_CANCEL, 7, post_id=12, at=at),
-                  ActivityEvent.new(ActivityType.MEMBER_FOLLOW, 7, following_id=9, at=at),
-                  ActivityEvent.new(ActivityType.COMMENT_CREATE, 7, post_id=12, comment_id=3, at=at)):
+    for event in (
+        ActivityEvent.new(ActivityType.LIKE_POST_CANCEL, 7, post_id=12, at=at),
+        ActivityEvent.new(ActivityType.MEMBER_FOLLOW, 7, following_id=9, at=at),
+        ActivityEvent.new(ActivityType.COMMENT_CREATE, 7, post_id=12, comment_id=3, at=at),
+    ):
         jsonschema.validate(event.to_json(), payload)
         jsonschema.validate(event.message_key, key)
     java = {"memberId": 7, "postId": 12, "memberActivityType": "LIKE_POST", "createdAt": [2025, 11, 27, 10, 20, 30, 1]}

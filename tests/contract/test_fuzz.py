@@ -11,6 +11,7 @@ Examples are bounded so the tier runs in well under two minutes on two cores; DA
 times as many. Runs are derandomized (the same cases every run) so CI does not flake on a newly found case;
 a deeper, random run: DAILYFEED_FUZZ_SCALE=20 DAILYFEED_FUZZ_RANDOM=1.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,9 +48,16 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 def _settings(examples: int, **extra) -> settings:
-    return settings(max_examples=examples, deadline=None, database=None, derandomize=not RANDOM,
-                    suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate],
-                    print_blob=True, **extra)
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=not RANDOM,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+        print_blob=True,
+        **extra,
+    )
 
 
 def as_json_integers(case) -> None:
@@ -164,9 +172,11 @@ def test_every_operation_survives_generated_requests(fuzz_app, schema, tokens, f
     by_mode = Counter()
     for (_, mode), n in cases.items():
         by_mode[mode] += n
-    figures["operations"] = (f"{len(covered)}/{len(operations)} operations, {sum(cases.values())} cases "
-                             f"({by_mode['positive']} positive, {by_mode['negative']} negative) in {elapsed:.1f}s; "
-                             f"statuses {dict(sorted(statuses.items()))}")
+    figures["operations"] = (
+        f"{len(covered)}/{len(operations)} operations, {sum(cases.values())} cases "
+        f"({by_mode['positive']} positive, {by_mode['negative']} negative) in {elapsed:.1f}s; "
+        f"statuses {dict(sorted(statuses.items()))}"
+    )
     assert covered == {operation.label for operation in operations}
     assert not [s for s in statuses if s >= 500]
     assert statuses[200] and statuses[201] and statuses[400] and statuses[404]
@@ -200,14 +210,23 @@ def test_stateful_sequences_follow_the_links(fuzz_app, positive_schema, tokens, 
     started = time.monotonic()
     Sequences.run(settings=_settings(STATEFUL_EXAMPLES, stateful_step_count=10))
     elapsed = time.monotonic() - started
-    figures["stateful"] = (f"{STATEFUL_EXAMPLES} sequences, {sum(steps.values())} calls over {len(steps)} "
-                           f"operations in {elapsed:.1f}s; statuses {dict(sorted(statuses.items()))}")
+    figures["stateful"] = (
+        f"{STATEFUL_EXAMPLES} sequences, {sum(steps.values())} calls over {len(steps)} "
+        f"operations in {elapsed:.1f}s; statuses {dict(sorted(statuses.items()))}"
+    )
     assert statuses[201] and not [s for s in statuses if s >= 500]
 
 
-CHAIN = ["POST /api/posts", "POST /api/posts/{post_id}/like", "POST /api/comments", "POST /api/comments/replies",
-         "PUT /api/comments/{comment_id}", "PUT /api/posts/{post_id}", "DELETE /api/comments/{comment_id}",
-         "DELETE /api/posts/{post_id}"]
+CHAIN = [
+    "POST /api/posts",
+    "POST /api/posts/{post_id}/like",
+    "POST /api/comments",
+    "POST /api/comments/replies",
+    "PUT /api/comments/{comment_id}",
+    "PUT /api/posts/{post_id}",
+    "DELETE /api/comments/{comment_id}",
+    "DELETE /api/posts/{post_id}",
+]
 
 
 def test_the_content_life_cycle_with_generated_bodies(fuzz_app, positive_schema, tokens, figures):
@@ -240,17 +259,27 @@ def test_the_content_life_cycle_with_generated_bodies(fuzz_app, positive_schema,
         step(5, {"post_id": post["id"]})
         assert step(6, {"comment_id": comment["id"]})["deletedReplies"] == 1
         step(7, {"post_id": post["id"]})
-        gone = client.put(f"/api/comments/{reply['id']}", json={"content": "late"},
-                          headers=tokens.members[MEMBERS[0]])
+        gone = client.put(f"/api/comments/{reply['id']}", json={"content": "late"}, headers=tokens.members[MEMBERS[0]])
         assert gone.status_code == 404
         feed = client.get(f"/api/members/{MEMBERS[0]}/activities?size=100").json["data"]["content"]
         types = [a["memberActivityType"] for a in feed if a["postId"] == post["id"]]
-        assert sorted(types) == sorted(["POST_CREATE", "LIKE_POST", "COMMENT_CREATE", "COMMENT_CREATE",
-                                        "COMMENT_UPDATE", "POST_UPDATE", "COMMENT_DELETE", "POST_DELETE"])
+        assert sorted(types) == sorted(
+            [
+                "POST_CREATE",
+                "LIKE_POST",
+                "COMMENT_CREATE",
+                "COMMENT_CREATE",
+                "COMMENT_UPDATE",
+                "POST_UPDATE",
+                "COMMENT_DELETE",
+                "POST_DELETE",
+            ]
+        )
         runs["completed"] += 1
 
     started = time.monotonic()
     life_cycle()
-    figures["life cycle"] = (f"{runs['completed']} generated life cycles of {len(CHAIN)} calls each in "
-                             f"{time.monotonic() - started:.1f}s")
+    figures["life cycle"] = (
+        f"{runs['completed']} generated life cycles of {len(CHAIN)} calls each in {time.monotonic() - started:.1f}s"
+    )
     assert runs["completed"] >= CHAIN_EXAMPLES // 2

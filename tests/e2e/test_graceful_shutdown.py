@@ -3,6 +3,7 @@ taken is answered (none with a 5xx, none cut off), and the process exits within 
 
 The writes are slow on purpose: the feign transport records each activity with a service of the test's own that
 takes a second to answer, so the writes are still in the server when the signal comes."""
+
 from __future__ import annotations
 
 import os
@@ -71,24 +72,40 @@ def _readiness_once_signalled(base: str):
 
 
 def test_sigterm_with_writes_in_flight_answers_them_all_turns_unready_first_and_exits_in_time(
-        tmp_path, slow_activity_service):
+    tmp_path, slow_activity_service
+):
     port = free_port()
-    env = {**os.environ, "DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"), "DAILYFEED_MONGO_URI": "mongomock://",
-           "DAILYFEED_ACTIVITY_BASE_URL": slow_activity_service, "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port()),
-           "DAILYFEED_SERVER_SHUTDOWN_DRAIN_S": str(DRAIN_S), "DAILYFEED_SERVER_SHUTDOWN_TIMEOUT_S": str(TIMEOUT_S),
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"),
+        "DAILYFEED_MONGO_URI": "mongomock://",
+        "DAILYFEED_ACTIVITY_BASE_URL": slow_activity_service,
+        "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port()),
+        "DAILYFEED_SERVER_SHUTDOWN_DRAIN_S": str(DRAIN_S),
+        "DAILYFEED_SERVER_SHUTDOWN_TIMEOUT_S": str(TIMEOUT_S),
+        "PYTHONUNBUFFERED": "1",
+    }
     token = issue_member_token(load_settings()["auth.jwt-secret"], 7, 600)
     base, log = f"http://127.0.0.1:{port}", tmp_path / "server.log"
     process = start_server(["dailyfeed", "serve", "--threads", "8"], port, env=env, cwd=tmp_path, log=log)
     try:
+
         def write(n: int) -> int:
-            return requests.post(f"{base}/api/posts", json={"content": f"in flight {n}"}, timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"}).status_code
+            return requests.post(
+                f"{base}/api/posts",
+                json={"content": f"in flight {n}"},
+                timeout=30,
+                headers={"Authorization": f"Bearer {token}"},
+            ).status_code
 
         with ThreadPoolExecutor(6) as pool:
             in_flight = [pool.submit(write, n) for n in range(6)]
-            wait_until(lambda: len(SlowActivityService.started) == 6, 30, 0.01,
-                       "every write taken and waiting for its record call")
+            wait_until(
+                lambda: len(SlowActivityService.started) == 6,
+                30,
+                0.01,
+                "every write taken and waiting for its record call",
+            )
             os.killpg(process.pid, signal.SIGTERM)
             signalled = time.monotonic()
             readiness = _readiness_once_signalled(base)

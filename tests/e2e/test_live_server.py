@@ -2,6 +2,7 @@
 
 The feign transport calls back into the same process. A burst of concurrent writes larger than the worker pool
 must neither hang the server nor lose an activity: the record calls are served by the activity pool."""
+
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,8 +25,15 @@ def live(store_uri):
     apps = []
 
     def factory(activity_url):
-        apps.append(create_app({"mongo.uri": store_uri, "mongo.database": f"live_{uuid.uuid4().hex[:10]}",
-                                "activity.base-url": activity_url}))
+        apps.append(
+            create_app(
+                {
+                    "mongo.uri": store_uri,
+                    "mongo.database": f"live_{uuid.uuid4().hex[:10]}",
+                    "activity.base-url": activity_url,
+                }
+            )
+        )
         return apps[0]
 
     running = server.start(factory, host="127.0.0.1", port=0, activity_port=0, threads=THREADS)
@@ -41,8 +49,9 @@ def test_burst_of_concurrent_writes_through_feign_to_itself(live):
 
     def write(i):
         with requests.Session() as session:
-            return session.post(f"{running.url}/api/posts", json={"content": f"burst {i}"}, headers=headers,
-                                timeout=30).status_code
+            return session.post(
+                f"{running.url}/api/posts", json={"content": f"burst {i}"}, headers=headers, timeout=30
+            ).status_code
 
     with ThreadPoolExecutor(max_workers=THREADS * 4) as pool:
         statuses = list(pool.map(write, range(BURST)))
@@ -55,6 +64,7 @@ def test_burst_of_concurrent_writes_through_feign_to_itself(live):
 
     follower = {"Authorization": "Bearer " + issue_member_token(secret, 8, 600)}
     assert requests.post(f"{running.url}/api/members/7/follow", headers=follower, timeout=10).status_code == 201
-    feed = requests.get(f"{running.url}/api/member-activities/followings?size=100", headers=follower,
-                        timeout=10).json()["data"]
+    feed = requests.get(
+        f"{running.url}/api/member-activities/followings?size=100", headers=follower, timeout=10
+    ).json()["data"]
     assert len(feed["content"]) == BURST and {a["memberId"] for a in feed["content"]} == {7}

@@ -5,6 +5,7 @@
 record call, with a service token, to that server. Now the call goes to the app's own address: the other server
 hears nothing and the activity is recorded; a Host that is not trusted is refused with 400. (3) Random methods,
 among them one of 60,000 characters, leave /metrics with the series it had."""
+
 from __future__ import annotations
 
 import http.client
@@ -58,10 +59,19 @@ def recorder():
 def served(request, tmp_path):
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("DAILYFEED_")}
-    env.update({"DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"), "DAILYFEED_MONGO_URI": "mongomock://",
-                "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"})
-    command = ["flask", "--app", "dailyfeed", "run", "--no-reload"] if request.param == "flask-run" else \
-        ["dailyfeed", "serve"]
+    env.update(
+        {
+            "DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"),
+            "DAILYFEED_MONGO_URI": "mongomock://",
+            "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port()),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    command = (
+        ["flask", "--app", "dailyfeed", "run", "--no-reload"]
+        if request.param == "flask-run"
+        else ["dailyfeed", "serve"]
+    )
     log = tmp_path / "server.log"
     process = start_server(command, port, env=env, cwd=tmp_path, log=log)
     try:
@@ -79,8 +89,12 @@ def test_1_the_host_header_does_not_send_the_activity_nor_the_token_elsewhere(se
     url, _, log = served
     elsewhere = f"127.0.0.1:{recorder.server_address[1]}"
     for n in range(12):  # as many as opened the breaker before (2)
-        response = requests.post(f"{url}/api/posts", json={"content": f"post {n}"},
-                                 headers={**_member(7), "Host": elsewhere if n % 2 else "127.0.0.1:1"}, timeout=30)
+        response = requests.post(
+            f"{url}/api/posts",
+            json={"content": f"post {n}"},
+            headers={**_member(7), "Host": elsewhere if n % 2 else "127.0.0.1:1"},
+            timeout=30,
+        )
         assert response.status_code == 201, response.text
     assert Recorder.heard == []
     activities = requests.get(f"{url}/api/members/7/activities?size=100", headers=_member(8), timeout=10).json()
@@ -91,9 +105,12 @@ def test_1_the_host_header_does_not_send_the_activity_nor_the_token_elsewhere(se
 
 def test_1_an_untrusted_host_is_400_with_the_error_envelope(served, recorder):
     url, _, _ = served
-    response = requests.post(f"{url}/api/posts", json={"content": "x"},
-                             headers={**_member(7), "Host": f"attacker.example:{recorder.server_address[1]}"},
-                             timeout=10)
+    response = requests.post(
+        f"{url}/api/posts",
+        json={"content": "x"},
+        headers={**_member(7), "Host": f"attacker.example:{recorder.server_address[1]}"},
+        timeout=10,
+    )
     assert response.status_code == 400
     assert response.json()["resultCode"] == "FAIL" and "server.trusted-hosts" in response.json()["message"]
     assert Recorder.heard == []

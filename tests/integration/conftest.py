@@ -1,4 +1,5 @@
 """Fixtures of the integration tier: apps on the real broker and the real MongoDB-compatible server."""
+
 import pytest
 
 from ..support.apps import make_app

@@ -1,5 +1,6 @@
 """Issue 19 (10): twenty "replay all" calls at once (mode record) over 30 feign dead letters, on the real server.
 The data was always right; the answers added up to 58 restored. Each answer counts only what its call moved."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +26,9 @@ def test_concurrent_record_replays_count_each_dead_letter_once(server_app):
     headers = {"Authorization": f"Bearer {issue_admin_token(dailyfeed.settings['auth.jwt-secret'], 600)}"}
 
     def replay_all(_):
-        response = server_app.test_client().post("/api/admin/dead-letters/replay",
-                                                  json={"all": True, "mode": "record"}, headers=headers)
+        response = server_app.test_client().post(
+            "/api/admin/dead-letters/replay", json={"all": True, "mode": "record"}, headers=headers
+        )
         assert response.status_code == 200, response.json
         return response.json["data"]
 

@@ -1,5 +1,6 @@
 """A console replay while `dailyfeed restore-listener` runs as a real process on the same dead letters, on the real
 server: both go through the same claims, so each dead letter is restored by exactly one of them."""
+
 from __future__ import annotations
 
 import os
@@ -31,17 +32,29 @@ def test_a_console_replay_and_a_restore_listener_process_restore_each_dead_lette
         listener_dead_letter(dailyfeed.dead_letters, event, offset=n)
         keys.add(event.message_key)
     env = {**os.environ, "DAILYFEED_MONGO_URI": mongo_uri, "DAILYFEED_MONGO_DATABASE": dailyfeed.db.name}
-    command = [str(Path(sys.executable).parent / "dailyfeed"), "restore-listener", "--batch-size", "4",
-               "--rate", "15"]  # about 4 s of work alone, so the console's replay lands in the middle of it
+    command = [
+        str(Path(sys.executable).parent / "dailyfeed"),
+        "restore-listener",
+        "--batch-size",
+        "4",
+        "--rate",
+        "15",
+    ]  # about 4 s of work alone, so the console's replay lands in the middle of it
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         completed = dailyfeed.db[KAFKA_LISTENER_DEAD_LETTERS]
-        wait_until(lambda: completed.count_documents({"status": "completed"}) >= 4, 60, 0.05,
-                   "the restore-listener process has started restoring")
+        wait_until(
+            lambda: completed.count_documents({"status": "completed"}) >= 4,
+            60,
+            0.05,
+            "the restore-listener process has started restoring",
+        )
         secret = dailyfeed.settings["auth.jwt-secret"]
         response = server_app.test_client().post(
-            "/api/admin/dead-letters/replay", json={"filter": {"collection": "listener"}},
-            headers={"Authorization": f"Bearer {issue_admin_token(secret, 600)}"})
+            "/api/admin/dead-letters/replay",
+            json={"filter": {"collection": "listener"}},
+            headers={"Authorization": f"Bearer {issue_admin_token(secret, 600)}"},
+        )
         out, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:

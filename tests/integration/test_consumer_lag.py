@@ -1,4 +1,5 @@
 """Consumer lag read from outside the listener (dailyfeed.transport.lag) on the real broker."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,10 @@ def test_lag_counts_what_waits_for_the_group_and_drops_to_zero_once_the_listener
     settings = get_container(quiet).settings
     topic = DateTopics.from_settings(settings).upcoming()[0]
     events = [ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=100 + n) for n in range(12)]
-    produce(settings["kafka.bootstrap-servers"],
-            [{"topic": topic, "key": e.message_key, "value": e.to_json()} for e in events])
+    produce(
+        settings["kafka.bootstrap-servers"],
+        [{"topic": topic, "key": e.message_key, "value": e.to_json()} for e in events],
+    )
 
     lags = read_consumer_lag(settings)
     assert sum(item.lag for item in lags) == 12

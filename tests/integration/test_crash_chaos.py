@@ -6,6 +6,7 @@ The check is by the markers the write path stores (docs/outbox.md): each key in 
 the event of a change that landed, and each like is stored under its event's key. So: every such key has exactly
 one activity, and every activity of a post, comment or like event is one of those keys (no event without its
 change; an unlike's key names a like that is gone). Bounded: 3 kills a run, a few seconds apart."""
+
 from __future__ import annotations
 
 import os
@@ -52,14 +53,21 @@ DAILYFEED = str(Path(sys.executable).parent / "dailyfeed")
 def world(mongo_uri, kafka_bootstrap):
     """A database, topic prefix and consumer group of this test's own; dropped afterwards."""
     tag = uuid.uuid4().hex[:8]
-    env = {**os.environ, "DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"), "PYTHONUNBUFFERED": "1",
-           "DAILYFEED_MONGO_URI": mongo_uri, "DAILYFEED_MONGO_DATABASE": f"chaos_{tag}",
-           "DAILYFEED_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-           "DAILYFEED_KAFKA_TOPIC_PREFIX": f"c{tag}-member-activity-",
-           "DAILYFEED_KAFKA_CONSUMER_GROUP_ID": f"c{tag}",
-           # the relay takes over quickly: a write's grace, a relay's and a dead writer's lease are seconds here
-           "DAILYFEED_OUTBOX_GRACE_S": "2", "DAILYFEED_OUTBOX_INTERVAL_S": "0.5", "DAILYFEED_OUTBOX_LEASE_S": "3",
-           "DAILYFEED_DEADLETTERS_LEASE_S": "3"}
+    env = {
+        **os.environ,
+        "DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"),
+        "PYTHONUNBUFFERED": "1",
+        "DAILYFEED_MONGO_URI": mongo_uri,
+        "DAILYFEED_MONGO_DATABASE": f"chaos_{tag}",
+        "DAILYFEED_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DAILYFEED_KAFKA_TOPIC_PREFIX": f"c{tag}-member-activity-",
+        "DAILYFEED_KAFKA_CONSUMER_GROUP_ID": f"c{tag}",
+        # the relay takes over quickly: a write's grace, a relay's and a dead writer's lease are seconds here
+        "DAILYFEED_OUTBOX_GRACE_S": "2",
+        "DAILYFEED_OUTBOX_INTERVAL_S": "0.5",
+        "DAILYFEED_OUTBOX_LEASE_S": "3",
+        "DAILYFEED_DEADLETTERS_LEASE_S": "3",
+    }
     db = connect(mongo_uri, env["DAILYFEED_MONGO_DATABASE"])
     yield env, db
     if os.environ.get("CHAOS_KEEP"):
@@ -83,8 +91,13 @@ class Server:
     def start(self) -> None:
         self.starts += 1
         with open(self.log_dir / f"serve-{self.starts}.log", "w") as log:
-            self.process = subprocess.Popen([DAILYFEED, "serve", "--port", str(self.port)], env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [DAILYFEED, "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_until(self._ready, 90, 0.2, f"dailyfeed serve answers (log {self.log_dir})")
 
     def _ready(self) -> bool:
@@ -132,8 +145,10 @@ class Writers:
         mine: list[int] = []
         while not self._stop.is_set():
             posts, comments = list(self.created_posts), list(self.created_comments)
-            kind = rng.choices(["post", "comment", "reply", "update", "delete", "like", "unlike", "clike",
-                                "cunlike", "cdelete"], weights=[5, 3, 1, 1, 1, 2, 1, 1, 1, 1])[0]
+            kind = rng.choices(
+                ["post", "comment", "reply", "update", "delete", "like", "unlike", "clike", "cunlike", "cdelete"],
+                weights=[5, 3, 1, 1, 1, 2, 1, 1, 1, 1],
+            )[0]
             try:
                 self._one(session, rng, member, kind, mine, posts, comments)
             except requests.RequestException:
@@ -161,8 +176,9 @@ class Writers:
             if response.status_code == 201:
                 self.created_comments[response.json()["data"]["id"]] = body["content"]
         elif kind == "update" and mine:
-            response = session.put(f"{url}/api/posts/{rng.choice(mine)}", json={"content": "changed"},
-                                   headers=headers, timeout=10)
+            response = session.put(
+                f"{url}/api/posts/{rng.choice(mine)}", json={"content": "changed"}, headers=headers, timeout=10
+            )
         elif kind == "delete" and len(mine) > 3:
             response = session.delete(f"{url}/api/posts/{mine.pop(0)}", headers=headers, timeout=10)
         elif kind in ("like", "unlike"):
@@ -208,10 +224,14 @@ def check_exactly_once(db) -> str | None:
     liked_then_unliked = [key for key in activities if key not in owed and "LIKE_" in key]
     orphans = [key for key in activities if key not in owed and "LIKE_" not in key]
     if missing:
-        pending = {name: db[name].count_documents({"status": "pending"})
-                   for name in (KAFKA_PUBLISHER_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS)}
-        return (f"{len(missing)} of {len(owed)} stored changes without their activity ({len(activities)} stored, "
-                f"pending dead letters {pending}), e.g. {missing[:3]}")
+        pending = {
+            name: db[name].count_documents({"status": "pending"})
+            for name in (KAFKA_PUBLISHER_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS)
+        }
+        return (
+            f"{len(missing)} of {len(owed)} stored changes without their activity ({len(activities)} stored, "
+            f"pending dead letters {pending}), e.g. {missing[:3]}"
+        )
     if orphans:
         return f"{len(orphans)} activities whose change is not stored, e.g. {orphans[:3]}"
     if len(liked_then_unliked) > cancels:
@@ -222,8 +242,7 @@ def check_exactly_once(db) -> str | None:
 @pytest.mark.parametrize("transport", ["kafka", "feign"])
 def test_serving_processes_killed_at_random_lose_no_activity_and_store_none_twice(world, tmp_path, transport):
     env, db = world
-    env = {**env, "DAILYFEED_PUBLISH_TYPE_POST_SERVICE": transport,
-           "DAILYFEED_PUBLISH_TYPE_COMMENT_SERVICE": transport}
+    env = {**env, "DAILYFEED_PUBLISH_TYPE_POST_SERVICE": transport, "DAILYFEED_PUBLISH_TYPE_COMMENT_SERVICE": transport}
     server = Server(env, tmp_path)
     server.start()
     writers = Writers(server.url, load_settings(environ=env)["auth.jwt-secret"])
@@ -237,8 +256,12 @@ def test_serving_processes_killed_at_random_lose_no_activity_and_store_none_twic
         time.sleep(1.0)
         writers.stop()
         # the last process relays what the killed ones left owed, and (Kafka) its listener stores what is on topic
-        problem = wait_until(lambda: check_exactly_once(db) is None, 120, 0.5,
-                             f"every stored change has one activity (last check: {check_exactly_once(db)})")
+        problem = wait_until(
+            lambda: check_exactly_once(db) is None,
+            120,
+            0.5,
+            f"every stored change has one activity (last check: {check_exactly_once(db)})",
+        )
         assert problem
     finally:
         writers.stop()
@@ -252,8 +275,10 @@ def test_serving_processes_killed_at_random_lose_no_activity_and_store_none_twic
         assert db[COMMENTS].find_one({"_id": comment_id}, {"content": 1})["content"] == content
     keys = [doc["message_key"] for doc in db[MEMBER_ACTIVITIES].find({}, {"message_key": 1})]
     assert len(keys) == len(set(keys))
-    print(f"chaos {transport}: {len(keys)} activities, {writers.statuses}, {writers.broken} broken connections, "
-          f"{server.starts} starts")
+    print(
+        f"chaos {transport}: {len(keys)} activities, {writers.statuses}, {writers.broken} broken connections, "
+        f"{server.starts} starts"
+    )
 
 
 def _run_killed_then_again(command: list[str], env: dict[str, str], tmp_path: Path, name: str) -> str:
@@ -287,19 +312,22 @@ def test_restore_jobs_killed_mid_run_and_run_again_restore_each_dead_letter_once
 
     # restore-publisher republishes to the topic; a listener stores them (it is killed along the way too)
     listener_log = open(tmp_path / "listen.log", "w")
-    listener = subprocess.Popen([DAILYFEED, "listen"], env=env, stdout=listener_log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    listener = subprocess.Popen(
+        [DAILYFEED, "listen"], env=env, stdout=listener_log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
-        _run_killed_then_again([DAILYFEED, "restore-publisher", "--batch-size", "10", "--rate", "40"], env,
-                               tmp_path, "restore-publisher")
+        _run_killed_then_again(
+            [DAILYFEED, "restore-publisher", "--batch-size", "10", "--rate", "40"], env, tmp_path, "restore-publisher"
+        )
         os.killpg(listener.pid, signal.SIGKILL)
         listener.wait()
-        listener = subprocess.Popen([DAILYFEED, "listen"], env=env, stdout=listener_log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        _run_killed_then_again([DAILYFEED, "restore-listener", "--batch-size", "10", "--rate", "40"], env,
-                               tmp_path, "restore-listener")
-        wait_until(lambda: db[MEMBER_ACTIVITIES].count_documents({}) >= 300, 90, 0.5,
-                   "every restored event is stored")
+        listener = subprocess.Popen(
+            [DAILYFEED, "listen"], env=env, stdout=listener_log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        _run_killed_then_again(
+            [DAILYFEED, "restore-listener", "--batch-size", "10", "--rate", "40"], env, tmp_path, "restore-listener"
+        )
+        wait_until(lambda: db[MEMBER_ACTIVITIES].count_documents({}) >= 300, 90, 0.5, "every restored event is stored")
     finally:
         stop_group(listener, timeout=20)
         listener_log.close()

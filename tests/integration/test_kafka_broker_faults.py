@@ -4,6 +4,7 @@ pytest-timeout, no timing is asserted), and once the broker is back the same pro
 again.
 
 These tests kill a private broker of their own (tests/support/kafka.py: PrivateBroker), never the shared one."""
+
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ from ..support.apps import make_app
 from ..support.kafka import Api, KafkaApps, activities, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
+
 
 @pytest.fixture
 def kafka_apps(private_broker, mongo_uri):
@@ -53,11 +55,16 @@ def test_writes_survive_a_killed_broker_as_dead_letters_and_flow_again_once_it_i
     assert liked.status_code == 201
 
     letters = publisher_dead_letters(app)
-    assert [(json.loads(d["payload"])["memberActivityType"], json.loads(d["payload"])["postId"]) for d in letters] \
-        == [("POST_CREATE", during[0]), ("POST_CREATE", during[1]), ("LIKE_POST", during[0])]
+    assert [(json.loads(d["payload"])["memberActivityType"], json.loads(d["payload"])["postId"]) for d in letters] == [
+        ("POST_CREATE", during[0]),
+        ("POST_CREATE", during[1]),
+        ("LIKE_POST", during[0]),
+    ]
     today = DateTopics.from_settings(settings).upcoming()[0]
-    assert all(d["topic"] == today and d["status"] == "pending" and d["error"]["type"] == "TransportUnavailable"
-               for d in letters)
+    assert all(
+        d["topic"] == today and d["status"] == "pending" and d["error"]["type"] == "TransportUnavailable"
+        for d in letters
+    )
     assert all(api.get(7, f"/api/posts/{post_id}").status_code == 200 for post_id in during)  # the writes stay
 
     private_broker.start()
@@ -65,14 +72,19 @@ def test_writes_survive_a_killed_broker_as_dead_letters_and_flow_again_once_it_i
     assert after.status_code == 201
     assert len(publisher_dead_letters(app)) == 3, "the write after the restart was delivered"
     after_id = after.json["data"]["id"]
-    wait_until(lambda: after_id in {d["post_id"] for d in activities(app)}, 90, 0.2,
-               "the listener records the write made after the restart")
+    wait_until(
+        lambda: after_id in {d["post_id"] for d in activities(app)},
+        90,
+        0.2,
+        "the listener records the write made after the restart",
+    )
     keys = [d["message_key"] for d in activities(app)]
     assert len(keys) == len(set(keys))
 
 
-def test_an_app_started_while_the_broker_is_down_publishes_and_listens_once_it_is_up(private_broker, kafka_apps,
-                                                                                      caplog):
+def test_an_app_started_while_the_broker_is_down_publishes_and_listens_once_it_is_up(
+    private_broker, kafka_apps, caplog
+):
     private_broker.kill()
     caplog.set_level(logging.ERROR, logger="dailyfeed")
     app = kafka_apps.app()  # start-up cannot create its topics: it says so and serves anyway
@@ -88,5 +100,9 @@ def test_an_app_started_while_the_broker_is_down_publishes_and_listens_once_it_i
     assert up.status_code == 201
     assert len(publisher_dead_letters(app)) == 1, "the write once the broker is up was delivered"
     up_id = up.json["data"]["id"]
-    wait_until(lambda: up_id in {d["post_id"] for d in activities(app)}, 90, 0.2,
-               "the listener, started while the broker was down, records it")
+    wait_until(
+        lambda: up_id in {d["post_id"] for d in activities(app)},
+        90,
+        0.2,
+        "the listener, started while the broker was down, records it",
+    )

@@ -2,6 +2,7 @@
 `dailyfeed listen`) records, and the stored documents are what a member would see.
 
 Each test has its own topic prefix, consumer group and database (tests/support/kafka.py: KafkaApps)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -72,12 +73,21 @@ def test_every_content_action_is_recorded_once_with_the_acting_member(kafka_apps
     ok(api.delete(7, f"/api/comments/{comment}/like"))
     ok(api.delete(9, f"/api/comments/{reply}"))
     ok(api.delete(7, f"/api/posts/{post}"))
-    expected = sorted([
-        (7, "POST_CREATE", post, None), (7, "POST_UPDATE", post, None), (9, "LIKE_POST", post, None),
-        (9, "LIKE_POST_CANCEL", post, None), (8, "COMMENT_CREATE", post, comment), (9, "COMMENT_CREATE", post, reply),
-        (8, "COMMENT_UPDATE", post, comment), (7, "LIKE_COMMENT", post, comment),
-        (7, "LIKE_COMMENT_CANCEL", post, comment), (9, "COMMENT_DELETE", post, reply), (7, "POST_DELETE", post, None),
-    ])
+    expected = sorted(
+        [
+            (7, "POST_CREATE", post, None),
+            (7, "POST_UPDATE", post, None),
+            (9, "LIKE_POST", post, None),
+            (9, "LIKE_POST_CANCEL", post, None),
+            (8, "COMMENT_CREATE", post, comment),
+            (9, "COMMENT_CREATE", post, reply),
+            (8, "COMMENT_UPDATE", post, comment),
+            (7, "LIKE_COMMENT", post, comment),
+            (7, "LIKE_COMMENT_CANCEL", post, comment),
+            (9, "COMMENT_DELETE", post, reply),
+            (7, "POST_DELETE", post, None),
+        ]
+    )
 
     wait_consumed(app, len(expected))
 
@@ -107,34 +117,62 @@ def test_a_poison_record_becomes_one_listener_dead_letter_and_the_records_after_
     app = kafka_apps.app()
     topic = today_topic(app)
     after = [ActivityEvent.new(ActivityType.POST_CREATE, 3, post_id=30 + i) for i in range(2)]
-    [(_, _, poison_offset), *_] = produce(kafka_apps.bootstrap, [
-        {"topic": topic, "partition": 0, "key": "junk-key", "value": b"\x00 not an event"},
-        *({"topic": topic, "partition": 0, "key": e.message_key, "value": e.to_bytes()} for e in after)])
+    [(_, _, poison_offset), *_] = produce(
+        kafka_apps.bootstrap,
+        [
+            {"topic": topic, "partition": 0, "key": "junk-key", "value": b"\x00 not an event"},
+            *({"topic": topic, "partition": 0, "key": e.message_key, "value": e.to_bytes()} for e in after),
+        ],
+    )
 
     wait_consumed(app, 3)
 
     assert {d["message_key"] for d in activities(app)} == {e.message_key for e in after}
     [letter] = get_container(app).db[KAFKA_LISTENER_DEAD_LETTERS].find()
-    assert letter["origin"] == {"topic": topic, "partition": 0, "offset": poison_offset, "key": "junk-key",
-                                "value": "\x00 not an event"}
+    assert letter["origin"] == {
+        "topic": topic,
+        "partition": 0,
+        "offset": poison_offset,
+        "key": "junk-key",
+        "value": "\x00 not an event",
+    }
     assert letter["status"] == "pending" and "not JSON" in letter["error"]["message"]
 
 
 def test_records_in_the_java_originals_format_are_stored(kafka_apps):
     app = kafka_apps.app()
     key = "member_activity:kafka_event:COMMENT_CREATE###41###6###2025-11-27 10:20:30.123456789"
-    value = {"memberId": 6, "postId": 40, "commentId": 41, "memberActivityType": "COMMENT_CREATE",
-             "createdAt": [2025, 11, 27, 10, 20, 30, 123456789]}  # no updatedAt at all
-    produce(kafka_apps.bootstrap, [{"topic": today_topic(app), "key": key, "value": value,
-                                    "headers": [("__TypeId__", b"click.dailyfeed.code.domain.member.activity."
-                                                               b"dto.MemberActivityTransportDto")]}])
+    value = {
+        "memberId": 6,
+        "postId": 40,
+        "commentId": 41,
+        "memberActivityType": "COMMENT_CREATE",
+        "createdAt": [2025, 11, 27, 10, 20, 30, 123456789],
+    }  # no updatedAt at all
+    produce(
+        kafka_apps.bootstrap,
+        [
+            {
+                "topic": today_topic(app),
+                "key": key,
+                "value": value,
+                "headers": [
+                    ("__TypeId__", b"click.dailyfeed.code.domain.member.activity.dto.MemberActivityTransportDto")
+                ],
+            }
+        ],
+    )
 
     wait_consumed(app, 1)
 
     [doc] = activities(app)
     assert doc["message_key"] == key
-    assert (doc["member_id"], doc["post_id"], doc["comment_id"], doc["member_activity_type"]) == \
-        (6, 40, 41, "COMMENT_CREATE")
+    assert (doc["member_id"], doc["post_id"], doc["comment_id"], doc["member_activity_type"]) == (
+        6,
+        40,
+        41,
+        "COMMENT_CREATE",
+    )
     assert doc["created_at"] == datetime(2025, 11, 27, 10, 20, 30, 123000, tzinfo=timezone.utc)
     assert doc["updated_at"] is None
 
@@ -143,14 +181,18 @@ def test_records_on_yesterdays_topic_and_on_a_date_topic_created_later_are_store
     app = kafka_apps.app()
     topics = DateTopics.from_settings(get_container(app).settings)
     assert consumed(app) == 0
-    old = ActivityEvent.new(ActivityType.POST_CREATE, 11, post_id=1,
-                            at=datetime.now(timezone.utc) - timedelta(days=3))
+    old = ActivityEvent.new(ActivityType.POST_CREATE, 11, post_id=1, at=datetime.now(timezone.utc) - timedelta(days=3))
     yesterday = topics.for_day(topics.today() - timedelta(days=1))
     brand_new = topics.for_day(topics.today() + timedelta(days=30))
     new = ActivityEvent.new(ActivityType.POST_CREATE, 12, post_id=2)
     make_topics(kafka_apps.bootstrap, [yesterday, brand_new])  # both after the listener subscribed
-    produce(kafka_apps.bootstrap, [{"topic": yesterday, "key": old.message_key, "value": old.to_bytes()},
-                                   {"topic": brand_new, "key": new.message_key, "value": new.to_bytes()}])
+    produce(
+        kafka_apps.bootstrap,
+        [
+            {"topic": yesterday, "key": old.message_key, "value": old.to_bytes()},
+            {"topic": brand_new, "key": new.message_key, "value": new.to_bytes()},
+        ],
+    )
 
     wait_until(lambda: len(activities(app)) == 2, 60, 0.2, "both records are stored")
 
@@ -213,7 +255,11 @@ def test_post_service_on_kafka_and_comment_service_on_feign_are_both_recorded(ka
     wait_until(lambda: len(activities(app)) == 4, 30, 0.1, "all four activities are stored")
 
     assert sorted((d["member_activity_type"], d["member_id"]) for d in activities(app)) == [
-        ("COMMENT_CREATE", 2), ("LIKE_COMMENT", 3), ("LIKE_POST", 1), ("POST_CREATE", 1)]
+        ("COMMENT_CREATE", 2),
+        ("LIKE_COMMENT", 3),
+        ("LIKE_POST", 1),
+        ("POST_CREATE", 1),
+    ]
     assert consumed(app) == 2
     db = get_container(app).db
     assert db[FEIGN_DEAD_LETTERS].count_documents({}) == 0
@@ -263,17 +309,30 @@ def test_dailyfeed_listen_records_until_sigterm_and_commits_what_it_stored(kafka
     events = [ActivityEvent.new(ActivityType.POST_CREATE, 21, post_id=200 + i) for i in range(3)]
     for event in events:
         get_container(app).transports["post-service"].publish(event)
-    env = {**os.environ, "DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"),
-           "DAILYFEED_MONGO_URI": settings["mongo.uri"], "DAILYFEED_MONGO_DATABASE": settings["mongo.database"],
-           "DAILYFEED_KAFKA_BOOTSTRAP_SERVERS": settings["kafka.bootstrap-servers"],
-           "DAILYFEED_KAFKA_TOPIC_PREFIX": settings["kafka.topic.prefix"],
-           "DAILYFEED_KAFKA_CONSUMER_GROUP_ID": settings["kafka.consumer.group-id"]}
-    process = subprocess.Popen([sys.executable, "-c", "from dailyfeed.cli import main; main(prog_name='dailyfeed')",
-                                "listen"], env=env, cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"),
+        "DAILYFEED_MONGO_URI": settings["mongo.uri"],
+        "DAILYFEED_MONGO_DATABASE": settings["mongo.database"],
+        "DAILYFEED_KAFKA_BOOTSTRAP_SERVERS": settings["kafka.bootstrap-servers"],
+        "DAILYFEED_KAFKA_TOPIC_PREFIX": settings["kafka.topic.prefix"],
+        "DAILYFEED_KAFKA_CONSUMER_GROUP_ID": settings["kafka.consumer.group-id"],
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from dailyfeed.cli import main; main(prog_name='dailyfeed')", "listen"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        wait_until(lambda: len(activities(app)) == 3 or process.poll() is not None, 60, 0.2,
-                   "dailyfeed listen stores the three records")
+        wait_until(
+            lambda: len(activities(app)) == 3 or process.poll() is not None,
+            60,
+            0.2,
+            "dailyfeed listen stores the three records",
+        )
         wait_consumed(app, 3)
         assert process.poll() is None, "dailyfeed listen ended by itself"
         process.send_signal(signal.SIGTERM)

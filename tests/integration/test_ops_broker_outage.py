@@ -4,6 +4,7 @@ counts the writes kept as dead letters and shows them pending until restore-publ
 trace id of the request that caused it.
 
 These tests kill a private broker of their own (tests/support/kafka.py: PrivateBroker), never the shared one."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,8 +48,12 @@ def test_readyz_names_kafka_once_its_breaker_opens_and_recovers_within_the_break
     client = app.test_client()
     wait_until(lambda: client.get("/readyz").status_code == 200, 60, 0.5, "ready with both services up")
     ready = client.get("/readyz").json["components"]
-    assert ready["kafka"] == {"status": "UP", "breaker": "closed", "producer": "connected",
-                              "services": ["post-service", "comment-service"]}
+    assert ready["kafka"] == {
+        "status": "UP",
+        "breaker": "closed",
+        "producer": "connected",
+        "services": ["post-service", "comment-service"],
+    }
     assert ready["store"]["status"] == "UP" and ready["deadLetters"]["status"] == "UP"
 
     private_broker.kill()
@@ -67,13 +72,18 @@ def test_readyz_names_kafka_once_its_breaker_opens_and_recovers_within_the_break
     assert value(scrape(app), "dailyfeed_circuit_breaker_state", transport="kafka", state="open") == 1
 
     private_broker.start()
-    wait_until(lambda: client.get("/readyz").status_code == 200, open_wait_s + 30, 0.5,
-               "ready again once the breaker lets a trial through and the producer reaches the broker")
+    wait_until(
+        lambda: client.get("/readyz").status_code == 200,
+        open_wait_s + 30,
+        0.5,
+        "ready again once the breaker lets a trial through and the producer reaches the broker",
+    )
     assert client.get("/readyz").json["components"]["kafka"]["breaker"] in ("half-open", "closed")
 
 
 def test_writes_during_an_outage_show_as_dead_letters_until_restore_publisher_sends_them_with_their_trace(
-        private_broker, kafka_apps):
+    private_broker, kafka_apps
+):
     app = kafka_apps.app(**{"metrics.deadletters-cache-s": 0.0})
     settings = get_container(app).settings
     assert traced_post(app, 7, "before", traceparent(100)).status_code == 201  # the producer is connected
@@ -87,12 +97,21 @@ def test_writes_during_an_outage_show_as_dead_letters_until_restore_publisher_se
         assert response.status_code == 201
         posts[response.json["data"]["id"]] = traceparent(n)[3:35]
 
-    during = wait_until(lambda: (lambda text: text if value(text, "dailyfeed_dead_letters", **PENDING) == writes
-                                 else None)(scrape(app)), 30, 0.2, "the pending dead letters are counted")
-    assert (value(during, "dailyfeed_publishes_total", outcome="dead_lettered", **KAFKA_POSTS)
-            - value(before, "dailyfeed_publishes_total", outcome="dead_lettered", **KAFKA_POSTS)) == writes
-    assert value(during, "dailyfeed_dead_letters_oldest_pending_age_seconds",
-                 collection=KAFKA_PUBLISHER_DEAD_LETTERS) >= 0
+    during = wait_until(
+        lambda: (lambda text: text if value(text, "dailyfeed_dead_letters", **PENDING) == writes else None)(
+            scrape(app)
+        ),
+        30,
+        0.2,
+        "the pending dead letters are counted",
+    )
+    assert (
+        value(during, "dailyfeed_publishes_total", outcome="dead_lettered", **KAFKA_POSTS)
+        - value(before, "dailyfeed_publishes_total", outcome="dead_lettered", **KAFKA_POSTS)
+    ) == writes
+    assert (
+        value(during, "dailyfeed_dead_letters_oldest_pending_age_seconds", collection=KAFKA_PUBLISHER_DEAD_LETTERS) >= 0
+    )
     letters = list(get_container(app).db[KAFKA_PUBLISHER_DEAD_LETTERS].find())
     by_key = {d["message_key"]: d["traceparent"][3:35] for d in letters}
     assert sorted(by_key.values()) == sorted(posts.values())  # each dead letter keeps its request's trace
@@ -101,14 +120,24 @@ def test_writes_during_an_outage_show_as_dead_letters_until_restore_publisher_se
     result = app.test_cli_runner().invoke(args=["restore-publisher"])
     assert result.exit_code == 0, result.output
     assert "restored 3, skipped 0, failed 0" in result.output
-    after = wait_until(lambda: (lambda text: text if value(text, "dailyfeed_dead_letters", **PENDING) == 0
-                                else None)(scrape(app)), 30, 0.2, "no dead letter pending after the restore")
+    after = wait_until(
+        lambda: (lambda text: text if value(text, "dailyfeed_dead_letters", **PENDING) == 0 else None)(scrape(app)),
+        30,
+        0.2,
+        "no dead letter pending after the restore",
+    )
     assert value(after, "dailyfeed_dead_letters", collection=KAFKA_PUBLISHER_DEAD_LETTERS, status="completed") == 3
 
     topic = DateTopics.from_settings(settings).upcoming()[0]
     records = read_records(private_broker.bootstrap, topic, expected=1 + writes, timeout_s=60)
     republished = {r["key"]: r["headers"]["traceparent"][3:35] for r in records if r["key"] in by_key}
     assert republished == by_key  # restore-publisher sent each one again with its trace
-    stored = wait_until(lambda: (lambda found: found if len(found) == writes else None)(
-        [d for d in activities(app) if d["post_id"] in posts]), 90, 0.3, "the listener stores the restored ones")
+    stored = wait_until(
+        lambda: (lambda found: found if len(found) == writes else None)(
+            [d for d in activities(app) if d["post_id"] in posts]
+        ),
+        90,
+        0.3,
+        "the listener stores the restored ones",
+    )
     assert {d["post_id"]: d["traceparent"][3:35] for d in stored} == posts

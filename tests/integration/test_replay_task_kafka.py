@@ -7,6 +7,7 @@ On the topic itself delivery is at least once, and this test measures by how muc
 the frozen broker was still in the producer's hands, and the broker takes it once thawed; the resumed task sends that
 dead letter again (it cannot know). Only those can be there twice, and the listener's upsert by message key (SPEC
 section 6) records each once."""
+
 from __future__ import annotations
 
 import pytest
@@ -55,7 +56,8 @@ def records_on(bootstrap: str, topic: str, partitions: int) -> int:
 
 
 def test_a_replay_task_fails_with_the_reason_while_the_broker_is_frozen_and_after_a_resume_delivers_each_once(
-        private_broker, kafka_apps):
+    private_broker, kafka_apps
+):
     # the listener runs (it records what reaches the topic); the task worker is left asleep: this test runs the task
     app = kafka_apps.app(run_background=True, **{"kafka.producer.send-timeout-ms": 1500, "tasks.poll-s": 600.0})
     container = get_container(app)
@@ -64,8 +66,9 @@ def test_a_replay_task_fails_with_the_reason_while_the_broker_is_frozen_and_afte
     now = utcnow()
     events = [ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=500 + n, at=now) for n in range(LETTERS)]
     for event in events:
-        container.dead_letters.record_publisher_failure("kafka", event, TransportUnavailable("broker was down"),
-                                                        topic=topic)
+        container.dead_letters.record_publisher_failure(
+            "kafka", event, TransportUnavailable("broker was down"), topic=topic
+        )
     keys = {event.message_key for event in events}
     alice = Admin(app, bearer(issue_admin_token(container.settings["auth.jwt-secret"], 600, "alice")))
     started = alice.post("/tasks", {"action": "replay", "filter": {"collection": "kafka-publisher"}, "rate": RATE})
@@ -105,11 +108,14 @@ def test_a_replay_task_fails_with_the_reason_while_the_broker_is_frozen_and_afte
     assert {d["status"] for d in letters} == {"completed"}
     on_topic = read_records(private_broker.bootstrap, topic, LETTERS, timeout_s=60)
     assert {r["key"] for r in on_topic} <= keys
-    recorded = wait_until(lambda: (found := activities(app)) and len(found) >= LETTERS and found, 90, 0.5,
-                          "the listener records every replayed dead letter")
+    recorded = wait_until(
+        lambda: (found := activities(app)) and len(found) >= LETTERS and found,
+        90,
+        0.5,
+        "the listener records every replayed dead letter",
+    )
     assert sorted(a["message_key"] for a in recorded) == sorted(keys)  # each exactly once
-    total = records_on(private_broker.bootstrap, topic,
-                       describe_topic(private_broker.bootstrap, topic)["partitions"])
+    total = records_on(private_broker.bootstrap, topic, describe_topic(private_broker.bootstrap, topic)["partitions"])
     assert LETTERS <= total <= LETTERS + failed["failed"], (total, failed["failed"])
     outcomes = [(e["outcome"], e["via"]) for e in db[AUDIT].find({"task": store.get(task_id)["_id"]}).sort("at", 1)]
     assert outcomes == [("started", "api"), ("failed", "task"), ("resumed", "api"), ("completed", "task")]

@@ -1,6 +1,7 @@
 """Two restores at once on the real server (SPEC section 8: "safe to run twice at once"): two threads running the
 restore job, and two `dailyfeed restore-listener` processes started together. Each dead letter is restored by
 exactly one of them. (On FerretDB v1 a conditional findAndModify alone would let both take some of them.)"""
+
 from __future__ import annotations
 
 import os
@@ -68,11 +69,18 @@ def test_two_restore_listener_processes_started_together_restore_each_dead_lette
         listener_dead_letter(dailyfeed.dead_letters, event, offset=n)
         keys.add(event.message_key)
     env = {**os.environ, "DAILYFEED_MONGO_URI": mongo_uri, "DAILYFEED_MONGO_DATABASE": dailyfeed.db.name}
-    command = [str(Path(sys.executable).parent / "dailyfeed"), "restore-listener", "--batch-size", "5",
-               "--rate", "60"]  # about 2 s of work each, so the two overlap
+    command = [
+        str(Path(sys.executable).parent / "dailyfeed"),
+        "restore-listener",
+        "--batch-size",
+        "5",
+        "--rate",
+        "60",
+    ]  # about 2 s of work each, so the two overlap
 
-    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(2)]
+    processes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outputs = [process.communicate(timeout=120) for process in processes]
 
     restored_by = []

@@ -2,6 +2,7 @@
 kafka publisher dead letters; restored with the real broker, they reach the topic with their original keys and the
 listener records each once. "Broker down" is the writing app pointed at a closed port: the shared broker is never
 touched."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.mongo]
 
 def test_posts_written_while_kafka_is_unreachable_are_recorded_after_restore_publisher(kafka_apps):
     tag = uuid.uuid4().hex[:8]
-    unreachable = kafka_apps.app(run_background=False, tag=tag, **{
-        "kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "kafka.producer.send-timeout-ms": 1000})
+    unreachable = kafka_apps.app(
+        run_background=False,
+        tag=tag,
+        **{"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "kafka.producer.send-timeout-ms": 1000},
+    )
     api = Api(unreachable)
     post_ids = []
     for n in range(5):
@@ -44,13 +48,16 @@ def test_posts_written_while_kafka_is_unreachable_are_recorded_after_restore_pub
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == "restored 5, skipped 0, failed 0"
     assert len(re.findall(r"republished via post-service \(kafka\)", result.output)) == 5
-    activities = wait_until(lambda: (docs := list(db[MEMBER_ACTIVITIES].find().sort("created_at", 1)))
-                            and len(docs) >= 5 and docs, timeout=60, what="the listener records 5 activities")
+    activities = wait_until(
+        lambda: (docs := list(db[MEMBER_ACTIVITIES].find().sort("created_at", 1))) and len(docs) >= 5 and docs,
+        timeout=60,
+        what="the listener records 5 activities",
+    )
     assert [a["message_key"] for a in activities] == [d["message_key"] for d in dead]  # the original keys
     assert [(a["post_id"], a["member_id"], a["member_activity_type"]) for a in activities] == [
-        (post_id, 7, "POST_CREATE") for post_id in post_ids]
-    assert {(d["status"], d["is_completed"]) for d in db[KAFKA_PUBLISHER_DEAD_LETTERS].find()} == {
-        ("completed", True)}
+        (post_id, 7, "POST_CREATE") for post_id in post_ids
+    ]
+    assert {(d["status"], d["is_completed"]) for d in db[KAFKA_PUBLISHER_DEAD_LETTERS].find()} == {("completed", True)}
 
     again = restored.test_cli_runner().invoke(args=["restore-publisher"])
     assert again.exit_code == 0 and again.output.splitlines()[-1] == "restored 0, skipped 0, failed 0"
@@ -72,7 +79,11 @@ def test_restore_publisher_with_kafka_still_unreachable_leaves_every_dead_letter
     assert "post-service (kafka) did not take it, left pending: TransportUnavailable" in result.output
     docs = list(db[KAFKA_PUBLISHER_DEAD_LETTERS].find().sort("created_at", 1))
     assert [(d["status"], d["is_editing"], d["attempts"]) for d in docs] == [
-        ("pending", False, 2), ("pending", False, 2), ("pending", False, 2), ("pending", False, 1)]
+        ("pending", False, 2),
+        ("pending", False, 2),
+        ("pending", False, 2),
+        ("pending", False, 1),
+    ]
 
 
 def raw_records(bootstrap: str, topics: set[str], count: int, timeout_s: float = 60) -> list:
@@ -80,8 +91,13 @@ def raw_records(bootstrap: str, topics: set[str], count: int, timeout_s: float =
     from aiokafka import AIOKafkaConsumer
 
     async def read():
-        consumer = AIOKafkaConsumer(*sorted(topics), bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex}",
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            *sorted(topics),
+            bootstrap_servers=bootstrap,
+            group_id=f"raw-{uuid.uuid4().hex}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         await consumer.start()
         try:
             records = []
@@ -97,8 +113,11 @@ def raw_records(bootstrap: str, topics: set[str], count: int, timeout_s: float =
 
 def test_every_category_restored_through_the_real_kafka_transport_keeps_its_key_and_event_bytes(kafka_apps):
     tag = uuid.uuid4().hex[:8]
-    unreachable = kafka_apps.app(run_background=False, tag=tag, **{
-        "kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "kafka.producer.send-timeout-ms": 1000})
+    unreachable = kafka_apps.app(
+        run_background=False,
+        tag=tag,
+        **{"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "kafka.producer.send-timeout-ms": 1000},
+    )
     api = Api(unreachable)
     post = api.post(7, "/api/posts", json={"content": "p"}).json["data"]
     comment = api.post(8, "/api/comments", json={"postId": post["id"], "content": "c"}).json["data"]
@@ -127,17 +146,29 @@ def test_every_category_restored_through_the_real_kafka_transport_keeps_its_key_
 
 def test_the_real_kafka_transports_open_circuit_fails_a_restore_fast_and_keeps_every_dead_letter(kafka_apps):
     tag = uuid.uuid4().hex[:8]
-    app = kafka_apps.app(run_background=False, tag=tag, **{
-        "kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "kafka.producer.send-timeout-ms": 1000,
-        "circuit.window-size": 2, "circuit.minimum-calls": 2, "circuit.failure-rate": 1.0,
-        "circuit.open-wait-s": 600})
+    app = kafka_apps.app(
+        run_background=False,
+        tag=tag,
+        **{
+            "kafka.bootstrap-servers": f"127.0.0.1:{free_port()}",
+            "kafka.producer.send-timeout-ms": 1000,
+            "circuit.window-size": 2,
+            "circuit.minimum-calls": 2,
+            "circuit.failure-rate": 1.0,
+            "circuit.open-wait-s": 600,
+        },
+    )
     for n in range(4):
         assert Api(app).post(7, "/api/posts", json={"content": f"p{n}"}).status_code == 201
     db = get_container(app).db
     transport = get_container(app).transports["post-service"]
     assert transport.breaker.state == "open"
     assert [d["error"]["type"] for d in db[KAFKA_PUBLISHER_DEAD_LETTERS].find().sort("created_at", 1)] == [
-        "TransportUnavailable", "TransportUnavailable", "CircuitOpen", "CircuitOpen"]
+        "TransportUnavailable",
+        "TransportUnavailable",
+        "CircuitOpen",
+        "CircuitOpen",
+    ]
 
     result = app.test_cli_runner().invoke(args=["restore-publisher"])
 
@@ -146,7 +177,11 @@ def test_the_real_kafka_transports_open_circuit_fails_a_restore_fast_and_keeps_e
     assert result.output.count("did not take it, left pending: CircuitOpen") == 3  # not attempted: no timeouts
     docs = list(db[KAFKA_PUBLISHER_DEAD_LETTERS].find().sort("created_at", 1))
     assert [(d["status"], d["is_editing"], d["attempts"]) for d in docs] == [
-        ("pending", False, 2), ("pending", False, 2), ("pending", False, 2), ("pending", False, 1)]
+        ("pending", False, 2),
+        ("pending", False, 2),
+        ("pending", False, 2),
+        ("pending", False, 1),
+    ]
 
     # A process with the broker reachable (its own breaker, closed) restores all four.
     restored = kafka_apps.app(run_background=False, tag=tag)

@@ -7,6 +7,7 @@ broker: its sockets take bytes and nothing answers) and thaw again:
   redrive them by themselves: every event is recorded once, each dead letter redriven by one of them only.
 
 And the time lag, on the shared broker, against records of known timestamps."""
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,8 @@ def frozen_apps(private_broker, mongo_uri):
 
 
 def test_a_commit_hanging_on_a_frozen_broker_is_down_on_healthz_after_the_consume_ttl_and_up_after_the_thaw(
-        private_broker, frozen_apps):
+    private_broker, frozen_apps
+):
     app = frozen_apps.app(**{"kafka.consumer.consume-ttl-s": 3.0})
     client = app.test_client()
     service = get_container(app).activity_service
@@ -61,8 +63,12 @@ def test_a_commit_hanging_on_a_frozen_broker_is_down_on_healthz_after_the_consum
     assert froze.wait(60), "the listener never stored the post"
     assert client.get("/healthz").status_code == 200  # a batch in hand, for less than the consume TTL
 
-    down = wait_until(lambda: (lambda r: r if r.status_code == 503 else None)(client.get("/healthz")), 15, 0.2,
-                      "/healthz DOWN while the commit hangs")
+    down = wait_until(
+        lambda: (lambda r: r if r.status_code == 503 else None)(client.get("/healthz")),
+        15,
+        0.2,
+        "/healthz DOWN while the commit hangs",
+    )
     listener = down.json["components"]["listener"]
     assert listener["status"] == "DOWN" and "one batch has been processing for" in listener["reason"]
     assert down.json["components"]["process"]["status"] == "UP"
@@ -78,8 +84,14 @@ def test_the_time_lag_is_the_age_of_the_oldest_record_waiting_on_each_partition(
     make_topics(kafka_bootstrap, [topic], partitions=3)
     now_ms = int(time.time() * 1000)
     ages = {0: [3600, 1800, 60], 1: [120]}  # seconds before now; partition 2 gets nothing
-    produce(kafka_bootstrap, [{"topic": topic, "partition": p, "value": {"n": n}, "timestamp_ms": now_ms - age * 1000}
-                              for p, seconds in ages.items() for n, age in enumerate(seconds)])
+    produce(
+        kafka_bootstrap,
+        [
+            {"topic": topic, "partition": p, "value": {"n": n}, "timestamp_ms": now_ms - age * 1000}
+            for p, seconds in ages.items()
+            for n, age in enumerate(seconds)
+        ],
+    )
     commit_offsets(kafka_bootstrap, settings["kafka.consumer.group-id"], topic, {0: 1})  # the first one is done
 
     lags = {item.partition: item for item in read_consumer_lag(settings) if item.topic == topic}
@@ -112,31 +124,55 @@ def commit_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, in
 
 # --- two serving processes redrive after the thaw ----------------------------------------------------------------
 
+
 def test_two_serving_processes_redrive_the_outages_dead_letters_after_the_thaw_each_event_once(
-        tmp_path, private_broker, mongo_uri):
+    tmp_path, private_broker, mongo_uri
+):
     tag = uuid.uuid4().hex[:8]
     database = f"redrive_{tag}"
-    env = {**os.environ, "DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"), "PYTHONUNBUFFERED": "1",
-           "DAILYFEED_MONGO_URI": mongo_uri, "DAILYFEED_MONGO_DATABASE": database,
-           "DAILYFEED_KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap,
-           "DAILYFEED_KAFKA_TOPIC_PREFIX": f"t{tag}-member-activity-", "DAILYFEED_KAFKA_CONSUMER_GROUP_ID": f"g{tag}",
-           "DAILYFEED_PUBLISH_TYPE_POST_SERVICE": "kafka", "DAILYFEED_PUBLISH_TYPE_COMMENT_SERVICE": "kafka",
-           "DAILYFEED_KAFKA_PRODUCER_SEND_TIMEOUT_MS": "1000", "DAILYFEED_REDRIVE_ENABLED": "true",
-           "DAILYFEED_REDRIVE_INTERVAL_S": "1.0", "DAILYFEED_REDRIVE_BACKOFF_MAX_S": "4.0",
-           "DAILYFEED_REDRIVE_RATE": "50", "DAILYFEED_METRICS_DEADLETTERS_CACHE_S": "0"}
+    env = {
+        **os.environ,
+        "DAILYFEED_CONFIG": str(ROOT / "config" / "test.toml"),
+        "PYTHONUNBUFFERED": "1",
+        "DAILYFEED_MONGO_URI": mongo_uri,
+        "DAILYFEED_MONGO_DATABASE": database,
+        "DAILYFEED_KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap,
+        "DAILYFEED_KAFKA_TOPIC_PREFIX": f"t{tag}-member-activity-",
+        "DAILYFEED_KAFKA_CONSUMER_GROUP_ID": f"g{tag}",
+        "DAILYFEED_PUBLISH_TYPE_POST_SERVICE": "kafka",
+        "DAILYFEED_PUBLISH_TYPE_COMMENT_SERVICE": "kafka",
+        "DAILYFEED_KAFKA_PRODUCER_SEND_TIMEOUT_MS": "1000",
+        "DAILYFEED_REDRIVE_ENABLED": "true",
+        "DAILYFEED_REDRIVE_INTERVAL_S": "1.0",
+        "DAILYFEED_REDRIVE_BACKOFF_MAX_S": "4.0",
+        "DAILYFEED_REDRIVE_RATE": "50",
+        "DAILYFEED_METRICS_DEADLETTERS_CACHE_S": "0",
+    }
     token = issue_member_token(load_settings()["auth.jwt-secret"], 7, 600)
     servers: list[tuple] = []
     store = MongoClient(mongo_uri)[database]
     try:
         for name in ("first", "second"):
             port, log = free_port(), tmp_path / f"{name}.log"
-            servers.append((start_server(["dailyfeed", "serve"], port, cwd=tmp_path, log=log, timeout=90,
-                                         env={**env, "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port())}),
-                            f"http://127.0.0.1:{port}", log))
+            servers.append(
+                (
+                    start_server(
+                        ["dailyfeed", "serve"],
+                        port,
+                        cwd=tmp_path,
+                        log=log,
+                        timeout=90,
+                        env={**env, "DAILYFEED_SERVER_ACTIVITY_PORT": str(free_port())},
+                    ),
+                    f"http://127.0.0.1:{port}",
+                    log,
+                )
+            )
 
         def write(base: str, text: str) -> dict:
-            answer = requests.post(f"{base}/api/posts", json={"content": text}, timeout=30,
-                                   headers={"Authorization": f"Bearer {token}"})
+            answer = requests.post(
+                f"{base}/api/posts", json={"content": text}, timeout=30, headers={"Authorization": f"Bearer {token}"}
+            )
             assert answer.status_code == 201, answer.text
             return answer.json()["data"]
 
@@ -152,16 +188,32 @@ def test_two_serving_processes_redrive_the_outages_dead_letters_after_the_thaw_e
         assert store[KAFKA_PUBLISHER_DEAD_LETTERS].count_documents({"status": "pending"}) == 6
 
         private_broker.thaw()  # and no command is run
-        wait_until(lambda: store[KAFKA_PUBLISHER_DEAD_LETTERS].count_documents({"status": "completed"}) == 6, 120,
-                   0.5, "every dead letter redriven")
-        recorded = wait_until(lambda: (lambda docs: docs if len(docs) == 8 else None)(
-            list(store[MEMBER_ACTIVITIES].find({}, {"message_key": 1, "post_id": 1}))), 120, 0.5,
-            "the listeners record the redriven events")
+        wait_until(
+            lambda: store[KAFKA_PUBLISHER_DEAD_LETTERS].count_documents({"status": "completed"}) == 6,
+            120,
+            0.5,
+            "every dead letter redriven",
+        )
+        recorded = wait_until(
+            lambda: (lambda docs: docs if len(docs) == 8 else None)(
+                list(store[MEMBER_ACTIVITIES].find({}, {"message_key": 1, "post_id": 1}))
+            ),
+            120,
+            0.5,
+            "the listeners record the redriven events",
+        )
         assert {d["id"] for d in during} <= {d["post_id"] for d in recorded}
         assert set(keys) <= {d["message_key"] for d in recorded}  # 8 documents, 8 keys: each event recorded once
 
-        redriven = [total(requests.get(f"{base}/metrics", timeout=10).text, "dailyfeed_restore_dead_letters_total",
-                          job="redrive", outcome="restored") for _, base, _ in servers]
+        redriven = [
+            total(
+                requests.get(f"{base}/metrics", timeout=10).text,
+                "dailyfeed_restore_dead_letters_total",
+                job="redrive",
+                outcome="restored",
+            )
+            for _, base, _ in servers
+        ]
         assert sum(redriven) == 6, redriven  # each dead letter republished by one process only
         for doc in store[KAFKA_PUBLISHER_DEAD_LETTERS].find():
             assert doc["status"] == "completed" and doc.get("completed_at") is not None

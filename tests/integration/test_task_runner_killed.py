@@ -1,6 +1,7 @@
 """A process running a task is killed (SIGKILL) mid-task, on FerretDB: the task stays running with a lease that runs
 out, another process takes the lease and finishes it, and every dead letter is recorded exactly once (the dead
 letters' claims, not the task's counts, are what keeps one from being moved twice)."""
+
 from __future__ import annotations
 
 import os
@@ -27,22 +28,49 @@ CHUNK = 2  # --rate 2: two dead letters a chunk
 
 
 def test_a_task_whose_runner_was_killed_is_resumed_by_another_process_and_moves_each_dead_letter_once(
-        mongo_uri, apps, tmp_path):
+    mongo_uri, apps, tmp_path
+):
     database = f"killed_{uuid.uuid4().hex[:10]}"
-    app = apps.make({"mongo.uri": mongo_uri, "mongo.database": database, "deadletters.lease-s": LEASE_S,
-                     "tasks.lease-s": LEASE_S})
+    app = apps.make(
+        {"mongo.uri": mongo_uri, "mongo.database": database, "deadletters.lease-s": LEASE_S, "tasks.lease-s": LEASE_S}
+    )
     container = get_container(app)
     for n in range(LETTERS):
         listener_dead_letter(container.dead_letters, post_event(n), offset=n)
-    env = {**os.environ, "DAILYFEED_MONGO_URI": mongo_uri, "DAILYFEED_MONGO_DATABASE": database,
-           "DAILYFEED_DEADLETTERS_LEASE_S": str(LEASE_S), "DAILYFEED_TASKS_LEASE_S": str(LEASE_S)}
+    env = {
+        **os.environ,
+        "DAILYFEED_MONGO_URI": mongo_uri,
+        "DAILYFEED_MONGO_DATABASE": database,
+        "DAILYFEED_DEADLETTERS_LEASE_S": str(LEASE_S),
+        "DAILYFEED_TASKS_LEASE_S": str(LEASE_S),
+    }
     with open(tmp_path / "cli.log", "w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).with_name("dailyfeed")), "tasks", "start", "replay",
-                                    "--collection", "listener", "--rate", str(CHUNK), "--yes", "--as", "carol"],
-                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("dailyfeed")),
+                "tasks",
+                "start",
+                "replay",
+                "--collection",
+                "listener",
+                "--rate",
+                str(CHUNK),
+                "--yes",
+                "--as",
+                "carol",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        wait_until(lambda: (task := container.db[DEAD_LETTER_TASKS].find_one()) and task["moved"] >= 2, 60, 0.1,
-                   "the CLI runs the task")
+        wait_until(
+            lambda: (task := container.db[DEAD_LETTER_TASKS].find_one()) and task["moved"] >= 2,
+            60,
+            0.1,
+            "the CLI runs the task",
+        )
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

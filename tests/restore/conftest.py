@@ -1,6 +1,7 @@
 """Restore tests run on BOTH store backends (mongomock and the real server) through the store_app contract
 fixture. Dead letters are written by the real write paths (DeadLetterStore.record_*), never by hand, unless a
 test is about a malformed one."""
+
 from __future__ import annotations
 
 import itertools
@@ -41,6 +42,7 @@ def stepping_clock(monkeypatch):
 def set_clock(monkeypatch):
     """The dead-letter store's clock, standing still at `set_clock.now` (10:00 UTC on 2026-11-22 at first: whole
     milliseconds, stored exactly) until the test moves it, backwards too (a run whose clock is behind)."""
+
     class Clock:
         now = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
 

@@ -1,6 +1,7 @@
 """Claiming dead letters (SPEC section 8: "safe to run twice at once"), on both store backends. Whole restores
 racing each other (threads, and two `dailyfeed restore-listener` processes) are in
 tests/integration/test_restore_concurrency.py: they need a real server (mongomock is not thread-safe)."""
+
 from __future__ import annotations
 
 import threading
@@ -66,14 +67,12 @@ def test_racing_claimants_each_get_a_dead_letter_once(db, dead_letters):
     ids = [doc["_id"] for doc in documents(db, KAFKA_LISTENER_DEAD_LETTERS)]
 
     def claim_each(token):
-        return [doc_id for doc_id in ids
-                if dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc_id, token) is not None]
+        return [doc_id for doc_id in ids if dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc_id, token) is not None]
 
     assert_each_claimed_once(db, dead_letters, race(claim_each), 20)
 
 
-def test_two_claimants_past_the_uniqueness_check_at_the_same_instant_still_get_one_claim(db, dead_letters,
-                                                                                        monkeypatch):
+def test_two_claimants_past_the_uniqueness_check_at_the_same_instant_still_get_one_claim(db, dead_letters, monkeypatch):
     """The worst interleaving, forced: on the embedded store each claim's insert waits (up to a second) right after
     mongomock checked the `_id` is free and before it stores the claim, for the other claimant to get there too.
     Only one may win (SPEC 8: a restore is safe to run twice at once). A real server decides in one step; there this
@@ -92,8 +91,10 @@ def test_two_claimants_past_the_uniqueness_check_at_the_same_instant_still_get_o
         return stored(data)
 
     monkeypatch.setattr(mongomock_collection.helpers, "patch_datetime_awareness_in_document", checked_then_wait)
-    wins = race(lambda token: [doc["_id"]] if dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], token)
-                else [], claimants=2)
+    wins = race(
+        lambda token: [doc["_id"]] if dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], token) else [],
+        claimants=2,
+    )
     assert len(wins) == 1
     assert holder(dead_letters, documents(db, KAFKA_LISTENER_DEAD_LETTERS)[0]) == wins[0][0]
 
@@ -118,8 +119,7 @@ def test_the_claim_of_a_crashed_run_is_taken_over_when_its_lease_ends(db, dead_l
     assert db[KAFKA_LISTENER_DEAD_LETTERS].find_one({"_id": doc["_id"]})["status"] == "pending"
 
 
-def test_a_dead_letter_given_back_is_claimed_again_at_the_next_generation_and_a_stale_claimant_loses(db,
-                                                                                                     dead_letters):
+def test_a_dead_letter_given_back_is_claimed_again_at_the_next_generation_and_a_stale_claimant_loses(db, dead_letters):
     listener_dead_letter(dead_letters, post_event(1), offset=1)
     (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
     assert dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, [doc], "first")
@@ -184,8 +184,12 @@ def test_complete_fail_and_release_mark_only_a_held_dead_letter(db, dead_letters
     assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, given_back["_id"], "again") is not None
     assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, done["_id"], "again") is None
     assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, bad["_id"], "again") is None
-    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, bad["_id"], "discarder",
-                              statuses=(Status.PENDING, Status.FAILED)) is not None
+    assert (
+        dead_letters.claim(
+            KAFKA_LISTENER_DEAD_LETTERS, bad["_id"], "discarder", statuses=(Status.PENDING, Status.FAILED)
+        )
+        is not None
+    )
 
 
 def test_release_all_gives_back_what_a_run_holds_without_counting_an_attempt(db, dead_letters):
@@ -204,14 +208,18 @@ def test_release_all_gives_back_what_a_run_holds_without_counting_an_attempt(db,
 
 # --- a batch at a time (what the restore jobs do) -------------------------------------------------------------------
 
+
 def test_racing_batch_claimants_each_get_a_dead_letter_once(db, dead_letters):
     for n in range(20):
         listener_dead_letter(dead_letters, post_event(n), offset=n)
     candidates = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
 
     def claim_in_batches(token):
-        return [doc["_id"] for at in range(0, 20, 5)
-                for doc in dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, candidates[at:at + 5], token)]
+        return [
+            doc["_id"]
+            for at in range(0, 20, 5)
+            for doc in dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, candidates[at : at + 5], token)
+        ]
 
     assert_each_claimed_once(db, dead_letters, race(claim_in_batches), 20)
 
@@ -232,8 +240,12 @@ def test_a_batch_claim_skips_what_is_held_and_takes_over_what_a_crashed_run_held
     assert [doc["_id"] for doc in claimed] == [free["_id"], crashed["_id"]]
     assert [(doc["claim_token"], doc["lease_generation"]) for doc in claimed] == [("run", 1), ("run", 2)]
     stored = {doc["_id"]: doc for doc in documents(db, KAFKA_LISTENER_DEAD_LETTERS)}
-    assert [holder(dead_letters, stored[doc["_id"]]) for doc in (free, held, crashed, done)] == \
-        ["run", "other run", "run", None]
+    assert [holder(dead_letters, stored[doc["_id"]]) for doc in (free, held, crashed, done)] == [
+        "run",
+        "other run",
+        "run",
+        None,
+    ]
     assert stored[done["_id"]]["status"] == "completed" and "claim_token" not in stored[done["_id"]]
     assert [c["token"] for c in db["dead_letter_claims"].find({"dead_letter": done["_id"]})] == ["finisher"]
 
@@ -276,8 +288,9 @@ def test_complete_batch_marks_only_what_the_run_still_holds(db, dead_letters):
     assert (third["status"], holder(dead_letters, third)) == ("pending", "next")
     # Claims are kept (a stale claimant collides with them): the completed ones' and both of the third's.
     assert sorted(c["_id"] for c in db["dead_letter_claims"].find()) == sorted(
-        [f"{KAFKA_LISTENER_DEAD_LETTERS}/{doc['_id']}/1" for doc in docs] + [
-            f"{KAFKA_LISTENER_DEAD_LETTERS}/{third['_id']}/2"])
+        [f"{KAFKA_LISTENER_DEAD_LETTERS}/{doc['_id']}/1" for doc in docs]
+        + [f"{KAFKA_LISTENER_DEAD_LETTERS}/{third['_id']}/2"]
+    )
 
 
 def test_release_batch_gives_back_with_an_attempt_counted_only_for_an_error(db, dead_letters):
@@ -292,7 +305,11 @@ def test_release_batch_gives_back_with_an_attempt_counted_only_for_an_error(db, 
 
     stored = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
     assert [(d["status"], d["is_editing"], d["attempts"]) for d in stored] == [
-        ("pending", False, 2), ("pending", False, 2), ("pending", False, 1), ("pending", False, 1)]
+        ("pending", False, 2),
+        ("pending", False, 2),
+        ("pending", False, 1),
+        ("pending", False, 1),
+    ]
     assert stored[0]["error"]["message"] == "store down" and "claim_token" not in stored[0]
     assert [holder(dead_letters, doc) for doc in stored] == [None] * 4
     assert len(dead_letters.claim_batch(KAFKA_LISTENER_DEAD_LETTERS, stored, "again")) == 4
@@ -318,8 +335,11 @@ def test_claim_of_tells_who_holds_a_dead_letter_until_it_is_given_back(db, dead_
     assert dead_letters.claim_of(KAFKA_LISTENER_DEAD_LETTERS, doc) is None
     claimed = dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "holder")
     (held,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
-    assert dead_letters.claim_of(KAFKA_LISTENER_DEAD_LETTERS, held)["token"] == "holder" == \
-        dead_letters.claim_of(KAFKA_LISTENER_DEAD_LETTERS, claimed)["token"]
+    assert (
+        dead_letters.claim_of(KAFKA_LISTENER_DEAD_LETTERS, held)["token"]
+        == "holder"
+        == dead_letters.claim_of(KAFKA_LISTENER_DEAD_LETTERS, claimed)["token"]
+    )
     assert dead_letters.claim_of(KAFKA_LISTENER_DEAD_LETTERS, held)["lease_until"] > datetime.now(timezone.utc)
     dead_letters.release(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "holder")
     (released,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
@@ -338,6 +358,7 @@ def test_claim_of_a_crashed_runs_claim_is_nobody_once_its_lease_ran_out(db, dead
 
 
 # --- holders and non-holders, across the three collections -------------------------------------------------------
+
 
 def one_in_each_collection(db, dead_letters, n=0):
     """A pending dead letter in each collection; {collection: document}."""
@@ -404,7 +425,10 @@ def test_release_batch_touches_only_its_own_collection(db, dead_letters):
     assert dead_letters.release_batch(FEIGN_DEAD_LETTERS, [], "run") == 0
     assert dead_letters.release_batch(FEIGN_DEAD_LETTERS, [claimed[FEIGN_DEAD_LETTERS]], "run", error="down") == 1
     assert {name: dead_letters.claim_of(name, documents(db, name)[0]) is not None for name in COLLECTIONS} == {
-        FEIGN_DEAD_LETTERS: False, KAFKA_PUBLISHER_DEAD_LETTERS: True, KAFKA_LISTENER_DEAD_LETTERS: True}
+        FEIGN_DEAD_LETTERS: False,
+        KAFKA_PUBLISHER_DEAD_LETTERS: True,
+        KAFKA_LISTENER_DEAD_LETTERS: True,
+    }
     released = documents(db, FEIGN_DEAD_LETTERS)[0]
     assert released["attempts"] == 2 and released["error"] == {"type": "Error", "message": "down"}
 
@@ -429,9 +453,11 @@ def test_complete_batch_does_not_report_a_dead_letter_whose_lost_claim_was_given
     assert (first["status"], given_back["status"], finished["status"]) == ("completed", "pending", "completed")
     assert given_back["is_editing"] is False and given_back["is_completed"] is False
     assert claims_of(db, KAFKA_PUBLISHER_DEAD_LETTERS, first["_id"]) == [  # a claim outlives the completion
-        f"{KAFKA_PUBLISHER_DEAD_LETTERS}/{first['_id']}/1"]
+        f"{KAFKA_PUBLISHER_DEAD_LETTERS}/{first['_id']}/1"
+    ]
     assert claims_of(db, KAFKA_PUBLISHER_DEAD_LETTERS, given_back["_id"]) == [
-        f"{KAFKA_PUBLISHER_DEAD_LETTERS}/{given_back['_id']}/{g}" for g in (1, 2)]
+        f"{KAFKA_PUBLISHER_DEAD_LETTERS}/{given_back['_id']}/{g}" for g in (1, 2)
+    ]
 
 
 def test_complete_batch_of_nothing_completes_nothing(db, dead_letters):
@@ -442,9 +468,11 @@ def test_complete_batch_of_nothing_completes_nothing(db, dead_letters):
 
 def test_complete_fail_and_discard_finish_a_held_dead_letter_and_let_go_of_its_claim(db, dead_letters):
     docs = one_in_each_collection(db, dead_letters)
-    finish = {FEIGN_DEAD_LETTERS: lambda name, doc: dead_letters.complete(name, doc["_id"], "run"),
-              KAFKA_PUBLISHER_DEAD_LETTERS: lambda name, doc: dead_letters.fail(name, doc["_id"], "run", "bad"),
-              KAFKA_LISTENER_DEAD_LETTERS: lambda name, doc: dead_letters.discard(name, doc["_id"], "run")}
+    finish = {
+        FEIGN_DEAD_LETTERS: lambda name, doc: dead_letters.complete(name, doc["_id"], "run"),
+        KAFKA_PUBLISHER_DEAD_LETTERS: lambda name, doc: dead_letters.fail(name, doc["_id"], "run", "bad"),
+        KAFKA_LISTENER_DEAD_LETTERS: lambda name, doc: dead_letters.discard(name, doc["_id"], "run"),
+    }
     for name, doc in docs.items():
         assert dead_letters.claim(name, doc["_id"], "run") is not None
         assert finish[name](name, doc) is True
@@ -489,20 +517,39 @@ def test_an_insert_refused_for_another_reason_than_a_duplicate_is_raised():
     assert insert_unordered(Refusing([121]), []) == set()
 
 
-CANONICAL = {"_id", "message_key", "category", "payload", "created_at", "updated_at", "topic", "origin", "attempts",
-             "error", "last_attempt_at", "status", "is_completed", "is_editing",  # SPEC section 7
-             "traceparent"}  # the trace context of the request that caused it (dailyfeed.telemetry.tracing)
+CANONICAL = {
+    "_id",
+    "message_key",
+    "category",
+    "payload",
+    "created_at",
+    "updated_at",
+    "topic",
+    "origin",
+    "attempts",
+    "error",
+    "last_attempt_at",
+    "status",
+    "is_completed",
+    "is_editing",  # SPEC section 7
+    "traceparent",
+}  # the trace context of the request that caused it (dailyfeed.telemetry.tracing)
 
 
 def test_every_step_keeps_the_canonical_shape_and_stamps_its_time(db, dead_letters, stepping_clock):
     docs = one_in_each_collection(db, dead_letters)
     steps = {  # collection -> (finish the claim, the fields it adds, whether it is a failed attempt)
-        FEIGN_DEAD_LETTERS: (lambda name, doc: dead_letters.complete(name, doc["_id"], "run"), {"completed_at"},
-                             False),
-        KAFKA_PUBLISHER_DEAD_LETTERS: (lambda name, doc: dead_letters.fail(name, doc["_id"], "run", "bad"), set(),
-                                       True),
-        KAFKA_LISTENER_DEAD_LETTERS: (lambda name, doc: dead_letters.discard(name, doc["_id"], "run"),
-                                      {"discarded_at"}, False),
+        FEIGN_DEAD_LETTERS: (lambda name, doc: dead_letters.complete(name, doc["_id"], "run"), {"completed_at"}, False),
+        KAFKA_PUBLISHER_DEAD_LETTERS: (
+            lambda name, doc: dead_letters.fail(name, doc["_id"], "run", "bad"),
+            set(),
+            True,
+        ),
+        KAFKA_LISTENER_DEAD_LETTERS: (
+            lambda name, doc: dead_letters.discard(name, doc["_id"], "run"),
+            {"discarded_at"},
+            False,
+        ),
     }
     for name, doc in docs.items():
         assert set(doc) == CANONICAL
@@ -556,14 +603,17 @@ def test_a_lease_that_ends_this_very_moment_has_ended(db, dead_letters, set_cloc
     (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
     assert DeadLetterStore(db, lease_seconds=0).claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "crashed")
     # The crashed run's claim never reached the dead letter:
-    db[KAFKA_LISTENER_DEAD_LETTERS].update_one({"_id": doc["_id"]}, {
-        "$set": {"is_editing": False}, "$unset": {"lease_until": "", "claim_token": "", "lease_generation": ""}})
+    db[KAFKA_LISTENER_DEAD_LETTERS].update_one(
+        {"_id": doc["_id"]},
+        {"$set": {"is_editing": False}, "$unset": {"lease_until": "", "claim_token": "", "lease_generation": ""}},
+    )
     taken = dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, doc["_id"], "next")
     assert taken is not None and taken["lease_generation"] == 2
 
 
-def test_a_run_whose_lease_ends_this_very_moment_cannot_finish_what_another_run_took_over_then(db, dead_letters,
-                                                                                              set_clock):
+def test_a_run_whose_lease_ends_this_very_moment_cannot_finish_what_another_run_took_over_then(
+    db, dead_letters, set_clock
+):
     listener_dead_letter(dead_letters, post_event(1), offset=1)
     (doc,) = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
     slow = DeadLetterStore(db, lease_seconds=0)  # its lease ends the moment it is taken (the clock stands still)

@@ -3,6 +3,7 @@ CLI and the restore jobs read every one of them: the event to send again, why it
 often, its trace context, and that it waits (pending) for a restore. Then a repeat of the same failure, a raw
 record the listener could not parse, a store that fails too, and the hand-off of a publisher dead letter to the
 listener's collection."""
+
 from __future__ import annotations
 
 import json
@@ -34,18 +35,33 @@ def clock(monkeypatch):
 
 def kept(db, collection: str) -> list[dict]:
     """The documents of a collection, times as UTC whether the store hands them back naive or aware."""
-    return [{k: v.replace(tzinfo=timezone.utc) if isinstance(v, datetime) else v for k, v in doc.items()}
-            for doc in db[collection].find({}, {"_id": 0})]
+    return [
+        {k: v.replace(tzinfo=timezone.utc) if isinstance(v, datetime) else v for k, v in doc.items()}
+        for doc in db[collection].find({}, {"_id": 0})
+    ]
 
 
 def test_a_publisher_failure_is_kept_whole_and_pending(dead_letters, db, clock):
     event = post_event(1).with_traceparent(TRACEPARENT)
     dead_letters.record_publisher_failure("kafka", event, TransportUnavailable("broker down"), topic=TOPIC)
-    assert kept(db, KAFKA_PUBLISHER_DEAD_LETTERS) == [{
-        "message_key": event.message_key, "category": "POST", "payload": json.dumps(event.to_json()),
-        "created_at": T0, "topic": TOPIC, "origin": None, "attempts": 1, "traceparent": TRACEPARENT,
-        "error": {"type": "TransportUnavailable", "message": "broker down"}, "last_attempt_at": T0,
-        "updated_at": T0, "status": "pending", "is_completed": False, "is_editing": False}]
+    assert kept(db, KAFKA_PUBLISHER_DEAD_LETTERS) == [
+        {
+            "message_key": event.message_key,
+            "category": "POST",
+            "payload": json.dumps(event.to_json()),
+            "created_at": T0,
+            "topic": TOPIC,
+            "origin": None,
+            "attempts": 1,
+            "traceparent": TRACEPARENT,
+            "error": {"type": "TransportUnavailable", "message": "broker down"},
+            "last_attempt_at": T0,
+            "updated_at": T0,
+            "status": "pending",
+            "is_completed": False,
+            "is_editing": False,
+        }
+    ]
     assert kept(db, FEIGN_DEAD_LETTERS) == [] and kept(db, KAFKA_LISTENER_DEAD_LETTERS) == []
     dead_letters.record_publisher_failure("feign", post_event(2), TransportUnavailable("activity service down"))
     [feign] = kept(db, FEIGN_DEAD_LETTERS)
@@ -53,13 +69,13 @@ def test_a_publisher_failure_is_kept_whole_and_pending(dead_letters, db, clock):
     assert feign["traceparent"] is None and feign["error"]["message"] == "activity service down"
 
 
-def test_the_same_failure_again_counts_an_attempt_on_the_one_dead_letter_and_makes_it_pending(dead_letters, db,
-                                                                                                clock):
+def test_the_same_failure_again_counts_an_attempt_on_the_one_dead_letter_and_makes_it_pending(dead_letters, db, clock):
     event = post_event(1)
     dead_letters.record_publisher_failure("kafka", event, TransportUnavailable("broker down"), topic=TOPIC)
     # a restore took it and failed it meanwhile
-    db[KAFKA_PUBLISHER_DEAD_LETTERS].update_one({}, {"$set": {"status": Status.FAILED.value, "is_completed": True,
-                                                              "is_editing": True}})
+    db[KAFKA_PUBLISHER_DEAD_LETTERS].update_one(
+        {}, {"$set": {"status": Status.FAILED.value, "is_completed": True, "is_editing": True}}
+    )
     clock["at"] = T0 + timedelta(minutes=5)
     dead_letters.record_publisher_failure("kafka", event, TimeoutError("no acknowledgement"), topic=TOPIC)
     [doc] = kept(db, KAFKA_PUBLISHER_DEAD_LETTERS)
@@ -78,18 +94,25 @@ def test_a_record_the_listener_could_not_parse_is_keyed_by_where_it_came_from(de
     [doc] = kept(db, KAFKA_LISTENER_DEAD_LETTERS)
     assert doc["message_key"] == f"unparsed:{TOPIC}:3:42" and doc["attempts"] == 2
     assert doc["category"] is None and doc["payload"] is None and doc["topic"] == TOPIC
-    assert doc["origin"] == {"topic": TOPIC, "partition": 3, "offset": 42, "key": "k-1",
-                             "value": "x" * MAX_RAW_CHARS + "…(truncated)"}
+    assert doc["origin"] == {
+        "topic": TOPIC,
+        "partition": 3,
+        "offset": 42,
+        "key": "k-1",
+        "value": "x" * MAX_RAW_CHARS + "…(truncated)",
+    }
     assert doc["traceparent"] == TRACEPARENT and doc["error"] == {"type": "ValueError", "message": "not JSON"}
 
 
 def test_a_parsed_event_the_listener_could_not_store_keeps_its_own_trace_context_first(dead_letters, db, clock):
     origin = {"topic": TOPIC, "partition": 0, "offset": 7, "key": None, "value": "{}"}
     traced, untraced = post_event(1).with_traceparent(TRACEPARENT), post_event(2)
-    dead_letters.record_listener_failure(origin=origin, error=OSError("store down"), event=traced,
-                                         traceparent=OTHER_TRACEPARENT)
-    dead_letters.record_listener_failure(origin=origin, error=OSError("store down"), event=untraced,
-                                         traceparent=OTHER_TRACEPARENT)
+    dead_letters.record_listener_failure(
+        origin=origin, error=OSError("store down"), event=traced, traceparent=OTHER_TRACEPARENT
+    )
+    dead_letters.record_listener_failure(
+        origin=origin, error=OSError("store down"), event=untraced, traceparent=OTHER_TRACEPARENT
+    )
     by_key = {doc["message_key"]: doc for doc in kept(db, KAFKA_LISTENER_DEAD_LETTERS)}
     assert by_key[traced.message_key]["traceparent"] == TRACEPARENT
     assert by_key[untraced.message_key]["traceparent"] == OTHER_TRACEPARENT
@@ -121,17 +144,30 @@ def test_a_hand_off_copies_the_publisher_dead_letter_pending_once(dead_letters, 
     source = db[FEIGN_DEAD_LETTERS].find_one()
     clock["at"] = T0 + timedelta(hours=1)
     assert dead_letters.hand_off(FEIGN_DEAD_LETTERS, source, event) is True
-    assert kept(db, KAFKA_LISTENER_DEAD_LETTERS) == [{
-        "message_key": event.message_key, "category": "POST", "payload": json.dumps(event.to_json()),
-        "is_completed": False, "is_editing": False, "created_at": T0, "updated_at": T0 + timedelta(hours=1),
-        "topic": TOPIC, "error": {"type": "TransportUnavailable", "message": "down"}, "attempts": 0,
-        "last_attempt_at": None, "origin": {"handoff_from": FEIGN_DEAD_LETTERS, "dead_letter_id": str(source["_id"])},
-        "traceparent": TRACEPARENT, "status": "pending"}]
+    assert kept(db, KAFKA_LISTENER_DEAD_LETTERS) == [
+        {
+            "message_key": event.message_key,
+            "category": "POST",
+            "payload": json.dumps(event.to_json()),
+            "is_completed": False,
+            "is_editing": False,
+            "created_at": T0,
+            "updated_at": T0 + timedelta(hours=1),
+            "topic": TOPIC,
+            "error": {"type": "TransportUnavailable", "message": "down"},
+            "attempts": 0,
+            "last_attempt_at": None,
+            "origin": {"handoff_from": FEIGN_DEAD_LETTERS, "dead_letter_id": str(source["_id"])},
+            "traceparent": TRACEPARENT,
+            "status": "pending",
+        }
+    ]
     assert dead_letters.hand_off(FEIGN_DEAD_LETTERS, source, event) is False
     # a dead letter without its creation time is handed off as created now; the batch answers per item
     later = post_event(2)
-    assert dead_letters.hand_off_batch([(FEIGN_DEAD_LETTERS, source, event),
-                                        (FEIGN_DEAD_LETTERS, {"_id": "x"}, later)]) == [False, True]
+    assert dead_letters.hand_off_batch(
+        [(FEIGN_DEAD_LETTERS, source, event), (FEIGN_DEAD_LETTERS, {"_id": "x"}, later)]
+    ) == [False, True]
     [handed] = [doc for doc in kept(db, KAFKA_LISTENER_DEAD_LETTERS) if doc["message_key"] == later.message_key]
     assert handed["created_at"] == T0 + timedelta(hours=1)
     assert db[KAFKA_LISTENER_DEAD_LETTERS].count_documents({}) == 2

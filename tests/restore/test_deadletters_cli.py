@@ -1,4 +1,5 @@
 """`dailyfeed deadletters list | show | discard | stats`, through the CLI runner, on both store backends."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,8 @@ def test_list_shows_dead_letters_oldest_first_with_filters_and_a_cap(db, dead_le
     assert everything.exit_code == 0, everything.output
     rows = everything.output.splitlines()[1:]
     assert [row.split()[0] for row in rows] == [
-        str(d["_id"]) for d in documents(db, FEIGN_DEAD_LETTERS) + documents(db, KAFKA_LISTENER_DEAD_LETTERS)]
+        str(d["_id"]) for d in documents(db, FEIGN_DEAD_LETTERS) + documents(db, KAFKA_LISTENER_DEAD_LETTERS)
+    ]
     assert post_event(0).message_key in rows[0] and "activity service unreachable" in rows[0]
 
     likes = runner.invoke(args=["deadletters", "list", "--category", "post_like"])
@@ -50,14 +52,15 @@ def test_show_finds_a_dead_letter_by_id_or_by_key(db, dead_letters, runner):
         header, body = result.output.split("\n", 1)
         assert header == f"# {FEIGN_DEAD_LETTERS}"
         shown = json.loads(body)
-        assert (shown["_id"], shown["message_key"], shown["status"]) == (str(doc["_id"]), doc["message_key"],
-                                                                         "pending")
+        assert (shown["_id"], shown["message_key"], shown["status"]) == (str(doc["_id"]), doc["message_key"], "pending")
         assert json.loads(shown["payload"]) == post_event(1).to_json()
 
 
 def test_show_and_discard_say_clearly_when_nothing_matches(runner, db):
-    for args in (["deadletters", "show", "member_activity:kafka_event:nope"],
-                 ["deadletters", "discard", "--yes", "6b033eca45a4029c7d4110fb"]):
+    for args in (
+        ["deadletters", "show", "member_activity:kafka_event:nope"],
+        ["deadletters", "discard", "--yes", "6b033eca45a4029c7d4110fb"],
+    ):
         result = runner.invoke(args=args)
         assert result.exit_code == 1
         assert f"no dead letter has the id or message key '{args[-1]}'" in result.output
@@ -114,8 +117,9 @@ def test_discard_refuses_a_dead_letter_a_restore_is_working_on(db, dead_letters,
 def test_stats_counts_by_collection_status_and_category_with_the_oldest_pending(db, dead_letters, runner):
     for n in range(3):
         publisher_dead_letter(dead_letters, post_event(n), kind="kafka")
-    publisher_dead_letter(dead_letters, ActivityEvent.new(ActivityType.LIKE_POST, 9, post_id=5,
-                                                          at=post_event(9).created_at), kind="kafka")
+    publisher_dead_letter(
+        dead_letters, ActivityEvent.new(ActivityType.LIKE_POST, 9, post_id=5, at=post_event(9).created_at), kind="kafka"
+    )
     listener_dead_letter(dead_letters, None, value=b"garbage", offset=3)
     assert runner.invoke(args=["restore-listener"]).exit_code == 1  # the garbage one becomes failed
 

@@ -1,5 +1,6 @@
 """`dailyfeed deadletters retry | discard --matching | purge` (the console's actions from a shell), through the
 CLI runner, on both store backends."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -32,8 +33,7 @@ def test_retry_restores_one_dead_letter_now_by_id_or_key(db, dead_letters, runne
     assert again.exit_code == 1 and "is completed; only pending or failed" in again.output
 
 
-def test_retry_of_a_failed_one_requeues_it_first_and_a_failure_is_kept(db, dead_letters, runner,
-                                                                       activity_service_down):
+def test_retry_of_a_failed_one_requeues_it_first_and_a_failure_is_kept(db, dead_letters, runner, activity_service_down):
     listener_dead_letter(dead_letters, None, offset=5, value=b"{not json", key=b"k")
     assert runner.invoke(args=["restore-listener"]).exit_code == 1  # marked failed: cannot be parsed
     [failed] = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
@@ -57,8 +57,9 @@ def test_retry_status_failed_requeues_the_failed_ones_that_match(db, dead_letter
         listener_dead_letter(dead_letters, None, offset=offset, value=b"{bad", key=b"k")
     runner.invoke(args=["restore-listener"])
     assert {d["status"] for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)} == {"failed"}
-    narrow = runner.invoke(args=["deadletters", "retry", "--status", "failed", "--key",
-                                 "unparsed:member-activity-20261122:0:1"])
+    narrow = runner.invoke(
+        args=["deadletters", "retry", "--status", "failed", "--key", "unparsed:member-activity-20261122:0:1"]
+    )
     assert narrow.exit_code == 0 and narrow.output.startswith("re-queued 1 failed dead letter to pending")
     rest = runner.invoke(args=["deadletters", "retry", "--status", "failed", "--collection", "listener"])
     assert rest.output.startswith("re-queued 1 failed dead letter to pending")
@@ -78,8 +79,9 @@ def test_discard_matching_uses_the_filters_confirms_the_count_and_refuses_no_fil
     assert declined.exit_code == 1 and "Discard 3 dead letters (collection feign_dead_letters)?" in declined.output
     assert snapshot(db) == before
 
-    done = runner.invoke(args=["deadletters", "discard", "--matching", "--collection", "feign",
-                               "--since", "2026-11-22"], input="y\n")
+    done = runner.invoke(
+        args=["deadletters", "discard", "--matching", "--collection", "feign", "--since", "2026-11-22"], input="y\n"
+    )
     assert done.exit_code == 0
     assert done.output.splitlines()[-1] == "discarded 3, skipped 0 (held by a restore right now)"
     assert {d["status"] for d in documents(db, FEIGN_DEAD_LETTERS)} == {"discarded"}
@@ -88,8 +90,9 @@ def test_discard_matching_uses_the_filters_confirms_the_count_and_refuses_no_fil
     assert everything.output.strip() == "discarded 1, skipped 0 (held by a restore right now)"
 
 
-def test_purge_deletes_only_completed_dead_letters_and_claims_older_than_the_days(db, dead_letters, runner,
-                                                                                  monkeypatch):
+def test_purge_deletes_only_completed_dead_letters_and_claims_older_than_the_days(
+    db, dead_letters, runner, monkeypatch
+):
     for n in range(2):
         listener_dead_letter(dead_letters, post_event(n), offset=n)
     listener_dead_letter(dead_letters, post_event(5), offset=5)
@@ -110,7 +113,9 @@ def test_purge_deletes_only_completed_dead_letters_and_claims_older_than_the_day
     done = runner.invoke(args=["deadletters", "purge", "--completed-older-than", "30"])
     assert done.exit_code == 0 and done.output.startswith("deleted 1 completed dead letter and 2 claims")
     assert [(d["message_key"], d["status"]) for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)] == [
-        (post_event(1).message_key, "completed"), (post_event(5).message_key, "pending")]
+        (post_event(1).message_key, "completed"),
+        (post_event(5).message_key, "pending"),
+    ]
     retried = documents(db, KAFKA_LISTENER_DEAD_LETTERS)[0]["_id"]  # its claim (taken by retry just now) stays
     assert [claim["dead_letter"] for claim in db[DEAD_LETTER_CLAIMS].find()] == [retried]
     assert runner.invoke(args=["deadletters", "purge", "--completed-older-than", "0"]).exit_code == 2

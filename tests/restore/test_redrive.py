@@ -2,6 +2,7 @@
 alone; once it answers again they are republished without any command, each once; a pass that fails waits longer
 before the next, and a dead letter that `redrive.max-passes` passes failed is left pending for a person. Two
 serving processes redriving at once deliver each event once."""
+
 from __future__ import annotations
 
 import threading
@@ -58,8 +59,7 @@ class BrokerLike(FakeTransport):
 
 def redriver_for(app, transport, clock) -> Redriver:
     dailyfeed = get_container(app)
-    return Redriver(dailyfeed.dead_letters, {Service.POST: transport, Service.COMMENT: transport}, OPTIONS,
-                    clock=clock)
+    return Redriver(dailyfeed.dead_letters, {Service.POST: transport, Service.COMMENT: transport}, OPTIONS, clock=clock)
 
 
 def keep_dead_letters(app, count: int) -> list[str]:
@@ -99,20 +99,31 @@ def test_dead_letters_wait_while_the_broker_is_down_and_are_republished_once_it_
     assert [e.message_key for e in transport.published] == keys  # oldest first, each once
     assert transport.breaker.state == "closed"
     assert [(d["message_key"], d["status"]) for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)] == [
-        (key, "completed") for key in keys]
+        (key, "completed") for key in keys
+    ]
     assert (report.transport, report.collection, report.summary.line()) == (
-        "kafka", KAFKA_PUBLISHER_DEAD_LETTERS, "restored 4, skipped 0, failed 0")
+        "kafka",
+        KAFKA_PUBLISHER_DEAD_LETTERS,
+        "restored 4, skipped 0, failed 0",
+    )
     assert passes == [report] and [r.key for r in report.results] == keys
     assert redriver.run_once() == []  # nothing left: no pass
     after = scrape(store_app)
-    assert value(after, "dailyfeed_redrive_passes_total", transport="kafka", outcome="delivered") - value(
-        before, "dailyfeed_redrive_passes_total", transport="kafka", outcome="delivered") == 1
-    assert value(after, "dailyfeed_restore_dead_letters_total", job="redrive", outcome="restored") - value(
-        before, "dailyfeed_restore_dead_letters_total", job="redrive", outcome="restored") == 4
+    assert (
+        value(after, "dailyfeed_redrive_passes_total", transport="kafka", outcome="delivered")
+        - value(before, "dailyfeed_redrive_passes_total", transport="kafka", outcome="delivered")
+        == 1
+    )
+    assert (
+        value(after, "dailyfeed_restore_dead_letters_total", job="redrive", outcome="restored")
+        - value(before, "dailyfeed_restore_dead_letters_total", job="redrive", outcome="restored")
+        == 4
+    )
 
 
 def test_failing_passes_wait_longer_each_time_and_a_dead_letter_failed_by_max_passes_is_left_for_a_person(
-        store_app, caplog):
+    store_app, caplog
+):
     clock = Clock()
     transport = BrokerLike(clock)
     [key] = keep_dead_letters(store_app, 1)
@@ -189,9 +200,15 @@ def test_the_store_is_asked_for_work_when_this_process_kept_a_failure_or_at_the_
 def test_the_serving_process_redrive_leaves_an_audit_record_of_each_pass():
     """The Redriver a serving process starts records its passes in the audit trail: who ("redrive"), what it
     settled, on which collection."""
-    app = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "redrive.enabled": True,
-                    "redrive.interval-s": 3600.0, "redrive.backoff-max-s": 3600.0},
-                   run_background=True)
+    app = make_app(
+        {
+            "kafka.bootstrap-servers": f"127.0.0.1:{free_port()}",
+            "redrive.enabled": True,
+            "redrive.interval-s": 3600.0,
+            "redrive.backoff-max-s": 3600.0,
+        },
+        run_background=True,
+    )
     try:
         dailyfeed = get_container(app)
         [redriver] = [item for item in dailyfeed.background if getattr(item, "component", None) == "redrive"]
@@ -205,8 +222,12 @@ def test_the_serving_process_redrive_leaves_an_audit_record_of_each_pass():
         entries, total = audit.entries(dailyfeed.db, audit.AuditQuery(actor="redrive"), limit=10)
         assert total == 1
         [entry] = entries
-        assert (entry["action"], entry["via"], entry["outcome"], entry["result_count"]) == \
-            ("redrive", "redrive", "done", 3)
+        assert (entry["action"], entry["via"], entry["outcome"], entry["result_count"]) == (
+            "redrive",
+            "redrive",
+            "done",
+            3,
+        )
         assert entry["selection"] == {"collections": [FEIGN_DEAD_LETTERS]}
         assert {d["status"] for d in documents(dailyfeed.db, FEIGN_DEAD_LETTERS)} == {"completed"}
     finally:

@@ -1,4 +1,5 @@
 """`dailyfeed restore-listener` and the options both restores share, through the CLI runner, on both backends."""
+
 from __future__ import annotations
 
 import json
@@ -33,11 +34,19 @@ def summary_line(result) -> str:
     return result.output.splitlines()[-1]
 
 
-def test_listener_dead_letters_of_every_origin_restore_to_what_the_live_path_stores(db, dead_letters, runner,
-                                                                                      live_store):
+def test_listener_dead_letters_of_every_origin_restore_to_what_the_live_path_stores(
+    db, dead_letters, runner, live_store
+):
     events = mixed_events()
-    java_value = json.dumps({"memberId": 11, "postId": 12, "memberActivityType": "LIKE_POST",
-                             "createdAt": [2026, 11, 22, 9, 0, 0, 5000], "__extra": "ignored"}).encode()
+    java_value = json.dumps(
+        {
+            "memberId": 11,
+            "postId": 12,
+            "memberActivityType": "LIKE_POST",
+            "createdAt": [2026, 11, 22, 9, 0, 0, 5000],
+            "__extra": "ignored",
+        }
+    ).encode()
     java_key = "member_activity:kafka_event:LIKE_POST###12###11###2026-11-22 09:00:00.000005000"
     # The records the live Kafka listener would have consumed for the same actions: (value, key).
     records = [(e.to_bytes(), e.message_key.encode()) for e in events] + [(java_value, java_key.encode())]
@@ -66,16 +75,18 @@ def test_listener_dead_letters_of_every_origin_restore_to_what_the_live_path_sto
 def test_a_corrupt_dead_letter_is_marked_failed_the_rest_restored_and_the_run_fails(db, dead_letters, runner):
     for n in range(3):
         listener_dead_letter(dead_letters, post_event(n), offset=n)
-    listener_dead_letter(dead_letters, None, value=b"\x00not json{", key=b"k", offset=99,
-                         error=ValueError("record value is not JSON"))
+    listener_dead_letter(
+        dead_letters, None, value=b"\x00not json{", key=b"k", offset=99, error=ValueError("record value is not JSON")
+    )
     corrupt = db[KAFKA_LISTENER_DEAD_LETTERS].find_one({"payload": None})
 
     result = runner.invoke(args=["restore-listener"])
 
     assert result.exit_code == 1
     assert summary_line(result) == "restored 3, skipped 0, failed 1"
-    assert (f"failed   {corrupt['message_key']} [{KAFKA_LISTENER_DEAD_LETTERS}]: marked failed: record value is "
-            "not JSON") in result.output
+    assert (
+        f"failed   {corrupt['message_key']} [{KAFKA_LISTENER_DEAD_LETTERS}]: marked failed: record value is not JSON"
+    ) in result.output
     doc = db[KAFKA_LISTENER_DEAD_LETTERS].find_one({"_id": corrupt["_id"]})
     assert (doc["status"], doc["is_completed"], doc["is_editing"], doc["attempts"]) == ("failed", False, False, 2)
     assert doc["error"]["type"] == "InvalidEvent" and "not JSON" in doc["error"]["message"]
@@ -103,8 +114,10 @@ def test_dry_run_changes_nothing_and_says_what_it_would_do(db, dead_letters, run
     assert (listener.exit_code, republish.exit_code, handoff.exit_code) == (0, 0, 0)
     assert summary_line(listener) == "dry run, nothing changed: would restore 3, skip 0, fail 1"
     assert listener.output.count("would restore member_activity:") == 3 and "would fail    unparsed:" in listener.output
-    assert f"would restore {post_event(3).message_key} [feign_dead_letters]: republish via post-service (feign)" \
+    assert (
+        f"would restore {post_event(3).message_key} [feign_dead_letters]: republish via post-service (feign)"
         in republish.output
+    )
     assert summary_line(handoff) == "dry run, nothing changed: would restore 1, skip 0, fail 0"
     assert "hand off to kafka_listener_dead_letters" in handoff.output
 
@@ -123,7 +136,11 @@ def test_dry_run_leaves_out_only_what_another_restore_holds_right_now(db, dead_l
     assert result.exit_code == 0, result.output
     assert summary_line(result) == "dry run, nothing changed: would restore 3, skip 0, fail 0"
     assert [doc["message_key"] in result.output for doc in (free, held, abandoned, given_back)] == [
-        True, False, True, True]
+        True,
+        False,
+        True,
+        True,
+    ]
 
 
 def test_dry_run_does_not_call_the_transport(fake):
@@ -203,19 +220,22 @@ def test_filters_take_only_matching_dead_letters(db, dead_letters, runner, stepp
     assert db[KAFKA_LISTENER_DEAD_LETTERS].count_documents({"status": "pending"}) == 1  # docs[1] remains
 
 
-@pytest.mark.parametrize("args, message", [
-    (["restore-listener", "--batch-size", "0"], "--batch-size"),
-    (["restore-listener", "--limit", "-1"], "--limit"),
-    (["restore-listener", "--rate", "0"], "--rate"),
-    (["restore-listener", "--category", "LIKES"], "'LIKES' is not one of"),
-    (["restore-listener", "--since", "last tuesday"], "is not an ISO date"),
-    (["restore-publisher", "--since", "9999-12-31T23:59:59-01:00"], "outside the years 1970-9999"),  # issue 19 (5)
-    (["restore-listener", "--since", "1970-01-01T00:30:00+01:00"], "outside the years 1970-9999"),
-    (["restore-listener", "--key", " "], "must not be empty"),
-    (["restore-listener", "--watch", "0"], "--watch"),
-    (["restore-listener", "--dry-run", "--watch", "5"], "--dry-run cannot be combined with --watch"),
-    (["restore-publisher", "--mode", "replay"], "'replay' is not one of"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["restore-listener", "--batch-size", "0"], "--batch-size"),
+        (["restore-listener", "--limit", "-1"], "--limit"),
+        (["restore-listener", "--rate", "0"], "--rate"),
+        (["restore-listener", "--category", "LIKES"], "'LIKES' is not one of"),
+        (["restore-listener", "--since", "last tuesday"], "is not an ISO date"),
+        (["restore-publisher", "--since", "9999-12-31T23:59:59-01:00"], "outside the years 1970-9999"),  # issue 19 (5)
+        (["restore-listener", "--since", "1970-01-01T00:30:00+01:00"], "outside the years 1970-9999"),
+        (["restore-listener", "--key", " "], "must not be empty"),
+        (["restore-listener", "--watch", "0"], "--watch"),
+        (["restore-listener", "--dry-run", "--watch", "5"], "--dry-run cannot be combined with --watch"),
+        (["restore-publisher", "--mode", "replay"], "'replay' is not one of"),
+    ],
+)
 def test_bad_options_are_usage_errors(runner, db, dead_letters, args, message):
     listener_dead_letter(dead_letters, post_event(1), offset=1)
     before = snapshot(db)
@@ -275,8 +295,7 @@ def test_an_interrupted_run_gives_back_its_claims_and_says_so(fake):
     assert summary_line(again) == "restored 2, skipped 0, failed 0"
 
 
-def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_failures_are_listed(db, dead_letters, runner,
-                                                                                monkeypatch):
+def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_failures_are_listed(db, dead_letters, runner, monkeypatch):
     for n in range(3):
         listener_dead_letter(dead_letters, post_event(n), offset=n)
     listener_dead_letter(dead_letters, None, value=b"garbage", offset=9)
@@ -295,8 +314,9 @@ def _iso(at) -> str:
     return at.replace(tzinfo=None).isoformat() + "Z"
 
 
-def test_a_store_failure_on_recording_gives_the_batch_back_with_the_error(db, dead_letters, dailyfeed, runner,
-                                                                         monkeypatch):
+def test_a_store_failure_on_recording_gives_the_batch_back_with_the_error(
+    db, dead_letters, dailyfeed, runner, monkeypatch
+):
     for n in range(3):
         listener_dead_letter(dead_letters, post_event(n), offset=n)
 
@@ -320,8 +340,9 @@ def test_a_store_failure_on_recording_gives_the_batch_back_with_the_error(db, de
     assert db[MEMBER_ACTIVITIES].count_documents({}) == 3
 
 
-def test_release_all_failing_in_the_finally_of_a_finished_restore_is_only_a_warning(db, dead_letters, runner,
-                                                                                    monkeypatch, caplog):
+def test_release_all_failing_in_the_finally_of_a_finished_restore_is_only_a_warning(
+    db, dead_letters, runner, monkeypatch, caplog
+):
     for n in range(3):
         listener_dead_letter(dead_letters, post_event(n), offset=n)
 
@@ -335,12 +356,14 @@ def test_release_all_failing_in_the_finally_of_a_finished_restore_is_only_a_warn
     assert summary_line(result) == "restored 3, skipped 0, failed 0"
     assert "could not give back this run's claims (127.0.0.1:27017: connection closed (injected))" in caplog.text
     assert {(d["status"], d["is_editing"]) for d in documents(db, KAFKA_LISTENER_DEAD_LETTERS)} == {
-        ("completed", False)}
+        ("completed", False)
+    }
     assert db[MEMBER_ACTIVITIES].count_documents({}) == 3
 
 
-def test_release_all_failing_after_a_failed_restore_does_not_hide_the_first_error(db, dead_letters, runner,
-                                                                                  monkeypatch, caplog):
+def test_release_all_failing_after_a_failed_restore_does_not_hide_the_first_error(
+    db, dead_letters, runner, monkeypatch, caplog
+):
     for n in range(3):
         listener_dead_letter(dead_letters, post_event(n), offset=n)
 

@@ -1,5 +1,6 @@
 """`dailyfeed restore-publisher` through the CLI runner, on both store backends: the activity service (feign) or
 the broker (a fake Kafka transport) is down while members write, then comes back and the restore delivers."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,8 @@ def write_posts(client, token, count: int, member_id: int = 7) -> list[int]:
 
 
 def test_posts_written_while_the_activity_service_is_down_are_recorded_by_restore_publisher(
-        app, client, token, db, runner, activity_service_down):
+    app, client, token, db, runner, activity_service_down
+):
     activity_service_down.down()
     post_ids = write_posts(client, token, 5)
     dead = documents(db, FEIGN_DEAD_LETTERS)
@@ -46,7 +48,8 @@ def test_posts_written_while_the_activity_service_is_down_are_recorded_by_restor
     activities = documents(db, MEMBER_ACTIVITIES)
     assert [a["message_key"] for a in activities] == [d["message_key"] for d in dead]  # original keys, oldest first
     assert [(a["post_id"], a["member_id"], a["member_activity_type"]) for a in activities] == [
-        (post_id, 7, "POST_CREATE") for post_id in post_ids]
+        (post_id, 7, "POST_CREATE") for post_id in post_ids
+    ]
     for doc in documents(db, FEIGN_DEAD_LETTERS):
         assert (doc["status"], doc["is_completed"], doc["is_editing"]) == ("completed", True, False)
 
@@ -81,8 +84,9 @@ def test_a_transport_still_down_leaves_dead_letters_pending_and_the_run_fails(fa
     result = runner.invoke(args=["restore-publisher"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == "restored 5, skipped 0, failed 0"
-    assert [e.message_key for e in fake.published] == [d["message_key"] for d in
-                                                       documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)]
+    assert [e.message_key for e in fake.published] == [
+        d["message_key"] for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    ]
     assert db[MEMBER_ACTIVITIES].count_documents({}) == 5
 
 
@@ -104,7 +108,8 @@ def test_republishing_something_already_recorded_is_a_success_not_a_duplicate(fa
 
 
 def test_handoff_then_restore_listener_reaches_the_activities_the_live_path_stores(
-        app, client, token, db, runner, activity_service_down, live_store):
+    app, client, token, db, runner, activity_service_down, live_store
+):
     activity_service_down.down()
     post_id = write_posts(client, token, 2)[0]
     comment = client.post("/api/comments", json={"postId": post_id, "content": "hi"}, headers=token(8))
@@ -120,7 +125,8 @@ def test_handoff_then_restore_listener_reaches_the_activities_the_live_path_stor
     assert {d["status"] for d in documents(db, FEIGN_DEAD_LETTERS)} == {"completed"}
     handed = documents(db, KAFKA_LISTENER_DEAD_LETTERS)
     assert [(h["message_key"], h["category"], json.loads(h["payload"])) for h in handed] == [
-        (d["message_key"], d["category"], json.loads(d["payload"])) for d in dead]
+        (d["message_key"], d["category"], json.loads(d["payload"])) for d in dead
+    ]
     assert {(h["status"], h["is_completed"], h["is_editing"]) for h in handed} == {("pending", False, False)}
     assert db[MEMBER_ACTIVITIES].count_documents({}) == 0  # handing off records nothing by itself
 
@@ -132,8 +138,9 @@ def test_handoff_then_restore_listener_reaches_the_activities_the_live_path_stor
     assert activity_documents(db) == live_store([dead_letter_event(d) for d in dead])
 
 
-def test_handing_off_twice_keeps_one_listener_dead_letter(app, client, token, db, runner, activity_service_down,
-                                                            dead_letters):
+def test_handing_off_twice_keeps_one_listener_dead_letter(
+    app, client, token, db, runner, activity_service_down, dead_letters
+):
     activity_service_down.down()
     write_posts(client, token, 1)
     (doc,) = documents(db, FEIGN_DEAD_LETTERS)
@@ -161,14 +168,16 @@ def test_a_publisher_dead_letter_without_an_event_is_marked_failed_with_the_reas
 
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == "restored 2, skipped 0, failed 1"
-    assert f"failed   {broken['message_key']} [{KAFKA_PUBLISHER_DEAD_LETTERS}]: marked failed: payload is not JSON" \
+    assert (
+        f"failed   {broken['message_key']} [{KAFKA_PUBLISHER_DEAD_LETTERS}]: marked failed: payload is not JSON"
         in result.output
+    )
     doc = db[KAFKA_PUBLISHER_DEAD_LETTERS].find_one({"_id": broken["_id"]})
     assert (doc["status"], doc["is_completed"], doc["attempts"]) == ("failed", False, 2)
     assert doc["error"]["type"] == "InvalidEvent" and "payload is not JSON" in doc["error"]["message"]
-    assert [e.message_key for e in fake.published] == [d["message_key"] for d in
-                                                       documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
-                                                       if d["_id"] != broken["_id"]]
+    assert [e.message_key for e in fake.published] == [
+        d["message_key"] for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS) if d["_id"] != broken["_id"]
+    ]
 
 
 def _token(app):
@@ -185,8 +194,9 @@ def test_an_event_no_content_service_publishes_is_left_pending_for_a_handoff(db,
     republish = runner.invoke(args=["restore-publisher"])
 
     assert republish.exit_code == 1
-    assert "no content service publishes MEMBER events; left pending, restore it with --mode handoff" \
-        in republish.output
+    assert (
+        "no content service publishes MEMBER events; left pending, restore it with --mode handoff" in republish.output
+    )
     (doc,) = documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
     assert (doc["status"], doc["attempts"]) == ("pending", 2)
     handoff = runner.invoke(args=["restore-publisher", "--mode", "handoff"])
@@ -204,6 +214,5 @@ def test_a_store_that_fails_mid_run_is_reported_plainly(app, db, dead_letters, r
     result = runner.invoke(args=["restore-publisher"])
 
     assert result.exit_code == 1
-    assert "Error: the store failed: ServerSelectionTimeoutError: 127.0.0.1:27017: connection refused" \
-        in result.output
+    assert "Error: the store failed: ServerSelectionTimeoutError: 127.0.0.1:27017: connection refused" in result.output
     assert "Traceback" not in result.output

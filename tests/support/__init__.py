@@ -1,4 +1,5 @@
 """Helpers the test tiers import (fixtures stay in the conftests): where the project is and whether CI runs."""
+
 from __future__ import annotations
 
 import os

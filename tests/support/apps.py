@@ -1,5 +1,6 @@
 """Building apps for tests and cleaning up after them: one way to make an app on a fresh database and one way to
 close it (drop the database when it lives on a real server, stop the app's transports and background work)."""
+
 from __future__ import annotations
 
 import socket
@@ -17,8 +18,11 @@ SELF_URL = "http://dailyfeed.test"
 
 def make_app(overrides: Mapping[str, Any] | None = None, **kwargs: Any):
     """An app on a fresh embedded store; feign calls to itself answered in-process."""
-    config = {"mongo.uri": "mongomock://", "mongo.database": f"test_{uuid.uuid4().hex[:12]}",
-              "activity.base-url": SELF_URL}
+    config = {
+        "mongo.uri": "mongomock://",
+        "mongo.database": f"test_{uuid.uuid4().hex[:12]}",
+        "activity.base-url": SELF_URL,
+    }
     config.update(overrides or {})
     app = create_app(config, **kwargs)
     app.config["TESTING"] = True

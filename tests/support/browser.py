@@ -1,5 +1,6 @@
 """What the browser tier's tests use besides fixtures: the app served on a free port (`Live`), logging in to the
 console, screenshots. The fixtures (the browser, pages, a live app) are in tests/browser/conftest.py."""
+
 from __future__ import annotations
 
 import os

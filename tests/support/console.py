@@ -1,4 +1,5 @@
 """The admin API as the console tier calls it."""
+
 from __future__ import annotations
 
 

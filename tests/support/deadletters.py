@@ -1,5 +1,6 @@
 """Dead letters for tests: events with distinct, ordered keys, dead letters written the way the real write paths
 write them, and reads of what the store holds."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -40,8 +41,15 @@ def publisher_dead_letter(dead_letters, event: ActivityEvent, kind: str = "feign
     dead_letters.record_publisher_failure(kind, event, TransportUnavailable("activity service unreachable"))
 
 
-def listener_dead_letter(dead_letters, event: ActivityEvent | None, *, offset: int, value: bytes | str | None = None,
-                         key: bytes | str | None = None, error: Exception | None = None) -> None:
+def listener_dead_letter(
+    dead_letters,
+    event: ActivityEvent | None,
+    *,
+    offset: int,
+    value: bytes | str | None = None,
+    key: bytes | str | None = None,
+    error: Exception | None = None,
+) -> None:
     """A listener dead letter as the listener writes it: parsed (event given) or not (raw value only)."""
     value = event.to_bytes() if value is None and event is not None else value
     key = event.message_key.encode() if key is None and event is not None else key
@@ -55,8 +63,7 @@ def documents(db, collection: str, **query) -> list[dict]:
 
 def activity_documents(db) -> dict[str, dict]:
     """Stored activities by message key, without their _id (which differs between two stores)."""
-    return {doc["message_key"]: {k: v for k, v in doc.items() if k != "_id"}
-            for doc in db[MEMBER_ACTIVITIES].find()}
+    return {doc["message_key"]: {k: v for k, v in doc.items() if k != "_id"} for doc in db[MEMBER_ACTIVITIES].find()}
 
 
 def snapshot(db) -> dict[str, list[dict]]:
@@ -64,6 +71,17 @@ def snapshot(db) -> dict[str, list[dict]]:
     return {name: sorted(db[name].find(), key=lambda d: str(d["_id"])) for name in names}
 
 
-__all__ = ["T0", "FEIGN_DEAD_LETTERS", "KAFKA_LISTENER_DEAD_LETTERS", "KAFKA_PUBLISHER_DEAD_LETTERS",
-           "MEMBER_ACTIVITIES", "activity_documents", "documents", "listener_dead_letter", "mixed_events",
-           "post_event", "publisher_dead_letter", "snapshot"]
+__all__ = [
+    "T0",
+    "FEIGN_DEAD_LETTERS",
+    "KAFKA_LISTENER_DEAD_LETTERS",
+    "KAFKA_PUBLISHER_DEAD_LETTERS",
+    "MEMBER_ACTIVITIES",
+    "activity_documents",
+    "documents",
+    "listener_dead_letter",
+    "mixed_events",
+    "post_event",
+    "publisher_dead_letter",
+    "snapshot",
+]

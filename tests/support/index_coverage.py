@@ -26,6 +26,7 @@ that the sort after an `$in` is done in memory. The tests follow fewer members t
 it: a member following more than 200 makes the followings feed sort in memory on MongoDB. `$ne`, `$nin`, `$not`,
 `$exists`, `$regex` and comparisons are range fields. A sort on a field the filter binds by equality is no sort.
 """
+
 from __future__ import annotations
 
 import sys
@@ -41,8 +42,22 @@ from . import ROOT
 
 APP_DIR = str(ROOT / "dailyfeed") + "/"
 TESTS_DIR = str(ROOT / "tests") + "/"
-RANGE_OPERATORS = {"$gt", "$gte", "$lt", "$lte", "$ne", "$nin", "$not", "$exists", "$regex", "$type", "$mod",
-                   "$size", "$all", "$elemMatch"}
+RANGE_OPERATORS = {
+    "$gt",
+    "$gte",
+    "$lt",
+    "$lte",
+    "$ne",
+    "$nin",
+    "$not",
+    "$exists",
+    "$regex",
+    "$type",
+    "$mod",
+    "$size",
+    "$all",
+    "$elemMatch",
+}
 UNSERVABLE = {"$expr", "$where", "$text", "$jsonSchema", "$nor"}  # no index bounds can come from these
 MARKER = "index_coverage"
 
@@ -126,7 +141,7 @@ def serves(index: Index, shape: Shape) -> bool:
         return False
     sort = [(f, d) for f, d in shape.sort if f not in shape.equality]
     if sort:
-        walked = keys[at:at + len(sort)]
+        walked = keys[at : at + len(sort)]
         if [f for f, _ in walked] != [f for f, _ in sort]:
             return False
         if any(not isinstance(d, int) for _, d in walked):
@@ -137,7 +152,7 @@ def serves(index: Index, shape: Shape) -> bool:
             return False
         at += len(sort)
     rest = shape.range - {f for f, _ in sort}
-    return set(fields[at:at + len(rest)]) == rest
+    return set(fields[at : at + len(rest)]) == rest
 
 
 ID_INDEX = Index("_id_", (("_id", 1),), unique=True)
@@ -152,10 +167,13 @@ def declared_indexes() -> dict[str, list[Index]]:
 
     db = mongomock.MongoClient()["declared"]
     ensure_indexes(db)
-    return {name: [Index(index_name, tuple((f, d) for f, d in info["key"]),
-                         bool(info.get("unique")) or index_name == "_id_")
-                   for index_name, info in db[name].index_information().items()]
-            for name in db.list_collection_names()}
+    return {
+        name: [
+            Index(index_name, tuple((f, d) for f, d in info["key"]), bool(info.get("unique")) or index_name == "_id_")
+            for index_name, info in db[name].index_information().items()
+        ]
+        for name in db.list_collection_names()
+    }
 
 
 def indexes_of(declared: Mapping[str, list[Index]], collection: str) -> list[Index]:
@@ -228,7 +246,7 @@ def _app_origin(skip: int = 2) -> str | None:
     while frame is not None:
         filename = frame.f_code.co_filename
         if filename.startswith(APP_DIR):
-            return f"{filename[len(str(ROOT)) + 1:]}:{frame.f_lineno} ({frame.f_code.co_name})"
+            return f"{filename[len(str(ROOT)) + 1 :]}:{frame.f_lineno} ({frame.f_code.co_name})"
         if filename.startswith(TESTS_DIR):
             return None
         frame = frame.f_back

@@ -1,5 +1,6 @@
 """Helpers for the Kafka tier: apps that publish by Kafka with a listener thread, raw records, committed offsets,
 polling with deadlines, and a private broker that fault tests may kill (never the shared one)."""
+
 from __future__ import annotations
 
 import json
@@ -107,17 +108,20 @@ def produce(bootstrap: str, records: Iterable[dict[str, Any]]) -> list[tuple[str
                 if not isinstance(value, (bytes, type(None))):
                     value = json.dumps(value).encode()
                 key = r.get("key")
-                meta = await producer.send_and_wait(r["topic"], value=value,
-                                                    key=key.encode() if isinstance(key, str) else key,
-                                                    partition=r.get("partition"), headers=r.get("headers"),
-                                                    timestamp_ms=r.get("timestamp_ms"))
+                meta = await producer.send_and_wait(
+                    r["topic"],
+                    value=value,
+                    key=key.encode() if isinstance(key, str) else key,
+                    partition=r.get("partition"),
+                    headers=r.get("headers"),
+                    timestamp_ms=r.get("timestamp_ms"),
+                )
                 placed.append((meta.topic, meta.partition, meta.offset))
             return placed
         finally:
             await producer.stop()
 
     return run_async(send)
-
 
 
 class KafkaApps:
@@ -133,10 +137,15 @@ class KafkaApps:
 
     def settings_for(self, tag: str | None = None, **overrides: Any) -> dict[str, Any]:
         tag = tag or uuid.uuid4().hex[:8]
-        config = {"mongo.uri": self.mongo_uri, "mongo.database": f"kafka_{tag}",
-                  "kafka.bootstrap-servers": self.bootstrap,
-                  "kafka.topic.prefix": f"t{tag}-member-activity-", "kafka.consumer.group-id": f"g{tag}",
-                  "publish-type.post-service": "kafka", "publish-type.comment-service": "kafka"}
+        config = {
+            "mongo.uri": self.mongo_uri,
+            "mongo.database": f"kafka_{tag}",
+            "kafka.bootstrap-servers": self.bootstrap,
+            "kafka.topic.prefix": f"t{tag}-member-activity-",
+            "kafka.consumer.group-id": f"g{tag}",
+            "publish-type.post-service": "kafka",
+            "publish-type.comment-service": "kafka",
+        }
         config.update(overrides)
         self.prefixes.add(config["kafka.topic.prefix"])
         return config
@@ -186,9 +195,13 @@ class PrivateBroker:
         self.libs = shared / "kafka" / "libs"
         self.dir = Path(tempfile.mkdtemp(prefix="dailyfeed-kafka-"))
         self.port = free_port()
-        self.env = {**os.environ, "DAILYFEED_SERVICES_DIR": str(self.dir), "DAILYFEED_KAFKA_PORT": str(self.port),
-                    "DAILYFEED_KAFKA_CONTROLLER_PORT": str(free_port()),
-                    "DAILYFEED_KAFKA_HEAP_OPTS": "-Xmx384m -Xms128m"}
+        self.env = {
+            **os.environ,
+            "DAILYFEED_SERVICES_DIR": str(self.dir),
+            "DAILYFEED_KAFKA_PORT": str(self.port),
+            "DAILYFEED_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "DAILYFEED_KAFKA_HEAP_OPTS": "-Xmx384m -Xms128m",
+        }
         self.bootstrap = f"127.0.0.1:{self.port}"
 
     @property
@@ -196,11 +209,13 @@ class PrivateBroker:
         return (self.libs / ".pom.sha256").is_file()
 
     def _services(self, *args: str, timeout: float = 150) -> None:
-        result = subprocess.run(["bash", str(SERVICES), *args], env=self.env, capture_output=True, text=True,
-                                timeout=timeout)
+        result = subprocess.run(
+            ["bash", str(SERVICES), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"services.sh {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n"
-                               f"{result.stderr}")
+            raise RuntimeError(
+                f"services.sh {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
 
     def start(self) -> None:
         kafka_dir = self.dir / "kafka"

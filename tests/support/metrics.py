@@ -1,4 +1,5 @@
 """Reading a Prometheus exposition in tests: the value of one series, or the sum of a family's series."""
+
 from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,6 +19,5 @@ def value(text: str, name: str, **labels: str) -> float | None:
 
 def total(text: str, name: str, **labels: str) -> float | None:
     """The sum over the series of `name` having `labels` (and any others); None when there is none."""
-    found = [s.value for s in samples(text)
-             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    found = [s.value for s in samples(text) if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
     return sum(found) if found else None

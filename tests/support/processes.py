@@ -1,4 +1,5 @@
 """Processes a test started in a session of their own (`start_new_session=True`)."""
+
 from __future__ import annotations
 
 import os
@@ -22,13 +23,20 @@ def stop_group(process: subprocess.Popen, timeout: float = 30) -> None:
         process.wait()
 
 
-def start_server(command: list[str], port: int, *, env: dict[str, str], cwd: Path, log: Path,
-                 timeout: float = 60) -> subprocess.Popen:
+def start_server(
+    command: list[str], port: int, *, env: dict[str, str], cwd: Path, log: Path, timeout: float = 60
+) -> subprocess.Popen:
     """Start a serving command of the venv (`flask run …`, `dailyfeed serve`) on `port`, in a session of its own
     with its output in `log`, and wait until it answers `/healthz`; stopped (stop_group) if it does not."""
     with open(log, "w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).with_name(command[0])), *command[1:], "--port", str(port)],
-                                   env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name(command[0])), *command[1:], "--port", str(port)],
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + timeout
         while True:

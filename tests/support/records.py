@@ -1,4 +1,5 @@
 """Reading back what is on a topic, headers included (for the trace context tests)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,21 +20,33 @@ def find_record(bootstrap: str, topic: str, key: str, timeout_s: float = 30.0) -
     return next(r for r in found if r["key"] == key)
 
 
-def _read_until(bootstrap: str, topic: str, enough: Callable[[list[dict[str, Any]]], bool],
-                timeout_s: float) -> list[dict[str, Any]]:
+def _read_until(
+    bootstrap: str, topic: str, enough: Callable[[list[dict[str, Any]]], bool], timeout_s: float
+) -> list[dict[str, Any]]:
     from aiokafka import AIOKafkaConsumer
 
     async def read() -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", metadata_max_age_ms=1000)
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=1000,
+        )
         await consumer.start()
         found: list[dict[str, Any]] = []
         try:
             while not enough(found):
                 for records in (await consumer.getmany(timeout_ms=500)).values():
-                    found.extend({"key": r.key.decode() if r.key else None, "value": r.value,
-                                  "headers": {name: value.decode() for name, value in r.headers or ()}}
-                                 for r in records)
+                    found.extend(
+                        {
+                            "key": r.key.decode() if r.key else None,
+                            "value": r.value,
+                            "headers": {name: value.decode() for name, value in r.headers or ()},
+                        }
+                        for r in records
+                    )
             return found
         finally:
             await asyncio.shield(consumer.stop())

@@ -10,6 +10,7 @@ and what it delivers to, reads back what arrived there, and can put that side in
 
 Like arroyo's backend mixins: one suite, one small adapter per backend.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,8 @@ RECORD_PATH = "/api/member-activities/"
 class Failure(str, Enum):
     """What can happen to the other side of a transport."""
 
-    DOWN = "down"        # nothing listens any more (a stopped service, a killed broker)
-    FROZEN = "frozen"    # connections are accepted and never answered (a hung process)
+    DOWN = "down"  # nothing listens any more (a stopped service, a killed broker)
+    FROZEN = "frozen"  # connections are accepted and never answered (a hung process)
     REFUSES = "refuses"  # it answers and refuses the event (4xx): retrying the same request will not help
 
 
@@ -96,16 +97,20 @@ class Backend:
 class FakeBackend(Backend):
     name = "fake"
     failures = (Failure.DOWN, Failure.FROZEN, Failure.REFUSES)
-    ERRORS = {Failure.DOWN: TransportUnavailable("fake: connection refused"),
-              Failure.FROZEN: TransportUnavailable("fake: no answer within the timeout"),
-              Failure.REFUSES: TransportRejected("fake: answered 400")}
+    ERRORS = {
+        Failure.DOWN: TransportUnavailable("fake: connection refused"),
+        Failure.FROZEN: TransportUnavailable("fake: no answer within the timeout"),
+        Failure.REFUSES: TransportRejected("fake: answered 400"),
+    }
 
     def __init__(self):
         self.transport = FakeTransport(PublishType.FEIGN)
 
     def received(self) -> list[Received]:
-        return [Received(e.message_key, e.member_id, e.activity_type.value, trace_id_of(e.traceparent))
-                for e in self.transport.published]
+        return [
+            Received(e.message_key, e.member_id, e.activity_type.value, trace_id_of(e.traceparent))
+            for e in self.transport.published
+        ]
 
     def asked(self) -> int:
         return self.transport.attempts
@@ -154,16 +159,20 @@ class FeignBackend(Backend):
         url = self.running.activity_url
         # short timeouts and two attempts: a frozen app costs a second, not the production 10 s read timeout
         settings = get_container(self.app).settings.with_overrides(
-            {"feign.read-timeout-s": 0.5, "feign.retry.attempts": 2})
+            {"feign.read-timeout-s": 0.5, "feign.retry.attempts": 2}
+        )
         self.transport = build_http_transport(settings, lambda: url)
 
     def _serve(self, port: int, activity_port: int) -> None:
-        self.running = server.start(lambda activity_url: self.gate, host="127.0.0.1", port=port,
-                                    activity_port=activity_port, threads=2)
+        self.running = server.start(
+            lambda activity_url: self.gate, host="127.0.0.1", port=port, activity_port=activity_port, threads=2
+        )
 
     def received(self) -> list[Received]:
-        return [Received(d["message_key"], d["member_id"], d["member_activity_type"], trace_id_of(d.get("traceparent")))
-                for d in get_container(self.app).db[MEMBER_ACTIVITIES].find()]
+        return [
+            Received(d["message_key"], d["member_id"], d["member_activity_type"], trace_id_of(d.get("traceparent")))
+            for d in get_container(self.app).db[MEMBER_ACTIVITIES].find()
+        ]
 
     def asked(self) -> int:
         return self.gate.asked
@@ -200,16 +209,25 @@ class KafkaBackend(Backend):
         self.bootstrap = bootstrap
         self.broker = broker  # only a private broker may be broken
         self.broken: Failure | None = None
-        self.settings = load_settings({"kafka.bootstrap-servers": bootstrap, "kafka.topic.partitions": 1,
-                                       "kafka.topic.prefix": f"c{uuid.uuid4().hex[:8]}-member-activity-"})
+        self.settings = load_settings(
+            {
+                "kafka.bootstrap-servers": bootstrap,
+                "kafka.topic.partitions": 1,
+                "kafka.topic.prefix": f"c{uuid.uuid4().hex[:8]}-member-activity-",
+            }
+        )
         self.topics = DateTopics.from_settings(self.settings)
         self.transport = build_kafka_transport(self.settings)
 
     def wait_received(self, key: str) -> Received:
         record = find_record(self.bootstrap, self.topics.upcoming()[0], key)
         value = json.loads(record["value"])
-        return Received(record["key"], value["memberId"], value["memberActivityType"],
-                        trace_id_of(record["headers"].get("traceparent")))
+        return Received(
+            record["key"],
+            value["memberId"],
+            value["memberActivityType"],
+            trace_id_of(record["headers"].get("traceparent")),
+        )
 
     def topic_of(self, event: ActivityEvent) -> str | None:
         return self.topics.at(event.created_at)
@@ -233,4 +251,3 @@ class KafkaBackend(Backend):
     def close(self) -> None:
         self.transport.close()
         drop_topics(self.bootstrap, self.settings["kafka.topic.prefix"])
-

@@ -1,5 +1,6 @@
 """A requests adapter that answers from a WSGI app in-process: the feign transport's real code (retries,
 statuses, circuit breaker) runs against the real record endpoints, only the socket is left out."""
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -19,8 +20,9 @@ class WsgiAdapter(BaseAdapter):
         self.calls += 1
         url = urlsplit(request.url)
         path = url.path + (f"?{url.query}" if url.query else "")
-        answer = self.app.test_client().open(path, method=request.method, headers=dict(request.headers),
-                                             data=request.body)
+        answer = self.app.test_client().open(
+            path, method=request.method, headers=dict(request.headers), data=request.body
+        )
         response = requests.Response()
         response.status_code = answer.status_code
         response._content = answer.get_data()

@@ -1,5 +1,6 @@
 """The backends the transport contract runs against (tests/support/transports.py): every test of the suite runs on
 the fake, on feign against the app on local ports, and on Kafka against a real broker (integration tier)."""
+
 import pytest
 
 from ..support.transports import Failure, FakeBackend, FeignBackend, KafkaBackend
@@ -15,8 +16,9 @@ def _params(*, kinds: bool = False, only: Failure | None = None):
     for name, backend in BACKENDS.items():
         marks = KAFKA_MARKS if name == "kafka" else []
         if kinds:
-            params.extend(pytest.param((name, kind), id=f"{name}-{kind.value}", marks=marks)
-                          for kind in backend.failures)
+            params.extend(
+                pytest.param((name, kind), id=f"{name}-{kind.value}", marks=marks) for kind in backend.failures
+            )
         elif only is None or only in backend.failures:
             params.append(pytest.param(name, marks=marks))
     return params
@@ -25,8 +27,11 @@ def _params(*, kinds: bool = False, only: Failure | None = None):
 @pytest.fixture(params=_params())
 def backend(request):
     """A transport and its other side, working (Kafka: the shared broker)."""
-    made = KafkaBackend(request.getfixturevalue("kafka_bootstrap")) if request.param == "kafka" \
+    made = (
+        KafkaBackend(request.getfixturevalue("kafka_bootstrap"))
+        if request.param == "kafka"
         else BACKENDS[request.param]()
+    )
     yield made
     made.close()
 

@@ -2,6 +2,7 @@
 arrives with its message key and the trace of the request that caused it; each kind of failure of the other side is
 the TransportError the publisher keeps as a dead letter (naming the topic where there is one), and once that side
 is back the same transport delivers again; a closed transport publishes nothing."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,8 +33,7 @@ def test_a_published_event_arrives_with_its_key_and_the_trace_of_its_request(bac
 
 
 @pytest.mark.timeout(120)  # a publish that hung on the failed side fails here; no timing is asserted
-def test_each_failure_is_the_error_a_dead_letter_keeps_and_the_transport_delivers_once_the_other_side_is_back(
-        failing):
+def test_each_failure_is_the_error_a_dead_letter_keeps_and_the_transport_delivers_once_the_other_side_is_back(failing):
     backend, kind = failing
     deliver(backend, new_event(post_id=1))  # connected first: the failure comes to a transport in use
     says = backend.fail(kind)

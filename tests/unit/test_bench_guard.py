@@ -1,5 +1,6 @@
 """The guard at the end of `make bench` (bench/guard.py): which rows moved against the last committed results.
 Made-up results files, small ones: this is the comparison's logic, no timing."""
+
 import json
 import subprocess
 
@@ -12,15 +13,30 @@ from bench.harness import TABLE
 
 def results(run: str, ceiling: list[float], listener: list[float], peer: list[float] | None = None) -> dict:
     """A results file of an ingest-only run: the 1c ceiling and the listener, per repetition."""
-    reps = {"ceiling": [{"store": c, "store_unique_index": c * 1.5, "produce": 30_000, "consume": 300_000}
-                        for c in ceiling],
-            "ingest": [{"events_per_s": v, "stored": 20_000} for v in listener]}
+    reps = {
+        "ceiling": [
+            {"store": c, "store_unique_index": c * 1.5, "produce": 30_000, "consume": 300_000} for c in ceiling
+        ],
+        "ingest": [{"events_per_s": v, "stored": 20_000} for v in listener],
+    }
     if peer is not None:
         reps["peer"] = [{"events_per_s": v, "stored": 20_000} for v in peer]
-    return {"run": run, "started": "2026-12-05T09:00:00+00:00", "finished": "2026-12-05T09:01:00+00:00",
-            "sizes": vars(Sizes(1.0, len(ceiling), None)), "reps": reps,
-            "machine": {"cpus": 2, "cpu": "test", "python": "3.11", "commit": run, "load_before": [1, 1, 1],
-                        "load_after": [1, 1, 1], "busy_before": 0.1}}
+    return {
+        "run": run,
+        "started": "2026-12-05T09:00:00+00:00",
+        "finished": "2026-12-05T09:01:00+00:00",
+        "sizes": vars(Sizes(1.0, len(ceiling), None)),
+        "reps": reps,
+        "machine": {
+            "cpus": 2,
+            "cpu": "test",
+            "python": "3.11",
+            "commit": run,
+            "load_before": [1, 1, 1],
+            "load_after": [1, 1, 1],
+            "busy_before": 0.1,
+        },
+    }
 
 
 def moved(now: dict, before: dict) -> dict[str, guard.Moved]:
@@ -59,8 +75,10 @@ def test_a_change_past_both_bands_is_a_move_up_as_well_as_down():
 
     found = moved(now, before)
 
-    peer, against = found["2p peer: FastStream batch subscriber + insert_many (ev/s)"], \
-        found["2   `dailyfeed listen` against the peer (ev/s)"]
+    peer, against = (
+        found["2p peer: FastStream batch subscriber + insert_many (ev/s)"],
+        found["2   `dailyfeed listen` against the peer (ev/s)"],
+    )
     assert peer.change < 0 and against.change > 0 and "up" in against.line()
     assert LISTENER not in found
 
@@ -102,5 +120,6 @@ def test_rows_are_matched_by_figure_and_size_whatever_number_of_samples_they_too
 
     result = guard.compare([row("1,000 activities, 18 samples", 0.5)], [row("1,000 activities, 30 samples", 0.9)])
 
-    assert [(m.figure, m.n, m.before, m.now) for m in result.moved] == \
-           [("7a feed: HTTP p50 / p99 (ms)", "1,000 activities", 0.9, 0.5)]
+    assert [(m.figure, m.n, m.before, m.now) for m in result.moved] == [
+        ("7a feed: HTTP p50 / p99 (ms)", "1,000 activities", 0.9, 0.5)
+    ]

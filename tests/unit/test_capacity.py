@@ -1,5 +1,6 @@
 """The capacity model (bench/capacity.py): its formulas against worked examples computed by hand here, the reading
 of the benchmark table by row name, and the CLI on small results files and on the committed ones."""
+
 from __future__ import annotations
 
 import json
@@ -34,36 +35,99 @@ TABLE = """# Benchmarks
 """
 
 # One day of 86,400 s makes the rates round: 86,400 members, half active, 10 actions each = 432,000 a day = 5/s.
-EXAMPLE = dict(members=86_400, daily_active=0.5, actions=10, peak_factor=2, retention_days=2, outage_minutes=10,
-               feed_reads=4, followings=50, utilization=0.5, restore_processes=2, title_chars=10, post_chars=40,
-               comment_chars=20, reads_per_write=1.0, shard_storage_gib=1.0,
-               mix=(("posts", 0.1), ("comments", 0.2), ("post_likes", 0.4), ("comment_likes", 0.2), ("follows", 0.1)))
+EXAMPLE = dict(
+    members=86_400,
+    daily_active=0.5,
+    actions=10,
+    peak_factor=2,
+    retention_days=2,
+    outage_minutes=10,
+    feed_reads=4,
+    followings=50,
+    utilization=0.5,
+    restore_processes=2,
+    title_chars=10,
+    post_chars=40,
+    comment_chars=20,
+    reads_per_write=1.0,
+    shard_storage_gib=1.0,
+    mix=(("posts", 0.1), ("comments", 0.2), ("post_likes", 0.4), ("comment_likes", 0.2), ("follows", 0.1)),
+)
 
-STORAGE = {"run": "r1", "started": "2026-12-05T08:00:00+00:00", "store": {"uri_scheme": "mongodb", "version": "7.0"},
-           "collections": {
-               "member_activities": {"documents": 10, "bson_bytes": 300, "text_bytes": 0, "store_data_bytes": 800,
-                                     "store_index_bytes": {"_id_": 100, "member_newest": 50}},
-               "posts": {"documents": 10, "bson_bytes": 500, "text_bytes": 100, "store_data_bytes": 900,
-                         "store_index_bytes": {"_id_": 60}},
-               "kafka_publisher_dead_letters": {"documents": 5, "bson_bytes": 600, "text_bytes": 0,
-                                                "store_data_bytes": 1000, "store_index_bytes": {"_id_": 200}},
-               "outbox": {"documents": 5, "bson_bytes": 150, "text_bytes": 0, "store_data_bytes": 300,
-                          "store_index_bytes": {"_id_": 50}},
-           }}
-FEED = {"run": "f1", "load_before": [1.5, 1.0, 1.0], "load_after": [2.5, 2.0, 2.0],
-        "stores": {"ferretdb": {"fit": {"base_ms": 1.0, "per_stored_ms": 0.001, "per_matched_ms": 0.01},
-                                "points": [{"per_member": 2, "stored": 1998, "matched": 2, "followings": 1,
-                                            "raw_ms": 12.4, "samples": 5},
-                                           {"per_member": 2, "stored": 1998, "matched": 1998, "followings": 999,
-                                            "raw_ms": 1234.5, "samples": 3}]}}}
+STORAGE = {
+    "run": "r1",
+    "started": "2026-12-05T08:00:00+00:00",
+    "store": {"uri_scheme": "mongodb", "version": "7.0"},
+    "collections": {
+        "member_activities": {
+            "documents": 10,
+            "bson_bytes": 300,
+            "text_bytes": 0,
+            "store_data_bytes": 800,
+            "store_index_bytes": {"_id_": 100, "member_newest": 50},
+        },
+        "posts": {
+            "documents": 10,
+            "bson_bytes": 500,
+            "text_bytes": 100,
+            "store_data_bytes": 900,
+            "store_index_bytes": {"_id_": 60},
+        },
+        "kafka_publisher_dead_letters": {
+            "documents": 5,
+            "bson_bytes": 600,
+            "text_bytes": 0,
+            "store_data_bytes": 1000,
+            "store_index_bytes": {"_id_": 200},
+        },
+        "outbox": {
+            "documents": 5,
+            "bson_bytes": 150,
+            "text_bytes": 0,
+            "store_data_bytes": 300,
+            "store_index_bytes": {"_id_": 50},
+        },
+    },
+}
+FEED = {
+    "run": "f1",
+    "load_before": [1.5, 1.0, 1.0],
+    "load_after": [2.5, 2.0, 2.0],
+    "stores": {
+        "ferretdb": {
+            "fit": {"base_ms": 1.0, "per_stored_ms": 0.001, "per_matched_ms": 0.01},
+            "points": [
+                {"per_member": 2, "stored": 1998, "matched": 2, "followings": 1, "raw_ms": 12.4, "samples": 5},
+                {"per_member": 2, "stored": 1998, "matched": 1998, "followings": 999, "raw_ms": 1234.5, "samples": 3},
+            ],
+        }
+    },
+}
 
 
 def inputs(**rates: float) -> Inputs:
-    values = {"produce": 24, "listener": 3, "write_kafka": 4, "write_feign": 1, "read": 2, "store_insert": 40,
-              "record_dead_letter": 18, "relay": 54, "restore_publisher": 27, **rates}
-    return Inputs(rates={k: Figure(v, "test") for k, v in values.items()}, partitions=4, replication=3,
-                  topic_retention_days=7, record_bytes=200, storage=json.loads(json.dumps(STORAGE)),
-                  feed=json.loads(json.dumps(FEED)), paths={"storage": "storage.json", "feed": "feed.json"})
+    values = {
+        "produce": 24,
+        "listener": 3,
+        "write_kafka": 4,
+        "write_feign": 1,
+        "read": 2,
+        "store_insert": 40,
+        "record_dead_letter": 18,
+        "relay": 54,
+        "restore_publisher": 27,
+        **rates,
+    }
+    return Inputs(
+        rates={k: Figure(v, "test") for k, v in values.items()},
+        partitions=4,
+        replication=3,
+        topic_retention_days=7,
+        record_bytes=200,
+        storage=json.loads(json.dumps(STORAGE)),
+        feed=json.loads(json.dumps(FEED)),
+        paths={"storage": "storage.json", "feed": "feed.json"},
+    )
 
 
 def part(parts, prefix: str):
@@ -74,6 +138,7 @@ def part(parts, prefix: str):
 
 # --- reading the benchmark table ------------------------------------------------------------------------------
 
+
 def test_table_rows_are_read_inside_the_markers_by_figure_name():
     rows = capacity.table_rows(TABLE)
     assert "outside the markers (ev/s)" not in rows
@@ -82,8 +147,10 @@ def test_table_rows_are_read_inside_the_markers_by_figure_name():
     assert rows["7a followings feed: HTTP p50 / p99 (ms)"][0] == "500 activities"
 
 
-@pytest.mark.parametrize("cell, value", [("7,556", 7556), ("16.3 / 162", 16.3), ("1,250.5", 1250.5),
-                                         ("0.06 / 0.24", 0.06), ("—", None), ("", None)])
+@pytest.mark.parametrize(
+    "cell, value",
+    [("7,556", 7556), ("16.3 / 162", 16.3), ("1,250.5", 1250.5), ("0.06 / 0.24", 0.06), ("—", None), ("", None)],
+)
 def test_number_is_the_first_number_of_a_cell(cell, value):
     assert capacity.number(cell) == value
 
@@ -97,8 +164,11 @@ def test_a_present_row_is_taken_and_named():
 
 def test_a_missing_row_falls_back_to_the_next_row_and_says_so():
     rows = capacity.table_rows(TABLE)
-    fig = capacity.resolve(Measure("relay", "r", ((r"relay", "the relay"), (r"^5b restore-publisher", "same way")),
-                                   50, "assumed 50"), rows, "b.md")
+    fig = capacity.resolve(
+        Measure("relay", "r", ((r"relay", "the relay"), (r"^5b restore-publisher", "same way")), 50, "assumed 50"),
+        rows,
+        "b.md",
+    )
     assert (fig.value, fig.missing) == (27, False)
     assert fig.source.startswith("no row matching /relay/; so row '5b restore-publisher")
 
@@ -110,6 +180,7 @@ def test_a_missing_row_without_alternative_is_flagged_and_takes_the_stated_assum
 
 
 # --- the formulas, against the worked example -----------------------------------------------------------------
+
 
 def test_load_of_the_worked_example():
     ld = capacity.load_of(Target(**EXAMPLE))
@@ -203,9 +274,9 @@ def test_feed_costs_of_the_worked_example():
     # a member following 999: past the explode limit every key of 999 × 10 activities
     assert part(parts, "   for a member following 999").value == 9_990
     assert part(parts, "shards for the retained data").value == 4  # ⌈3.5 GiB / 1 GiB⌉
-    assert part(parts, "shards a feed page asks").value == pytest.approx(4 * (1 - 0.75 ** 50))
+    assert part(parts, "shards a feed page asks").value == pytest.approx(4 * (1 - 0.75**50))
     # each of the 4 feed reads/s asks the shards holding any of 50 followings, and each seeks 70 keys
-    assert part(parts, "index keys examined per second").value == pytest.approx(4 * 4 * (1 - 0.75 ** 50) * 70)
+    assert part(parts, "index keys examined per second").value == pytest.approx(4 * 4 * (1 - 0.75**50) * 70)
     assert part(parts, "a timeline per member").value == pytest.approx(9 * 50)  # events × mean followers
     # 10 keys an insert × 450 timeline inserts/s against 4 pages/s × 70 keys on each shard asked
     assert part(parts, "   the timeline costs less").value == pytest.approx(10 * 450 / (4 * 70))
@@ -219,15 +290,23 @@ def test_past_the_explode_limit_the_page_examines_every_matching_key():
     assert part(parts, "shards for the retained data").value == 1
 
 
-@pytest.mark.parametrize("change, message", [({"daily_active": 1.5}, "daily_active"), ({"peak_factor": 0.5}, "peak"),
-                                             ({"mix": (("posts", 0.5),)}, "mix"), ({"members": 0}, "members"),
-                                             ({"transport": "smoke"}, "transport")])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"daily_active": 1.5}, "daily_active"),
+        ({"peak_factor": 0.5}, "peak"),
+        ({"mix": (("posts", 0.5),)}, "mix"),
+        ({"members": 0}, "members"),
+        ({"transport": "smoke"}, "transport"),
+    ],
+)
 def test_an_impossible_target_is_refused_with_the_field_named(change, message):
     with pytest.raises(ValueError, match=message):
         Target(**{**EXAMPLE, **change})
 
 
 # --- the CLI --------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def results(tmp_path):
@@ -241,12 +320,26 @@ def results(tmp_path):
 
 
 def test_cli_prints_every_part_with_its_formula_and_names_the_missing_rows(results, capsys):
-    args = ["--members", "86400", "--daily-active", "0.5", "--actions", "10", "--peak-factor", "2",
-            "--utilization", "0.5", "--mix", "posts=0.1,comments=0.2,post_likes=0.4,comment_likes=0.2,follows=0.1"]
+    args = [
+        "--members",
+        "86400",
+        "--daily-active",
+        "0.5",
+        "--actions",
+        "10",
+        "--peak-factor",
+        "2",
+        "--utilization",
+        "0.5",
+        "--mix",
+        "posts=0.1,comments=0.2,post_likes=0.4,comment_likes=0.2,follows=0.1",
+    ]
     assert capacity.main(args + results) == 0
     out = capsys.readouterr().out
-    assert "  listener processes (`dailyfeed listen`, one group): 2\n      = ⌈events 9/s / (listener 10 ev/s × " \
-           "utilization 0.5)⌉" in out
+    assert (
+        "  listener processes (`dailyfeed listen`, one group): 2\n      = ⌈events 9/s / (listener 10 ev/s × "
+        "utilization 0.5)⌉" in out
+    )
     assert "  serving processes for writes: 5\n      = ⌈actions 10/s / (write_kafka 4 req/s × 0.5)⌉" in out
     assert "MISSING: no row matching /relay/" not in out  # the relay falls back to row 5b, and says so
     assert "no row matching /relay/; so row '5b restore-publisher" in out
@@ -273,8 +366,21 @@ def test_cli_refuses_an_impossible_target_with_a_message(results, capsys):
 
 
 def test_cli_without_results_files_says_what_is_missing(tmp_path, capsys):
-    assert capacity.main(["--members", "1000", "--bench", str(tmp_path / "none.md"),
-                          "--storage", str(tmp_path / "none.json"), "--feed", str(tmp_path / "nofeed.json")]) == 0
+    assert (
+        capacity.main(
+            [
+                "--members",
+                "1000",
+                "--bench",
+                str(tmp_path / "none.md"),
+                "--storage",
+                str(tmp_path / "none.json"),
+                "--feed",
+                str(tmp_path / "nofeed.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "none.md does not exist; every rate is its fallback" in out
     assert "none.json does not exist, so no storage figures" in out
@@ -291,14 +397,19 @@ def test_the_committed_results_give_every_rate_and_every_collection(capsys):
         assert f"== {members} members ==" in out
     inp = capacity.load_inputs()
     assert set(capacity.DAILY) <= set(inp.storage["collections"])
-    assert not math.isnan(capacity.feed_parts(Target(members=10_000), capacity.load_of(Target(members=10_000)),
-                                              inp, retained=1.0)[1].value)
+    assert not math.isnan(
+        capacity.feed_parts(Target(members=10_000), capacity.load_of(Target(members=10_000)), inp, retained=1.0)[
+            1
+        ].value
+    )
 
 
 def test_write_docs_replaces_only_what_stands_between_the_markers(results, tmp_path, monkeypatch):
     doc = tmp_path / "scaling.md"
-    doc.write_text("# Scaling\nbefore\n<!-- capacity:table:start -->\nold table\n<!-- capacity:table:end -->\nmiddle\n"
-                   "<!-- capacity:feed:start -->\nold feed\n<!-- capacity:feed:end -->\nafter\n")
+    doc.write_text(
+        "# Scaling\nbefore\n<!-- capacity:table:start -->\nold table\n<!-- capacity:table:end -->\nmiddle\n"
+        "<!-- capacity:feed:start -->\nold feed\n<!-- capacity:feed:end -->\nafter\n"
+    )
     monkeypatch.setattr(capacity, "SCALING_DOCS", doc)
     assert capacity.main(["--members", "86400,864000", "--write-docs"] + results) == 0
     text = doc.read_text()
@@ -315,8 +426,11 @@ def test_the_feed_fit_recovers_a_cost_made_of_a_base_a_scan_and_a_sort():
     """bench/feed.py's least squares: points made exactly of 5 ms + 0.1 ms per stored + 0.02 ms per matched."""
     from bench.feed import fit
 
-    points = [{"stored": stored, "matched": matched, "raw_ms": 5 + 0.1 * stored + 0.02 * matched}
-              for stored in (1_000, 5_000, 20_000) for matched in (1, 100, 999)]
+    points = [
+        {"stored": stored, "matched": matched, "raw_ms": 5 + 0.1 * stored + 0.02 * matched}
+        for stored in (1_000, 5_000, 20_000)
+        for matched in (1, 100, 999)
+    ]
     assert fit(points) == pytest.approx({"base_ms": 5, "per_stored_ms": 0.1, "per_matched_ms": 0.02})
     with pytest.raises(ValueError, match="more than one size"):
         fit([{"stored": 1_000, "matched": m, "raw_ms": m} for m in (1, 10)] * 2)

@@ -1,5 +1,6 @@
 """The circuit breaker (transport/circuit.py) over its whole cycle, with an injected clock: closed -> open ->
 half-open -> exactly one trial per open wait -> closed or open again; the failure rate over a sliding window."""
+
 import pytest
 
 from dailyfeed.config import load_settings
@@ -102,8 +103,9 @@ def test_a_window_smaller_than_the_minimum_calls_opens_once_it_is_full():
 
 
 def test_settings_choose_every_threshold():
-    settings = load_settings({"circuit.window-size": 4, "circuit.minimum-calls": 2, "circuit.failure-rate": 0.75,
-                              "circuit.open-wait-s": 7})
+    settings = load_settings(
+        {"circuit.window-size": 4, "circuit.minimum-calls": 2, "circuit.failure-rate": 0.75, "circuit.open-wait-s": 7}
+    )
     breaker = CircuitBreaker.from_settings(settings)
     assert (breaker.window_size, breaker.minimum_calls, breaker.failure_rate, breaker.open_wait_s) == (4, 2, 0.75, 7)
     assert set(feed(CircuitBreaker.from_settings(settings), [F, S])) == {"closed"}  # 1 of 2 < 0.75
@@ -116,7 +118,11 @@ def test_a_breaker_built_without_settings_has_the_documented_defaults():
     configured = CircuitBreaker.from_settings(load_settings(environ={}))
     default = CircuitBreaker()
     assert (default.window_size, default.minimum_calls, default.failure_rate, default.open_wait_s) == (
-        configured.window_size, configured.minimum_calls, configured.failure_rate, configured.open_wait_s)
+        configured.window_size,
+        configured.minimum_calls,
+        configured.failure_rate,
+        configured.open_wait_s,
+    )
 
 
 class Scripted(BreakerGuarded):
@@ -187,10 +193,12 @@ def test_kafka_transport_to_a_dead_broker_opens_its_circuit():
     from dailyfeed.transport.topics import DateTopics
     from tests.support.apps import free_port
 
-    transport = KafkaTransport(f"127.0.0.1:{free_port()}", DateTopics("member-activity-", "UTC", 1, 1, 1000),
-                               send_timeout_s=1.0,
-                               breaker=CircuitBreaker(window_size=2, minimum_calls=2, failure_rate=1.0,
-                                                      open_wait_s=60))
+    transport = KafkaTransport(
+        f"127.0.0.1:{free_port()}",
+        DateTopics("member-activity-", "UTC", 1, 1, 1000),
+        send_timeout_s=1.0,
+        breaker=CircuitBreaker(window_size=2, minimum_calls=2, failure_rate=1.0, open_wait_s=60),
+    )
     deliveries = []
     deliver = transport._deliver
     transport._deliver = lambda event: deliveries.append(event) or deliver(event)

@@ -1,4 +1,5 @@
 """The `dailyfeed` command: tokens, and a start-up that refuses bad settings with a message naming them."""
+
 import jwt
 from click.testing import CliRunner
 
@@ -9,8 +10,12 @@ from dailyfeed.config import load_settings
 def test_token_prints_a_jwt_for_the_member_signed_with_the_configured_secret():
     result = CliRunner().invoke(main, ["token", "--member", "7"])
     assert result.exit_code == 0, result.output
-    claims = jwt.decode(result.output.strip(), load_settings()["auth.jwt-secret"], algorithms=["HS256"],
-                        options={"verify_sub": False, "verify_aud": False})
+    claims = jwt.decode(
+        result.output.strip(),
+        load_settings()["auth.jwt-secret"],
+        algorithms=["HS256"],
+        options={"verify_sub": False, "verify_aud": False},
+    )
     assert claims["sub"] == "7" and claims["exp"] > claims["iat"]
 
 
@@ -27,8 +32,12 @@ def test_unknown_publish_type_stops_start_up_naming_the_setting():
 
 def _claims_of(result):
     assert result.exit_code == 0, result.output
-    return jwt.decode(result.output.strip(), load_settings()["auth.jwt-secret"], algorithms=["HS256"],
-                      options={"verify_sub": False, "verify_aud": False})
+    return jwt.decode(
+        result.output.strip(),
+        load_settings()["auth.jwt-secret"],
+        algorithms=["HS256"],
+        options={"verify_sub": False, "verify_aud": False},
+    )
 
 
 def test_token_prints_a_record_scope_service_token_and_an_admin_token():
@@ -52,8 +61,10 @@ def test_named_admin_and_viewer_tokens_carry_the_name_as_their_subject():
     bob = _claims_of(CliRunner().invoke(main, ["token", "--viewer", "--name", "bob"]))
     assert (alice["sub"], alice["scope"]) == ("alice", "admin")
     assert (bob["sub"], bob["scope"]) == ("bob", "admin:read")
-    for args, problem in ((["token", "--member", "7", "--name", "x"], "--name goes with --admin or --viewer"),
-                          (["token", "--admin", "--name", " "], "--name must be 1 to 64 printable characters"),
-                          (["token", "--admin", "--name", "a" * 65], "--name must be 1 to 64")):
+    for args, problem in (
+        (["token", "--member", "7", "--name", "x"], "--name goes with --admin or --viewer"),
+        (["token", "--admin", "--name", " "], "--name must be 1 to 64 printable characters"),
+        (["token", "--admin", "--name", "a" * 65], "--name must be 1 to 64"),
+    ):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2 and problem in result.output

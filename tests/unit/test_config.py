@@ -1,4 +1,5 @@
 """Settings: files, environment overrides, and start-up validation that names the setting."""
+
 import pytest
 
 from dailyfeed.config import ConfigError, PublishType, env_name, load_settings
@@ -33,20 +34,26 @@ def test_unknown_publish_type_is_a_start_up_error_naming_setting_and_values():
     assert "publish-type.comment-service" in message and "kafka" in message and "feign" in message
 
 
-@pytest.mark.parametrize("key, value, problem", [
-    ("kafka.topic.partitions", "many", "must be an integer"),
-    ("kafka.topic.partitions", 0, "at least 1"),
-    ("mongo.uri", "postgres://x", "mongo.uri"),
-    ("kafka.topic.timezone", "Mars/Base", "time zone"),
-    ("auth.jwt-secret", "short", "at least 32"),
-    ("kafka.producer.send-timeout-ms", 99,
-     r"kafka.producer.send-timeout-ms \(DAILYFEED_KAFKA_PRODUCER_SEND_TIMEOUT_MS\) must be at least 100"),
-    ("kafka.consumer.store-retries", -1, "must be at least 0"),
-    ("kafka.consumer.max-records", 0, "must be at least 1"),
-    ("feign.read-timeout-s", 0, "greater than 0"),
-    ("feign.retry.factor", 0.5, r"feign.retry.factor \(DAILYFEED_FEIGN_RETRY_FACTOR\) must be at least 1"),
-    ("feign.retry.max-backoff-s", 0.1, "must be at least feign.retry.backoff-s"),
-])
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        ("kafka.topic.partitions", "many", "must be an integer"),
+        ("kafka.topic.partitions", 0, "at least 1"),
+        ("mongo.uri", "postgres://x", "mongo.uri"),
+        ("kafka.topic.timezone", "Mars/Base", "time zone"),
+        ("auth.jwt-secret", "short", "at least 32"),
+        (
+            "kafka.producer.send-timeout-ms",
+            99,
+            r"kafka.producer.send-timeout-ms \(DAILYFEED_KAFKA_PRODUCER_SEND_TIMEOUT_MS\) must be at least 100",
+        ),
+        ("kafka.consumer.store-retries", -1, "must be at least 0"),
+        ("kafka.consumer.max-records", 0, "must be at least 1"),
+        ("feign.read-timeout-s", 0, "greater than 0"),
+        ("feign.retry.factor", 0.5, r"feign.retry.factor \(DAILYFEED_FEIGN_RETRY_FACTOR\) must be at least 1"),
+        ("feign.retry.max-backoff-s", 0.1, "must be at least feign.retry.backoff-s"),
+    ],
+)
 def test_bad_values_are_rejected(key, value, problem):
     with pytest.raises(ConfigError, match=problem):
         load_settings({key: value}, environ={})
@@ -68,8 +75,7 @@ def test_readme_documents_every_setting_and_its_environment_variable():
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    missing = [key for key in load_settings(environ={}).values
-               if f"| `{key}` | `{env_name(key)}` |" not in readme]
+    missing = [key for key in load_settings(environ={}).values if f"| `{key}` | `{env_name(key)}` |" not in readme]
     assert missing == [], f"README settings table lacks {missing}"
 
 
@@ -79,16 +85,28 @@ def test_trusted_hosts_come_from_a_list_or_comma_separated_text_and_are_checked(
     assert load_settings(environ={})["server.trusted-hosts"] == ("localhost", "127.0.0.1", "[::1]")
     settings = load_settings(environ={"DAILYFEED_SERVER_TRUSTED_HOSTS": " Feed.Example, .internal.example ,"})
     assert settings["server.trusted-hosts"] == ("feed.example", ".internal.example")
-    with_own = load_settings({"activity.base-url": "http://[::1]:5001", "server.trusted-hosts": ["a.example"]},
-                             environ={})
+    with_own = load_settings(
+        {"activity.base-url": "http://[::1]:5001", "server.trusted-hosts": ["a.example"]}, environ={}
+    )
     assert trusted_hosts(with_own) == ("a.example", "[::1]")  # the app's own address is always trusted
     for bad in ("localhost:5000", "http://x", "a b", "", "é.example"):
         with pytest.raises(ConfigError, match="server.trusted-hosts"):
             load_settings({"server.trusted-hosts": bad}, environ={})
     trusted = ("localhost", "[::1]", ".internal.example")
     assert [host_trusted(h, trusted) for h in ("localhost:1", "[::1]:5000", "a.internal.example", None)] == [True] * 4
-    assert [host_trusted(h, trusted) for h in ("evil", "localhost.evil", "localhost:0", "localhost:70000",
-                                               "[::2]", "xinternal.example", "localhost:5000:1", "")] == [False] * 8
+    assert [
+        host_trusted(h, trusted)
+        for h in (
+            "evil",
+            "localhost.evil",
+            "localhost:0",
+            "localhost:70000",
+            "[::2]",
+            "xinternal.example",
+            "localhost:5000:1",
+            "",
+        )
+    ] == [False] * 8
     assert host_trusted("anything.example", ("*",))
 
 
@@ -96,8 +114,12 @@ def test_the_apps_own_address_is_configuration_or_where_it_binds():
     from dailyfeed.hosts import bound_url, own_base_url
 
     assert own_base_url(load_settings(environ={})) == "http://127.0.0.1:5000"
-    assert own_base_url(load_settings({"server.host": "0.0.0.0", "server.port": 8000}, environ={})) == \
-        "http://127.0.0.1:8000"
-    assert own_base_url(load_settings({"activity.base-url": "https://activity.internal"}, environ={})) == \
-        "https://activity.internal"
+    assert (
+        own_base_url(load_settings({"server.host": "0.0.0.0", "server.port": 8000}, environ={}))
+        == "http://127.0.0.1:8000"
+    )
+    assert (
+        own_base_url(load_settings({"activity.base-url": "https://activity.internal"}, environ={}))
+        == "https://activity.internal"
+    )
     assert bound_url("::", 5001) == "http://[::1]:5001" and bound_url("::1", 80, "https") == "https://[::1]:80"

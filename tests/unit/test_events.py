@@ -1,4 +1,5 @@
 """The wire formats of SPEC section 4: message keys, event JSON, topics, and the Java original's records."""
+
 import json
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -34,7 +35,8 @@ def test_message_key_has_code_target_member_and_nanosecond_timestamp():
 def test_like_post_cancel_keeps_the_original_code():
     assert ActivityType.LIKE_POST_CANCEL.code == "LIKE_CANCEL_POST"
     assert message_key(ActivityType.LIKE_POST_CANCEL, 12, 7, AT).startswith(
-        "member_activity:kafka_event:LIKE_CANCEL_POST###12###7###")
+        "member_activity:kafka_event:LIKE_CANCEL_POST###12###7###"
+    )
     assert all(t.code == t.value for t in ActivityType if t is not ActivityType.LIKE_POST_CANCEL)
 
 
@@ -47,15 +49,23 @@ def test_comment_events_are_keyed_by_comment_and_post_events_by_post():
 
 def test_like_unlike_like_yields_three_distinct_keys():
     times = [AT.replace(microsecond=m) for m in (1, 2, 3)]
-    keys = {ActivityEvent.new(t, 7, post_id=12, at=at).message_key
-            for t, at in zip([ActivityType.LIKE_POST, ActivityType.LIKE_POST_CANCEL, ActivityType.LIKE_POST], times)}
+    keys = {
+        ActivityEvent.new(t, 7, post_id=12, at=at).message_key
+        for t, at in zip([ActivityType.LIKE_POST, ActivityType.LIKE_POST_CANCEL, ActivityType.LIKE_POST], times)
+    }
     assert len(keys) == 3
 
 
 def test_event_json_is_camel_case_with_iso_dates():
     event = ActivityEvent.new(ActivityType.LIKE_POST, 7, post_id=12, at=AT)
-    assert event.to_json() == {"memberId": 7, "postId": 12, "commentId": None, "memberActivityType": "LIKE_POST",
-                               "createdAt": "2026-11-22T10:20:30.123456Z", "updatedAt": None}
+    assert event.to_json() == {
+        "memberId": 7,
+        "postId": 12,
+        "commentId": None,
+        "memberActivityType": "LIKE_POST",
+        "createdAt": "2026-11-22T10:20:30.123456Z",
+        "updatedAt": None,
+    }
 
 
 def test_event_round_trips_through_bytes_with_its_key():
@@ -76,16 +86,24 @@ def test_record_without_key_gets_the_key_the_producer_would_have_made():
     assert ActivityEvent.from_bytes(value).message_key == message_key(ActivityType.POST_CREATE, 12, 7, AT)
 
 
-@pytest.mark.parametrize("value, problem", [
-    (b"not json", "not JSON"),
-    (b'{"memberId":7,"postId":1,"memberActivityType":"NOPE","createdAt":"2026-01-01T00:00:00Z"}',
-     "unknown activity type"),
-    (b'{"postId":1,"memberActivityType":"POST_CREATE","createdAt":"2026-01-01T00:00:00Z"}', "memberId is required"),
-    (b'{"memberId":7,"memberActivityType":"POST_CREATE","createdAt":"2026-01-01T00:00:00Z"}', "postId is required"),
-    (b'{"memberId":"x","postId":1,"memberActivityType":"POST_CREATE","createdAt":"2026-01-01T00:00:00Z"}', "integer"),
-    (b'{"memberId":7,"postId":1,"memberActivityType":"POST_CREATE","createdAt":[2026,13,1]}', "date array"),
-    (b'[1,2]', "JSON object"),
-])
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        (b"not json", "not JSON"),
+        (
+            b'{"memberId":7,"postId":1,"memberActivityType":"NOPE","createdAt":"2026-01-01T00:00:00Z"}',
+            "unknown activity type",
+        ),
+        (b'{"postId":1,"memberActivityType":"POST_CREATE","createdAt":"2026-01-01T00:00:00Z"}', "memberId is required"),
+        (b'{"memberId":7,"memberActivityType":"POST_CREATE","createdAt":"2026-01-01T00:00:00Z"}', "postId is required"),
+        (
+            b'{"memberId":"x","postId":1,"memberActivityType":"POST_CREATE","createdAt":"2026-01-01T00:00:00Z"}',
+            "integer",
+        ),
+        (b'{"memberId":7,"postId":1,"memberActivityType":"POST_CREATE","createdAt":[2026,13,1]}', "date array"),
+        (b"[1,2]", "JSON object"),
+    ],
+)
 def test_poison_records_are_rejected_with_the_reason(value, problem):
     with pytest.raises(InvalidEvent, match=problem):
         ActivityEvent.from_bytes(value, b"k")
@@ -121,9 +139,15 @@ def test_record_request_round_trip_and_endpoint_check():
 
 # --- every optional or odd field the Java original can send (SPEC section 4) ------------------------------------
 
+
 def parse(**fields):
-    body = {"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE",
-            "createdAt": "2026-11-22T10:20:30.123456Z", **fields}
+    body = {
+        "memberId": 7,
+        "postId": 31,
+        "memberActivityType": "POST_CREATE",
+        "createdAt": "2026-11-22T10:20:30.123456Z",
+        **fields,
+    }
     return ActivityEvent.from_json({k: v for k, v in body.items() if v is not None})
 
 
@@ -137,16 +161,28 @@ def test_a_record_without_created_at_takes_the_time_of_its_key():
 
 def test_a_record_without_created_at_or_a_timestamped_key_is_rejected():
     with pytest.raises(InvalidEvent, match="createdAt is missing"):
-        ActivityEvent.from_bytes(b'{"memberId":7,"postId":31,"memberActivityType":"POST_CREATE"}',
-                                 b"member_activity:kafka_event:POST_CREATE###31###7")
+        ActivityEvent.from_bytes(
+            b'{"memberId":7,"postId":31,"memberActivityType":"POST_CREATE"}',
+            b"member_activity:kafka_event:POST_CREATE###31###7",
+        )
     with pytest.raises(InvalidEvent, match="createdAt is missing"):
         ActivityEvent.from_bytes(b'{"memberId":7,"postId":31,"memberActivityType":"POST_CREATE"}')
 
 
 def test_created_at_in_the_body_wins_over_the_time_in_the_key():
     key = message_key(ActivityType.POST_CREATE, 31, 7, AT.replace(year=2020))
-    assert ActivityEvent.from_json({"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE",
-                                    "createdAt": "2026-11-22T10:20:30.123456Z"}, key).created_at == AT
+    assert (
+        ActivityEvent.from_json(
+            {
+                "memberId": 7,
+                "postId": 31,
+                "memberActivityType": "POST_CREATE",
+                "createdAt": "2026-11-22T10:20:30.123456Z",
+            },
+            key,
+        ).created_at
+        == AT
+    )
 
 
 def test_updated_at_is_read_as_an_iso_string_or_a_date_array_and_written_back():
@@ -165,21 +201,40 @@ def test_ids_are_json_integers_up_to_the_largest_long():
 
 
 @pytest.mark.parametrize("field", ["memberId", "postId", "commentId", "followingId"])
-@pytest.mark.parametrize("raw, problem", [(2**63, "must be a positive long"), (0, "must be a positive long"),
-                                          (-7, "must be a positive long"), (True, "must be an integer"),
-                                          ("7", "must be an integer"), ("7a", "must be an integer"),
-                                          ("", "must be an integer"), (7.5, "must be an integer"),
-                                          ("--7", "must be an integer")])
+@pytest.mark.parametrize(
+    "raw, problem",
+    [
+        (2**63, "must be a positive long"),
+        (0, "must be a positive long"),
+        (-7, "must be a positive long"),
+        (True, "must be an integer"),
+        ("7", "must be an integer"),
+        ("7a", "must be an integer"),
+        ("", "must be an integer"),
+        (7.5, "must be an integer"),
+        ("--7", "must be an integer"),
+    ],
+)
 def test_ids_out_of_range_or_not_integers_are_rejected_naming_the_field(field, raw, problem):
     with pytest.raises(InvalidEvent, match=f"{field} {problem}"):
         parse(**{field: raw, "commentId": raw if field == "commentId" else 58})
 
 
 def test_a_follow_event_carries_the_followed_member():
-    event = ActivityEvent.from_json({"memberId": 9, "followingId": 7, "memberActivityType": "member_follow",
-                                     "createdAt": "2026-11-22T10:20:30.123456Z"})
+    event = ActivityEvent.from_json(
+        {
+            "memberId": 9,
+            "followingId": 7,
+            "memberActivityType": "member_follow",
+            "createdAt": "2026-11-22T10:20:30.123456Z",
+        }
+    )
     assert (event.activity_type, event.member_id, event.following_id, event.post_id) == (
-        ActivityType.MEMBER_FOLLOW, 9, 7, None)
+        ActivityType.MEMBER_FOLLOW,
+        9,
+        7,
+        None,
+    )
     assert event.message_key == message_key(ActivityType.MEMBER_FOLLOW, 7, 9, AT)
     assert event.to_json()["followingId"] == 7 and "followingId" not in parse().to_json()
     with pytest.raises(InvalidEvent, match="followingId is required for MEMBER_UNFOLLOW"):
@@ -191,46 +246,63 @@ def test_comment_events_need_their_comment_id():
         parse(memberActivityType="LIKE_COMMENT")
 
 
-@pytest.mark.parametrize("array, expected", [
-    ([2025, 11, 27], datetime(2025, 11, 27, tzinfo=timezone.utc)),
-    ([2025, 11, 27, 10, 20], datetime(2025, 11, 27, 10, 20, tzinfo=timezone.utc)),
-    ([2025, 11, 27, 10, 20, 30], datetime(2025, 11, 27, 10, 20, 30, tzinfo=timezone.utc)),
-    ([2025, 11, 27, 10, 20, 30, 999999999], datetime(2025, 11, 27, 10, 20, 30, 999999, tzinfo=timezone.utc)),
-    ([2025, 11, 27, 10, 20, 30, 1000], datetime(2025, 11, 27, 10, 20, 30, 1, tzinfo=timezone.utc)),
-])
+@pytest.mark.parametrize(
+    "array, expected",
+    [
+        ([2025, 11, 27], datetime(2025, 11, 27, tzinfo=timezone.utc)),
+        ([2025, 11, 27, 10, 20], datetime(2025, 11, 27, 10, 20, tzinfo=timezone.utc)),
+        ([2025, 11, 27, 10, 20, 30], datetime(2025, 11, 27, 10, 20, 30, tzinfo=timezone.utc)),
+        ([2025, 11, 27, 10, 20, 30, 999999999], datetime(2025, 11, 27, 10, 20, 30, 999999, tzinfo=timezone.utc)),
+        ([2025, 11, 27, 10, 20, 30, 1000], datetime(2025, 11, 27, 10, 20, 30, 1, tzinfo=timezone.utc)),
+    ],
+)
 def test_jackson_date_arrays_of_every_length_are_utc(array, expected):
     assert parse(createdAt=array).created_at == expected
 
 
-@pytest.mark.parametrize("array", [[2025, 11], [2025, 11, 27, 10, 20, 30, 0, 0], [2025, "11", 27],
-                                   [2025, 11, True], [2025, 11, 27.5], [2025, 2, 30]])
+@pytest.mark.parametrize(
+    "array",
+    [[2025, 11], [2025, 11, 27, 10, 20, 30, 0, 0], [2025, "11", 27], [2025, 11, True], [2025, 11, 27.5], [2025, 2, 30]],
+)
 def test_malformed_date_arrays_are_rejected(array):
     with pytest.raises(InvalidEvent, match="date array"):
         parse(createdAt=array)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("2026-11-22T10:20:30.123456Z", AT),
-    (" 2026-11-22T10:20:30.123456789Z ", AT),  # Java's nine digits, padding around
-    ("2026-11-22T10:20:30.123456", AT),  # naive: UTC
-    ("2026-11-22T19:20:30.123456+09:00", AT),
-    ("2026-11-22T10:20:30Z", AT.replace(microsecond=0)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026-11-22T10:20:30.123456Z", AT),
+        (" 2026-11-22T10:20:30.123456789Z ", AT),  # Java's nine digits, padding around
+        ("2026-11-22T10:20:30.123456", AT),  # naive: UTC
+        ("2026-11-22T19:20:30.123456+09:00", AT),
+        ("2026-11-22T10:20:30Z", AT.replace(microsecond=0)),
+    ],
+)
 def test_iso_dates_with_any_precision_and_offset(text, expected):
     assert parse(createdAt=text).created_at == expected
 
 
-@pytest.mark.parametrize("value, problem", [("yesterday", "not ISO-8601"), (1732270830, "neither"),
-                                            ({"epoch": 1}, "neither")])
+@pytest.mark.parametrize(
+    "value, problem", [("yesterday", "not ISO-8601"), (1732270830, "neither"), ({"epoch": 1}, "neither")]
+)
 def test_dates_that_are_neither_iso_nor_arrays_are_rejected(value, problem):
     with pytest.raises(InvalidEvent, match=problem):
         parse(createdAt=value)
 
 
 def test_extra_fields_and_type_headers_are_ignored():
-    body = {"memberId": 7, "postId": 31, "commentId": 58, "memberActivityType": "COMMENT_CREATE",
-            "createdAt": [2026, 11, 22, 10, 20, 30, 123456000], "updatedAt": None, "__TypeId__": "x.y.Event",
-            "id": 99, "memberName": "kim"}
+    body = {
+        "memberId": 7,
+        "postId": 31,
+        "commentId": 58,
+        "memberActivityType": "COMMENT_CREATE",
+        "createdAt": [2026, 11, 22, 10, 20, 30, 123456000],
+        "updatedAt": None,
+        "__TypeId__": "x.y.Event",
+        "id": 99,
+        "memberName": "kim",
+    }
     event = ActivityEvent.from_bytes(json.dumps(body))
     assert event == ActivityEvent.new(ActivityType.COMMENT_CREATE, 7, post_id=31, comment_id=58, at=AT)
 
@@ -255,24 +327,31 @@ def test_a_key_in_another_timezone_is_written_in_utc():
     assert event.to_json()["createdAt"] == "2026-11-22T10:20:30.123456Z"
 
 
-@pytest.mark.parametrize("stamp, expected", [("2026-11-22 10:20:30.5", AT.replace(microsecond=500000)),
-                                             ("2026-11-22 10:20:30.000001999", AT.replace(microsecond=1)),
-                                             ("2026-11-22 10:20:30", None), ("2026-11-22 10:20:30.", None),
-                                             ("2026-11-22 10:20:30.1234567890", None),
-                                             # the years of every time we accept (dailyfeed.types), both ends in
-                                             ("1970-01-01 00:00:00.0", datetime(1970, 1, 1, tzinfo=timezone.utc)),
-                                             ("9999-12-31 23:59:59.999999999",
-                                              datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)),
-                                             ("1969-12-31 23:59:59.999999999", None),
-                                             ("0001-01-01 00:00:00.0", None)])
+@pytest.mark.parametrize(
+    "stamp, expected",
+    [
+        ("2026-11-22 10:20:30.5", AT.replace(microsecond=500000)),
+        ("2026-11-22 10:20:30.000001999", AT.replace(microsecond=1)),
+        ("2026-11-22 10:20:30", None),
+        ("2026-11-22 10:20:30.", None),
+        ("2026-11-22 10:20:30.1234567890", None),
+        # the years of every time we accept (dailyfeed.types), both ends in
+        ("1970-01-01 00:00:00.0", datetime(1970, 1, 1, tzinfo=timezone.utc)),
+        ("9999-12-31 23:59:59.999999999", datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)),
+        ("1969-12-31 23:59:59.999999999", None),
+        ("0001-01-01 00:00:00.0", None),
+    ],
+)
 def test_key_timestamps_of_any_precision(stamp, expected):
     assert key_timestamp(f"member_activity:kafka_event:POST_CREATE###31###7###{stamp}") == expected
 
 
 def test_a_record_keyed_before_1970_without_created_at_is_rejected():
     with pytest.raises(InvalidEvent, match="createdAt is missing"):
-        ActivityEvent.from_json({"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE"},
-                                "member_activity:kafka_event:POST_CREATE###31###7###1969-12-31 23:59:59.5")
+        ActivityEvent.from_json(
+            {"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE"},
+            "member_activity:kafka_event:POST_CREATE###31###7###1969-12-31 23:59:59.5",
+        )
 
 
 def test_stored_times_are_read_as_utc():
@@ -291,8 +370,12 @@ def test_topic_day_of_names_that_are_not_date_topics():
 
 def test_each_category_is_published_by_its_content_service():
     assert {c: publishing_service(c) for c in Category} == {
-        Category.POST: "post-service", Category.POST_LIKE: "post-service",
-        Category.COMMENT: "comment-service", Category.COMMENT_LIKE: "comment-service", Category.MEMBER: None}
+        Category.POST: "post-service",
+        Category.POST_LIKE: "post-service",
+        Category.COMMENT: "comment-service",
+        Category.COMMENT_LIKE: "comment-service",
+        Category.MEMBER: None,
+    }
 
 
 def test_activity_types_parse_case_insensitively_and_name_the_unknown():
@@ -329,8 +412,17 @@ def test_the_documented_activity_type_schema_accepts_exactly_what_parsing_accept
     for not_text in (5, None, ["LIKE_POST"]):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(not_text, schema)
-    for odd in ("LIKEPOST", "LIKE-POST", "LIKE POST", "like_post_", "_like_post", "LIKE_POS", "", "LIKE_POSTS",
-                "LIKE_CANCEL_POST"):
+    for odd in (
+        "LIKEPOST",
+        "LIKE-POST",
+        "LIKE POST",
+        "like_post_",
+        "_like_post",
+        "LIKE_POS",
+        "",
+        "LIKE_POSTS",
+        "LIKE_CANCEL_POST",
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(odd, schema)
         with pytest.raises(InvalidEvent, match="unknown activity type"):
@@ -339,18 +431,29 @@ def test_the_documented_activity_type_schema_accepts_exactly_what_parsing_accept
 
 # --- the feign record call -----------------------------------------------------------------------------------
 
+
 def test_the_record_call_body_is_the_originals_plus_the_time():
     event = ActivityEvent.new(ActivityType.LIKE_COMMENT, 7, post_id=31, comment_id=58, at=AT)
-    assert record_request_body(event) == {"memberId": 7, "postId": 31, "commentId": 58,
-                                          "activityType": "LIKE_COMMENT", "messageKey": event.message_key,
-                                          "createdAt": "2026-11-22T10:20:30.123456Z"}
+    assert record_request_body(event) == {
+        "memberId": 7,
+        "postId": 31,
+        "commentId": 58,
+        "activityType": "LIKE_COMMENT",
+        "messageKey": event.message_key,
+        "createdAt": "2026-11-22T10:20:30.123456Z",
+    }
 
 
 def test_the_record_endpoint_keeps_the_callers_key():
     """The key travels with the event: a key the endpoint derived itself would record a second activity."""
     key = message_key(ActivityType.LIKE_POST, 31, 7, AT.replace(microsecond=999))
-    body = {"memberId": 7, "postId": 31, "activityType": "LIKE_POST", "messageKey": key,
-            "createdAt": "2026-11-22T10:20:30.123456Z"}
+    body = {
+        "memberId": 7,
+        "postId": 31,
+        "activityType": "LIKE_POST",
+        "messageKey": key,
+        "createdAt": "2026-11-22T10:20:30.123456Z",
+    }
     event = event_from_record_request(body, Category.POST_LIKE)
     assert event.message_key == key and event.created_at == AT
     without_time = event_from_record_request({**body, "createdAt": None}, Category.POST_LIKE)
@@ -363,20 +466,27 @@ def test_a_keyless_record_call_is_keyed_by_its_time_of_receipt():
     body = {"memberId": 7, "postId": 31, "activityType": "LIKE_POST"}
     event = event_from_record_request(body, Category.POST_LIKE, received_at=AT)
     assert (event.message_key, event.created_at) == (message_key(ActivityType.LIKE_POST, 31, 7, AT), AT)
-    timed = event_from_record_request({**body, "createdAt": "2026-11-22T10:20:29Z"}, Category.POST_LIKE,
-                                      received_at=AT)
+    timed = event_from_record_request({**body, "createdAt": "2026-11-22T10:20:29Z"}, Category.POST_LIKE, received_at=AT)
     assert timed.message_key == message_key(ActivityType.LIKE_POST, 31, 7, AT)
     assert timed.created_at == datetime(2026, 11, 22, 10, 20, 29, tzinfo=timezone.utc)
 
 
-@pytest.mark.parametrize("body, problem", [
-    ([], "request body must be a JSON object"),
-    ({"memberId": 7, "postId": 31, "activityType": "POST_CREATE", "messageKey": "  "}, "messageKey must not be blank"),
-    ({"memberId": 7, "postId": 31, "activityType": "POST_CREATE", "messageKey": 5}, "messageKey must be a string"),
-    ({"memberId": 7, "postId": 31, "activityType": "POST_CREATE", "messageKey": "k" * 513}, "at most 512"),
-    ({"memberId": 7, "postId": 31, "activityType": "LIKE_POST", "messageKey": "k###2026-11-22 10:20:30.1"},
-     "activityType LIKE_POST does not belong to the posts endpoint"),
-])
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        ([], "request body must be a JSON object"),
+        (
+            {"memberId": 7, "postId": 31, "activityType": "POST_CREATE", "messageKey": "  "},
+            "messageKey must not be blank",
+        ),
+        ({"memberId": 7, "postId": 31, "activityType": "POST_CREATE", "messageKey": 5}, "messageKey must be a string"),
+        ({"memberId": 7, "postId": 31, "activityType": "POST_CREATE", "messageKey": "k" * 513}, "at most 512"),
+        (
+            {"memberId": 7, "postId": 31, "activityType": "LIKE_POST", "messageKey": "k###2026-11-22 10:20:30.1"},
+            "activityType LIKE_POST does not belong to the posts endpoint",
+        ),
+    ],
+)
 def test_bad_record_calls_are_rejected_with_the_reason(body, problem):
     with pytest.raises(InvalidEvent, match=problem):
         event_from_record_request(body, Category.POST)
@@ -395,19 +505,33 @@ def test_with_key_changes_only_the_key():
     assert rekeyed.message_key.endswith("10:20:30.1") and rekeyed.to_json() == event.to_json()
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: ActivityEvent.from_json([1]), "event must be a JSON object"),
-    (lambda: ActivityEvent.from_json(parse().to_json(), 42), "message key must be a string"),
-    (lambda: ActivityEvent.from_json({"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE"}),
-     "createdAt is missing and the message key carries no timestamp"),
-    (lambda: ActivityEvent.from_bytes(None), "record has no value"),
-    (lambda: ActivityEvent.from_bytes(b"{}", b"\xff"), "record key is not UTF-8"),
-    (lambda: event_from_record_request("x", Category.POST), "request body must be a JSON object"),
-    (lambda: event_from_record_request({"memberId": 7, "postId": 31}, Category.POST), "activityType is required"),
-    (lambda: event_from_record_request({"memberId": 7, "postId": 31, "activityType": "POST_CREATE",
-                                        "messageKey": "an-old-key-of-another-format"}, Category.POST),
-     "createdAt is missing and the message key carries no timestamp"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: ActivityEvent.from_json([1]), "event must be a JSON object"),
+        (lambda: ActivityEvent.from_json(parse().to_json(), 42), "message key must be a string"),
+        (
+            lambda: ActivityEvent.from_json({"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE"}),
+            "createdAt is missing and the message key carries no timestamp",
+        ),
+        (lambda: ActivityEvent.from_bytes(None), "record has no value"),
+        (lambda: ActivityEvent.from_bytes(b"{}", b"\xff"), "record key is not UTF-8"),
+        (lambda: event_from_record_request("x", Category.POST), "request body must be a JSON object"),
+        (lambda: event_from_record_request({"memberId": 7, "postId": 31}, Category.POST), "activityType is required"),
+        (
+            lambda: event_from_record_request(
+                {
+                    "memberId": 7,
+                    "postId": 31,
+                    "activityType": "POST_CREATE",
+                    "messageKey": "an-old-key-of-another-format",
+                },
+                Category.POST,
+            ),
+            "createdAt is missing and the message key carries no timestamp",
+        ),
+    ],
+)
 def test_rejections_say_exactly_what_is_wrong(call, message):
     """These messages reach a 400 body or a dead letter's error as they are."""
     with pytest.raises(InvalidEvent) as err:
@@ -418,8 +542,9 @@ def test_rejections_say_exactly_what_is_wrong(call, message):
 def test_a_key_without_separators_carries_no_time():
     assert key_timestamp("an-old-key-of-another-format") is None
     with pytest.raises(InvalidEvent, match="createdAt is missing"):
-        ActivityEvent.from_json({"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE"},
-                                "an-old-key-of-another-format")
+        ActivityEvent.from_json(
+            {"memberId": 7, "postId": 31, "memberActivityType": "POST_CREATE"}, "an-old-key-of-another-format"
+        )
 
 
 def test_keys_and_event_times_are_utc_whatever_the_machines_timezone(monkeypatch):
@@ -438,6 +563,7 @@ def test_keys_and_event_times_are_utc_whatever_the_machines_timezone(monkeypatch
 
 # --- the listener's fast path: the common well-formed event, read as EventValue reads it -------------------------
 
+
 def _read(body, key="member_activity:kafka_event:POST_CREATE###12###7###2026-11-22 10:20:30.123456000"):
     """What from_json makes of a body: the event, or the refusal's message."""
     try:
@@ -450,20 +576,54 @@ def _variants():
     """Every field of a well-formed event (each type's shape) replaced in turn by values at and past the edges of
     what the model accepts."""
     ids = [1, 2**63 - 1, 2**63, 0, -1, True, False, 1.0, "1", None, [1], {"id": 1}]
-    types = ["POST_CREATE", "post_create", "Post_Create", "POST_CREATE ", "PO\u017fT_CREATE", "LIKE_CANCEL_POST", "",
-             None, 1, ["POST_CREATE"], {"type": "POST_CREATE"}]
-    times = ["2026-11-22T10:20:30.123456Z", "2026-11-22T10:20:30Z", "2026-11-22T10:20:30.123456789Z",
-             "2026-11-22T10:20:30.123456+02:00", "2026-11-22T10:20:30.123456z", " 2026-11-22T10:20:30.123456Z",
-             "2026-13-22T10:20:30.123456Z", "2026-02-29T10:20:30.123456Z", "2026-11-22T24:00:00.000000Z",
-             "1969-12-31T23:59:59.999999Z", "1970-01-01T00:00:00.000000Z", "0000-01-01T00:00:00.000000Z",
-             "9999-12-31T23:59:59.999999Z", "\uff12026-11-22T10:20:30.123456Z", "2026-11-22T10:20:30.12345\u0665Z",
-             [2026, 11, 22, 10, 20, 30, 123456000], 1700000000, True, None, ""]
+    types = [
+        "POST_CREATE",
+        "post_create",
+        "Post_Create",
+        "POST_CREATE ",
+        "PO\u017fT_CREATE",
+        "LIKE_CANCEL_POST",
+        "",
+        None,
+        1,
+        ["POST_CREATE"],
+        {"type": "POST_CREATE"},
+    ]
+    times = [
+        "2026-11-22T10:20:30.123456Z",
+        "2026-11-22T10:20:30Z",
+        "2026-11-22T10:20:30.123456789Z",
+        "2026-11-22T10:20:30.123456+02:00",
+        "2026-11-22T10:20:30.123456z",
+        " 2026-11-22T10:20:30.123456Z",
+        "2026-13-22T10:20:30.123456Z",
+        "2026-02-29T10:20:30.123456Z",
+        "2026-11-22T24:00:00.000000Z",
+        "1969-12-31T23:59:59.999999Z",
+        "1970-01-01T00:00:00.000000Z",
+        "0000-01-01T00:00:00.000000Z",
+        "9999-12-31T23:59:59.999999Z",
+        "\uff12026-11-22T10:20:30.123456Z",
+        "2026-11-22T10:20:30.12345\u0665Z",
+        [2026, 11, 22, 10, 20, 30, 123456000],
+        1700000000,
+        True,
+        None,
+        "",
+    ]
     for activity_type in ActivityType:
         base = ActivityEvent.new(activity_type, 7, post_id=12, comment_id=40, following_id=9, at=AT).to_json()
         base["followingId"] = 9
         yield base
-        for field, values in (("memberId", ids), ("postId", ids), ("commentId", ids), ("followingId", ids),
-                              ("memberActivityType", types), ("createdAt", times), ("updatedAt", times)):
+        for field, values in (
+            ("memberId", ids),
+            ("postId", ids),
+            ("commentId", ids),
+            ("followingId", ids),
+            ("memberActivityType", types),
+            ("createdAt", times),
+            ("updatedAt", times),
+        ):
             for value in values:
                 yield {**base, field: value}
             yield {k: v for k, v in base.items() if k != field}
@@ -481,8 +641,9 @@ def test_the_fast_path_reads_every_event_exactly_as_the_model_does(monkeypatch):
     for body, by_fast, by_model in zip(bodies, fast, model):
         assert by_fast == by_model, body
         if isinstance(by_model, ActivityEvent):  # equal, and of the same types (an int stays an int, times UTC)
-            assert [type(getattr(by_fast, f)) for f in ("member_id", "post_id", "comment_id", "following_id")] == \
-                   [type(getattr(by_model, f)) for f in ("member_id", "post_id", "comment_id", "following_id")]
+            assert [type(getattr(by_fast, f)) for f in ("member_id", "post_id", "comment_id", "following_id")] == [
+                type(getattr(by_model, f)) for f in ("member_id", "post_id", "comment_id", "following_id")
+            ]
             assert by_fast.created_at.utcoffset() == by_model.created_at.utcoffset() == timedelta(0)
     assert sum(isinstance(r, str) for r in model) > 300 and sum(isinstance(r, ActivityEvent) for r in model) > 100
 
@@ -492,8 +653,9 @@ def test_the_fast_path_takes_what_our_producers_write_and_leaves_the_rest_to_the
 
     ours = ActivityEvent.new(ActivityType.LIKE_COMMENT, 7, post_id=12, comment_id=40, at=AT)
     assert _common_event_fields(ours.to_json()) == (ActivityType.LIKE_COMMENT, 7, 12, 40, None, AT, None)
-    assert _common_event_fields({**ours.to_json(), "updatedAt": "2026-11-23T00:00:00.000001Z"})[-1] == \
-           datetime(2026, 11, 23, 0, 0, 0, 1, tzinfo=timezone.utc)
+    assert _common_event_fields({**ours.to_json(), "updatedAt": "2026-11-23T00:00:00.000001Z"})[-1] == datetime(
+        2026, 11, 23, 0, 0, 0, 1, tzinfo=timezone.utc
+    )
     java = {"memberId": 7, "postId": 12, "memberActivityType": "LIKE_POST", "createdAt": [2026, 11, 22, 10, 20, 30]}
     assert _common_event_fields(java) is None
     assert _common_event_fields({**ours.to_json(), "memberActivityType": "like_comment"}) is None
@@ -506,14 +668,17 @@ def test_a_records_trace_context_is_part_of_the_event_it_makes():
     assert ActivityEvent.from_bytes(event.to_bytes(), event.message_key.encode()).traceparent is None
 
 
-@pytest.mark.parametrize("text, too_deep", [
-    ("[" * 32 + "]" * 32, False),
-    ("[" * 33 + "]" * 33, True),
-    ('{"a": "' + "[" * 40 + '"}', False),  # brackets inside a string do not nest
-    ("[" + "[]," * 40 + "[]]", False),  # many brackets, two levels
-    ('{"a": "\\"' + '[[[", "b": ' + "[" * 31 + "]" * 31 + "}", False),
-    ('{"a": "\\"' + '[[[", "b": ' + "[" * 32 + "]" * 32 + "}", True),
-])
+@pytest.mark.parametrize(
+    "text, too_deep",
+    [
+        ("[" * 32 + "]" * 32, False),
+        ("[" * 33 + "]" * 33, True),
+        ('{"a": "' + "[" * 40 + '"}', False),  # brackets inside a string do not nest
+        ("[" + "[]," * 40 + "[]]", False),  # many brackets, two levels
+        ('{"a": "\\"' + '[[[", "b": ' + "[" * 31 + "]" * 31 + "}", False),
+        ('{"a": "\\"' + '[[[", "b": ' + "[" * 32 + "]" * 32 + "}", True),
+    ],
+)
 def test_the_nesting_limit_counts_levels_not_brackets(text, too_deep):
     from dailyfeed.types import json_depth_exceeds
 

@@ -1,5 +1,6 @@
 """The feign transport's own rules, with scripted answers instead of a network: its wire format, which failures it
 retries and how it paces them. What every transport does (deliver, fail, refuse, close) is tests/transport."""
+
 import logging
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -19,8 +20,9 @@ from dailyfeed.transport.circuit import CircuitBreaker
 from dailyfeed.transport.http import HttpTransport
 
 SECRET = "unit-test-secret-0123456789-0123456789"
-EVENT = ActivityEvent.new(ActivityType.LIKE_COMMENT, 7, post_id=1, comment_id=2,
-                          at=datetime(2026, 11, 22, tzinfo=timezone.utc))
+EVENT = ActivityEvent.new(
+    ActivityType.LIKE_COMMENT, 7, post_id=1, comment_id=2, at=datetime(2026, 11, 22, tzinfo=timezone.utc)
+)
 
 
 class Scripted(BaseAdapter):
@@ -53,8 +55,14 @@ def transport(adapter, breaker=None, settings=None, sleep=lambda seconds: None, 
     session = requests.Session()
     session.mount("http://activity.test", adapter)
     options = feign_options(settings or load_settings())
-    return HttpTransport(lambda: base_url, SECRET, options,
-                         breaker or CircuitBreaker(window_size=100, minimum_calls=100), session=session, sleep=sleep)
+    return HttpTransport(
+        lambda: base_url,
+        SECRET,
+        options,
+        breaker or CircuitBreaker(window_size=100, minimum_calls=100),
+        session=session,
+        sleep=sleep,
+    )
 
 
 def test_posts_the_original_body_to_the_category_path_with_a_service_token():
@@ -62,8 +70,9 @@ def test_posts_the_original_body_to_the_category_path_with_a_service_token():
     transport(adapter).publish(EVENT)
     sent = adapter.requests[0]
     assert sent.url == "http://activity.test/api/member-activities/comments/likes"
-    claims = jwt.decode(sent.headers["Authorization"].split()[1], SECRET, algorithms=["HS256"],
-                        audience="dailyfeed-activity")
+    claims = jwt.decode(
+        sent.headers["Authorization"].split()[1], SECRET, algorithms=["HS256"], audience="dailyfeed-activity"
+    )
     assert claims["scope"] == "activity:record"
     assert b'"messageKey": "member_activity:kafka_event:LIKE_COMMENT###2###7###' in sent.body
 
@@ -93,14 +102,23 @@ def test_open_circuit_fails_fast_without_calling():
     assert len(adapter.requests) == calls
 
 
-@pytest.mark.parametrize("factor, max_backoff, pauses", [
-    (2.0, 10.0, [0.1, 0.2, 0.4, 0.8]),   # exponential: each pause twice the one before
-    (2.0, 0.3, [0.1, 0.2, 0.3, 0.3]),    # up to the cap
-    (1.0, 10.0, [0.1, 0.1, 0.1, 0.1]),   # the default factor: evenly spaced
-])
+@pytest.mark.parametrize(
+    "factor, max_backoff, pauses",
+    [
+        (2.0, 10.0, [0.1, 0.2, 0.4, 0.8]),  # exponential: each pause twice the one before
+        (2.0, 0.3, [0.1, 0.2, 0.3, 0.3]),  # up to the cap
+        (1.0, 10.0, [0.1, 0.1, 0.1, 0.1]),  # the default factor: evenly spaced
+    ],
+)
 def test_the_configured_backoff_paces_the_attempts(factor, max_backoff, pauses):
-    settings = load_settings({"feign.retry.attempts": 5, "feign.retry.backoff-s": 0.1, "feign.retry.factor": factor,
-                              "feign.retry.max-backoff-s": max_backoff})
+    settings = load_settings(
+        {
+            "feign.retry.attempts": 5,
+            "feign.retry.backoff-s": 0.1,
+            "feign.retry.factor": factor,
+            "feign.retry.max-backoff-s": max_backoff,
+        }
+    )
     adapter, slept = Scripted(503), []
     with pytest.raises(TransportUnavailable):
         transport(adapter, settings=settings, sleep=slept.append).publish(EVENT)
@@ -114,10 +132,13 @@ def test_a_success_ends_the_pauses():
     assert len(adapter.requests) == 2 and len(slept) == 1
 
 
-@pytest.mark.parametrize("base_url, url", [
-    ("http://activity.test/", "http://activity.test/api/member-activities/comments/likes"),
-    ("http://activity.test/edge/APP-X/", "http://activity.test/edge/APP-X/api/member-activities/comments/likes"),
-])
+@pytest.mark.parametrize(
+    "base_url, url",
+    [
+        ("http://activity.test/", "http://activity.test/api/member-activities/comments/likes"),
+        ("http://activity.test/edge/APP-X/", "http://activity.test/edge/APP-X/api/member-activities/comments/likes"),
+    ],
+)
 def test_the_record_path_is_joined_to_the_base_url_with_one_slash(base_url, url):
     adapter = Scripted(201)
     transport(adapter, base_url=base_url).publish(EVENT)
@@ -129,8 +150,9 @@ def test_an_answer_that_is_neither_success_nor_5xx_is_a_refusal_not_retried(stat
     adapter = Scripted((status, b'{"message": "memberId must be an integer"}'))
     with pytest.raises(TransportRejected) as refused:
         transport(adapter).publish(EVENT)
-    assert str(refused.value) == (f"POST http://activity.test/api/member-activities/comments/likes answered {status}: "
-                                  "memberId must be an integer")
+    assert str(refused.value) == (
+        f"POST http://activity.test/api/member-activities/comments/likes answered {status}: memberId must be an integer"
+    )
     assert len(adapter.requests) == 1
 
 
@@ -165,9 +187,11 @@ def test_each_failed_attempt_is_logged_with_its_message_key(caplog):
     with caplog.at_level(logging.INFO, logger="dailyfeed.transport.http"):
         transport(adapter).publish(EVENT)
     [record] = [r for r in caplog.records if r.name == "dailyfeed.transport.http"]
-    assert record.getMessage() == (f"record call for {EVENT.message_key} failed (attempt 1/3): POST "
-                                   "http://activity.test/api/member-activities/comments/likes: ConnectionError: "
-                                   "refused")
+    assert record.getMessage() == (
+        f"record call for {EVENT.message_key} failed (attempt 1/3): POST "
+        "http://activity.test/api/member-activities/comments/likes: ConnectionError: "
+        "refused"
+    )
     assert record.message_key == EVENT.message_key
 
 
@@ -183,8 +207,13 @@ def test_the_service_token_is_renewed_while_it_has_a_minute_left(monkeypatch):
         clock["monotonic"] = 10_000.0 + age
         clock["wall"] = datetime(2026, 11, 22, tzinfo=timezone.utc) + timedelta(seconds=age)
         sender.publish(EVENT)
-        claims = jwt.decode(adapter.requests[-1].headers["Authorization"].split()[1], SECRET, algorithms=["HS256"],
-                            audience="dailyfeed-activity", options={"verify_exp": False})
+        claims = jwt.decode(
+            adapter.requests[-1].headers["Authorization"].split()[1],
+            SECRET,
+            algorithms=["HS256"],
+            audience="dailyfeed-activity",
+            options={"verify_exp": False},
+        )
         assert claims["exp"] - clock["wall"].timestamp() >= 60, age
         minted.append(claims["iat"] - 1_795_305_600)  # seconds since the first call
     # renewed once less than a minute is left (after 240 s of its 300), not once per call

@@ -1,5 +1,6 @@
 """The index coverage check's own rule (tests/support/index_coverage.py): how a command reduces to its shape, and
 when an index serves a shape (MongoDB's equality-sort-range rule)."""
+
 from __future__ import annotations
 
 from tests.support.index_coverage import Index, Shape, _app_origin, _reduce, declared_indexes, serves, shapes_of
@@ -13,10 +14,13 @@ def shape(query, sort=()):
 
 
 def test_a_filter_reduces_to_equality_range_and_sort_fields():
-    s = shape({"status": "pending", "category": {"$in": ["POST"]}, "created_at": {"$gte": 1}, "n": {"$ne": 2}},
-              [("created_at", 1), ("_id", 1)])
-    assert s == Shape(frozenset({"status", "category"}), (("created_at", 1), ("_id", 1)),
-                      frozenset({"created_at", "n"}))
+    s = shape(
+        {"status": "pending", "category": {"$in": ["POST"]}, "created_at": {"$gte": 1}, "n": {"$ne": 2}},
+        [("created_at", 1), ("_id", 1)],
+    )
+    assert s == Shape(
+        frozenset({"status", "category"}), (("created_at", 1), ("_id", 1)), frozenset({"created_at", "n"})
+    )
     assert str(s) == "eq(category, status) sort(created_at, _id) range(created_at, n)"
 
 
@@ -35,8 +39,9 @@ def test_equality_then_sort_then_range_in_the_index_order_is_served():
 def test_a_shape_the_index_does_not_serve_in_that_order_is_not_served():
     assert not serves(FEED, shape({"member_id": 1}, [("created_at", -1)] + [("_id", 1)]))  # mixed directions
     assert not serves(FEED, shape({"member_id": 1}, [("_id", -1)]))  # sort skips created_at
-    assert not serves(FEED, shape({"member_id": 1, "member_activity_type": "POST_CREATE"},
-                                  [("created_at", -1), ("_id", -1)]))  # an equality field the index lacks
+    assert not serves(
+        FEED, shape({"member_id": 1, "member_activity_type": "POST_CREATE"}, [("created_at", -1), ("_id", -1)])
+    )  # an equality field the index lacks
     assert not serves(FEED, shape({"created_at": {"$gt": 1}}))  # not the leading key
     assert not serves(FEED, shape({}))  # a collection scan
     assert not serves(FEED, shape({"$expr": {"$gt": ["$a", "$b"]}, "member_id": 1}))
@@ -49,14 +54,16 @@ def test_a_unique_index_serves_any_shape_that_binds_all_its_keys():
 
 
 def test_commands_reduce_to_the_shapes_of_their_filters():
-    assert _reduce("find", {"find": "posts", "filter": {"author_id": 1}, "sort": {"_id": -1}}) == \
-        [("posts", shape({"author_id": 1}, [("_id", -1)]))]
+    assert _reduce("find", {"find": "posts", "filter": {"author_id": 1}, "sort": {"_id": -1}}) == [
+        ("posts", shape({"author_id": 1}, [("_id", -1)]))
+    ]
     count = {"aggregate": "post_likes", "pipeline": [{"$match": {"post_id": 3}}, {"$group": {"_id": 1}}]}
     assert _reduce("aggregate", count) == [("post_likes", shape({"post_id": 3}))]
     update = {"update": "c", "updates": [{"q": {"_id": {"$in": [1]}}, "u": {}}, {"q": {"a": 1}, "u": {}}]}
     assert _reduce("update", update) == [("c", shape({"_id": {"$in": [1]}})), ("c", shape({"a": 1}))]
-    assert _reduce("findAndModify", {"findAndModify": "counters", "query": {"_id": "posts"}}) == \
-        [("counters", shape({"_id": "posts"}))]
+    assert _reduce("findAndModify", {"findAndModify": "counters", "query": {"_id": "posts"}}) == [
+        ("counters", shape({"_id": "posts"}))
+    ]
     assert _reduce("insert", {"insert": "posts", "documents": []}) == []
 
 

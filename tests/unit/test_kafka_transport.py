@@ -2,6 +2,7 @@
 answers) is a TransportUnavailable that names the topic, raised within the send timeout, never a hang, and is started
 again on the next publish; its loop thread; the settings it is built from. What every transport does with a broker
 that is there, dies or freezes is tests/transport."""
+
 from __future__ import annotations
 
 import socket
@@ -18,9 +19,9 @@ from dailyfeed.transport.topics import DateTopics
 from tests.support.apps import free_port
 
 TOPICS = DateTopics(prefix="member-activity-", timezone="UTC")
-EVENT = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=12,
-                          at=datetime(2026, 11, 22, 23, 59, 59, tzinfo=timezone.utc))
-
+EVENT = ActivityEvent.new(
+    ActivityType.POST_CREATE, 7, post_id=12, at=datetime(2026, 11, 22, 23, 59, 59, tzinfo=timezone.utc)
+)
 
 
 @pytest.fixture
@@ -92,8 +93,14 @@ def test_a_transport_that_never_published_starts_no_thread():
 
 
 def test_the_topic_follows_the_configured_prefix_and_time_zone():
-    settings = load_settings({"kafka.topic.prefix": "t1-member-activity-", "kafka.topic.timezone": "Asia/Seoul",
-                              "kafka.producer.send-timeout-ms": 1500}, environ={})
+    settings = load_settings(
+        {
+            "kafka.topic.prefix": "t1-member-activity-",
+            "kafka.topic.timezone": "Asia/Seoul",
+            "kafka.producer.send-timeout-ms": 1500,
+        },
+        environ={},
+    )
     transport = build_kafka_transport(settings)
     try:
         assert transport.kind == "kafka"

@@ -1,6 +1,7 @@
 """When the app starts the Kafka listener and the date topics, and the topic commands when Kafka is away.
 
 Kafka here is a closed local port: nothing answers, which is exactly what these tests are about."""
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,11 @@ from ..support.apps import free_port, make_app
 
 
 def kafka_app(run_background, **overrides):
-    config = {"publish-type.post-service": "kafka", "publish-type.comment-service": "KAFKA",
-              "kafka.bootstrap-servers": f"127.0.0.1:{free_port()}"}
+    config = {
+        "publish-type.post-service": "kafka",
+        "publish-type.comment-service": "KAFKA",
+        "kafka.bootstrap-servers": f"127.0.0.1:{free_port()}",
+    }
     config.update(overrides)
     return make_app(config, run_background=run_background)
 
@@ -27,11 +31,14 @@ def listeners(app) -> list[ActivityListener]:
     return [item for item in get_container(app).background if isinstance(item, ActivityListener)]
 
 
-@pytest.mark.parametrize("reload, reloader_child, serving", [
-    (False, False, True),   # flask run --no-reload: the one process serves
-    (True, False, False),   # flask run --reload, the watcher process: it never serves
-    (True, True, True),     # flask run --reload, the child the watcher started: it serves
-])
+@pytest.mark.parametrize(
+    "reload, reloader_child, serving",
+    [
+        (False, False, True),  # flask run --no-reload: the one process serves
+        (True, False, False),  # flask run --reload, the watcher process: it never serves
+        (True, True, True),  # flask run --reload, the child the watcher started: it serves
+    ],
+)
 def test_flask_run_serves_from_one_process_only(monkeypatch, reload, reloader_child, serving):
     monkeypatch.delenv("WERKZEUG_RUN_MAIN", raising=False)
     if reloader_child:
@@ -65,8 +72,10 @@ def test_a_serving_app_on_kafka_starts_the_listener_even_when_kafka_is_down(capl
         assert listener.running
         assert listener.options.pattern == r"^wiring\-member\-activity\-\d{8}$"
         errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-        assert any("could not make sure the date topics wiring-member-activity-" in m and
-                   "dailyfeed topics ensure" in m for m in errors), errors
+        assert any(
+            "could not make sure the date topics wiring-member-activity-" in m and "dailyfeed topics ensure" in m
+            for m in errors
+        ), errors
     finally:
         dailyfeed.close()
     assert not listener.running
@@ -81,8 +90,9 @@ def test_a_serving_app_on_feign_only_runs_the_dead_letter_tasks_and_the_publicat
         assert [type(item) for item in get_container(app).background] == [TaskWorker, Completer, RelayWorker]
     finally:
         get_container(app).close()
-    off = make_app({"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "outbox.enabled": False},
-                   run_background=True)
+    off = make_app(
+        {"kafka.bootstrap-servers": f"127.0.0.1:{free_port()}", "outbox.enabled": False}, run_background=True
+    )
     try:
         assert [type(item) for item in get_container(off).background] == [TaskWorker]  # no registry work
     finally:
@@ -97,8 +107,9 @@ def test_one_kafka_service_is_enough_for_the_listener():
         get_container(app).close()
 
 
-@pytest.mark.parametrize("args", [["topics", "ensure"], ["topics", "prune", "--keep-days", "3"],
-                                  ["topics", "prune", "--dry-run"]])
+@pytest.mark.parametrize(
+    "args", [["topics", "ensure"], ["topics", "prune", "--keep-days", "3"], ["topics", "prune", "--dry-run"]]
+)
 def test_topic_commands_fail_with_a_message_when_kafka_is_unreachable(args):
     app = kafka_app(run_background=False)
     try:

@@ -1,6 +1,7 @@
 """The house rules of ARCHITECTURE.md that a refactor could quietly break: no import circle between modules of
 dailyfeed/ (counting imports inside functions too), and the write path (content, activity) never reaching into the
 restore jobs: it knows dead letters only through the dailyfeed.deadletters package."""
+
 from __future__ import annotations
 
 import ast
@@ -34,7 +35,7 @@ def import_graph() -> dict[str, set[str]]:
         package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
         for node in _runtime_nodes(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
                 target = ".".join(base + ([node.module] if node.module else []))
                 submodules = [f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in modules]
                 # `from pkg import module` runs pkg/__init__.py too: it imports the package as well as the module
@@ -80,6 +81,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     """The module graph folded onto dailyfeed's top-level packages and modules (dailyfeed.ops, dailyfeed.events)."""
+
     def package(name: str) -> str:
         return ".".join(name.split(".")[:2])
 
@@ -102,9 +104,13 @@ def test_telemetry_is_a_leaf():
     graph = package_graph(import_graph())
     assert graph["dailyfeed.telemetry"] <= {"dailyfeed.events", "dailyfeed.config"}
     telemetry = [path for name, path in _modules().items() if name.startswith("dailyfeed.telemetry")]
-    imported = {(path.name, alias.name if isinstance(node, ast.Import) else node.module or "")
-                for path in telemetry for node in ast.walk(ast.parse(path.read_text()))
-                if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    imported = {
+        (path.name, alias.name if isinstance(node, ast.Import) else node.module or "")
+        for path in telemetry
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
     assert telemetry and not {(name, module) for name, module in imported if module.split(".")[0] == "flask"}
 
 

@@ -1,5 +1,6 @@
 """The Kafka listener's batch logic against a fake consumer and the embedded store: what gets stored, what
 becomes a dead letter, what is committed and when it seeks back."""
+
 from __future__ import annotations
 
 import asyncio
@@ -126,15 +127,22 @@ def db():
     forget_mock(uri)
 
 
-def make_listener(db, *, store_failures: int = 0, dead_letter_failures: int = 0, store_retries: int = 2,
-                  consumer_factory=None) -> tuple[ActivityListener, FlakyActivities, FlakyDeadLetters]:
+def make_listener(
+    db, *, store_failures: int = 0, dead_letter_failures: int = 0, store_retries: int = 2, consumer_factory=None
+) -> tuple[ActivityListener, FlakyActivities, FlakyDeadLetters]:
     activities = FlakyActivities(ActivityService(ActivityRepository(db), FollowRepository(db)), store_failures)
     dead_letters = FlakyDeadLetters(DeadLetterStore(db), dead_letter_failures)
     quick = RetryPolicy(attempts=None, base_s=0.001, max_s=0.01)
-    options = ConsumerOptions(bootstrap_servers="unused", group_id="g", poll_timeout_ms=10, reconnect=quick,
-                              store_retry=replace(quick, attempts=store_retries + 1))
-    listener = ActivityListener(activities, dead_letters, consumer_factory=consumer_factory or FakeConsumer,
-                                options=options)
+    options = ConsumerOptions(
+        bootstrap_servers="unused",
+        group_id="g",
+        poll_timeout_ms=10,
+        reconnect=quick,
+        store_retry=replace(quick, attempts=store_retries + 1),
+    )
+    listener = ActivityListener(
+        activities, dead_letters, consumer_factory=consumer_factory or FakeConsumer, options=options
+    )
     return listener, activities, dead_letters
 
 
@@ -154,8 +162,10 @@ def test_a_batch_is_stored_with_its_keys_then_committed_past_its_last_records(db
     listener, activities, _ = make_listener(db)
     events = [new_event(7, 12), new_event(8, 13, ActivityType.LIKE_POST), new_event(9, 14)]
     consumer = FakeConsumer()
-    batch = {TP0: [event_record(TP0, 40, events[0]), event_record(TP0, 41, events[1])],
-             TP1: [event_record(TP1, 5, events[2])]}
+    batch = {
+        TP0: [event_record(TP0, 40, events[0]), event_record(TP0, 41, events[1])],
+        TP1: [event_record(TP1, 5, events[2])],
+    }
 
     assert handle(listener, consumer, batch) is BatchOutcome.COMMITTED
 
@@ -171,11 +181,18 @@ def test_a_batch_is_stored_with_its_keys_then_committed_past_its_last_records(db
 def test_records_in_the_java_originals_format_are_stored(db):
     listener, _, _ = make_listener(db)
     key = "member_activity:kafka_event:LIKE_CANCEL_POST###12###7###2025-11-27 10:20:30.123456000"
-    java_value = json.dumps({"memberId": 7, "postId": 12, "memberActivityType": "LIKE_POST_CANCEL",
-                             "createdAt": [2025, 11, 27, 10, 20, 30, 123456000]}).encode()
+    java_value = json.dumps(
+        {
+            "memberId": 7,
+            "postId": 12,
+            "memberActivityType": "LIKE_POST_CANCEL",
+            "createdAt": [2025, 11, 27, 10, 20, 30, 123456000],
+        }
+    ).encode()
     consumer = FakeConsumer()
-    batch = {TP0: [record(TP0, 0, java_value, key.encode(),
-                          headers=(("__TypeId__", b"com.dailyfeed.MemberActivityEvent"),))]}
+    batch = {
+        TP0: [record(TP0, 0, java_value, key.encode(), headers=(("__TypeId__", b"com.dailyfeed.MemberActivityEvent"),))]
+    }
 
     assert handle(listener, consumer, batch) is BatchOutcome.COMMITTED
 
@@ -183,8 +200,9 @@ def test_records_in_the_java_originals_format_are_stored(db):
     assert doc["member_activity_type"] == "LIKE_POST_CANCEL"
     assert doc["comment_id"] is None and doc["updated_at"] is None
     # BSON dates keep milliseconds
-    assert doc["created_at"].replace(tzinfo=timezone.utc) == datetime(2025, 11, 27, 10, 20, 30, 123000,
-                                                                      tzinfo=timezone.utc)
+    assert doc["created_at"].replace(tzinfo=timezone.utc) == datetime(
+        2025, 11, 27, 10, 20, 30, 123000, tzinfo=timezone.utc
+    )
     assert consumer.commits == [{TP0: 1}]
 
 
@@ -192,23 +210,47 @@ def test_poison_records_become_dead_letters_with_their_origin_and_the_rest_is_st
     listener, _, _ = make_listener(db)
     good = [new_event(1, 1), new_event(2, 2)]
     consumer = FakeConsumer()
-    batch = {TP0: [
-        event_record(TP0, 10, good[0]),
-        record(TP0, 11, b"not json at all", b"k-11"),
-        record(TP0, 12, json.dumps({"memberId": 3, "postId": 3, "memberActivityType": "POST_EXPLODE",
-                                    "createdAt": "2026-11-22T10:00:00Z"}).encode(), b"k-12"),
-        record(TP0, 13, json.dumps({"postId": 4, "memberActivityType": "POST_CREATE",
-                                    "createdAt": "2026-11-22T10:00:00Z"}).encode(), b"k-13"),
-        event_record(TP0, 14, good[1]),
-    ]}
+    batch = {
+        TP0: [
+            event_record(TP0, 10, good[0]),
+            record(TP0, 11, b"not json at all", b"k-11"),
+            record(
+                TP0,
+                12,
+                json.dumps(
+                    {
+                        "memberId": 3,
+                        "postId": 3,
+                        "memberActivityType": "POST_EXPLODE",
+                        "createdAt": "2026-11-22T10:00:00Z",
+                    }
+                ).encode(),
+                b"k-12",
+            ),
+            record(
+                TP0,
+                13,
+                json.dumps(
+                    {"postId": 4, "memberActivityType": "POST_CREATE", "createdAt": "2026-11-22T10:00:00Z"}
+                ).encode(),
+                b"k-13",
+            ),
+            event_record(TP0, 14, good[1]),
+        ]
+    }
 
     assert handle(listener, consumer, batch) is BatchOutcome.COMMITTED
 
     assert set(stored(db)) == {e.message_key for e in good}
     letters = dead_letters(db)
     assert [d["origin"]["offset"] for d in letters] == [11, 12, 13]
-    assert letters[0]["origin"] == {"topic": TOPIC, "partition": 0, "offset": 11, "key": "k-11",
-                                    "value": "not json at all"}
+    assert letters[0]["origin"] == {
+        "topic": TOPIC,
+        "partition": 0,
+        "offset": 11,
+        "key": "k-11",
+        "value": "not json at all",
+    }
     assert "not JSON" in letters[0]["error"]["message"]
     assert "POST_EXPLODE" in letters[1]["error"]["message"]
     assert "memberId" in letters[2]["error"]["message"]
@@ -252,8 +294,10 @@ def test_a_store_that_keeps_failing_turns_each_event_into_a_listener_dead_letter
 def test_when_dead_letters_fail_too_nothing_is_committed_and_the_batch_is_read_again(db):
     listener, _, letters_store = make_listener(db, store_failures=99, store_retries=0, dead_letter_failures=1)
     events = [new_event(1, 1), new_event(2, 2)]
-    batch = {TP0: [event_record(TP0, 20, events[0]), event_record(TP0, 21, events[1])],
-             TP1: [record(TP1, 7, b"{broken", b"x")]}
+    batch = {
+        TP0: [event_record(TP0, 20, events[0]), event_record(TP0, 21, events[1])],
+        TP1: [record(TP1, 7, b"{broken", b"x")],
+    }
     consumer = FakeConsumer()
 
     assert handle(listener, consumer, batch) is BatchOutcome.REWOUND
@@ -262,8 +306,11 @@ def test_when_dead_letters_fail_too_nothing_is_committed_and_the_batch_is_read_a
 
     # The same records come back (as they would after the seek); now the dead letters can be written.
     assert handle(listener, consumer, batch) is BatchOutcome.COMMITTED
-    assert {d["message_key"] for d in dead_letters(db)} == {events[0].message_key, events[1].message_key,
-                                                            f"unparsed:{TOPIC}:1:7"}
+    assert {d["message_key"] for d in dead_letters(db)} == {
+        events[0].message_key,
+        events[1].message_key,
+        f"unparsed:{TOPIC}:1:7",
+    }
     assert consumer.commits == [{TP0: 22, TP1: 8}]
 
 
@@ -316,8 +363,7 @@ def test_a_failed_commit_is_reported_and_the_stored_records_stay(db):
         async def commit(self, offsets):
             raise RuntimeError("partition was revoked")
 
-    assert handle(listener, RebalancedConsumer(), {TP0: [event_record(TP0, 0, event)]}) \
-        is BatchOutcome.NOT_COMMITTED
+    assert handle(listener, RebalancedConsumer(), {TP0: [event_record(TP0, 0, event)]}) is BatchOutcome.NOT_COMMITTED
     assert list(stored(db)) == [event.message_key]
 
 
@@ -341,8 +387,10 @@ def run_until_the_second_consumer_commits(db, consumers: list[FakeConsumer]):
 
 def test_the_listener_thread_retries_an_unreachable_broker_then_consumes_until_stopped(db):
     event = new_event()
-    consumers = [FakeConsumer(start_error=KafkaConnectionError("Unable to bootstrap")),
-                 FakeConsumer([{TP0: [event_record(TP0, 0, event)]}])]
+    consumers = [
+        FakeConsumer(start_error=KafkaConnectionError("Unable to bootstrap")),
+        FakeConsumer([{TP0: [event_record(TP0, 0, event)]}]),
+    ]
     listener, made = run_until_the_second_consumer_commits(db, consumers)
 
     assert not listener.running

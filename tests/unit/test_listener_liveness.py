@@ -1,6 +1,7 @@
 """The listener's liveness catches a stuck loop (issue 23): no poll completed within kafka.consumer.poll-ttl-s, or a
 batch in hand longer than kafka.consumer.consume-ttl-s, is DOWN on /healthz; a loop that keeps retrying an
 unreachable broker is not stuck. A fake consumer whose calls hang on purpose, and a clock the test moves."""
+
 from __future__ import annotations
 
 import asyncio
@@ -74,8 +75,14 @@ class HangingConsumer:
 
 class _Record:
     def __init__(self, topic, partition, offset, key, value):
-        self.topic, self.partition, self.offset, self.key, self.value, self.headers = \
-            topic, partition, offset, key, value, ()
+        self.topic, self.partition, self.offset, self.key, self.value, self.headers = (
+            topic,
+            partition,
+            offset,
+            key,
+            value,
+            (),
+        )
 
 
 async def _wait(flag: threading.Event) -> None:
@@ -91,10 +98,22 @@ def db(apps):
 
 def listener_with(db, consumer_factory, clock) -> ActivityListener:
     quick = RetryPolicy(attempts=None, base_s=0.001, max_s=0.01)
-    options = ConsumerOptions(bootstrap_servers="unused", group_id="g", poll_timeout_ms=10, reconnect=quick,
-                              store_retry=quick, poll_ttl_s=POLL_TTL, consume_ttl_s=CONSUME_TTL)
-    return ActivityListener(ActivityService(ActivityRepository(db), FollowRepository(db)), DeadLetterStore(db),
-                            consumer_factory=consumer_factory, options=options, clock=clock)
+    options = ConsumerOptions(
+        bootstrap_servers="unused",
+        group_id="g",
+        poll_timeout_ms=10,
+        reconnect=quick,
+        store_retry=quick,
+        poll_ttl_s=POLL_TTL,
+        consume_ttl_s=CONSUME_TTL,
+    )
+    return ActivityListener(
+        ActivityService(ActivityRepository(db), FollowRepository(db)),
+        DeadLetterStore(db),
+        consumer_factory=consumer_factory,
+        options=options,
+        clock=clock,
+    )
 
 
 def hanging(db, *, poll: bool, commit: bool) -> tuple[ActivityListener, HangingConsumer, Clock, dict]:
@@ -115,15 +134,24 @@ def release(listener: ActivityListener, events: dict) -> None:
     listener.stop(timeout=5)
 
 
-@pytest.mark.parametrize("hangs, still_up_after, down_after, reason", [
-    # a poll hanging longer than the poll TTL
-    ("poll", POLL_TTL - 1, POLL_TTL + 1, "no poll completed for 31 s (kafka.consumer.poll-ttl-s = 30)"),
-    # a commit hanging: polls are older than the poll TTL, but with a batch in hand only the consume TTL counts
-    ("commit", POLL_TTL + 1, POLL_TTL + 1 + CONSUME_TTL,
-     "one batch has been processing for 151 s (kafka.consumer.consume-ttl-s = 120)"),
-], ids=["stuck-poll", "stuck-commit"])
+@pytest.mark.parametrize(
+    "hangs, still_up_after, down_after, reason",
+    [
+        # a poll hanging longer than the poll TTL
+        ("poll", POLL_TTL - 1, POLL_TTL + 1, "no poll completed for 31 s (kafka.consumer.poll-ttl-s = 30)"),
+        # a commit hanging: polls are older than the poll TTL, but with a batch in hand only the consume TTL counts
+        (
+            "commit",
+            POLL_TTL + 1,
+            POLL_TTL + 1 + CONSUME_TTL,
+            "one batch has been processing for 151 s (kafka.consumer.consume-ttl-s = 120)",
+        ),
+    ],
+    ids=["stuck-poll", "stuck-commit"],
+)
 def test_a_hanging_poll_or_batch_is_down_past_its_ttl_and_up_again_once_it_returns(
-        db, hangs, still_up_after, down_after, reason):
+    db, hangs, still_up_after, down_after, reason
+):
     listener, consumer, clock, events = hanging(db, poll=hangs == "poll", commit=hangs == "commit")
     try:
         assert (consumer.polling if hangs == "poll" else consumer.committing).wait(5)

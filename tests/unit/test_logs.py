@@ -1,5 +1,6 @@
 """log.format = json: every line parses as one JSON object with time, level, logger and message; a publish
 failure carries its message_key (and topic, trace_id); text stays the default."""
+
 from __future__ import annotations
 
 import io
@@ -41,8 +42,7 @@ def test_a_publish_failure_logs_json_with_its_message_key_topic_and_trace_id(jso
     error = TransportUnavailable("broker down (injected)")
     error.topic = "member-activity-20261129"
     failing.fail_with(error)
-    publisher = ActivityPublisher({Service.POST: failing},
-                                  DeadLetterStore(mongomock.MongoClient()["logs_test"]))
+    publisher = ActivityPublisher({Service.POST: failing}, DeadLetterStore(mongomock.MongoClient()["logs_test"]))
     event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=3)
     trace = tracing.start_request({"traceparent": TRACEPARENT}, "POST /api/posts")
     try:
@@ -114,8 +114,9 @@ def test_text_lines_escape_control_characters_so_no_value_forges_a_line():
     lines = stream.getvalue().splitlines()
     records = [line for line in lines if not line.startswith(" ")]
     assert len(records) == 2 and all(" CRITICAL " not in line.split(": ", 1)[0] for line in records)
-    assert records[0].endswith("record call failed: boom\\n2026-11-29 10:00:00,000 CRITICAL dailyfeed: all data "
-                               "deleted\\r\\u001b[2K\\u2028x")
+    assert records[0].endswith(
+        "record call failed: boom\\n2026-11-29 10:00:00,000 CRITICAL dailyfeed: all data deleted\\r\\u001b[2K\\u2028x"
+    )
     assert lines[lines.index(records[1]) + 1].startswith("    Traceback")
     assert not any(line.startswith("2026-11-29") for line in lines)
     assert "\x1b" not in stream.getvalue()
@@ -135,4 +136,5 @@ def test_flask_runs_coloured_request_lines_read_plainly_and_a_request_still_forg
         werkzeug.removeHandler(handler)
     assert stream.getvalue().splitlines() == [
         stream.getvalue().splitlines()[0].split("127.0.0.1")[0]
-        + '127.0.0.1 - - "POST /api/posts\\nCRITICAL x HTTP/1.1" 201 -']
+        + '127.0.0.1 - - "POST /api/posts\\nCRITICAL x HTTP/1.1" 201 -'
+    ]

@@ -1,4 +1,5 @@
 """Every metric declared in dailyfeed/ops/metrics.py is in the README's table, with the name a scrape shows."""
+
 from pathlib import Path
 
 from prometheus_client import Counter, Histogram
@@ -7,8 +8,11 @@ from dailyfeed.telemetry import metrics
 
 
 def declared() -> set[str]:
-    names = {value for key, value in vars(metrics).items()
-             if key.isupper() and isinstance(value, str) and value.startswith("dailyfeed_")}
+    names = {
+        value
+        for key, value in vars(metrics).items()
+        if key.isupper() and isinstance(value, str) and value.startswith("dailyfeed_")
+    }
     for value in vars(metrics).values():
         if isinstance(value, Counter):
             names.add(value._name + "_total")

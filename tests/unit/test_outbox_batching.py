@@ -1,5 +1,6 @@
 """The publication registry's completer (dailyfeed/content/outbox.py): completions are deleted in batches off
 the request path, kept for the next batch when the store fails, and deleted when it stops."""
+
 from __future__ import annotations
 
 import mongomock

@@ -1,6 +1,7 @@
 """The relay's rules on the embedded store (dailyfeed/content/outbox.py): only what is past due, oldest due first
 and a batch at a time; a publication its writer completed while the relay claimed it is let go; a dry run changes
 nothing; and the serving process's relay thread and completer do their work on their own and stop."""
+
 from __future__ import annotations
 
 import threading
@@ -22,9 +23,15 @@ def make():
 
     def build(**settings):
         broker = FakeTransport("kafka")
-        container = bootstrap({"mongo.uri": "mongomock://", "mongo.database": f"relay_{uuid.uuid4().hex[:8]}",
-                               "outbox.grace-s": 0.001, **settings},
-                              transports={"post-service": broker, "comment-service": broker})
+        container = bootstrap(
+            {
+                "mongo.uri": "mongomock://",
+                "mongo.database": f"relay_{uuid.uuid4().hex[:8]}",
+                "outbox.grace-s": 0.001,
+                **settings,
+            },
+            transports={"post-service": broker, "comment-service": broker},
+        )
         container.broker = broker
         made.append(container)
         return container

@@ -1,5 +1,6 @@
 """The publish decision of SPEC section 5 (content/publishing.py): delivered, or kept as a dead letter of the
 transport's kind, or neither (PublishFailed, so the caller undoes its change). On both store backends."""
+
 import json
 import logging
 
@@ -42,10 +43,13 @@ def test_a_delivered_event_goes_through_its_services_transport_and_leaves_no_dea
     assert db[KAFKA_PUBLISHER_DEAD_LETTERS].count_documents({}) + db[FEIGN_DEAD_LETTERS].count_documents({}) == 0
 
 
-@pytest.mark.parametrize("service, collection, event", [("post-service", KAFKA_PUBLISHER_DEAD_LETTERS, POST),
-                                                         ("comment-service", FEIGN_DEAD_LETTERS, COMMENT)])
-def test_an_undelivered_event_is_kept_in_its_transports_dead_letters_with_the_topic(publisher, transports, db, caplog,
-                                                                                    service, collection, event):
+@pytest.mark.parametrize(
+    "service, collection, event",
+    [("post-service", KAFKA_PUBLISHER_DEAD_LETTERS, POST), ("comment-service", FEIGN_DEAD_LETTERS, COMMENT)],
+)
+def test_an_undelivered_event_is_kept_in_its_transports_dead_letters_with_the_topic(
+    publisher, transports, db, caplog, service, collection, event
+):
     error = CircuitOpen("circuit open (injected)")
     error.topic = "member-activity-20261122"
     transports[service].fail_with(error)
@@ -53,13 +57,18 @@ def test_an_undelivered_event_is_kept_in_its_transports_dead_letters_with_the_to
         assert publisher.publish_activity(service, event) is False
     [letter] = db[collection].find()
     assert (letter["message_key"], letter["topic"], letter["status"]) == (
-        event.message_key, "member-activity-20261122", "pending")
+        event.message_key,
+        "member-activity-20261122",
+        "pending",
+    )
     assert letter["error"] == {"type": "CircuitOpen", "message": "circuit open (injected)"}
     assert json.loads(letter["payload"]) == event.to_json()
     other = FEIGN_DEAD_LETTERS if collection == KAFKA_PUBLISHER_DEAD_LETTERS else KAFKA_PUBLISHER_DEAD_LETTERS
     assert db[other].count_documents({}) == 0
-    assert f"publishing {event.message_key} by {transports[service].kind} failed (CircuitOpen: circuit open " \
+    assert (
+        f"publishing {event.message_key} by {transports[service].kind} failed (CircuitOpen: circuit open "
         "(injected)); keeping a dead letter" in caplog.messages
+    )
 
 
 def test_a_rejected_event_is_kept_too(publisher, transports, db):
@@ -80,8 +89,10 @@ def test_an_event_neither_delivered_nor_kept_raises_publish_failed(db, transport
     with pytest.raises(PublishFailed, match="dead-letter store unreachable") as err:
         ActivityPublisher(transports, Unreachable()).publish_activity("comment-service", COMMENT)
     assert isinstance(err.value.__cause__, DeadLetterStoreError)
-    assert f"dead letter for {COMMENT.message_key} could not be stored: dead-letter store unreachable " \
+    assert (
+        f"dead letter for {COMMENT.message_key} could not be stored: dead-letter store unreachable "
         "(injected)" in caplog.messages
+    )
 
 
 # --- what an operator sees of each publish: dailyfeed_publishes_total and dailyfeed_publish_duration_seconds by
@@ -104,8 +115,11 @@ class Ticks:
 def publish_figures(service: str, transport: str) -> dict[str, float]:
     def sample(name, **labels):
         return REGISTRY.get_sample_value(name, labels) or 0.0
-    figures = {outcome: sample("dailyfeed_publishes_total", service=service, transport=transport, outcome=outcome)
-               for outcome in metrics.PUBLISH_OUTCOMES}
+
+    figures = {
+        outcome: sample("dailyfeed_publishes_total", service=service, transport=transport, outcome=outcome)
+        for outcome in metrics.PUBLISH_OUTCOMES
+    }
     figures["timed"] = sample("dailyfeed_publish_duration_seconds_count", transport=transport)
     figures["seconds"] = sample("dailyfeed_publish_duration_seconds_sum", transport=transport)
     return figures
@@ -121,6 +135,7 @@ def counted(monkeypatch):
         publish()
         after = publish_figures(service, transport)
         return {name: pytest.approx(after[name] - before[name]) for name in before}
+
     return added
 
 
@@ -128,8 +143,9 @@ SERVICE_TRANSPORTS = [(Service.POST, PublishType.KAFKA), (Service.COMMENT, Publi
 
 
 def ticking(transports, dead_letters=None):
-    return ActivityPublisher(transports, dead_letters or DeadLetterStore(mongomock.MongoClient()["publishing"]),
-                             clock=Ticks())
+    return ActivityPublisher(
+        transports, dead_letters or DeadLetterStore(mongomock.MongoClient()["publishing"]), clock=Ticks()
+    )
 
 
 @pytest.mark.parametrize("service, transport", SERVICE_TRANSPORTS)
@@ -156,6 +172,7 @@ def test_an_undone_publish_is_counted_but_not_timed(counted):
     def publish():
         with pytest.raises(PublishFailed):
             publisher.publish_activity(Service.COMMENT, COMMENT)
+
     added = counted("comment-service", "feign", publish)
     assert added == {"delivered": 0, "dead_lettered": 0, "undone": 1, "timed": 0, "seconds": 0}
 
@@ -178,4 +195,7 @@ def test_both_failure_log_records_name_the_message_key_topic_and_trace_of_the_re
     assert [r.levelname for r in records] == ["WARNING", "ERROR"]
     for record in records:
         assert (record.message_key, record.topic, record.trace_id) == (
-            POST.message_key, "member-activity-20261129", "4bf92f3577b34da6a3ce929d0e0e4736")
+            POST.message_key,
+            "member-activity-20261129",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+        )

@@ -1,4 +1,5 @@
 """Pure restore logic, no store: pacing, the summary, what a dead letter restores to, option parsing."""
+
 from __future__ import annotations
 
 import json
@@ -78,33 +79,58 @@ def test_selection_adds_only_the_filters_given_and_never_looks_at_a_claim_mirror
 
 # --- what a dead letter restores to -------------------------------------------------------------------------------
 
+
 def test_a_canonical_payload_restores_to_its_event_under_the_dead_letters_key():
     doc = {"message_key": EVENT.message_key, "category": "COMMENT_LIKE", "payload": json.dumps(EVENT.to_json())}
     assert dead_letter_event(doc) == EVENT
 
 
 def test_an_unparsed_listener_dead_letter_gets_one_more_try_at_its_raw_record():
-    doc = {"message_key": "unparsed:member-activity-20261122:0:5", "category": None, "payload": None,
-           "origin": {"topic": "member-activity-20261122", "partition": 0, "offset": 5,
-                      "key": EVENT.message_key, "value": EVENT.to_bytes().decode()}}
+    doc = {
+        "message_key": "unparsed:member-activity-20261122:0:5",
+        "category": None,
+        "payload": None,
+        "origin": {
+            "topic": "member-activity-20261122",
+            "partition": 0,
+            "offset": 5,
+            "key": EVENT.message_key,
+            "value": EVENT.to_bytes().decode(),
+        },
+    }
     assert dead_letter_event(doc) == EVENT
 
 
 def test_a_raw_record_of_the_java_original_restores_too():
-    value = json.dumps({"memberId": 9, "postId": 12, "commentId": 40, "memberActivityType": "LIKE_COMMENT",
-                        "createdAt": [2026, 11, 22, 10, 20, 30, 123456000]})
+    value = json.dumps(
+        {
+            "memberId": 9,
+            "postId": 12,
+            "commentId": 40,
+            "memberActivityType": "LIKE_COMMENT",
+            "createdAt": [2026, 11, 22, 10, 20, 30, 123456000],
+        }
+    )
     doc = {"message_key": "unparsed:t:0:1", "payload": None, "origin": {"key": EVENT.message_key, "value": value}}
     assert dead_letter_event(doc) == EVENT
 
 
-@pytest.mark.parametrize("doc, reason", [
-    ({"message_key": "k", "payload": None, "origin": {"value": "{not json"}}, "not JSON"),
-    ({"message_key": "k", "payload": None, "origin": None}, "no payload and no raw record"),
-    ({"message_key": "k", "payload": "][", "category": "POST"}, "payload is not JSON"),
-    ({"message_key": "k", "payload": json.dumps({"memberId": 1, "memberActivityType": "NOPE"})}, "unknown activity"),
-    ({"message_key": EVENT.message_key, "category": "POST", "payload": json.dumps(EVENT.to_json())},
-     "does not match"),
-])
+@pytest.mark.parametrize(
+    "doc, reason",
+    [
+        ({"message_key": "k", "payload": None, "origin": {"value": "{not json"}}, "not JSON"),
+        ({"message_key": "k", "payload": None, "origin": None}, "no payload and no raw record"),
+        ({"message_key": "k", "payload": "][", "category": "POST"}, "payload is not JSON"),
+        (
+            {"message_key": "k", "payload": json.dumps({"memberId": 1, "memberActivityType": "NOPE"})},
+            "unknown activity",
+        ),
+        (
+            {"message_key": EVENT.message_key, "category": "POST", "payload": json.dumps(EVENT.to_json())},
+            "does not match",
+        ),
+    ],
+)
 def test_a_dead_letter_without_an_event_says_why(doc, reason):
     with pytest.raises(InvalidEvent, match=reason):
         dead_letter_event(doc)
@@ -112,12 +138,16 @@ def test_a_dead_letter_without_an_event_says_why(doc, reason):
 
 # --- --since ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("2026-11-22", datetime(2026, 11, 22, tzinfo=timezone.utc)),
-    ("2026-11-22T10:20:30", datetime(2026, 11, 22, 10, 20, 30, tzinfo=timezone.utc)),
-    ("2026-11-22T10:20:30Z", datetime(2026, 11, 22, 10, 20, 30, tzinfo=timezone.utc)),
-    ("2026-11-22 12:20:30+02:00", datetime(2026, 11, 22, 10, 20, 30, tzinfo=timezone.utc)),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026-11-22", datetime(2026, 11, 22, tzinfo=timezone.utc)),
+        ("2026-11-22T10:20:30", datetime(2026, 11, 22, 10, 20, 30, tzinfo=timezone.utc)),
+        ("2026-11-22T10:20:30Z", datetime(2026, 11, 22, 10, 20, 30, tzinfo=timezone.utc)),
+        ("2026-11-22 12:20:30+02:00", datetime(2026, 11, 22, 10, 20, 30, tzinfo=timezone.utc)),
+    ],
+)
 def test_since_takes_iso_dates_and_date_times_as_utc(text, expected):
     assert SinceType().convert(text, None, None) == expected
 

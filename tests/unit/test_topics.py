@@ -1,4 +1,5 @@
 """Which date topics exist to be created, subscribed to, or pruned — no broker needed."""
+
 from __future__ import annotations
 
 import re
@@ -12,17 +13,28 @@ NOW = datetime(2026, 11, 22, 20, 0, tzinfo=timezone.utc)
 
 
 def test_start_up_ensures_today_and_tomorrow_in_the_configured_time_zone():
-    assert DateTopics("member-activity-", "UTC").upcoming(NOW) == ["member-activity-20261122",
-                                                                   "member-activity-20261123"]
+    assert DateTopics("member-activity-", "UTC").upcoming(NOW) == [
+        "member-activity-20261122",
+        "member-activity-20261123",
+    ]
     # 20:00 UTC is already 05:00 the next day in Seoul
-    assert DateTopics("member-activity-", "Asia/Seoul").upcoming(NOW) == ["member-activity-20261123",
-                                                                          "member-activity-20261124"]
+    assert DateTopics("member-activity-", "Asia/Seoul").upcoming(NOW) == [
+        "member-activity-20261123",
+        "member-activity-20261124",
+    ]
 
 
 def test_the_subscription_pattern_matches_date_topics_of_its_prefix_only():
-    names = ["member-activity-20261122", "member-activity-2026112", "member-activity-202611221",
-             "member-activity-latest", "xmember-activity-20261122", "t1-member-activity-20261122",
-             "member-activity-20261122-dlq", "__consumer_offsets"]
+    names = [
+        "member-activity-20261122",
+        "member-activity-2026112",
+        "member-activity-202611221",
+        "member-activity-latest",
+        "xmember-activity-20261122",
+        "t1-member-activity-20261122",
+        "member-activity-20261122-dlq",
+        "__consumer_offsets",
+    ]
     default = DateTopics("member-activity-", "UTC").pattern
     assert [n for n in names if re.match(default, n)] == ["member-activity-20261122"]
     assert [n for n in names if re.match(default, n)] == [n for n in names if re.match(TOPIC_PATTERN, n)]
@@ -34,12 +46,18 @@ def test_the_subscription_pattern_matches_date_topics_of_its_prefix_only():
 
 def test_prune_selects_date_topics_older_than_the_kept_days():
     topics = DateTopics("member-activity-", "UTC")
-    names = ["member-activity-20261114", "member-activity-20261115", "member-activity-20261116",
-             "member-activity-20261122", "member-activity-20261123", "member-activity-latest",
-             "other-20261101", "__consumer_offsets"]
+    names = [
+        "member-activity-20261114",
+        "member-activity-20261115",
+        "member-activity-20261116",
+        "member-activity-20261122",
+        "member-activity-20261123",
+        "member-activity-latest",
+        "other-20261101",
+        "__consumer_offsets",
+    ]
     assert topics.older_than(names, keep_days=7, now=NOW) == ["member-activity-20261114"]
-    assert topics.older_than(names, keep_days=6, now=NOW) == ["member-activity-20261114",
-                                                              "member-activity-20261115"]
+    assert topics.older_than(names, keep_days=6, now=NOW) == ["member-activity-20261114", "member-activity-20261115"]
     # keep 0 days: everything before today goes, today and tomorrow stay
     assert "member-activity-20261122" not in topics.older_than(names, keep_days=0, now=NOW)
     assert topics.older_than(names, keep_days=0, now=NOW)[-1] == "member-activity-20261116"

@@ -1,6 +1,7 @@
 """W3C trace context (dailyfeed.telemetry.tracing), with the OpenTelemetry API installed and with it hidden: a valid
 incoming traceparent is carried on with its trace id, anything else starts a new trace, and the trace travels with
 the event (record headers, feign headers), never in the event JSON."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,17 +22,23 @@ def backend(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("header, expected", [
-    (INCOMING, INCOMING),
-    (f"01-{TRACE_ID}-00f067aa0ba902b7-01-future-part", f"00-{TRACE_ID}-00f067aa0ba902b7-01"),  # a later version
-    (INCOMING.encode(), INCOMING),  # as a Kafka header carries it
-    (f"00-{TRACE_ID}-00f067aa0ba902b7-01-extra", None),  # version 00 has exactly four parts
-    (f"ff-{TRACE_ID}-00f067aa0ba902b7-01", None),  # version ff is invalid
-    (f"00-{'0' * 32}-00f067aa0ba902b7-01", None),  # all-zero trace id
-    (f"00-{TRACE_ID}-{'0' * 16}-01", None),  # all-zero parent id
-    (INCOMING.upper(), None),  # upper-case hex is not the format
-    ("garbage", None), ("", None), (None, None), (b"\xff\xfe", None),
-])
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        (INCOMING, INCOMING),
+        (f"01-{TRACE_ID}-00f067aa0ba902b7-01-future-part", f"00-{TRACE_ID}-00f067aa0ba902b7-01"),  # a later version
+        (INCOMING.encode(), INCOMING),  # as a Kafka header carries it
+        (f"00-{TRACE_ID}-00f067aa0ba902b7-01-extra", None),  # version 00 has exactly four parts
+        (f"ff-{TRACE_ID}-00f067aa0ba902b7-01", None),  # version ff is invalid
+        (f"00-{'0' * 32}-00f067aa0ba902b7-01", None),  # all-zero trace id
+        (f"00-{TRACE_ID}-{'0' * 16}-01", None),  # all-zero parent id
+        (INCOMING.upper(), None),  # upper-case hex is not the format
+        ("garbage", None),
+        ("", None),
+        (None, None),
+        (b"\xff\xfe", None),
+    ],
+)
 def test_parse_keeps_valid_traceparents_only(header, expected):
     assert tracing.parse(header) == expected
 
