@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv lint run serve test test-unit test-integration mutate services services-stop services-status bench capacity capacity-measure clean
+.PHONY: venv lint format run serve test test-unit test-integration mutate services services-stop services-status bench capacity capacity-measure clean
 
 venv: $(STAMP)
 
@@ -14,8 +14,12 @@ $(STAMP): setup.cfg setup.py
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-lint: venv  ## ruff: lint and import order (ruff.toml); make test runs it first
+lint: venv  ## ruff: lint, import order and the format (ruff.toml); make test runs it first
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv  ## ruff format: the one code layout (line length of ruff.toml)
+	$(BIN)/ruff format .
 
 run: venv  ## the app on its embedded default (mongomock store, feign transport to itself) on :5000
 	$(BIN)/flask --app dailyfeed run --port 5000

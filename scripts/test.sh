@@ -21,9 +21,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "lint (ruff)"
+say "lint (ruff check, ruff format --check)"
 if ! "$BIN/ruff" check .; then
     say "FAILED: ruff found problems (make lint)"
+    exit 1
+fi
+if ! "$BIN/ruff" format --check .; then
+    say "FAILED: files not in the project's format (make format writes it)"
     exit 1
 fi
 
