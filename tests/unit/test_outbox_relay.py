@@ -4,6 +4,7 @@ nothing; and the serving process's relay thread and completer do their work on t
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 import uuid
@@ -116,7 +117,7 @@ def test_a_dry_run_says_what_would_be_published_or_dropped_and_changes_nothing(m
     assert summary.line() == "delivered 1, dead lettered 0, dropped 1, left 0, skipped 0"
 
 
-def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_survives_a_failing_pass(make):
+def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_survives_a_failing_pass(make, caplog):
     container = make()
     [first] = owe(container, 1)
     relay = container.relay()
@@ -130,7 +131,8 @@ def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_surviv
         return run_pass()
 
     relay.run_pass = flaky
-    worker = RelayWorker(relay, interval_s=0.05)
+    worker = RelayWorker(relay, interval_s=1.0)
+    caplog.set_level(logging.ERROR, logger="dailyfeed.content.outbox")
     worker.start()
     try:
         assert worker._thread.name == "dailyfeed-outbox-relay" and worker._thread.daemon
@@ -144,6 +146,10 @@ def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_surviv
         worker.stop()
     assert not worker._thread.is_alive()
     assert [e.message_key for e in container.broker.published] == [first, second]
+    # the operator's log says the pass failed, why, and when the next one comes
+    [failed] = [r for r in caplog.records if r.name == "dailyfeed.content.outbox"]
+    assert failed.getMessage() == "the publication relay failed; retrying in 1 s"
+    assert isinstance(failed.exc_info[1], RuntimeError)
 
 
 def test_the_completer_thread_deletes_on_its_own_and_stops(make):
