@@ -60,6 +60,9 @@ def test_outbox_stats_and_relay_on_the_command_line(app, runner, db, owed, caplo
     assert relayed.exit_code == 0, relayed.output
     assert all(f"delivered     {key}" in relayed.output for key in owed), relayed.output
     assert relayed.output.splitlines()[-1] == "delivered 2, dead lettered 0, dropped 0, left 0, skipped 0"
+    assert sorted(r.getMessage() for r in caplog.records if r.name == "dailyfeed.content.outbox") == sorted(
+        f"relayed publication {key}: delivered" for key in owed
+    )
     assert {r.message_key for r in caplog.records if r.getMessage().startswith("relayed publication")} == set(owed)
     assert sorted(doc["message_key"] for doc in db[MEMBER_ACTIVITIES].find()) == sorted(owed)
     assert runner.invoke(args=["outbox", "stats"]).output.strip() == "event_publications: 0 owed (grace 0.001 s)"

@@ -3,6 +3,8 @@ the request path, kept for the next batch when the store fails, and deleted when
 
 from __future__ import annotations
 
+import logging
+
 import mongomock
 import pytest
 
@@ -15,7 +17,7 @@ def db():
     return mongomock.MongoClient()["outbox_batching"]
 
 
-def test_completions_are_deleted_in_batches_and_kept_while_the_store_fails(db):
+def test_completions_are_deleted_in_batches_and_kept_while_the_store_fails(db, caplog):
     registry = PublicationRegistry(db, grace_s=30, lease_s=60)
     for key in ("a", "b", "c"):
         db[EVENT_PUBLICATIONS].insert_one({"_id": key})
@@ -28,8 +30,13 @@ def test_completions_are_deleted_in_batches_and_kept_while_the_store_fails(db):
 
         real = registry.collection
         registry.collection = None  # the store fails: `delete_many` on None raises
-        completer.flush()
+        with caplog.at_level(logging.WARNING, logger="dailyfeed.content.outbox"):
+            completer.flush()
         assert db[EVENT_PUBLICATIONS].count_documents({}) == 3
+        # the operator's log says what is kept and why (the store's error with its traceback)
+        [warning] = caplog.records
+        assert warning.getMessage() == "could not complete 2 publications; trying again"
+        assert warning.exc_info and isinstance(warning.exc_info[1], AttributeError)
         registry.collection = real
         completer.flush()
         assert [doc["_id"] for doc in db[EVENT_PUBLICATIONS].find()] == ["c"]  # at most max_batch a delete

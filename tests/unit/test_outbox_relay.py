@@ -4,9 +4,12 @@ nothing; and the serving process's relay thread and completer do their work on t
 
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -121,7 +124,7 @@ def test_a_dry_run_says_what_would_be_published_or_dropped_and_changes_nothing(m
     assert summary.line() == "delivered 1, dead lettered 0, dropped 1, left 0, skipped 0"
 
 
-def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_survives_a_failing_pass(make):
+def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_survives_a_failing_pass(make, caplog):
     container = make()
     [first] = owe(container, 1)
     relay = container.relay()
@@ -135,7 +138,8 @@ def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_surviv
         return run_pass()
 
     relay.run_pass = flaky
-    worker = RelayWorker(relay, interval_s=0.05)
+    worker = RelayWorker(relay, interval_s=1.0)
+    caplog.set_level(logging.ERROR, logger="dailyfeed.content.outbox")
     worker.start()
     try:
         assert worker._thread.name == "dailyfeed-outbox-relay" and worker._thread.daemon
@@ -149,6 +153,10 @@ def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_surviv
         worker.stop()
     assert not worker._thread.is_alive()
     assert [e.message_key for e in container.broker.published] == [first, second]
+    # the operator's log says the pass failed, why, and when the next one comes
+    [failed] = [r for r in caplog.records if r.name == "dailyfeed.content.outbox"]
+    assert failed.getMessage() == "the publication relay failed; retrying in 1 s"
+    assert isinstance(failed.exc_info[1], RuntimeError)
 
 
 def test_the_completer_thread_deletes_on_its_own_and_stops(make):
@@ -179,3 +187,96 @@ def test_stats_count_what_is_owed_and_name_the_oldest(make):
     stats = container.publications.stats()
     assert stats.outstanding == 2
     assert stats.oldest.replace(tzinfo=None) == created[0] != created[1]
+
+
+def recorded_in(container, order: list[str], due: list[datetime]) -> None:
+    """The publications of `order` as if recorded in that order, each due at its `due`: what writers with unlike
+    clocks or `outbox.grace-s` (several serving processes on one store) leave owed."""
+    publications = container.db[EVENT_PUBLICATIONS]
+    docs = {doc["_id"]: doc for doc in publications.find()}
+    publications.delete_many({})
+    publications.insert_many([{**docs[key], "due_at": at} for key, at in zip(order, due)])
+
+
+def test_publications_recorded_out_of_due_order_are_relayed_oldest_due_first(make):
+    container = make(**{"outbox.batch": 1})
+    keys = owe(container, 3)
+    # a due order that is neither the order they were recorded in nor the order of their keys
+    recorded = sorted(keys, reverse=True)
+    by_due = next(list(p) for p in itertools.permutations(keys) if list(p) not in (recorded, sorted(keys)))
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    recorded_in(container, recorded, [now - timedelta(seconds=10 - by_due.index(key)) for key in recorded])
+
+    for _ in keys:
+        assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1
+    assert [e.message_key for e in container.broker.published] == by_due
+
+
+def test_publications_due_at_the_same_moment_are_relayed_in_key_order(make):
+    # one order for every relay: a batch boundary falls at the same publication whichever relay reads it
+    container = make(**{"outbox.batch": 2})
+    keys = owe(container, 3)
+    at = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=1)
+    recorded_in(container, sorted(keys, reverse=True), [at] * 3)
+
+    first = container.relay().run_pass()
+    assert first.counts[Outcome.DELIVERED] == 2
+    assert [e.message_key for e in container.broker.published] == sorted(keys)[:2]
+    assert container.db[EVENT_PUBLICATIONS].distinct("_id") == [sorted(keys)[2]]  # still owed
+
+
+def test_a_dry_run_says_what_one_pass_would_do_a_batch_of_the_oldest(make):
+    container = make(**{"outbox.batch": 2})
+    keys = owe(container, 3)
+    seen = []
+    summary = container.relay().preview(report=lambda key, outcome: seen.append((key, outcome)))
+    assert seen == [(keys[0], Outcome.DELIVERED), (keys[1], Outcome.DELIVERED)]
+    assert summary.line() == "delivered 2, dead lettered 0, dropped 0, left 0, skipped 0"
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 3 and container.broker.published == []
+
+
+def test_a_pass_counts_every_publication_it_skipped(make, monkeypatch):
+    container = make()
+    held_by_writer, completed_meanwhile, relayed = owe(container, 3)
+    assert container.publications.hold(held_by_writer) is not None  # its writer is about to undo its change
+    claims = container.publications.claims
+    claim_batch = claims.claim_batch
+
+    def claimed_then_completed(*args, **kwargs):
+        held = claim_batch(*args, **kwargs)
+        container.publications.complete([completed_meanwhile])  # a slow writer completes this one now
+        return held
+
+    monkeypatch.setattr(claims, "claim_batch", claimed_then_completed)
+    summary = container.relay().run_pass()
+
+    assert summary.line() == "delivered 1, dead lettered 0, dropped 0, left 0, skipped 2"
+    assert [e.message_key for e in container.broker.published] == [relayed]
+    assert container.db[EVENT_PUBLICATIONS].distinct("_id") == [held_by_writer]  # still owed, its writer's
+
+
+def test_the_serving_relay_thread_drains_a_backlog_of_full_batches_without_waiting_the_interval(make):
+    container = make(**{"outbox.batch": 1})
+    keys = owe(container, 3)
+    worker = RelayWorker(container.relay(), interval_s=3600.0)  # after a pass short of a batch: an hour's wait
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while container.db[EVENT_PUBLICATIONS].count_documents({}) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [e.message_key for e in container.broker.published] == keys
+        assert worker._thread.is_alive()  # waiting for its next interval
+    finally:
+        worker.stop()
+    assert not worker._thread.is_alive()
+
+
+def test_the_age_of_the_oldest_owed_event_is_exact_and_never_negative(make):
+    # what /metrics shows as dailyfeed_outbox_oldest_age_seconds (and `outbox stats` as "oldest ... old")
+    container = make()
+    owe(container, 1)
+    stats = container.publications.stats()
+    assert stats.oldest_age_s(stats.oldest + timedelta(milliseconds=250)) == 0.25
+    assert stats.oldest_age_s(stats.oldest - timedelta(seconds=5)) == 0.0  # a reader whose clock is behind the writer's
+    container.relay().run_pass()
+    assert container.publications.stats().oldest_age_s(datetime.now(timezone.utc)) == 0.0  # nothing owed
