@@ -204,40 +204,29 @@ class ClaimProtocol:
     def requeue(self, collection: str, doc_id: Any, token: str) -> bool:
         """Put a claimed (failed) dead letter back to pending, for the restores to take again: its error and
         attempts stay. Like `release`, the claim document stays (a stale claimant must still collide with it)."""
-        now = utcnow()
-        return self._finish(
-            collection,
-            doc_id,
-            token,
-            {
-                "$set": {
-                    "status": Status.PENDING.value,
-                    "is_completed": False,
-                    "is_editing": False,
-                    "updated_at": now,
-                    "requeued_at": now,
-                }
-            },
-        )
+        return self._back_to_pending(collection, doc_id, token, "requeued_at")
 
     def undiscard(self, collection: str, doc_id: Any, token: str) -> bool:
         """Undo a discard: a claimed discarded dead letter goes back to pending (its error and attempts stay)."""
+        return self._back_to_pending(collection, doc_id, token, "undiscarded_at", unset={"discarded_at": ""})
+
+    def _back_to_pending(
+        self, collection: str, doc_id: Any, token: str, stamp: str, unset: Mapping[str, str] | None = None
+    ) -> bool:
+        """A claimed dead letter made pending again, `stamp` naming when and why; its error and attempts stay."""
         now = utcnow()
-        return self._finish(
-            collection,
-            doc_id,
-            token,
-            {
-                "$set": {
-                    "status": Status.PENDING.value,
-                    "is_completed": False,
-                    "is_editing": False,
-                    "updated_at": now,
-                    "undiscarded_at": now,
-                },
-                "$unset": {"discarded_at": ""},
-            },
-        )
+        update: dict[str, Any] = {
+            "$set": {
+                "status": Status.PENDING.value,
+                "is_completed": False,
+                "is_editing": False,
+                "updated_at": now,
+                stamp: now,
+            }
+        }
+        if unset:
+            update["$unset"] = dict(unset)
+        return self._finish(collection, doc_id, token, update)
 
     def release_batch(
         self, collection: str, docs: Iterable[Mapping[str, Any]], token: str, error: BaseException | str | None = None
