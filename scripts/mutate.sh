@@ -4,7 +4,8 @@
 #   make mutate                              every core module the fast tiers cover
 #   make mutate MODULES="circuit events"     some of them, one at a time is best (`python scripts/mutation_scores.py
 #                                            --help`; events circuit publishing service claims outbox types auth tokens
-#                                            http deadletter-store)
+#                                            http deadletter-store listener activity-service restore-jobs bulk
+#                                            actions tasks redrive)
 #   make mutate MUTATE_INTEGRATION=1         the modules only the integration tier covers (kafka), against the real
 #                                            services: first `eval "$(bash scripts/services.sh env)"`
 #   make mutate MUTATE_CHILDREN=2            more parallel test runs (default 1: the machine is shared)

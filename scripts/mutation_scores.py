@@ -35,6 +35,13 @@ MODULES = (
     ("http", "dailyfeed/transport/http.py", None),
     ("kafka", "dailyfeed/transport/kafka.py", None),
     ("deadletter-store", "dailyfeed/deadletters/store.py", None),  # how a failure is kept
+    ("listener", "dailyfeed/activity/listener.py", None),  # the consume loop
+    ("activity-service", "dailyfeed/activity/service.py", None),
+    ("restore-jobs", "dailyfeed/restore/jobs.py", None),
+    ("bulk", "dailyfeed/deadletters/bulk.py", None),  # bulk dead-letter changes
+    ("actions", "dailyfeed/restore/actions.py", None),  # the dead-letter actions of CLI, API and console
+    ("tasks", "dailyfeed/restore/tasks.py", None),  # replay tasks
+    ("redrive", "dailyfeed/restore/redrive.py", None),  # self-healing redrive
 )
 # Only the integration tier reaches these with a real counterpart (a broker that acknowledges, fails, freezes).
 INTEGRATION_ONLY = {"kafka"}
