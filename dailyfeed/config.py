@@ -135,6 +135,7 @@ LOWER_BOUNDS = {
     "kafka.topic.partitions": 1,
     "kafka.topic.replication-factor": 1,
     "kafka.producer.send-timeout-ms": 100,  # below that no broker round trip fits
+    "kafka.producer.linger-ms": 0,
     "kafka.consumer.max-records": 1,
     "kafka.consumer.metadata-max-age-ms": 1,
     "kafka.consumer.store-retries": 0,
@@ -202,6 +203,12 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
             f"setting feign.retry.max-backoff-s ({env_name('feign.retry.max-backoff-s')}) must be at "
             f"least feign.retry.backoff-s ({values['feign.retry.backoff-s']}), "
             f"got {values['feign.retry.max-backoff-s']}"
+        )
+    if values["kafka.producer.linger-ms"] >= values["kafka.producer.send-timeout-ms"]:
+        raise ConfigError(
+            f"setting kafka.producer.linger-ms ({env_name('kafka.producer.linger-ms')}) must be less than "
+            f"kafka.producer.send-timeout-ms ({values['kafka.producer.send-timeout-ms']}): a send waits that long "
+            f"before it is sent, got {values['kafka.producer.linger-ms']}"
         )
     if not 0 < values["circuit.failure-rate"] <= 1:
         raise ConfigError("setting circuit.failure-rate must be in (0, 1]")

@@ -1,7 +1,8 @@
 """The Kafka transport: publish an activity event to its date topic and wait for the broker's acknowledgement.
 
 Unlike the original's fire-and-forget send, `publish` returns only once the broker acknowledged the record
-(`acks=all`, idempotent producer) and raises TransportUnavailable, with the topic, when it did not within
+(`acks=all`, idempotent producer; sends of concurrent requests share a produce request for up to
+`kafka.producer.linger-ms`) and raises TransportUnavailable, with the topic, when it did not within
 `kafka.producer.send-timeout-ms` — so a broker failure reaches the publisher dead letters. Record key = the
 message key, value = the event JSON, topic = the day of the action, header `traceparent` = the W3C trace context
 of the request that caused it (when known).
@@ -54,6 +55,7 @@ class KafkaTransport(BreakerGuarded):
         topics: DateTopics,
         *,
         send_timeout_s: float = 5.0,
+        linger_ms: int = 0,
         client_id: str = "dailyfeed-producer",
         create_topics: bool = True,
         breaker: CircuitBreaker | None = None,
@@ -61,7 +63,7 @@ class KafkaTransport(BreakerGuarded):
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
         self.send_timeout_s = send_timeout_s
-        self.options = ProducerOptions(bootstrap_servers=bootstrap_servers, send_timeout_s=send_timeout_s)
+        self.options = ProducerOptions(bootstrap_servers, send_timeout_s, linger_ms)
         self.client_id = client_id
         self.create_topics = create_topics
         self.breaker = breaker or CircuitBreaker()
@@ -80,6 +82,7 @@ class KafkaTransport(BreakerGuarded):
             options.bootstrap_servers,
             DateTopics.from_settings(settings),
             send_timeout_s=options.send_timeout_s,
+            linger_ms=options.linger_ms,
             breaker=CircuitBreaker.from_settings(settings),
         )
 
@@ -167,6 +170,7 @@ class KafkaTransport(BreakerGuarded):
                     enable_idempotence=self.options.idempotent,
                     request_timeout_ms=max(int(self.send_timeout_s * 1000), 1000),
                     retry_backoff_ms=100,
+                    linger_ms=self.options.linger_ms,
                 )
                 try:
                     await producer.start()

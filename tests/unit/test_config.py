@@ -47,6 +47,12 @@ def test_unknown_publish_type_is_a_start_up_error_naming_setting_and_values():
             99,
             r"kafka.producer.send-timeout-ms \(DAILYFEED_KAFKA_PRODUCER_SEND_TIMEOUT_MS\) must be at least 100",
         ),
+        ("kafka.producer.linger-ms", -1, "must be at least 0"),
+        (
+            "kafka.producer.linger-ms",
+            5000,
+            r"kafka.producer.linger-ms \(DAILYFEED_KAFKA_PRODUCER_LINGER_MS\) must be less than",
+        ),
         ("kafka.consumer.store-retries", -1, "must be at least 0"),
         ("kafka.consumer.max-records", 0, "must be at least 1"),
         ("feign.read-timeout-s", 0, "greater than 0"),

@@ -108,3 +108,38 @@ def test_the_topic_follows_the_configured_prefix_and_time_zone():
         assert transport.topics.at(EVENT.created_at) == "t1-member-activity-20261123"  # already Monday in Seoul
     finally:
         transport.close()
+
+
+def test_the_producer_is_built_with_the_configured_delivery_options(monkeypatch):
+    """acks=all, idempotent, and the configured linger reach the Kafka client the transport starts."""
+    import aiokafka
+
+    built = []
+
+    class RefusingProducer:
+        def __init__(self, **options):
+            built.append(options)
+
+        async def start(self):
+            raise ConnectionError("no broker in this test")
+
+        async def stop(self):
+            pass
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaProducer", RefusingProducer)
+    settings = load_settings(
+        {
+            "kafka.bootstrap-servers": "127.0.0.1:1",
+            "kafka.producer.linger-ms": 7,
+            "kafka.producer.send-timeout-ms": 800,
+        },
+        environ={},
+    )
+    transport = build_kafka_transport(settings)
+    try:
+        with pytest.raises(TransportUnavailable):
+            transport.publish(EVENT)
+    finally:
+        transport.close()
+    assert built and built[0]["linger_ms"] == 7
+    assert built[0]["acks"] == "all" and built[0]["enable_idempotence"] is True
