@@ -100,23 +100,34 @@ def restore_rep(run: Run, rep: int, m: int) -> dict[str, Any]:
 def rows(table: Table) -> None:
     m = f"{table.sizes['restore']:,}"
     update = table.values("restore", "raw_update_per_s")
+    # The first round's "≥ 1,000/s" is retired: one document write is the least a restored dead letter costs (its
+    # completion), and this store does 60–200 of those a second (5d). A restore keeps up with that rate instead.
+    retired = "≥ 0.8× 5d (≥ 1,000/s retired)"
     table.figure(
         "5a restore-listener (dead letters/s)",
         m,
         table.values("restore", "listener_dl_per_s"),
         "5d",
         update,
-        "≥ 1,000/s",
-        check=lambda v, r: v >= 1000,
+        retired,
+        check=lambda v, r: r >= 0.8,
     )
+    publisher = table.values("restore", "publisher_dl_per_s")
     table.figure(
         "5b restore-publisher, republish by kafka (dead letters/s)",
         m,
-        table.values("restore", "publisher_dl_per_s"),
+        publisher,
+        "5d",
+        update,
+        retired,
+        check=lambda v, r: r >= 0.8,
+    )
+    table.figure(
+        "5b   against a raw serial send (each awaited)",
+        m,
+        publisher,
         "raw serial send",
         table.values("restore", "raw_serial_send_per_s"),
-        "≥ 1,000/s",
-        check=lambda v, r: v >= 1000,
     )
     table.figure(
         "5c   recording a dead letter (DeadLetterStore, /s)",
