@@ -88,7 +88,8 @@ def test_a_broker_that_never_answers_fails_the_publish_at_the_send_timeout(silen
 def test_close_ends_the_loop_thread():
     transport = KafkaTransport(f"127.0.0.1:{free_port()}", TOPICS, send_timeout_s=1.0)
     with pytest.raises(TransportUnavailable):
-        transport.publish(EVENT)  # starts the loop thread
+        transport.publish(EVENT)  # starts the loop thread, named for whoever reads a thread dump
+    assert [t.name for t in threading.enumerate()].count("dailyfeed-kafka-producer") == 1
     transport.close()
     assert not any(t.name == "dailyfeed-kafka-producer" for t in threading.enumerate())
 
