@@ -2,13 +2,16 @@
 
 mutmut 3 keeps each mutated file's results in mutants/<path>.meta (mutant name -> exit code of the test run).
 A mutant counts as killed when the tests failed or timed out on it; "no tests" counts as survived (nothing ran
-it). Modules that only the integration tier covers (INTEGRATION_ONLY) are mutated in a run of their own, against
-the real services (`--integration`); the default run leaves them out.
+it). Modules that only the integration tier covers (INTEGRATION_ONLY) are mutated in a run of their own
+(`--integration`; the default run leaves them out): the fast tiers first, then their survivors against the real
+services with the test files INTEGRATION_ONLY names for the module (the rest of the integration tier would cost
+minutes a mutant without reaching it).
 
     python scripts/mutation_scores.py [--survivors] [--min 90]
     python scripts/mutation_scores.py --patterns [events circuit publishing service claims outbox]
     python scripts/mutation_scores.py --patterns [--integration] [MODULE ...]
-    python scripts/mutation_scores.py --survivor-names [MODULE ...]
+    python scripts/mutation_scores.py [--integration] --survivor-names [MODULE ...]
+    python scripts/mutation_scores.py --integration-tests [MODULE ...]
 """
 
 from __future__ import annotations
@@ -43,8 +46,17 @@ MODULES = (
     ("tasks", "dailyfeed/restore/tasks.py", None),  # replay tasks
     ("redrive", "dailyfeed/restore/redrive.py", None),  # self-healing redrive
 )
-# Only the integration tier reaches these with a real counterpart (a broker that acknowledges, fails, freezes).
-INTEGRATION_ONLY = {"kafka"}
+# Only the integration tier reaches these with a real counterpart (a broker that acknowledges, fails, freezes), and
+# the test files of that tier that reach them: the transport contract on the shared and a private broker, publishing
+# end to end, a killed broker, and readiness (check_connected) through an outage.
+INTEGRATION_ONLY = {
+    "kafka": (
+        "tests/transport",
+        "tests/integration/test_kafka_delivery.py",
+        "tests/integration/test_kafka_broker_faults.py",
+        "tests/integration/test_ops_broker_outage.py",
+    ),
+}
 KILLED = {1, 3, 36, 24, -24, 152, 255}  # failed, pytest internal error (a kill), timeouts
 NOT_RUN = {None, 34, 2}  # not checked yet, skipped, interrupted
 
@@ -55,12 +67,17 @@ def function_of(mutant: str) -> str:
     return name.split("ǁ")[-1] if "ǁ" in name else name[2:]
 
 
+def selected(label: str, labels=(), integration: bool = False) -> bool:
+    """Whether a module is among those named, or with none named, of the tier (fast, or integration-only)."""
+    return label in labels if labels else (label in INTEGRATION_ONLY) == integration
+
+
 def mutmut_patterns(labels=(), integration: bool = False) -> list[str]:
     """Mutant name patterns for `mutmut run`: every scored function of the modules named (default: all those of
     the tier, the fast one or with `integration` the integration-only modules)."""
     patterns = []
     for label, path, functions in MODULES:
-        if labels and label not in labels or not labels and (label in INTEGRATION_ONLY) != integration:
+        if not selected(label, labels, integration):
             continue
         module = path[:-3].replace("/", ".")
         if functions is None:
@@ -102,12 +119,26 @@ def main(argv=None) -> int:
         nargs="*",
         metavar="MODULE",
         default=None,
-        help="print the names of the mutants that survived the last run (of these modules)",
+        help="print the names of the mutants that survived the last run (of these modules; default all of the tier)",
+    )
+    parser.add_argument(
+        "--integration-tests",
+        nargs="*",
+        metavar="MODULE",
+        default=None,
+        help="print the test files that reach these integration-only modules on the real services (default all)",
     )
     args = parser.parse_args(argv)
+    if args.integration_tests is not None:
+        unknown = set(args.integration_tests) - set(INTEGRATION_ONLY)
+        if unknown:
+            parser.error(f"{sorted(unknown)}: not integration-only; those are {sorted(INTEGRATION_ONLY)}")
+        paths = (path for label in args.integration_tests or INTEGRATION_ONLY for path in INTEGRATION_ONLY[label])
+        print("\n".join(dict.fromkeys(paths)))
+        return 0
     if args.survivor_names is not None:
         for label, path, functions in MODULES:
-            if not args.survivor_names or label in args.survivor_names:
+            if selected(label, args.survivor_names, args.integration):
                 for name, code in results(path, functions).items():
                     if code not in KILLED and code not in NOT_RUN:
                         print(name)
@@ -116,7 +147,7 @@ def main(argv=None) -> int:
         unknown = set(args.patterns) - {label for label, _, _ in MODULES}
         if unknown:
             parser.error(f"unknown module(s) {sorted(unknown)}; known: {[label for label, _, _ in MODULES]}")
-        untestable = set(args.patterns) & INTEGRATION_ONLY if not args.integration else set()
+        untestable = set(args.patterns) & set(INTEGRATION_ONLY) if not args.integration else set()
         if untestable:
             parser.error(
                 f"{sorted(untestable)}: only the integration tier covers it; run with MUTATE_INTEGRATION=1 "
