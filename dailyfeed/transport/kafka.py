@@ -119,8 +119,11 @@ class KafkaTransport(BreakerGuarded):
             producer = await self._started_producer()
             await producer.client.fetch_all_metadata()
 
+        async def bounded_check() -> None:  # check() is made on the loop: a closed loop leaves no coroutine unawaited
+            await asyncio.wait_for(check(), timeout_s)
+
         try:
-            self._loop.run(asyncio.wait_for(check(), timeout_s), timeout=timeout_s + 1.0)
+            self._loop.run(bounded_check(), timeout=timeout_s + 1.0)
         except (asyncio.TimeoutError, TimeoutError):
             raise unavailable(
                 f"Kafka at {self.bootstrap_servers} did not answer within {timeout_s:.1f} s", None
