@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from dataclasses import replace
 
 from prometheus_client import REGISTRY
@@ -373,7 +374,7 @@ def test_at_debug_a_batch_whose_store_failed_or_that_held_only_poison_is_summed_
 # --- the listener made from the settings, and its thread ------------------------------------------------------
 
 
-def test_a_listener_made_from_the_settings_consumes_as_its_group_commits_itself_and_stores(db, monkeypatch):  # noqa: F811
+def test_a_listener_made_from_the_settings_consumes_as_its_group_commits_itself_and_stores(db, monkeypatch, caplog):  # noqa: F811
     import aiokafka
 
     from dailyfeed.activity.listener import ActivityListener
@@ -398,13 +399,17 @@ def test_a_listener_made_from_the_settings_consumes_as_its_group_commits_itself_
     listener = ActivityListener.from_settings(
         settings, ActivityService(ActivityRepository(db), FollowRepository(db)), DeadLetterStore(db)
     )
-    listener.start()
-    try:
-        wait_until(lambda: made, 10, what="the listener made its consumer")
-        assert made[0].committed.wait(10)
-        described = listener.liveness()["consuming"]
-    finally:
-        listener.stop(timeout=5)
+    with caplog.at_level(logging.INFO, logger="dailyfeed.activity.listener"):
+        listener.start()
+        try:
+            wait_until(lambda: made, 10, what="the listener made its consumer")
+            assert made[0].committed.wait(10)
+            described = listener.liveness()["consuming"]
+            # a daemon thread of its own, named so in a thread dump: it never holds up the process's exit
+            [thread] = [t for t in threading.enumerate() if t.name == "dailyfeed-listener"]
+            assert thread.daemon
+        finally:
+            listener.stop(timeout=5)
 
     assert made[0].config == {
         "bootstrap_servers": "kafka-1:9092",
@@ -415,6 +420,7 @@ def test_a_listener_made_from_the_settings_consumes_as_its_group_commits_itself_
         "metadata_max_age_ms": settings["kafka.consumer.metadata-max-age-ms"],
     }
     assert described == r"topics ^member\-activity\-\d{8}$ on kafka-1:9092 as group activity-group"
+    assert f"listener consuming {described}" in [line["message"] for line in json_lines(caplog)]
     assert list(stored(db)) == [event.message_key]
     assert [d["origin"]["offset"] for d in dead_letters(db)] == [1]
     assert made[0].commits == [{TP0: 2}]
@@ -471,3 +477,27 @@ def test_a_consumer_that_fails_to_close_is_logged_at_debug_and_replaced(db, capl
     assert "closing the consumer: KafkaConnectionError: KafkaConnectionError: broker gone while closing" in messages
     assert any(m.startswith("listener cannot reach Kafka (") and "Unable to bootstrap" in m for m in messages)
     assert messages[-1] == "listener stopped"
+
+
+def test_a_stop_request_ends_a_long_poll_at_once_and_the_thread_with_it(db, caplog):  # noqa: F811
+    consumer = ArrivingConsumer()
+    listener, _, _ = make_listener(db, consumer_factory=lambda: consumer)
+    listener.options = replace(listener.options, poll_timeout_ms=60_000)
+    with caplog.at_level(logging.INFO, logger="dailyfeed.activity.listener"):
+        listener.start()
+        wait_until(lambda: "listener consuming pattern" in caplog.text, 10, what="the listener polling")
+        listener.stop(timeout=30)
+
+    assert not listener.running and consumer.stopped
+    assert [line["level"] for line in json_lines(caplog)] == ["INFO", "INFO"]  # consuming, stopped: no warning
+    assert listener.liveness() == {"status": "DOWN", "reason": "stopped: the process is shutting down"}
+
+
+def test_a_listener_stopped_before_it_started_stays_stopped(db):  # noqa: F811
+    """An app that is closed before its background work started (a failed start-up) stops its listener too."""
+    listener, _, _ = make_listener(db)
+    listener.stop(timeout=1)
+    listener.start()  # too late: it stops at once, before it made a consumer
+
+    wait_until(lambda: not listener.running, 5, what="the thread ended")
+    assert listener.liveness() == {"status": "DOWN", "reason": "stopped: the process is shutting down"}
