@@ -144,14 +144,16 @@ def test_a_follow_change_whose_activity_cannot_be_recorded_is_undone_with_503(
 
 
 def test_follow_refusals_name_the_members_and_the_999th_following_is_allowed(api, db, activities):
-    from .test_bad_input import assert_error
+    def refused(response, status):
+        assert response.status_code == status, response.json
+        return response.json["message"]
 
-    assert_error(api.post(8, "/api/members/8/follow"), 400, "a member cannot follow themselves")
+    assert refused(api.post(8, "/api/members/8/follow"), 400) == "a member cannot follow themselves"
     db["follows"].insert_many([{"follower_id": 8, "following_id": 1000 + i} for i in range(998)])
     assert api.post(8, "/api/members/7/follow").status_code == 201  # the 999th
-    assert_error(api.post(8, "/api/members/7/follow"), 409, "member 8 already follows member 7")
-    assert_error(api.post(8, "/api/members/6/follow"), 400, "a member can follow at most 999 members")
-    assert_error(api.delete(8, "/api/members/6/follow"), 404, "member 8 does not follow member 6")
+    assert refused(api.post(8, "/api/members/7/follow"), 409) == "member 8 already follows member 7"
+    assert refused(api.post(8, "/api/members/6/follow"), 400) == "a member can follow at most 999 members"
+    assert refused(api.delete(8, "/api/members/6/follow"), 404) == "member 8 does not follow member 6"
     assert [(a["member_activity_type"], a["following_id"]) for a in activities()] == [("MEMBER_FOLLOW", 7)]
 
 
@@ -210,10 +212,24 @@ def test_an_undone_follow_is_logged_with_its_key_and_the_reason(api, app, monkey
 
     monkeypatch.setattr(service, "record_activity", unrecordable)
     with caplog.at_level("ERROR", logger="dailyfeed.activity.service"):
-        assert api.post(8, "/api/members/7/follow").status_code == 503
+        response = api.post(8, "/api/members/7/follow")
+    assert response.status_code == 503
+    assert response.json["message"] == "the activity could not be recorded; the change was undone, try again"
 
     [line] = [r for r in caplog.records if r.name == "dailyfeed.activity.service"]
     assert line.levelname == "ERROR"
     message = line.getMessage()
     assert message.startswith("could not record member_activity:kafka_event:MEMBER_FOLLOW###7###8###")
     assert message.endswith(" (activities unreachable (injected)); undoing the follow change")
+
+
+def test_one_members_activities_page_by_page(api):
+    for n in range(3):
+        api.post(7, "/api/posts", json={"content": f"post {n}"})
+
+    pages = [api.get(None, f"/api/members/7/activities?size=2&page={page}").json["data"] for page in (0, 1)]
+
+    assert [len(p["content"]) for p in pages] == [2, 1]
+    assert [p["hasNext"] for p in pages] == [True, False]
+    keys = [a["messageKey"] for p in pages for a in p["content"]]
+    assert len(set(keys)) == 3  # each activity once, none on both pages
