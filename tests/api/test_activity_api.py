@@ -1,5 +1,6 @@
 """The activity module: follows, the followings feed, one member's activities, and the record endpoints."""
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -140,3 +141,95 @@ def test_a_follow_change_whose_activity_cannot_be_recorded_is_undone_with_503(
     assert response.status_code == 503, response.json
     assert "the change was undone" in response.json["message"]
     assert (list(db[FOLLOWS].find({}, {"_id": 0, "created_at": 0})), activities()) == before
+
+
+def test_follow_refusals_name_the_members_and_the_999th_following_is_allowed(api, db, activities):
+    def refused(response, status):
+        assert response.status_code == status, response.json
+        return response.json["message"]
+
+    assert refused(api.post(8, "/api/members/8/follow"), 400) == "a member cannot follow themselves"
+    db["follows"].insert_many([{"follower_id": 8, "following_id": 1000 + i} for i in range(998)])
+    assert api.post(8, "/api/members/7/follow").status_code == 201  # the 999th
+    assert refused(api.post(8, "/api/members/7/follow"), 409) == "member 8 already follows member 7"
+    assert refused(api.post(8, "/api/members/6/follow"), 400) == "a member can follow at most 999 members"
+    assert refused(api.delete(8, "/api/members/6/follow"), 404) == "member 8 does not follow member 6"
+    assert [(a["member_activity_type"], a["following_id"]) for a in activities()] == [("MEMBER_FOLLOW", 7)]
+
+
+def test_an_activity_reads_back_with_its_fields_and_a_follow_with_whom(api, app):
+    api.post(8, "/api/members/7/follow")
+    api.post(9, "/api/members/8/follow")
+    at = datetime(2026, 1, 2, 3, 4, 5, 678900, tzinfo=timezone.utc)
+    event = replace(
+        ActivityEvent.new(ActivityType.COMMENT_UPDATE, 7, post_id=31, comment_id=58, at=at),
+        updated_at=datetime(2026, 1, 3, tzinfo=timezone.utc),
+    )
+    created, recorded = get_container(app).activity_service.record_activity(event)
+    assert created
+
+    [comment] = api.get(8, "/api/member-activities/followings").json["data"]["content"]
+    assert comment == recorded
+    assert {k: v for k, v in comment.items() if k != "id"} == {
+        "memberId": 7,
+        "postId": 31,
+        "commentId": 58,
+        "memberActivityType": "COMMENT_UPDATE",
+        "category": "COMMENT",
+        "messageKey": event.message_key,
+        "createdAt": "2026-01-02T03:04:05.678Z",
+        "updatedAt": "2026-01-03T00:00:00.000Z",
+    }
+    assert len(comment["id"]) == 24  # the stored document's id, as text
+    [follow] = api.get(None, "/api/members/8/activities").json["data"]["content"]
+    assert (follow["memberActivityType"], follow["followingId"], follow["category"]) == ("MEMBER_FOLLOW", 7, "MEMBER")
+    assert follow["postId"] is None and follow["commentId"] is None
+
+
+def test_a_known_key_answers_200_with_the_activity_stored_first(client, app, activities):
+    event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=31, at=datetime(2026, 1, 2, tzinfo=timezone.utc))
+    first = _record(client, app, "posts", record_request_body(event))
+    again = _record(client, app, "posts", {**record_request_body(event), "postId": 99})
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json["data"] == first.json["data"]  # the stored one, not the second call's body
+    assert [a["post_id"] for a in activities()] == [31]
+
+
+def test_a_member_who_follows_nobody_has_an_empty_feed_even_with_activities_around(api):
+    api.post(7, "/api/posts", json={"content": "p"})
+    feed = api.get(8, "/api/member-activities/followings").json["data"]
+    assert feed["content"] == [] and feed["hasNext"] is False
+
+
+def test_an_undone_follow_is_logged_with_its_key_and_the_reason(api, app, monkeypatch, caplog):
+    from pymongo.errors import AutoReconnect
+
+    service = get_container(app).activity_service
+
+    def unrecordable(event):
+        raise AutoReconnect("activities unreachable (injected)")
+
+    monkeypatch.setattr(service, "record_activity", unrecordable)
+    with caplog.at_level("ERROR", logger="dailyfeed.activity.service"):
+        response = api.post(8, "/api/members/7/follow")
+    assert response.status_code == 503
+    assert response.json["message"] == "the activity could not be recorded; the change was undone, try again"
+
+    [line] = [r for r in caplog.records if r.name == "dailyfeed.activity.service"]
+    assert line.levelname == "ERROR"
+    message = line.getMessage()
+    assert message.startswith("could not record member_activity:kafka_event:MEMBER_FOLLOW###7###8###")
+    assert message.endswith(" (activities unreachable (injected)); undoing the follow change")
+
+
+def test_one_members_activities_page_by_page(api):
+    for n in range(3):
+        api.post(7, "/api/posts", json={"content": f"post {n}"})
+
+    pages = [api.get(None, f"/api/members/7/activities?size=2&page={page}").json["data"] for page in (0, 1)]
+
+    assert [len(p["content"]) for p in pages] == [2, 1]
+    assert [p["hasNext"] for p in pages] == [True, False]
+    keys = [a["messageKey"] for p in pages for a in p["content"]]
+    assert len(set(keys)) == 3  # each activity once, none on both pages

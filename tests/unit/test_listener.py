@@ -415,7 +415,13 @@ def test_a_consumer_failing_mid_poll_is_closed_and_replaced_and_the_records_are_
     assert made[0].started and made[0].stopped and made[0].commits == []  # the failed one was closed
     assert made[1].commits == [{TP0: 4}] and made[1].stopped
     assert list(stored(db)) == [event.message_key]
-    assert "listener consumer failed" in caplog.text and "connection to the coordinator lost" in caplog.text
+    [failed] = [r for r in caplog.records if r.getMessage().startswith("listener consumer failed")]
+    assert failed.levelname == "ERROR"
+    assert failed.getMessage().startswith(
+        "listener consumer failed (KafkaConnectionError: connection to the coordinator lost (injected)); "
+        "restarting it in "
+    )
+    assert failed.exc_info and failed.exc_info[0] is KafkaConnectionError  # the traceback, to find out why
 
 
 def test_a_seek_that_fails_after_a_rebalance_still_rewinds_the_other_partitions(db, caplog):

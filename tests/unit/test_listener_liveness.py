@@ -158,6 +158,8 @@ def test_a_hanging_poll_or_batch_is_down_past_its_ttl_and_up_again_once_it_retur
         start = clock.now
         clock.now = start + still_up_after
         assert listener.liveness()["status"] == "UP"
+        clock.now = start + (POLL_TTL if hangs == "poll" else CONSUME_TTL)  # a TTL reached is not yet passed
+        assert listener.liveness()["status"] == "UP"
         clock.now = start + down_after
         assert listener.liveness() == {"status": "DOWN", "reason": reason}
 
@@ -186,6 +188,21 @@ def test_a_listener_retrying_an_unreachable_broker_is_not_stuck(db):
         assert listener.liveness()["status"] == "UP"
     finally:
         listener.stop(timeout=5)
+
+
+def test_an_up_listener_says_what_it_consumes_and_how_long_ago_it_last_polled_and_a_stopped_one_why_it_is_down(db):
+    listener, consumer, clock, events = hanging(db, poll=True, commit=False)
+    try:
+        assert consumer.polling.wait(5)
+        clock.now += 12.34
+        assert listener.liveness() == {
+            "status": "UP",
+            "consuming": "pattern ^member-activity-\\d{8}$",
+            "lastPollSecondsAgo": 12.3,
+        }
+    finally:
+        release(listener, events)
+    assert listener.liveness() == {"status": "DOWN", "reason": "stopped: the process is shutting down"}
 
 
 def test_healthz_answers_503_naming_the_stuck_listener(db):
