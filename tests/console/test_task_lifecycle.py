@@ -1,0 +1,141 @@
+"""Replay tasks (SPEC 8a) past their happy path, on both stores: the audit trail of a cancel and a resume as an
+auditor reads it, a resume that lost a race, two runners taking the same task at once, a runner that stops between
+chunks and gives the task back at once, and the lock of a selection freed whichever way a task ends."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from dailyfeed.errors import Conflict
+from dailyfeed.extension import get_container
+from dailyfeed.restore.tasks import TaskWorker, task_store
+from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS
+
+from ..support.deadletters import documents
+from .test_tasks_api import kafka_dead_letters, named, runner_of
+
+
+def test_a_cancel_and_a_resume_are_audited_with_who_why_the_selection_and_what_had_moved(fake):
+    alice, bob, carol = named(fake.app, "alice"), named(fake.app, "bob"), named(fake.app, "carol")
+    kafka_dead_letters(fake.app, 6)
+    task = alice.post("/tasks", {"action": "replay", "all": True, "rate": 2, "reason": "broker back"}).json["data"]
+    store = task_store(get_container(fake.app))
+    lease = store.acquire(store.runnable()[0], owner="runner-a")
+
+    def cancel_after_the_first_chunk(doc):
+        if doc["moved"] == 2 and not doc["cancel_requested"]:
+            assert bob.post(f"/tasks/{task['id']}/cancel", {"reason": "too slow"}).status_code == 200
+
+    runner_of(fake.app).run(lease, on_progress=cancel_after_the_first_chunk)
+    resumed = carol.post(f"/tasks/{task['id']}/resume", {"reason": "go on"})
+    assert resumed.status_code == 200
+
+    trail = alice.data(alice.get(f"/audit?task={task['id']}"))["content"]
+    assert [
+        (e["actor"], e["action"], e["outcome"], e["via"], e["selection"], e["reason"], e["resultCount"]) for e in trail
+    ] == [
+        ("carol", "task-replay", "resumed", "api", "all dead letters", "go on", None),
+        ("alice", "task-replay", "cancelled", "task", "all dead letters", "broker back", 4),
+        ("bob", "task-replay", "cancel-requested", "api", "all dead letters", "too slow", 2),
+        ("alice", "task-replay", "started", "api", "all dead letters", "broker back", None),
+    ]
+    assert {e["task"] for e in trail} == {task["id"]}
+
+
+def test_a_resume_that_read_the_task_before_another_resume_ran_it_to_its_end_is_refused_and_frees_the_selection(
+    fake,
+):
+    alice = named(fake.app)
+    kafka_dead_letters(fake.app, 2)
+    task = alice.post("/tasks", {"action": "replay", "all": True}).json["data"]
+    assert alice.post(f"/tasks/{task['id']}/cancel", {}).json["data"]["state"] == "cancelled"
+    store = task_store(get_container(fake.app))
+    stale = store.get(task["id"])  # what a second console read just before the first resume
+    assert alice.post(f"/tasks/{task['id']}/resume", {}).status_code == 200
+    assert runner_of(fake.app).run_pending() == 1  # ... which ran to its end and freed the lock
+
+    store.get = lambda task_id: stale
+    with pytest.raises(Conflict, match=f"task {task['id']} has just changed; look at it again"):
+        store.resume(task["id"], actor="bob", via="api")
+
+    again = alice.post("/tasks", {"action": "replay", "all": True})  # the refused resume kept no lock
+    assert again.status_code == 201, again.json
+
+
+def test_two_runners_reading_the_same_task_at_once_only_one_of_them_runs_it(fake):
+    alice = named(fake.app)
+    kafka_dead_letters(fake.app, 3)
+    task = alice.post("/tasks", {"action": "replay", "all": True}).json["data"]
+    store = task_store(get_container(fake.app))
+    [seen_by_a] = store.runnable()
+    [seen_by_b] = store.runnable()
+
+    won = store.acquire(seen_by_a, owner="runner-a")
+    lost = store.acquire(seen_by_b, owner="runner-b")
+
+    assert won is not None and lost is None
+    assert alice.data(alice.get(f"/tasks/{task['id']}"))["runner"] == "runner-a"
+
+
+def test_a_runner_that_stops_between_chunks_gives_the_task_back_and_another_process_goes_on_at_once(fake):
+    alice = named(fake.app)
+    db = kafka_dead_letters(fake.app, 4)
+    task = alice.post("/tasks", {"action": "replay", "all": True, "rate": 2}).json["data"]
+    store = task_store(get_container(fake.app))
+    stopping = threading.Event()
+
+    def stop_after_the_first_chunk(doc):
+        if doc["moved"] == 2:
+            stopping.set()  # the serving process is shutting down
+
+    runner_of(fake.app, "runner-a").run(
+        store.acquire(store.runnable()[0], owner="runner-a"), on_progress=stop_after_the_first_chunk, stop=stopping
+    )
+    left = alice.data(alice.get(f"/tasks/{task['id']}"))
+    assert (left["state"], left["moved"]) == ("running", 2)
+
+    assert runner_of(fake.app, "runner-b").run_pending() == 1  # no wait for a lease to run out
+    done = alice.data(alice.get(f"/tasks/{task['id']}"))
+    assert (done["state"], done["moved"]) == ("completed", 4)
+    assert len(fake.published) == 4 and {d["status"] for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)} == {
+        "completed"
+    }
+
+
+def test_a_resumed_task_frees_its_selection_when_it_ends(fake):
+    alice = named(fake.app)
+    kafka_dead_letters(fake.app, 2)
+    task = alice.post("/tasks", {"action": "replay", "all": True}).json["data"]
+    alice.post(f"/tasks/{task['id']}/cancel", {})
+    alice.post(f"/tasks/{task['id']}/resume", {})
+    assert alice.post("/tasks", {"action": "replay", "all": True}).status_code == 409  # it runs again
+    assert runner_of(fake.app).run_pending() == 1
+
+    after = alice.post("/tasks", {"action": "discard", "all": True, "expectedCount": 0})
+    assert after.status_code == 201, after.json
+
+
+def test_a_task_id_that_is_not_one_is_a_400_naming_it(fake):
+    refused = named(fake.app).get("/tasks/nope")
+    assert refused.status_code == 400 and refused.json["message"] == "'nope' is not a task id (24 hex digits)"
+
+
+def test_a_task_worker_stops_quietly_also_when_it_never_started_and_waits_for_the_work_in_hand(fake):
+    container = get_container(fake.app)
+    TaskWorker(container, poll_s=60).stop()  # a serving process that fails before it started its threads
+
+    in_upkeep, upkeep_done = threading.Event(), threading.Event()
+
+    def slow_upkeep():  # the retention purge, say, in hand when the process stops
+        in_upkeep.set()
+        threading.Event().wait(0.3)
+        upkeep_done.set()
+
+    worker = TaskWorker(container, poll_s=60, upkeep=slow_upkeep)
+    worker.start()
+    assert in_upkeep.wait(10)
+    worker.stop()
+    assert upkeep_done.is_set()
+    assert [t for t in threading.enumerate() if t.name == "dailyfeed-tasks"] == []
