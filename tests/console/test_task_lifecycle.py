@@ -5,12 +5,14 @@ chunks and gives the task back at once, and the lock of a selection freed whiche
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 
 from dailyfeed.errors import Conflict
 from dailyfeed.extension import get_container
-from dailyfeed.restore.tasks import TaskWorker, task_store
+from dailyfeed.restore import tasks
+from dailyfeed.restore.tasks import TaskRunner, TaskWorker, task_store
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS
 
 from ..support.deadletters import documents
@@ -139,3 +141,48 @@ def test_a_task_worker_stops_quietly_also_when_it_never_started_and_waits_for_th
     worker.stop()
     assert upkeep_done.is_set()
     assert [t for t in threading.enumerate() if t.name == "dailyfeed-tasks"] == []
+
+
+def test_a_fast_task_moves_at_most_two_hundred_dead_letters_a_chunk(fake):
+    alice = named(fake.app)
+    kafka_dead_letters(fake.app, 250)
+    alice.post("/tasks", {"action": "replay", "all": True, "rate": 10000})
+    store = task_store(get_container(fake.app))
+    seen = []
+    runner_of(fake.app).run(store.acquire(store.runnable()[0], owner="runner-a"), on_progress=seen.append)
+    assert [doc["moved"] for doc in seen] == [0, 200, 250, 250]
+
+
+def test_each_chunk_takes_its_share_of_a_second_at_the_task_rate(fake, monkeypatch):
+    monkeypatch.setattr(tasks, "time", SimpleNamespace(monotonic=lambda: 0.0))  # a chunk takes no time of its own
+    alice = named(fake.app)
+    kafka_dead_letters(fake.app, 5)
+    task = alice.post("/tasks", {"action": "replay", "all": True, "rate": 2}).json["data"]
+    sleeps = []
+    container = get_container(fake.app)
+    assert TaskRunner(container, task_store(container), owner="runner-a", sleep=sleeps.append).run_pending() == 1
+    assert sleeps == [1.0, 1.0, 0.5, 0.0]  # 2, 2, 1 dead letters at 2 a second, then nothing left
+    assert alice.data(alice.get(f"/tasks/{task['id']}"))["state"] == "completed"
+
+
+def test_a_replay_whose_dead_letters_another_restore_holds_waits_for_them_instead_of_ending(fake):
+    alice = named(fake.app)
+    db = kafka_dead_letters(fake.app, 3)
+    container = get_container(fake.app)
+    held = [
+        container.dead_letters.claim(KAFKA_PUBLISHER_DEAD_LETTERS, d["_id"], "restore-by-hand")
+        for d in documents(db, KAFKA_PUBLISHER_DEAD_LETTERS)
+    ]
+    assert all(held)
+    task = alice.post("/tasks", {"action": "replay", "all": True, "rate": 100}).json["data"]
+    waits = []
+
+    def wait(seconds):
+        waits.append(seconds)
+        if seconds == 1.0:  # meanwhile the other restore ends, giving them back
+            container.dead_letters.release_all("restore-by-hand")
+
+    assert TaskRunner(container, task_store(container), owner="runner-a", sleep=wait).run_pending() == 1
+    done = alice.data(alice.get(f"/tasks/{task['id']}"))
+    assert (done["state"], done["moved"], done["skipped"]) == ("completed", 3, 3)
+    assert waits.count(1.0) == 1 and len(fake.published) == 3
