@@ -237,11 +237,14 @@ def test_a_dead_letter_behind_a_hundred_left_for_a_person_is_still_found_and_red
     ]
 
 
-def test_a_slow_redrive_holds_only_what_it_is_about_to_publish_so_a_restore_run_meanwhile_takes_the_rest(app, paced):
-    """At one dead letter a second a pass claims one at a time: `dailyfeed restore-publisher`, run by a person in the
-    middle of it, restores the others instead of finding them taken."""
+@pytest.mark.parametrize("rate,count,held", [(1.0, 4, 1), (1000.0, 60, 50)])
+def test_a_redrive_holds_at_most_a_second_of_work_and_fifty_so_a_restore_run_meanwhile_takes_the_rest(
+    app, paced, rate, count, held
+):
+    """A pass claims a second's worth of dead letters at a time, at most 50: `dailyfeed restore-publisher`, run by a
+    person in the middle of it, restores the others instead of finding them taken."""
     dailyfeed = get_container(app)
-    keys = keep(dailyfeed.dead_letters, range(4))
+    keys = keep(dailyfeed.dead_letters, range(count))
     by_hand = FakeTransport(PublishType.KAFKA)
     restored_by_hand = []
 
@@ -251,13 +254,14 @@ def test_a_slow_redrive_holds_only_what_it_is_about_to_publish_so_a_restore_run_
             restored_by_hand.append(job.run())
 
     broker = Broker(deliver=person_restores_meanwhile)
-    slow = RedriveOptions(interval_s=10.0, rate=1.0, backoff_max_s=60.0, max_passes=3)
-    [report] = Redriver(dailyfeed.dead_letters, {Service.POST: broker}, slow, clock=Clock()).run_once()
+    options = RedriveOptions(interval_s=10.0, rate=rate, backoff_max_s=60.0, max_passes=3)
+    [report] = Redriver(dailyfeed.dead_letters, {Service.POST: broker}, options, clock=Clock()).run_once()
 
-    assert restored_by_hand[0].line() == "restored 3, skipped 1, failed 0"  # the one the redrive has in hand
-    assert [e.message_key for e in broker.published] == keys[:1]
-    assert [e.message_key for e in by_hand.published] == keys[1:]
-    assert report.summary.line() == "restored 1, skipped 0, failed 0"
+    # the person's run skips what the redrive holds; the redrive publishes only that
+    assert restored_by_hand[0].line() == f"restored {count - held}, skipped {held}, failed 0"
+    assert [e.message_key for e in broker.published] == keys[:held]
+    assert [e.message_key for e in by_hand.published] == keys[held:]
+    assert report.summary.line() == f"restored {held}, skipped 0, failed 0"
     assert {d["status"] for d in documents(dailyfeed.db, KAFKA_PUBLISHER_DEAD_LETTERS)} == {"completed"}
 
 
