@@ -5,17 +5,21 @@ chunks and gives the task back at once, and the lock of a selection freed whiche
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 
 from dailyfeed.errors import Conflict
+from dailyfeed.events import utcnow
 from dailyfeed.extension import get_container
 from dailyfeed.restore import tasks
 from dailyfeed.restore.tasks import TaskRunner, TaskWorker, task_store
 from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS
+from dailyfeed.transport.base import TransportUnavailable
 
 from ..support.deadletters import documents
+from ..support.metrics import value
 from .test_tasks_api import kafka_dead_letters, named, runner_of
 
 
@@ -186,3 +190,73 @@ def test_a_replay_whose_dead_letters_another_restore_holds_waits_for_them_instea
     done = alice.data(alice.get(f"/tasks/{task['id']}"))
     assert (done["state"], done["moved"], done["skipped"]) == ("completed", 3, 3)
     assert waits.count(1.0) == 1 and len(fake.published) == 3
+
+
+def test_a_failed_task_says_why_in_its_audit_and_once_resumed_shows_no_old_error_nor_end(fake):
+    alice = named(fake.app)
+    kafka_dead_letters(fake.app, 3)
+    fake.fail_with(TransportUnavailable("broker still frozen"))
+    task = alice.post("/tasks", {"action": "replay", "filter": {"collection": "kafka-publisher"}}).json["data"]
+    before = fake.app.test_client().get("/metrics").text
+    runner_of(fake.app).run_pending()
+
+    failed = alice.data(alice.get(f"/tasks/{task['id']}"))
+    assert (failed["state"], failed["failed"], failed["finishedAt"] is not None) == ("failed", 3, True)
+    [ended] = [e for e in alice.data(alice.get(f"/audit?task={task['id']}"))["content"] if e["outcome"] == "failed"]
+    assert (ended["selection"], ended["detail"]) == ("collection kafka_publisher_dead_letters", failed["error"])
+    assert "broker still frozen" in ended["detail"]
+    after = fake.app.test_client().get("/metrics").text
+    ended_total = "dailyfeed_deadletter_tasks_ended_total"
+    assert (
+        value(after, ended_total, action="replay", state="failed")
+        - (value(before, ended_total, action="replay", state="failed") or 0)
+        == 1
+    )
+
+    resumed = alice.data(alice.post(f"/tasks/{task['id']}/resume", {}))
+    assert (resumed["state"], resumed["error"], resumed["finishedAt"], resumed["secondsLeft"]) == (
+        "running",
+        None,
+        None,
+        None,
+    )
+
+
+def test_when_one_of_two_tasks_ends_it_frees_its_own_selection_and_is_audited_as_itself(fake):
+    alice, bob = named(fake.app, "alice"), named(fake.app, "bob")
+    kafka_dead_letters(fake.app, 2)
+    first = alice.post("/tasks", {"action": "replay", "filter": {"category": "POST"}}).json["data"]
+    second = bob.post("/tasks", {"action": "discard", "filter": {"category": "COMMENT"}, "expectedCount": 0})
+    second = second.json["data"]
+    bob.post(f"/tasks/{second['id']}/cancel", {})  # nobody runs it: it ends at once
+
+    assert alice.post("/tasks", {"action": "requeue", "filter": {"category": "COMMENT"}}).status_code == 201
+    assert alice.post("/tasks", {"action": "requeue", "filter": {"category": "POST"}}).status_code == 409
+    [ended] = [
+        e for e in alice.data(alice.get(f"/audit?task={second['id']}"))["content"] if e["outcome"] == "cancelled"
+    ]
+    assert (ended["actor"], ended["action"], ended["selection"]) == ("bob", "task-discard", "category COMMENT")
+    assert alice.data(alice.get(f"/tasks/{first['id']}"))["state"] == "running"
+
+
+def test_a_runner_that_renews_its_lease_after_every_chunk_keeps_its_task_past_the_first_lease(fake, monkeypatch):
+    now = [utcnow()]
+    monkeypatch.setattr(tasks, "utcnow", lambda: now[0])
+    alice = named(fake.app)
+    kafka_dead_letters(fake.app, 4)
+    task = alice.post("/tasks", {"action": "replay", "all": True, "rate": 1}).json["data"]
+    container = get_container(fake.app)
+    store = task_store(container)
+    lease_s = container.settings["tasks.lease-s"]
+    taken_by_another = []
+
+    def a_lease_later(doc):  # each chunk ends just before the lease it renewed runs out
+        now[0] += timedelta(seconds=lease_s * 0.9)
+        taken_by_another.append(runner_of(fake.app, "runner-b").run_pending())
+
+    runner_of(fake.app, "runner-a").run(store.acquire(store.runnable()[0], owner="runner-a"), on_progress=a_lease_later)
+
+    assert set(taken_by_another) == {0}
+    done = alice.data(alice.get(f"/tasks/{task['id']}"))
+    assert (done["state"], done["moved"]) == ("completed", 4)
+    assert len(fake.published) == 4
