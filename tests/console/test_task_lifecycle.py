@@ -4,18 +4,19 @@ chunks and gives the task back at once, and the lock of a selection freed whiche
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from dailyfeed.errors import Conflict
 from dailyfeed.events import utcnow
 from dailyfeed.extension import get_container
-from dailyfeed.restore import tasks
+from dailyfeed.restore import actions, tasks
 from dailyfeed.restore.tasks import TaskRunner, TaskWorker, task_store
-from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS
+from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS, MEMBER_ACTIVITIES
 from dailyfeed.transport.base import TransportUnavailable
 
 from ..support.deadletters import documents
@@ -157,16 +158,86 @@ def test_a_fast_task_moves_at_most_two_hundred_dead_letters_a_chunk(fake):
     assert [doc["moved"] for doc in seen] == [0, 200, 250, 250]
 
 
-def test_each_chunk_takes_its_share_of_a_second_at_the_task_rate(fake, monkeypatch):
-    monkeypatch.setattr(tasks, "time", SimpleNamespace(monotonic=lambda: 0.0))  # a chunk takes no time of its own
+class Ticking:
+    """time.monotonic for the runner: a quarter of a second passes between two readings."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        self.now += 0.25
+        return self.now
+
+
+@pytest.mark.parametrize(
+    "rate,count,waits",
+    [
+        (2, 5, [0.75, 0.75, 0.25, 0.0]),  # 2, 2, 1 dead letters at 2 a second (each chunk took 0.25 s), then none left
+        (1, 2, [0.75, 0.75, 0.0]),  # one at a time
+        (0.5, 1, [1.75, 0.0]),  # a chunk is never less than one dead letter
+    ],
+)
+def test_each_chunk_takes_its_share_of_a_second_at_the_task_rate(fake, monkeypatch, rate, count, waits):
+    monkeypatch.setattr(tasks, "time", Ticking())
     alice = named(fake.app)
-    kafka_dead_letters(fake.app, 5)
-    task = alice.post("/tasks", {"action": "replay", "all": True, "rate": 2}).json["data"]
+    kafka_dead_letters(fake.app, count)
+    task = alice.post("/tasks", {"action": "replay", "all": True, "rate": rate}).json["data"]
     sleeps = []
     container = get_container(fake.app)
     assert TaskRunner(container, task_store(container), owner="runner-a", sleep=sleeps.append).run_pending() == 1
-    assert sleeps == [1.0, 1.0, 0.5, 0.0]  # 2, 2, 1 dead letters at 2 a second, then nothing left
+    assert sleeps == waits
     assert alice.data(alice.get(f"/tasks/{task['id']}"))["state"] == "completed"
+
+
+def test_a_replay_task_in_record_mode_records_the_events_here_without_the_transport(fake):
+    alice = named(fake.app)
+    db = kafka_dead_letters(fake.app, 3)
+    fake.fail_with(TransportUnavailable("broker still frozen"))
+    task = alice.post("/tasks", {"action": "replay", "all": True, "mode": "record"}).json["data"]
+    assert runner_of(fake.app).run_pending() == 1
+    done = alice.data(alice.get(f"/tasks/{task['id']}"))
+    assert (done["state"], done["mode"], done["moved"], done["failed"]) == ("completed", "record", 3, 0)
+    assert fake.published == [] and db[MEMBER_ACTIVITIES].count_documents({}) == 3
+
+
+def test_a_discard_task_counts_what_it_discarded_and_nothing_failed_or_skipped(fake):
+    alice = named(fake.app)
+    kafka_dead_letters(fake.app, 3)
+    task = alice.post("/tasks", {"action": "discard", "all": True, "expectedCount": 3, "rate": 2}).json["data"]
+    assert runner_of(fake.app).run_pending() == 1
+    done = alice.data(alice.get(f"/tasks/{task['id']}"))
+    assert (done["state"], done["moved"], done["failed"], done["skipped"]) == ("completed", 3, 0, 0)
+
+
+def test_a_store_fault_leaves_the_task_running_for_a_later_runner_and_a_bug_fails_it_saying_why(
+    fake, monkeypatch, caplog
+):
+    alice = named(fake.app)
+    kafka_dead_letters(fake.app, 2)
+    task = alice.post("/tasks", {"action": "replay", "all": True}).json["data"]
+    caplog.set_level(logging.INFO, logger="dailyfeed.restore.tasks")
+
+    def store_down(*args, **kwargs):
+        raise AutoReconnect("store down (injected)")
+
+    monkeypatch.setattr(actions, "act", store_down)
+    assert runner_of(fake.app).run_pending() == 1
+    assert alice.data(alice.get(f"/tasks/{task['id']}"))["state"] == "running"
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"task {task['id']} stopped by a store fault (store down (injected)); its lease runs out and it is resumed"
+    ]
+
+    def bug(*args, **kwargs):
+        raise KeyError("selection")
+
+    monkeypatch.setattr(actions, "act", bug)
+    store = task_store(get_container(fake.app))
+    ran_out = {**store.get(task["id"]), "lease_until": utcnow()}  # the first runner's lease, run out
+    runner_of(fake.app).run(store.acquire(ran_out, owner="runner-b"))
+    failed = alice.data(alice.get(f"/tasks/{task['id']}"))
+    assert (failed["state"], failed["error"]) == ("failed", "KeyError: 'selection'")
+    [logged] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert logged.getMessage() == f"task {task['id']} failed" and logged.exc_info is not None
 
 
 def test_a_replay_whose_dead_letters_another_restore_holds_waits_for_them_instead_of_ending(fake):
