@@ -354,3 +354,16 @@ def test_a_runner_that_renews_its_lease_after_every_chunk_keeps_its_task_past_th
     done = alice.data(alice.get(f"/tasks/{task['id']}"))
     assert (done["state"], done["moved"]) == ("completed", 4)
     assert len(fake.published) == 4
+
+
+def test_a_discard_task_needs_the_count_confirmed_and_refuses_one_that_changed_saying_what_it_is_now(fake):
+    alice = named(fake.app)
+    kafka_dead_letters(fake.app, 3)
+    unconfirmed = alice.post("/tasks", {"action": "discard", "all": True})
+    assert unconfirmed.status_code == 400
+    assert unconfirmed.json["message"] == "expectedCount is required: the count a dry run answered, as confirmed"
+    changed = alice.post("/tasks", {"action": "discard", "all": True, "expectedCount": 2})
+    assert changed.status_code == 409
+    assert changed.json["message"] == (
+        "the selection now matches 3 dead letters to discard, not 2; look again and confirm the new count"
+    )
