@@ -20,6 +20,7 @@ from dailyfeed.store import KAFKA_PUBLISHER_DEAD_LETTERS, MEMBER_ACTIVITIES
 from dailyfeed.transport.base import TransportUnavailable
 
 from ..support.deadletters import documents
+from ..support.kafka import wait_until
 from ..support.metrics import value
 from .test_tasks_api import kafka_dead_letters, named, runner_of
 
@@ -367,3 +368,47 @@ def test_a_discard_task_needs_the_count_confirmed_and_refuses_one_that_changed_s
     assert changed.json["message"] == (
         "the selection now matches 3 dead letters to discard, not 2; look again and confirm the new count"
     )
+
+
+def test_the_task_worker_runs_the_retention_upkeep_at_its_own_interval_and_outlives_a_failing_pass(fake, caplog):
+    container = get_container(fake.app)
+    upkeeps = []
+
+    def upkeep():
+        upkeeps.append(1)
+        if len(upkeeps) == 1:
+            raise AutoReconnect("store down (injected)")
+
+    caplog.set_level(logging.INFO, logger="dailyfeed.restore.tasks")
+    often = TaskWorker(container, poll_s=0.01, upkeep=upkeep, upkeep_every_s=0.0)
+    often.start()
+    [thread] = [t for t in threading.enumerate() if t.name == "dailyfeed-tasks"]
+    assert thread.daemon  # it never keeps a stopping process alive
+    try:
+        wait_until(lambda: len(upkeeps) >= 3, 10, 0.01, "an upkeep at every poll")
+    finally:
+        often.stop()
+    assert "background tasks: a pass failed; trying again in 0.0 s" in [r.getMessage() for r in caplog.records]
+
+    upkeeps.clear()
+    hourly = TaskWorker(container, poll_s=0.01, upkeep=upkeep, upkeep_every_s=3600.0)
+    hourly.start()
+    try:
+        wait_until(lambda: upkeeps, 10, 0.01, "the first upkeep at once")
+        alice = named(fake.app)
+        kafka_dead_letters(fake.app, 1)
+        task = alice.post("/tasks", {"action": "replay", "all": True}).json["data"]
+        wait_until(lambda: alice.data(alice.get(f"/tasks/{task['id']}"))["state"] == "completed", 10, 0.01, "polls")
+    finally:
+        hourly.stop()
+    assert len(upkeeps) == 1  # many polls, one upkeep an hour
+
+
+def test_a_runner_asked_to_stop_takes_no_task(fake):
+    alice = named(fake.app)
+    kafka_dead_letters(fake.app, 1)
+    task = alice.post("/tasks", {"action": "replay", "all": True}).json["data"]
+    stopping = threading.Event()
+    stopping.set()
+    assert runner_of(fake.app).run_pending(stopping) == 0
+    assert alice.data(alice.get(f"/tasks/{task['id']}"))["moved"] == 0 and fake.published == []

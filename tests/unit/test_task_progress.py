@@ -49,6 +49,7 @@ def test_a_running_task_shows_its_share_moved_its_rate_the_time_left_and_its_run
         "finishedAt": None,
         "runner": "host-a:41:5e1f0c",
     }
+    assert progress_of({**running, "cancel_requested": True}, now=T0)["cancelRequested"] is True
     slow = progress_of({**task, "moved": 1}, now=T0 + timedelta(seconds=3))
     assert (slow["ratePerSecond"], slow["secondsLeft"], slow["percent"]) == (0.33, 297, 1)
 
