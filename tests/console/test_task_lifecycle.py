@@ -412,3 +412,28 @@ def test_a_runner_asked_to_stop_takes_no_task(fake):
     stopping.set()
     assert runner_of(fake.app).run_pending(stopping) == 0
     assert alice.data(alice.get(f"/tasks/{task['id']}"))["moved"] == 0 and fake.published == []
+
+
+def test_the_tasks_settings_give_a_task_its_default_rate_and_its_runner_its_lease(apps, monkeypatch):
+    now = [utcnow()]
+    monkeypatch.setattr(tasks, "utcnow", lambda: now[0])
+    app = apps.make({"tasks.rate": 7.0, "tasks.lease-s": 45})
+    alice = named(app)
+    kafka_dead_letters(app, 1)
+    task = alice.post("/tasks", {"action": "replay", "all": True}).json["data"]
+    assert task["rateLimit"] == 7.0
+    store = task_store(get_container(app))
+    assert store.acquire(store.runnable()[0], owner="runner-a") is not None
+    now[0] += timedelta(seconds=44)
+    assert store.runnable() == []  # still leased
+    now[0] += timedelta(seconds=2)
+    assert [str(doc["_id"]) for doc in store.runnable()] == [task["id"]]
+
+
+def test_cancelling_a_task_that_ended_is_a_409_saying_its_state(fake):
+    alice = named(fake.app)
+    task = alice.post("/tasks", {"action": "replay", "all": True}).json["data"]
+    alice.post(f"/tasks/{task['id']}/cancel", {})
+    again = alice.post(f"/tasks/{task['id']}/cancel", {})
+    assert again.status_code == 409
+    assert again.json["message"] == f"task {task['id']} is cancelled; only a running task can be cancelled"

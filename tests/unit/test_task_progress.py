@@ -52,6 +52,7 @@ def test_a_running_task_shows_its_share_moved_its_rate_the_time_left_and_its_run
     assert progress_of({**running, "cancel_requested": True}, now=T0)["cancelRequested"] is True
     slow = progress_of({**task, "moved": 1}, now=T0 + timedelta(seconds=3))
     assert (slow["ratePerSecond"], slow["secondsLeft"], slow["percent"]) == (0.33, 297, 1)
+    assert progress_of({**task, "total": 99, "moved": 50}, now=T0)["percent"] == 50  # 50.5 %, shown as 50
 
 
 def test_an_ended_task_shows_the_rate_it_reached_until_it_ended_and_no_time_left_nor_runner(task):
