@@ -5,12 +5,14 @@ another replay running at once. On both stores."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from dailyfeed.deadletters import Selection, Status
+from dailyfeed.deadletters import Selection, Status, audit
 from dailyfeed.extension import get_container
 from dailyfeed.restore import actions
-from dailyfeed.store import FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, MEMBER_ACTIVITIES
+from dailyfeed.store import AUDIT, FEIGN_DEAD_LETTERS, KAFKA_LISTENER_DEAD_LETTERS, MEMBER_ACTIVITIES
 from dailyfeed.transport.base import TransportUnavailable
 
 from ..support.deadletters import documents, listener_dead_letter, post_event
@@ -188,3 +190,87 @@ def test_a_record_replay_whose_copies_another_replay_recorded_first_counts_them_
         for n in range(2)
     ]
     assert db[MEMBER_ACTIVITIES].count_documents({}) == 2
+
+
+def test_refusals_say_what_is_wrong(app, admin, dead_letters):
+    container = get_container(app)
+    no_filter = admin.post("/dead-letters/discard", {"expectedCount": 1})
+    assert no_filter.status_code == 400
+    assert no_filter.json["message"] == (
+        "no filter and no ids: this would act on every dead letter; give a filter or ids, "
+        'or ask for all explicitly ("all": true)'
+    )
+    refusals = {
+        "unknown action 'purge'; actions are replay, discard, requeue, undiscard": lambda: actions.count(
+            "purge", container, Selection()
+        ),
+        "mode must be one of republish, record, got 'sideways'": lambda: actions.replay(
+            container, Selection(), dry_run=True, mode="sideways"
+        ),
+        "a replay takes pending dead letters; re-queue failed ones first": lambda: actions.count(
+            "replay", container, Selection(status=Status.FAILED)
+        ),
+    }
+    for message, call in refusals.items():
+        with pytest.raises(actions.InvalidInput) as refused:
+            call()
+        assert refused.value.message == message
+    feign_letters(dead_letters, 2)
+    assert actions.count("replay", container, Selection()) == 2  # no mode given: a republish
+
+
+def test_a_replay_answers_each_dead_letter_by_its_short_collection_name(admin, dead_letters, db):
+    feign_letters(dead_letters, 1)
+    listener_dead_letter(dead_letters, post_event(9), offset=9)
+    answer = admin.data(admin.post("/dead-letters/replay", {"all": True}))
+    assert answer == {
+        "action": "replay",
+        "dryRun": False,
+        "restored": 2,
+        "skipped": 0,
+        "failed": 0,
+        "selection": "all dead letters",
+        "details": [
+            {
+                "outcome": "restored",
+                "collection": "feign",
+                "key": post_event(0).message_key,
+                "detail": "republished via post-service (feign)",
+            },
+            {"outcome": "restored", "collection": "listener", "key": post_event(9).message_key, "detail": ""},
+        ],
+    }
+
+
+def test_a_purge_is_audited_with_what_it_deleted_and_why(app, dead_letters, db, set_clock):
+    container = get_container(app)
+    feign_letters(dead_letters, 2)
+    done, discarded = documents(db, FEIGN_DEAD_LETTERS)
+    for doc in (done, discarded):
+        dead_letters.claim(FEIGN_DEAD_LETTERS, doc["_id"], "t")
+    dead_letters.complete(FEIGN_DEAD_LETTERS, done["_id"], "t")
+    dead_letters.discard(FEIGN_DEAD_LETTERS, discarded["_id"], "t")
+    cutoff = set_clock.now + timedelta(days=1)
+
+    first = actions.purge(container, cutoff, actor="alice", via="cli", reason="tidy up")
+    assert first.dead_letters == 1 and statuses(db, FEIGN_DEAD_LETTERS) == ["discarded"]
+    second = actions.purge(container, cutoff, actor="bob", via="api", discarded=True)
+    assert second.dead_letters == 1 and statuses(db, FEIGN_DEAD_LETTERS) == []
+    entries = [
+        (e["actor"], e["action"], e["outcome"], e["via"], e["resultCount"], e["reason"], e["detail"])
+        for e in map(audit.as_json, db[AUDIT].find().sort([("at", 1), ("_id", 1)]))
+    ]
+    day = f"{cutoff:%Y-%m-%d %H:%M:%S}Z"
+    assert entries == [
+        ("alice", "purge", "done", "cli", 1, "tidy up", f"completed before {day}; 2 claims"),
+        ("bob", "purge", "done", "api", 1, None, f"completed and discarded before {day}; 0 claims"),
+    ]
+
+    # the serving process's retention purge measures the days from the time it is given
+    feign_letters(dead_letters, 1)
+    set_clock.now += timedelta(days=2)
+    [late] = documents(db, FEIGN_DEAD_LETTERS)
+    dead_letters.claim(FEIGN_DEAD_LETTERS, late["_id"], "t")
+    dead_letters.complete(FEIGN_DEAD_LETTERS, late["_id"], "t")
+    container.settings = container.settings.with_overrides({"deadletters.retention-days": 30})
+    assert actions.purge_by_retention(container, now=set_clock.now + timedelta(days=31)).dead_letters == 1
