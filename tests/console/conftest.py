@@ -9,7 +9,7 @@ import pytest
 
 from dailyfeed.tokens import issue_admin_token, issue_member_token, issue_service_token
 
-from ..restore.conftest import activity_service_down, fake  # noqa: F401  (fixtures reused here)
+from ..restore.conftest import activity_service_down, fake, set_clock  # noqa: F401  (fixtures reused here)
 from ..support.console import Admin, bearer
 
 
