@@ -1,5 +1,6 @@
-"""The publication registry's completer (dailyfeed/content/outbox.py): completions are deleted in batches off
-the request path, kept for the next batch when the store fails, and deleted when it stops."""
+"""The publication registry's completer (dailyfeed/content/outbox.py): completions of standalone publications are
+deleted in batches off the request path, kept for the next batch when the store fails, and deleted when it stops;
+the writer's statement is written once per flush, and again at the next one when the store failed."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import logging
 import mongomock
 import pytest
 
-from dailyfeed.content.outbox import Completer, PublicationRegistry
-from dailyfeed.store import EVENT_PUBLICATIONS
+from dailyfeed.content.outbox import Completer, PublicationRegistry, Target
+from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.store import EVENT_PUBLICATIONS, OUTBOX_WRITERS, POSTS
 
 
 @pytest.fixture
@@ -25,13 +27,13 @@ def test_completions_are_deleted_in_batches_and_kept_while_the_store_fails(db, c
     completer.start()
     try:
         for key in ("a", "b", "c"):
-            registry.complete_published(key)
+            registry.complete_write(key, standalone=True)
         assert db[EVENT_PUBLICATIONS].count_documents({}) == 3  # not on the request path
 
         real = registry.collection
         registry.collection = None  # the store fails: `delete_many` on None raises
         with caplog.at_level(logging.WARNING, logger="dailyfeed.content.outbox"):
-            completer.flush()
+            completer.flush()  # the statement has nothing new to say: not written again
         assert db[EVENT_PUBLICATIONS].count_documents({}) == 3
         # the operator's log says what is kept and why (the store's error with its traceback)
         [warning] = caplog.records
@@ -44,4 +46,34 @@ def test_completions_are_deleted_in_batches_and_kept_while_the_store_fails(db, c
         completer.stop()  # what is still queued is deleted
     assert db[EVENT_PUBLICATIONS].count_documents({}) == 0
     assert registry.completer is None
-    registry.complete_published("gone")  # without a completer: now (nothing to delete here)
+    registry.complete_write("gone", standalone=True)  # without a completer: now (nothing to delete here)
+
+
+def test_the_statement_is_written_once_per_flush_and_again_after_a_store_failure(db, caplog):
+    registry = PublicationRegistry(db, grace_s=30, lease_s=60)
+    writers = db[OUTBOX_WRITERS]
+    completer = Completer(registry, flush_s=3600)  # flushed by hand here
+    completer.start()
+    try:
+        first = writers.find_one({"_id": registry.writer.id})
+        event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=1)
+        entry = registry.writer.begin(event, Target(POSTS, 1))  # batched: in memory only
+        assert writers.find_one()["owed"] == []
+        real = registry.writer.collection
+        registry.writer.collection = None  # the store fails
+        with caplog.at_level(logging.WARNING, logger="dailyfeed.content.outbox"):
+            completer.flush()
+        assert [r.getMessage() for r in caplog.records] == [
+            "could not state the writer's settled publications; trying again"
+        ]
+        registry.writer.collection = real
+        completer.flush()  # said again: what changed was not stated yet
+        [owed] = writers.find_one()["owed"]
+        assert owed == {"k": event.message_key, "c": POSTS, "id": 1, "at": entry["at"].replace(tzinfo=None)}
+        assert writers.find_one()["settled_before"] > first["settled_before"]
+        assert entry["at"].replace(tzinfo=None) < writers.find_one()["settled_before"]  # began before the statement
+        registry.writer.complete(event.message_key)
+        completer.flush()
+        assert writers.find_one()["owed"] == []
+    finally:
+        completer.stop()

@@ -1,6 +1,7 @@
-"""The relay's rules on the embedded store (dailyfeed/content/outbox.py): only what is past due, oldest due first
-and a batch at a time; a publication its writer completed while the relay claimed it is let go; a dry run changes
-nothing; and the serving process's relay thread and completer do their work on their own and stop."""
+"""The relay's rules on the embedded store (dailyfeed/content/outbox.py): only what is past due, oldest first and a
+batch at a time; an entry its writer undid (a publication it completed) while the relay claimed it is let go; a dry
+run changes nothing; the writer's statement says what is settled; and the serving process's relay thread and
+completer do their work on their own and stop."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import pytest
 
 from dailyfeed.bootstrap import bootstrap
 from dailyfeed.content import outbox
-from dailyfeed.content.outbox import Completer, Outcome, RelayWorker, SimulatedCrash
-from dailyfeed.store import DEAD_LETTER_CLAIMS, EVENT_PUBLICATIONS
+from dailyfeed.content.outbox import Completer, Outcome, RelayWorker, SimulatedCrash, Target
+from dailyfeed.store import DEAD_LETTER_CLAIMS, EVENT_PUBLICATIONS, OUTBOX_WRITERS, POSTS
 from dailyfeed.transport.fake import FakeTransport
 
 
@@ -62,12 +63,44 @@ def owe(container, n: int, step: str = outbox.APPLIED) -> list[str]:
     return keys
 
 
+def owe_unlikes(container, n: int) -> list[str]:
+    """n unlikes (standalone publications) whose writer died after removing the like: their keys."""
+    service = container.content_service
+    post = service.create_post(7, None, "liked")["id"]
+    for member in range(n):
+        service.like_post(100 + member, post)
+    keys = []
+
+    def died(at, key):
+        if at == outbox.APPLIED:
+            keys.append(key)
+            raise SimulatedCrash
+
+    service.checkpoint = died
+    for member in range(n):
+        with pytest.raises(SimulatedCrash):
+            service.unlike_post(100 + member, post)
+    service.checkpoint = outbox.no_checkpoint
+    time.sleep(0.01)
+    return keys
+
+
+def declare_dead(container) -> None:
+    """Its writer's statement as a dead process leaves it: no beat for longer than the lease."""
+    long_ago = datetime.now(timezone.utc) - timedelta(days=1)
+    container.db[OUTBOX_WRITERS].update_one({"_id": container.publications.writer.id}, {"$set": {"beat": long_ago}})
+
+
+def owed(container) -> int:
+    return container.publications.stats().outstanding
+
+
 def test_a_publication_still_in_its_grace_period_is_left_to_its_writer(make):
     container = make(**{"outbox.grace-s": 3600.0})
     [key] = owe(container, 1)
     summary = container.relay().run_pass()
     assert summary.total == 0 and summary.skipped == 0
-    assert container.db[EVENT_PUBLICATIONS].count_documents({"_id": key}) == 1
+    assert owed(container) == 1
     assert container.broker.published == []
 
 
@@ -81,10 +114,32 @@ def test_a_pass_takes_a_batch_of_the_oldest_due_first(make):
     assert [e.message_key for e in container.broker.published] == keys
 
 
-def test_a_publication_completed_by_its_writer_while_claimed_is_let_go(make, monkeypatch):
+def test_an_entry_its_writer_undid_while_claimed_is_let_go(make, monkeypatch):
     container = make()
     [key] = owe(container, 1)
     relay = container.relay()
+    claims = container.publications.claims
+    claim_batch = claims.claim_batch
+
+    def claimed_then_undone(*args, **kwargs):
+        held = claim_batch(*args, **kwargs)
+        container.content_service.repo.delete_post_for_good(1, key)  # the slow writer undid it just before
+        return held
+
+    monkeypatch.setattr(claims, "claim_batch", claimed_then_undone)
+    seen = []
+    relay.checkpoint = lambda step, k: seen.append((step, k))
+    summary = relay.run_pass()
+
+    assert summary.total == 0 and summary.skipped == 1 and seen == []
+    assert container.broker.published == []
+    [claim] = container.db[DEAD_LETTER_CLAIMS].find({"collection": outbox.ENTRY_CLAIMS})
+    assert claim["released_at"] is not None  # given back at once
+
+
+def test_a_standalone_publication_completed_by_its_writer_while_claimed_is_let_go(make, monkeypatch):
+    container = make()
+    [key] = owe_unlikes(container, 1)
     claims = container.publications.claims
     claim_batch = claims.claim_batch
 
@@ -94,14 +149,12 @@ def test_a_publication_completed_by_its_writer_while_claimed_is_let_go(make, mon
         return held
 
     monkeypatch.setattr(claims, "claim_batch", claimed_then_completed)
-    seen = []
-    relay.checkpoint = lambda step, k: seen.append((step, k))
-    summary = relay.run_pass()
+    summary = container.relay().run_pass()
 
-    assert summary.total == 0 and summary.skipped == 1 and seen == []
-    assert container.broker.published == []
+    assert summary.total == 0 and summary.skipped == 1
+    assert [e.message_key for e in container.broker.published if "CANCEL" in e.message_key] == []
     [claim] = container.db[DEAD_LETTER_CLAIMS].find({"collection": EVENT_PUBLICATIONS})
-    assert claim["released_at"] is not None  # given back at once
+    assert claim["released_at"] is not None
 
 
 def test_the_relay_calls_its_checkpoint_after_claiming_and_after_publishing_each(make):
@@ -115,12 +168,13 @@ def test_the_relay_calls_its_checkpoint_after_claiming_and_after_publishing_each
 def test_a_dry_run_says_what_would_be_published_or_dropped_and_changes_nothing(make):
     container = make()
     [landed] = owe(container, 1)
-    [never] = owe(container, 1, step=outbox.RECORDED)
+    [never] = owe(container, 1, step=outbox.BEGUN)
+    declare_dead(container)  # its listed write that never landed is dropped only once its writer is dead
     seen = {}
     summary = container.relay().preview(report=lambda key, outcome: seen.update({key: outcome}))
     assert seen == {landed: Outcome.DELIVERED, never: Outcome.DROPPED}
     assert summary.counts[Outcome.DELIVERED] == 1 and summary.counts[Outcome.DROPPED] == 1
-    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 2 and container.broker.published == []
+    assert owed(container) == 2 and container.broker.published == []
     assert summary.line() == "delivered 1, dead lettered 0, dropped 1, left 0, skipped 0"
 
 
@@ -144,10 +198,10 @@ def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_surviv
     try:
         assert worker._thread.name == "dailyfeed-outbox-relay" and worker._thread.daemon
         deadline = time.monotonic() + 10
-        while container.db[EVENT_PUBLICATIONS].count_documents({}) and time.monotonic() < deadline:
+        while owed(container) and time.monotonic() < deadline:
             time.sleep(0.02)
         [second] = owe(container, 1)  # owed later: a later pass takes it
-        while container.db[EVENT_PUBLICATIONS].count_documents({}) and time.monotonic() < deadline:
+        while owed(container) and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
         worker.stop()
@@ -159,23 +213,34 @@ def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_surviv
     assert isinstance(failed.exc_info[1], RuntimeError)
 
 
-def test_the_completer_thread_deletes_on_its_own_and_stops(make):
+def test_the_completer_thread_states_the_writer_and_deletes_on_its_own_and_stops(make):
     container = make()
     registry = container.publications
     registry.collection.insert_many([{"_id": "a"}, {"_id": "b"}])
+    writers = container.db[OUTBOX_WRITERS]
     completer = Completer(registry, flush_s=0.02)
     completer.start()
     try:
         assert completer._thread.name == "dailyfeed-outbox-completer" and completer._thread.daemon
-        registry.complete_published("a")
+        [statement] = writers.find()  # stated before the first write
+        assert statement["_id"] == registry.writer.id and statement["owed"] == []
+        registry.complete_write("a", standalone=True)
         deadline = time.monotonic() + 10
         while registry.collection.count_documents({"_id": "a"}) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert registry.collection.count_documents({"_id": "a"}) == 0
+        post = container.content_service.create_post(7, None, "while batched")  # no statement of its own
+        deadline = time.monotonic() + 10
+        while writers.find_one()["settled_before"] <= statement["settled_before"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        later = writers.find_one()
+        [entry] = container.db[POSTS].find_one({"_id": post["id"]})["pubs"]
+        assert later["owed"] == [] and entry["at"] < later["settled_before"]  # settled, as the statement says
     finally:
         completer.stop()
     assert not completer._thread.is_alive() and threading.active_count() >= 1
     assert registry.collection.count_documents({"_id": "b"}) == 1  # only what was completed
+    assert writers.count_documents({}) == 0  # stopped with nothing in flight: nothing owed, no statement
 
 
 def test_stats_count_what_is_owed_and_name_the_oldest(make):
@@ -183,10 +248,12 @@ def test_stats_count_what_is_owed_and_name_the_oldest(make):
     owe(container, 1)
     time.sleep(0.01)
     owe(container, 1)
-    created = sorted(doc["created_at"] for doc in container.db[EVENT_PUBLICATIONS].find())
+    owe_unlikes(container, 1)
+    [statement] = container.db[OUTBOX_WRITERS].find()
+    began = sorted(o["at"] for o in statement["owed"])
     stats = container.publications.stats()
-    assert stats.outstanding == 2
-    assert stats.oldest.replace(tzinfo=None) == created[0] != created[1]
+    assert stats.outstanding == 3
+    assert stats.oldest.replace(tzinfo=None) == began[0] != began[1]
 
 
 def recorded_in(container, order: list[str], due: list[datetime]) -> None:
@@ -198,9 +265,13 @@ def recorded_in(container, order: list[str], due: list[datetime]) -> None:
     publications.insert_many([{**docs[key], "due_at": at} for key, at in zip(order, due)])
 
 
+def cancels(container) -> list[str]:
+    return [e.message_key for e in container.broker.published if "CANCEL" in e.message_key]
+
+
 def test_publications_recorded_out_of_due_order_are_relayed_oldest_due_first(make):
     container = make(**{"outbox.batch": 1})
-    keys = owe(container, 3)
+    keys = owe_unlikes(container, 3)
     # a due order that is neither the order they were recorded in nor the order of their keys
     recorded = sorted(keys, reverse=True)
     by_due = next(list(p) for p in itertools.permutations(keys) if list(p) not in (recorded, sorted(keys)))
@@ -208,20 +279,19 @@ def test_publications_recorded_out_of_due_order_are_relayed_oldest_due_first(mak
     recorded_in(container, recorded, [now - timedelta(seconds=10 - by_due.index(key)) for key in recorded])
 
     for _ in keys:
-        assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1
-    assert [e.message_key for e in container.broker.published] == by_due
+        container.relay().run_pass()
+    assert cancels(container) == by_due
 
 
 def test_publications_due_at_the_same_moment_are_relayed_in_key_order(make):
     # one order for every relay: a batch boundary falls at the same publication whichever relay reads it
     container = make(**{"outbox.batch": 2})
-    keys = owe(container, 3)
+    keys = owe_unlikes(container, 3)
     at = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=1)
     recorded_in(container, sorted(keys, reverse=True), [at] * 3)
 
-    first = container.relay().run_pass()
-    assert first.counts[Outcome.DELIVERED] == 2
-    assert [e.message_key for e in container.broker.published] == sorted(keys)[:2]
+    container.relay().run_pass()
+    assert cancels(container) == sorted(keys)[:2]
     assert container.db[EVENT_PUBLICATIONS].distinct("_id") == [sorted(keys)[2]]  # still owed
 
 
@@ -232,27 +302,27 @@ def test_a_dry_run_says_what_one_pass_would_do_a_batch_of_the_oldest(make):
     summary = container.relay().preview(report=lambda key, outcome: seen.append((key, outcome)))
     assert seen == [(keys[0], Outcome.DELIVERED), (keys[1], Outcome.DELIVERED)]
     assert summary.line() == "delivered 2, dead lettered 0, dropped 0, left 0, skipped 0"
-    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 3 and container.broker.published == []
+    assert owed(container) == 3 and container.broker.published == []
 
 
 def test_a_pass_counts_every_publication_it_skipped(make, monkeypatch):
     container = make()
-    held_by_writer, completed_meanwhile, relayed = owe(container, 3)
-    assert container.publications.hold(held_by_writer) is not None  # its writer is about to undo its change
-    claims = container.publications.claims
+    held_by_writer, undone_meanwhile, relayed = owe(container, 3)
+    registry = container.publications
+    assert registry.hold(held_by_writer, Target(POSTS, 1), standalone=False) is not None  # its writer undoes it
+    claims = registry.claims
     claim_batch = claims.claim_batch
 
-    def claimed_then_completed(*args, **kwargs):
+    def claimed_then_undone(*args, **kwargs):
         held = claim_batch(*args, **kwargs)
-        container.publications.complete([completed_meanwhile])  # a slow writer completes this one now
+        container.content_service.repo.delete_post_for_good(2, undone_meanwhile)  # a slow writer undid it now
         return held
 
-    monkeypatch.setattr(claims, "claim_batch", claimed_then_completed)
+    monkeypatch.setattr(claims, "claim_batch", claimed_then_undone)
     summary = container.relay().run_pass()
 
     assert summary.line() == "delivered 1, dead lettered 0, dropped 0, left 0, skipped 2"
     assert [e.message_key for e in container.broker.published] == [relayed]
-    assert container.db[EVENT_PUBLICATIONS].distinct("_id") == [held_by_writer]  # still owed, its writer's
 
 
 def test_the_serving_relay_thread_drains_a_backlog_of_full_batches_without_waiting_the_interval(make):
@@ -262,7 +332,7 @@ def test_the_serving_relay_thread_drains_a_backlog_of_full_batches_without_waiti
     worker.start()
     try:
         deadline = time.monotonic() + 10
-        while container.db[EVENT_PUBLICATIONS].count_documents({}) and time.monotonic() < deadline:
+        while owed(container) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert [e.message_key for e in container.broker.published] == keys
         assert worker._thread.is_alive()  # waiting for its next interval
