@@ -74,7 +74,7 @@ from ..events import ActivityEvent, ActivityType, Service, as_utc, key_timestamp
 from ..store import COMMENT_LIKES, COMMENTS, EVENT_PUBLICATIONS, OUTBOX_WRITERS, POST_LIKES, POSTS
 from ..telemetry import metrics, tracing
 from .publishing import ActivityPublisher, PublishFailed
-from .repository import ENTRIES, RELAYED, ContentRepository
+from .repository import ENTRIES, ContentRepository
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ STEPS = (BEGUN, ROOT_APPLIED, APPLIED, PUBLISHED, COMPLETED, UNDONE, RELAY_CLAIM
 ENTRY_CLAIMS = "outbox_entries"  # what the claims of publication entries name (no collection of that name)
 CONTENT = (POSTS, COMMENTS, POST_LIKES, COMMENT_LIKES)  # the collections whose documents carry entries
 IDLE_STATEMENT_S = 1.0  # a completer with nothing new states its writer's beat at least this often
-MAX_RELAYED = 256  # the keys a writer's statement keeps of those relays settled for it
+MAX_RELAYED = 200  # the keys a writer's statement keeps of those relays settled for it (two batches)
 
 Checkpoint = Callable[[str, str], None]  # (step, message key): called after each step; tests raise there
 
@@ -335,7 +335,7 @@ class PublicationRegistry:
         """Before an unlike removes `like`: when its entry is not known settled, its event becomes a standalone
         publication marked landed (the like's absence will no longer say it was stored)."""
         entry = next((e for e in like.get(ENTRIES) or () if e.get("k") == like["_id"] and "by" in e), None)
-        if entry is None or not self._owed(entry, like):
+        if entry is None or not self._owed(entry):
             return
         event = event_of(entry)
         try:
@@ -343,10 +343,8 @@ class PublicationRegistry:
         except DuplicateKeyError:
             pass  # recorded by an earlier attempt of this unlike
 
-    def _owed(self, entry: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+    def _owed(self, entry: Mapping[str, Any]) -> bool:
         key = entry["k"]
-        if key in (doc.get(RELAYED) or ()):
-            return False
         if entry["by"] == self.writer.id:
             return self.writer.in_flight(key)
         statement = self.writers.find_one({"_id": entry["by"]})
@@ -358,7 +356,7 @@ class PublicationRegistry:
             owed["k"] == key for owed in statement.get("owed") or ()
         )
 
-    def hold(self, key: str, target: Target, *, standalone: bool) -> str | None:
+    def hold(self, key: str, *, standalone: bool) -> str | None:
         """Take the claim of a write's publication (before its writer undoes the change): a claim token, or None
         when a relay holds it, or has completed it (standalone) or published it (an entry marked relayed)."""
         token = new_claim_token()
@@ -367,9 +365,9 @@ class PublicationRegistry:
         [held] = self.claims.claim_batch(ENTRY_CLAIMS, [{"_id": key, "status": Status.PENDING.value}], token) or [None]
         if held is None:
             return None
-        if held["lease_generation"] > 1:  # a relay held it before: it may have published it
-            doc = self.db[target.collection].find_one({"_id": target.id}, {RELAYED: 1})
-            if doc is not None and key in (doc.get(RELAYED) or ()):
+        if held["lease_generation"] > 1:  # a relay held it before: it may have published it, and then says so
+            statement = self.writers.find_one({"_id": self.writer.id}, {"relayed": 1})
+            if statement is not None and key in (statement.get("relayed") or ()):
                 return None
         return token
 
@@ -446,12 +444,14 @@ class OwedEntry:
 
 @dataclass
 class Findings:
-    """What one read of the writers' statements found: entries owed and due (oldest first), listed keys whose
-    entry is not there (by writer), and the dead writers (their statement's beat is older than the lease)."""
+    """What one read of the writers' statements found: entries owed and due (oldest first, a batch), listed keys
+    whose entry is not there (by writer), the dead writers (their statement's beat is older than the lease) and
+    those of them whose every owed entry is in the batch."""
 
     owed: list[OwedEntry] = field(default_factory=list)
     absent: dict[str, list[str]] = field(default_factory=dict)
-    dead: dict[str, Any] = field(default_factory=dict)  # writer -> its beat as read
+    dead: dict[str, dict[str, Any]] = field(default_factory=dict)  # writer -> its statement as read
+    whole: set[str] = field(default_factory=set)
 
 
 class PublicationRelay:
@@ -504,77 +504,94 @@ class PublicationRelay:
         for statement in self.registry.statements():
             writer = statement["_id"]
             if as_utc(statement["beat"]) < now - self.registry.lease:
-                found.dead[writer] = statement["beat"]
+                found.dead[writer] = statement
             done = set(statement.get("relayed") or ())
             listed = [o for o in statement.get("owed") or () if o["k"] not in done and as_utc(o["at"]) <= due]
             by_collection: dict[str, list[dict[str, Any]]] = {}
             for owed in listed:
                 by_collection.setdefault(owed["c"], []).append(owed)
             for collection, items in by_collection.items():
-                docs = self.repo.documents(collection, [o["id"] for o in items], {ENTRIES: 1, RELAYED: 1})
+                docs = self.repo.documents(collection, [o["id"] for o in items], {ENTRIES: 1})
                 for owed in items:
-                    doc = docs.get(owed["id"])
-                    entry = _entry(doc, owed["k"])
-                    if entry is not None:
-                        found.owed.append(OwedEntry(writer, collection, owed["id"], entry))
-                    elif doc is None or owed["k"] not in (doc.get(RELAYED) or ()):
+                    entry = _entry(docs.get(owed["id"]), owed["k"])
+                    if entry is None:
                         found.absent.setdefault(writer, []).append(owed["k"])
+                    else:
+                        found.owed.append(OwedEntry(writer, collection, owed["id"], entry))
             since = as_utc(statement["settled_before"])
             if since <= due:  # a dead or idle writer: what it wrote since its statement
-                seen = {o.key for o in found.owed}
+                seen = done | {o.key for o in found.owed}
                 for collection in CONTENT:
                     for doc in self.repo.entries_of_writer(collection, writer, since, due):
-                        relayed = set(doc.get(RELAYED) or ())
                         found.owed += [
                             OwedEntry(writer, collection, doc["_id"], entry)
                             for entry in doc.get(ENTRIES) or ()
                             if entry.get("by") == writer
                             and since <= as_utc(entry["at"]) <= due
-                            and entry["k"] not in relayed | seen
+                            and entry["k"] not in seen
                         ]
         found.owed.sort(key=lambda o: (as_utc(o.entry["at"]), o.key))
+        beyond = {o.writer for o in found.owed[self.batch :]}
         del found.owed[self.batch :]
+        found.whole = set(found.dead) - beyond
         return found
 
     def _relay_entries(self, summary: RelaySummary, report: Callable[[str, Outcome], None] | None) -> None:
         found = self._find()
-        settled: dict[str, list[str]] = {}  # writer -> keys settled for it now
+        settled: dict[str, list[OwedEntry | str]] = {}  # writer -> what was settled for it now
         for writer in found.dead:  # a dead writer's listed write whose change is not there never landed
             for key in found.absent.get(writer, ()):
                 self._report(summary, report, key, Outcome.DROPPED)
                 settled.setdefault(writer, []).append(key)
         summary.skipped += sum(len(keys) for writer, keys in found.absent.items() if writer not in found.dead)
-        if found.owed:
-            self._publish_entries(found.owed, summary, report, settled)
-        for writer, keys in settled.items():
-            self.registry.writers.update_one(
-                {"_id": writer}, {"$push": {"relayed": {"$each": keys, "$slice": -MAX_RELAYED}}}
-            )
-        owing = {o.writer for o in found.owed} | set(found.absent)
-        for writer, beat in found.dead.items():
-            if writer not in owing:  # dead, and nothing it wrote is owed: its statement goes
-                self.registry.writers.delete_one({"_id": writer, "beat": beat})
+        unsettled = self._publish_entries(found.owed, summary, report, settled) if found.owed else set()
+        for writer in set(settled) | found.dead.keys():
+            self._restate(writer, settled.get(writer, []), found, unsettled)
+
+    def _restate(self, writer: str, settled: list[OwedEntry | str], found: Findings, unsettled: set[str]) -> None:
+        """Say in a writer's statement what the relay settled for it (so that no relay publishes it again). A dead
+        writer's statement goes once everything it owed is settled, else it moves on past what was settled."""
+        writers = self.registry.writers
+        keys = [s if isinstance(s, str) else s.key for s in settled]
+        statement = found.dead.get(writer)
+        if statement is None:
+            writers.update_one({"_id": writer}, {"$push": {"relayed": {"$each": keys, "$slice": -MAX_RELAYED}}})
+            return
+        alive = {"_id": writer, "beat": statement["beat"]}  # unless it came back meanwhile
+        if writer in found.whole and writer not in unsettled:
+            writers.delete_one(alive)
+            return
+        update: dict[str, Any] = {"$push": {"relayed": {"$each": keys, "$slice": -MAX_RELAYED}}}
+        relayed_at = [as_utc(s.entry["at"]) for s in settled if not isinstance(s, str)]
+        if relayed_at and writer not in unsettled:
+            # its entries are relayed oldest first: every one before the newest relayed is settled (those at that
+            # very time are found again, and told apart by `relayed`)
+            update["$set"] = {"settled_before": max(*relayed_at, as_utc(statement["settled_before"]))}
+        if keys:
+            writers.update_one(alive, update)
 
     def _publish_entries(
         self,
         owed: list[OwedEntry],
         summary: RelaySummary,
         report: Callable[[str, Outcome], None] | None,
-        settled: dict[str, list[str]],
-    ) -> None:
+        settled: dict[str, list[OwedEntry | str]],
+    ) -> set[str]:
+        """Claim, read again, publish; the writers of which something stays owed."""
         token = new_claim_token()
         claims = self.registry.claims
         held = claims.claim_batch(ENTRY_CLAIMS, [{"_id": o.key, "status": Status.PENDING.value} for o in owed], token)
-        summary.skipped += len(owed) - len(held)
         claimed = {doc["_id"]: doc for doc in held}
+        unsettled = {o.writer for o in owed if o.key not in claimed}
+        summary.skipped += len(owed) - len(held)
         owed = [o for o in owed if o.key in claimed]
-        # read again, now that they are held: one its writer undid, or a relay published, since is let go
+        # read again, now that they are held: one its writer undid since it was read is let go
         current: set[str] = set()
         by_collection: dict[str, list[OwedEntry]] = {}
         for o in owed:
             by_collection.setdefault(o.collection, []).append(o)
         for collection, items in by_collection.items():
-            docs = self.repo.documents(collection, [o.doc_id for o in items], {ENTRIES: 1, RELAYED: 1})
+            docs = self.repo.documents(collection, [o.doc_id for o in items], {ENTRIES: 1})
             current |= {o.key for o in items if _entry(docs.get(o.doc_id), o.key) is not None}
         gone = [claimed[o.key] for o in owed if o.key not in current]
         if gone:
@@ -591,13 +608,14 @@ class PublicationRelay:
             outcome = self._publish(publishing_service(event.category), event)
             if outcome is Outcome.LEFT:
                 left.append(claimed[o.key])
+                unsettled.add(o.writer)
             else:
                 self.checkpoint(RELAY_PUBLISHED, o.key)
-                self.repo.mark_relayed(o.collection, o.doc_id, o.key)
-                settled.setdefault(o.writer, []).append(o.key)
+                settled.setdefault(o.writer, []).append(o)
             self._report(summary, report, o.key, outcome)
         if left:
             claims.release_batch(ENTRY_CLAIMS, left, token)
+        return unsettled
 
     # --- standalone publications ------------------------------------------------------------------------------
 
@@ -673,10 +691,8 @@ class PublicationRelay:
 
 
 def _entry(doc: Mapping[str, Any] | None, key: str) -> Mapping[str, Any] | None:
-    """The entry `key` of a document when it is there and no relay published it."""
-    if doc is None or key in (doc.get(RELAYED) or ()):
-        return None
-    return next((e for e in doc.get(ENTRIES) or () if e.get("k") == key), None)
+    """The entry `key` of a document, when it is there."""
+    return None if doc is None else next((e for e in doc.get(ENTRIES) or () if e.get("k") == key), None)
 
 
 class Completer:

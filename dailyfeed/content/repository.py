@@ -23,7 +23,6 @@ from ..store import COMMENT_LIKES, COMMENTS, POST_LIKES, POSTS, next_id
 #: read it (MAX_ENTRIES later changes of one document within the grace period of a dead writer) is never relayed.
 MAX_ENTRIES = 32
 ENTRIES = "pubs"  # the publication entries of a document (outbox.py: the entry's fields)
-RELAYED = "relayed"  # the keys of its entries a relay published (the last MAX_ENTRIES)
 
 
 def post_document(author_id: int, title: str | None, content: str, now: datetime) -> dict[str, Any]:
@@ -203,13 +202,7 @@ class ContentRepository:
         others: the entries are told apart by the caller; an `$elemMatch` would bind both fields to one entry, but
         a multikey index serves the plain form's equality on `by` all the same)."""
         query = {f"{ENTRIES}.by": writer, f"{ENTRIES}.at": {"$gte": since, "$lte": until}}
-        return list(self._content(collection).find(query, {ENTRIES: 1, RELAYED: 1}))
-
-    def mark_relayed(self, collection: str, doc_id: Any, key: str) -> None:
-        """Say on the document that a relay published its entry `key` (so that no relay publishes it again)."""
-        self._content(collection).update_one(
-            {"_id": doc_id}, {"$push": {RELAYED: {"$each": [key], "$slice": -MAX_ENTRIES}}}
-        )
+        return list(self._content(collection).find(query, {ENTRIES: 1}))
 
     def _content(self, collection: str):
         if collection not in (POSTS, COMMENTS, POST_LIKES, COMMENT_LIKES):

@@ -315,7 +315,7 @@ class ContentService:
         try:
             result = apply(entry)
         except Exception:
-            self._undo(event, target, entry, undo, standalone)
+            self._undo(event, entry, undo, standalone)
             raise
         if refused(result):
             registry.complete_write(key, standalone=standalone, published=False)
@@ -324,7 +324,7 @@ class ContentService:
         try:
             self.publisher.publish_activity(service, event)
         except PublishFailed as exc:
-            if self._undo(event, target, entry, undo, standalone):
+            if self._undo(event, entry, undo, standalone):
                 raise self._not_recorded(event) from exc
             return result  # a relay holds the publication and will publish it: the change stays
         self.checkpoint(outbox.PUBLISHED, key)
@@ -335,7 +335,6 @@ class ContentService:
     def _undo(
         self,
         event: ActivityEvent,
-        target: Target,
         entry: dict[str, Any] | None,
         undo: Callable[[dict[str, Any] | None], Any],
         standalone: bool,
@@ -345,7 +344,7 @@ class ContentService:
         flight (or its publication recorded): the relay settles it by what landed."""
         key = event.message_key
         try:
-            if self.registry.hold(key, target, standalone=standalone) is None:
+            if self.registry.hold(key, standalone=standalone) is None:
                 log.warning(
                     "publication %s is held by a relay: its change stays and the relay publishes it",
                     key,

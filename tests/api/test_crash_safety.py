@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -16,7 +17,15 @@ from dailyfeed.content import outbox
 from dailyfeed.content.outbox import Outcome, SimulatedCrash
 from dailyfeed.events import key_timestamp
 from dailyfeed.extension import get_container
-from dailyfeed.store import COMMENT_LIKES, COMMENTS, EVENT_PUBLICATIONS, MEMBER_ACTIVITIES, POST_LIKES, POSTS
+from dailyfeed.store import (
+    COMMENT_LIKES,
+    COMMENTS,
+    EVENT_PUBLICATIONS,
+    MEMBER_ACTIVITIES,
+    OUTBOX_WRITERS,
+    POST_LIKES,
+    POSTS,
+)
 from dailyfeed.transport.fake import FakeTransport
 
 from .test_delivery_failures import ACTIONS, BrokenDatabase, _setup
@@ -325,3 +334,60 @@ class _Refused:
 
     def close(self):
         pass
+
+
+def test_a_dead_writers_entries_are_found_by_their_time_and_its_statement_goes(api, app, db, crash):
+    """A serving process states its writer every 50 ms; killed between two statements, what it wrote since the
+    last one is in no statement: the relay finds it by writer and time once the writer is dead."""
+    post_id, comment_id = _setup(api)
+    container = get_container(app)
+    writer = container.publications.writer
+    writer.batched = True  # as under a completer (whose next flush never comes: the process dies)
+    writer.state()
+    keys = []
+    for action in ("update post", "like comment"):
+        crash.step, crash.key = outbox.APPLIED, None
+        with pytest.raises(SimulatedCrash):
+            act(api, action, post_id, comment_id)
+        keys.append(crash.key)
+    statement = db[OUTBOX_WRITERS].find_one({"_id": writer.id})
+    assert statement["owed"] == []  # not stated: found by time only
+    db[OUTBOX_WRITERS].update_one({"_id": writer.id}, {"$set": {"beat": statement["beat"] - timedelta(days=1)}})
+
+    summary = relay(app)
+
+    assert summary.counts[Outcome.DELIVERED] == 2 and summary.total == 2
+    assert sorted(keys_of_activities(db)).count(keys[0]) == 1 and keys_of_activities(db).count(keys[1]) == 1
+    assert relay(app).total == 0  # marked relayed: never again; and the dead writer's statement is gone
+    assert db[OUTBOX_WRITERS].count_documents({"_id": writer.id}) == 0
+
+
+def test_a_live_writer_with_nothing_overdue_costs_the_relay_no_content_read(store_uri, apps, monkeypatch):
+    app = apps.make({"mongo.uri": store_uri, "outbox.grace-s": 3600.0})
+    container = get_container(app)
+    container.content_service.create_post(7, None, "settled")
+    repo = container.content_service.repo
+    reads = []
+    monkeypatch.setattr(repo, "documents", lambda *a, **k: reads.append(a))
+    monkeypatch.setattr(repo, "entries_of_writer", lambda *a, **k: reads.append(a))
+    assert container.relay().run_pass().total == 0
+    assert reads == []  # no content read at all: the statement says everything is settled
+
+
+def test_a_stalled_writer_past_the_grace_is_relayed_and_its_own_publish_is_stored_once(api, app, db):
+    """The write outlives the grace between its change and its publish (a stalled, live process): a relay publishes
+    it meanwhile; the writer's own publish then goes too, with the same key: one activity."""
+    post_id, _ = _setup(api)
+    container = get_container(app)
+    relayed = []
+
+    def relay_meanwhile(step, key):
+        if step == outbox.APPLIED:
+            relayed.append((key, relay(app)))
+
+    container.content_service.checkpoint = relay_meanwhile
+    assert api.put(7, f"/api/posts/{post_id}", json={"content": "slow"}).status_code == 200
+    [(key, summary)] = relayed
+    assert summary.counts[Outcome.DELIVERED] == 1
+    assert db[MEMBER_ACTIVITIES].count_documents({"message_key": key}) == 1
+    assert container.publications.stats().outstanding == 0 and relay(app).total == 0
