@@ -350,3 +350,46 @@ def test_the_age_of_the_oldest_owed_event_is_exact_and_never_negative(make):
     assert stats.oldest_age_s(stats.oldest - timedelta(seconds=5)) == 0.0  # a reader whose clock is behind the writer's
     container.relay().run_pass()
     assert container.publications.stats().oldest_age_s(datetime.now(timezone.utc)) == 0.0  # nothing owed
+
+
+def test_a_dead_writers_statement_moves_on_a_batch_at_a_time_and_goes_when_nothing_is_owed(make):
+    container = make(**{"outbox.batch": 2})
+    writer = container.publications.writer
+    writer.batched = True  # a serving process's writer, killed before its completer stated these writes
+    writer.state()
+    keys = owe(container, 3)
+    declare_dead(container)
+    statements = container.db[OUTBOX_WRITERS]
+    first = statements.find_one()["settled_before"]
+
+    assert container.relay().run_pass().counts[Outcome.DELIVERED] == 2
+    moved = statements.find_one()
+    assert moved["settled_before"] >= first and moved["relayed"] == keys[:2]
+    assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1  # the rest, nothing twice
+    assert container.relay().run_pass().total == 0
+    assert statements.count_documents({}) == 0  # dead and owing nothing: its statement is gone
+    assert [e.message_key for e in container.broker.published] == keys
+
+
+def test_an_unlike_keeps_the_event_of_a_like_another_writer_still_owes(make):
+    container = make(**{"outbox.grace-s": 3600.0})
+    service = container.content_service
+    post = service.create_post(7, None, "liked")["id"]
+
+    def died(at, key):
+        if at == outbox.APPLIED:
+            raise SimulatedCrash
+
+    service.checkpoint = died
+    with pytest.raises(SimulatedCrash):
+        service.like_post(8, post)  # this writer dies owing the like's event ...
+    service.checkpoint = outbox.no_checkpoint
+    [like] = container.db["post_likes"].find()
+    container.publications.writer = type(container.publications.writer)(container.db)  # ... a new process unlikes
+    service.unlike_post(8, post)
+
+    kept = container.db[EVENT_PUBLICATIONS].find_one({"_id": like["_id"]})
+    assert kept["landed"] is True and kept["event"]["memberActivityType"] == "LIKE_POST"
+    settled_like = service.like_post(9, post)  # published and settled: an unlike keeps nothing of it
+    service.unlike_post(9, post)
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 1 and settled_like["liked"]
