@@ -393,3 +393,23 @@ def test_an_unlike_keeps_the_event_of_a_like_another_writer_still_owes(make):
     settled_like = service.like_post(9, post)  # published and settled: an unlike keeps nothing of it
     service.unlike_post(9, post)
     assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 1 and settled_like["liked"]
+
+
+def test_a_writer_takes_over_an_entry_after_a_relays_lease_only_when_no_relay_published_it(make):
+    container = make(**{"outbox.lease-s": 1})
+    registry = container.publications
+    published, killed_before = owe(container, 2)
+
+    def killed(step, key):
+        if step == outbox.RELAY_CLAIMED and key == killed_before:
+            raise SimulatedCrash("relay killed before publishing")
+
+    relay = container.relay(checkpoint=killed)
+    relay.batch = 1
+    assert relay.run_pass().counts[Outcome.DELIVERED] == 1  # the first: published and said so in the statement
+    with pytest.raises(SimulatedCrash):
+        relay.run_pass()  # the second: claimed, then the relay died
+    assert registry.hold(killed_before, standalone=False) is None  # its lease still runs
+    time.sleep(1.1)
+    assert registry.hold(published, standalone=False) is None  # published by a relay: never undone
+    assert registry.hold(killed_before, standalone=False) is not None  # never published: its writer may undo it
