@@ -17,6 +17,7 @@ import pytest
 from dailyfeed.bootstrap import bootstrap
 from dailyfeed.content import outbox
 from dailyfeed.content.outbox import Completer, Outcome, RelayWorker, SimulatedCrash
+from dailyfeed.errors import ActivityNotRecorded
 from dailyfeed.store import DEAD_LETTER_CLAIMS, EVENT_PUBLICATIONS, OUTBOX_WRITERS, POSTS
 from dailyfeed.transport.fake import FakeTransport
 
@@ -413,3 +414,87 @@ def test_a_writer_takes_over_an_entry_after_a_relays_lease_only_when_no_relay_pu
     time.sleep(1.1)
     assert registry.hold(published, standalone=False) is None  # published by a relay: never undone
     assert registry.hold(killed_before, standalone=False) is not None  # never published: its writer may undo it
+
+
+def test_a_dry_run_of_standalone_publications_publishes_what_landed_and_drops_the_rest(make):
+    container = make()
+    landed = owe_unlikes(container, 2)  # the likes are gone: the unlikes landed
+    service = container.content_service
+    post = service.create_post(8, None, "kept like")["id"]
+    service.like_post(9, post)
+    never = []
+
+    def died(at, key):
+        if at == outbox.BEGUN:
+            never.append(key)
+            raise SimulatedCrash
+
+    service.checkpoint = died
+    with pytest.raises(SimulatedCrash):
+        service.unlike_post(9, post)  # recorded, the like never removed
+    service.checkpoint = outbox.no_checkpoint
+    time.sleep(0.01)
+    seen = {}
+    summary = container.relay().preview(report=lambda key, outcome: seen.update({key: outcome}))
+    assert seen == {**dict.fromkeys(landed, Outcome.DELIVERED), never[0]: Outcome.DROPPED}
+    assert summary.line() == "delivered 2, dead lettered 0, dropped 1, left 0, skipped 0"
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 3 and cancels(container) == []
+
+
+def test_a_like_whose_unlike_was_undone_still_has_its_owed_event_published(make):
+    """like (its writer dies owing the event) → unlike by another process, which can neither deliver nor keep its
+    own event and puts the like back: the like's event, kept standalone as landed, is still published."""
+    container = make()
+    service = container.content_service
+    post = service.create_post(7, None, "liked")["id"]
+
+    def died(at, key):
+        if at == outbox.APPLIED:
+            raise SimulatedCrash
+
+    service.checkpoint = died
+    with pytest.raises(SimulatedCrash):
+        service.like_post(8, post)
+    service.checkpoint = outbox.no_checkpoint
+    [like] = container.db["post_likes"].find()
+    container.publications.writer = type(container.publications.writer)(container.db)
+    container.broker.fail_with()
+    container.dead_letters.db = _Broken()
+    with pytest.raises(ActivityNotRecorded):
+        service.unlike_post(8, post)
+    assert container.db["post_likes"].count_documents({"_id": like["_id"]}) == 1  # put back
+    container.broker.recover()
+    time.sleep(0.01)
+
+    summary = container.relay().run_pass()
+
+    # published as kept (landed, though the like is back), and again from the like's entry: its key stores it once
+    assert [e.message_key for e in container.broker.published if "LIKE_POST" in e.message_key] == [like["_id"]] * 2
+    assert summary.line() == "delivered 2, dead lettered 0, dropped 0, left 0, skipped 0"
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 0
+
+
+def test_a_standalone_publication_a_killed_relay_held_is_taken_after_its_lease(make):
+    container = make(**{"outbox.lease-s": 1})
+    [key] = owe_unlikes(container, 1)
+
+    def killed(step, k):
+        if step == outbox.RELAY_PUBLISHED:
+            raise SimulatedCrash("relay killed")
+
+    with pytest.raises(SimulatedCrash):
+        container.relay(checkpoint=killed).run_pass()
+    assert container.relay().run_pass().skipped == 1
+    time.sleep(1.1)
+    assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1  # a later claim generation
+    assert cancels(container) == [key, key]  # the killed relay's send and this one: stored once by key
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 0
+
+
+class _Broken:
+    """A database whose every collection fails (the dead letters cannot be kept)."""
+
+    def __getitem__(self, name):
+        from tests.api.test_delivery_failures import BrokenCollection
+
+        return BrokenCollection()
