@@ -498,3 +498,38 @@ class _Broken:
         from tests.api.test_delivery_failures import BrokenCollection
 
         return BrokenCollection()
+
+
+def test_owed_unlikes_of_posts_and_comments_are_relayed_in_one_pass(make):
+    container = make()
+    service = container.content_service
+    post = service.create_post(7, None, "liked")["id"]
+    comment = service.create_comment(7, post, "liked too")["id"]
+    service.like_post(8, post)
+    service.like_comment(8, comment)
+    keys = []
+
+    def died(at, key):
+        if at == outbox.APPLIED:
+            keys.append(key)
+            raise SimulatedCrash
+
+    service.checkpoint = died
+    for unlike in (lambda: service.unlike_post(8, post), lambda: service.unlike_comment(8, comment)):
+        with pytest.raises(SimulatedCrash):
+            unlike()
+    service.checkpoint = outbox.no_checkpoint
+    time.sleep(0.01)
+    assert container.relay().run_pass().counts[Outcome.DELIVERED] == 2  # likes of both kinds read, both gone
+    assert sorted(cancels(container)) == sorted(keys)
+
+
+def test_an_unlike_of_a_like_stored_without_an_entry_keeps_nothing(make):
+    """A like stored before likes carried their publication entry: nothing is known owed of it."""
+    container = make()
+    service = container.content_service
+    post = service.create_post(7, None, "liked")["id"]
+    service.like_post(8, post)
+    container.db["post_likes"].update_many({}, {"$unset": {"pubs": ""}})
+    assert service.unlike_post(8, post)["liked"] is False
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 0
