@@ -18,6 +18,7 @@ from dailyfeed.bootstrap import bootstrap
 from dailyfeed.content import outbox
 from dailyfeed.content.outbox import Completer, Outcome, RelayWorker, SimulatedCrash
 from dailyfeed.errors import ActivityNotRecorded
+from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.store import DEAD_LETTER_CLAIMS, EVENT_PUBLICATIONS, OUTBOX_WRITERS, POSTS
 from dailyfeed.transport.fake import FakeTransport
 
@@ -533,3 +534,46 @@ def test_an_unlike_of_a_like_stored_without_an_entry_keeps_nothing(make):
     container.db["post_likes"].update_many({}, {"$unset": {"pubs": ""}})
     assert service.unlike_post(8, post)["liked"] is False
     assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 0
+
+
+def test_a_standalone_publication_in_its_grace_period_is_left_and_counted_from_when_it_was_recorded(make):
+    container = make(**{"outbox.grace-s": 3600.0})
+    [key] = owe_unlikes(container, 1)
+    assert container.relay().run_pass().total == 0 and cancels(container) == []
+    recorded = container.db[EVENT_PUBLICATIONS].find_one({"_id": key})["created_at"]
+    stats = container.publications.stats()
+    assert stats.outstanding == 1 and stats.oldest.replace(tzinfo=None) == recorded
+    registry = container.publications
+    assert registry.claims.claim(EVENT_PUBLICATIONS, key, "a relay") is not None
+    assert registry.hold(key, standalone=True) is None  # a relay holds it: its writer must not undo the unlike
+
+
+@pytest.mark.parametrize(
+    "statement, kept",
+    [
+        (None, False),  # its writer's statement is gone: it was dead and owed nothing
+        ({"settled_before": 1, "owed": []}, False),  # settled before the statement
+        ({"settled_before": 0, "owed": []}, True),  # began at the statement's very time: not settled by it
+        ({"settled_before": 1, "owed": ["like"]}, True),  # listed in flight
+        ({"settled_before": 0, "owed": [], "relayed": ["like"]}, False),  # a relay published it
+    ],
+)
+def test_an_unlike_keeps_a_likes_event_only_while_its_writers_statement_does_not_settle_it(make, statement, kept):
+    container = make()
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    event = ActivityEvent.new(ActivityType.LIKE_POST, 8, post_id=1, at=at)
+    key = event.message_key
+    like = {"_id": key, "pubs": [{**outbox.entry_of(event, "other", at)}]}
+    writers = container.db[OUTBOX_WRITERS]
+    writers.insert_one({"_id": "unrelated", "settled_before": at - timedelta(days=1), "owed": [{"k": key}]})
+    if statement is not None:
+        writers.insert_one(
+            {
+                "_id": "other",
+                "settled_before": at + timedelta(milliseconds=statement["settled_before"]),
+                "owed": [{"k": key} for _ in statement["owed"]],
+                "relayed": [key for _ in statement.get("relayed", ())],
+            }
+        )
+    container.publications.keep_owed_like(like, "post_likes")
+    assert container.db[EVENT_PUBLICATIONS].count_documents({"_id": key, "landed": True}) == (1 if kept else 0)
