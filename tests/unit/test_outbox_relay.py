@@ -243,6 +243,20 @@ def test_the_completer_thread_states_the_writer_and_deletes_on_its_own_and_stops
     assert not completer._thread.is_alive() and threading.active_count() >= 1
     assert registry.collection.count_documents({"_id": "b"}) == 1  # only what was completed
     assert writers.count_documents({}) == 0  # stopped with nothing in flight: nothing owed, no statement
+    container.content_service.create_post(7, None, "after the completer")  # now each write states it itself
+    assert writers.find_one({"_id": registry.writer.id})["owed"] == []
+
+
+def test_a_completer_that_cannot_state_its_writer_at_stop_says_so(make, caplog):
+    container = make()
+    registry = container.publications
+    completer = Completer(registry, flush_s=3600)
+    completer.start()
+    registry.writer.collection = None  # the store fails
+    with caplog.at_level(logging.WARNING, logger="dailyfeed.content.outbox"):
+        completer.stop()
+    [warning] = [r for r in caplog.records if r.getMessage() == "could not state the writer at stop"]
+    assert isinstance(warning.exc_info[1], AttributeError)
 
 
 def test_stats_count_what_is_owed_and_name_the_oldest(make):
