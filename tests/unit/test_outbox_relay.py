@@ -591,3 +591,14 @@ def test_an_unlike_keeps_a_likes_event_only_while_its_writers_statement_does_not
         )
     container.publications.keep_owed_like(like, "post_likes")
     assert container.db[EVENT_PUBLICATIONS].count_documents({"_id": key, "landed": True}) == (1 if kept else 0)
+
+
+def test_a_dry_run_takes_one_batch_of_standalone_publications_and_of_a_dead_writers_entries(make):
+    container = make(**{"outbox.batch": 1})
+    [first, _] = owe_unlikes(container, 2)
+    [entry] = owe(container, 1)
+    declare_dead(container)  # dead, and nothing it listed is missing: nothing to drop
+    seen = []
+    summary = container.relay().preview(report=lambda key, outcome: seen.append((key, outcome)))
+    assert seen == [(first, Outcome.DELIVERED), (entry, Outcome.DELIVERED)]
+    assert summary.line() == "delivered 2, dead lettered 0, dropped 0, left 0, skipped 0"
