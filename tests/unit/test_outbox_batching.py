@@ -5,6 +5,7 @@ the writer's statement is written once per flush, and again at the next one when
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 import mongomock
 import pytest
@@ -77,3 +78,18 @@ def test_the_statement_is_written_once_per_flush_and_again_after_a_store_failure
         assert writers.find_one()["owed"] == []
     finally:
         completer.stop()
+
+
+def test_a_write_begun_after_a_statement_is_never_settled_by_it_whatever_the_clock_says(db):
+    """The statement's promise: what began before it is listed or settled, what begins after has `at` >= T, even
+    when the clock stands still or goes back."""
+    times = iter(
+        [datetime(2026, 1, 1, 0, 0, 0, 500_500, tzinfo=timezone.utc)] * 2 + [datetime(2025, 1, 1, tzinfo=timezone.utc)]
+    )
+    registry = PublicationRegistry(db, grace_s=30, lease_s=60, clock=lambda: next(times))
+    registry.writer.batched = True
+    registry.writer.state()
+    settled_before = db[OUTBOX_WRITERS].find_one()["settled_before"].replace(tzinfo=timezone.utc)
+    for n in (1, 2):  # the clock as it was at the statement, then a year back
+        entry = registry.writer.begin(ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=n), Target(POSTS, n))
+        assert entry["at"] >= settled_before and entry["at"].microsecond % 1000 == 0
