@@ -47,14 +47,23 @@ def make():
         container.close()
 
 
+def dies_after(step: str, keys: list[str] | None = None):
+    """A checkpoint that "kills" the writer after `step` (noting the key in `keys`)."""
+
+    def died(at, key):
+        if at == step:
+            if keys is not None:
+                keys.append(key)
+            raise SimulatedCrash
+
+    return died
+
+
 def owe(container, n: int, step: str = outbox.APPLIED) -> list[str]:
     """n posts whose writer died after `step`: their keys, in the order written."""
     keys = []
 
-    def died(at, key):
-        if at == step:
-            keys.append(key)
-            raise SimulatedCrash
+    died = dies_after(step, keys)
 
     container.content_service.checkpoint = died
     for i in range(n):
@@ -73,10 +82,7 @@ def owe_unlikes(container, n: int) -> list[str]:
         service.like_post(100 + member, post)
     keys = []
 
-    def died(at, key):
-        if at == outbox.APPLIED:
-            keys.append(key)
-            raise SimulatedCrash
+    died = dies_after(outbox.APPLIED, keys)
 
     service.checkpoint = died
     for member in range(n):
@@ -85,6 +91,23 @@ def owe_unlikes(container, n: int) -> list[str]:
     service.checkpoint = outbox.no_checkpoint
     time.sleep(0.01)
     return keys
+
+
+def owed_like(container) -> tuple[int, dict]:
+    """Member 8 likes a new post and its writer dies owing the like's event; then another process (a new writer)
+    serves: the post's id and the like as stored."""
+    service = container.content_service
+    post = service.create_post(7, None, "liked")["id"]
+
+    died = dies_after(outbox.APPLIED)
+
+    service.checkpoint = died
+    with pytest.raises(SimulatedCrash):
+        service.like_post(8, post)
+    service.checkpoint = outbox.no_checkpoint
+    [like] = container.db["post_likes"].find()
+    container.publications.writer = type(container.publications.writer)(container.db)
+    return post, like
 
 
 def declare_dead(container) -> None:
@@ -390,18 +413,7 @@ def test_a_dead_writers_statement_moves_on_a_batch_at_a_time_and_goes_when_nothi
 def test_an_unlike_keeps_the_event_of_a_like_another_writer_still_owes(make):
     container = make(**{"outbox.grace-s": 3600.0})
     service = container.content_service
-    post = service.create_post(7, None, "liked")["id"]
-
-    def died(at, key):
-        if at == outbox.APPLIED:
-            raise SimulatedCrash
-
-    service.checkpoint = died
-    with pytest.raises(SimulatedCrash):
-        service.like_post(8, post)  # this writer dies owing the like's event ...
-    service.checkpoint = outbox.no_checkpoint
-    [like] = container.db["post_likes"].find()
-    container.publications.writer = type(container.publications.writer)(container.db)  # ... a new process unlikes
+    post, like = owed_like(container)
     service.unlike_post(8, post)
 
     kept = container.db[EVENT_PUBLICATIONS].find_one({"_id": like["_id"]})
@@ -439,10 +451,7 @@ def test_a_dry_run_of_standalone_publications_publishes_what_landed_and_drops_th
     service.like_post(9, post)
     never = []
 
-    def died(at, key):
-        if at == outbox.BEGUN:
-            never.append(key)
-            raise SimulatedCrash
+    died = dies_after(outbox.BEGUN, never)
 
     service.checkpoint = died
     with pytest.raises(SimulatedCrash):
@@ -461,18 +470,7 @@ def test_a_like_whose_unlike_was_undone_still_has_its_owed_event_published(make)
     own event and puts the like back: the like's event, kept standalone as landed, is still published."""
     container = make()
     service = container.content_service
-    post = service.create_post(7, None, "liked")["id"]
-
-    def died(at, key):
-        if at == outbox.APPLIED:
-            raise SimulatedCrash
-
-    service.checkpoint = died
-    with pytest.raises(SimulatedCrash):
-        service.like_post(8, post)
-    service.checkpoint = outbox.no_checkpoint
-    [like] = container.db["post_likes"].find()
-    container.publications.writer = type(container.publications.writer)(container.db)
+    post, like = owed_like(container)
     container.broker.fail_with()
     container.dead_letters.db = _Broken()
     with pytest.raises(ActivityNotRecorded):
@@ -524,10 +522,7 @@ def test_owed_unlikes_of_posts_and_comments_are_relayed_in_one_pass(make):
     service.like_comment(8, comment)
     keys = []
 
-    def died(at, key):
-        if at == outbox.APPLIED:
-            keys.append(key)
-            raise SimulatedCrash
+    died = dies_after(outbox.APPLIED, keys)
 
     service.checkpoint = died
     for unlike in (lambda: service.unlike_post(8, post), lambda: service.unlike_comment(8, comment)):
