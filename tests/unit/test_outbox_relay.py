@@ -63,9 +63,7 @@ def owe(container, n: int, step: str = outbox.APPLIED) -> list[str]:
     """n posts whose writer died after `step`: their keys, in the order written."""
     keys = []
 
-    died = dies_after(step, keys)
-
-    container.content_service.checkpoint = died
+    container.content_service.checkpoint = dies_after(step, keys)
     for i in range(n):
         with pytest.raises(SimulatedCrash):
             container.content_service.create_post(7, None, f"post {i}")
@@ -82,9 +80,7 @@ def owe_unlikes(container, n: int) -> list[str]:
         service.like_post(100 + member, post)
     keys = []
 
-    died = dies_after(outbox.APPLIED, keys)
-
-    service.checkpoint = died
+    service.checkpoint = dies_after(outbox.APPLIED, keys)
     for member in range(n):
         with pytest.raises(SimulatedCrash):
             service.unlike_post(100 + member, post)
@@ -99,9 +95,7 @@ def owed_like(container) -> tuple[int, dict]:
     service = container.content_service
     post = service.create_post(7, None, "liked")["id"]
 
-    died = dies_after(outbox.APPLIED)
-
-    service.checkpoint = died
+    service.checkpoint = dies_after(outbox.APPLIED)
     with pytest.raises(SimulatedCrash):
         service.like_post(8, post)
     service.checkpoint = outbox.no_checkpoint
@@ -451,9 +445,7 @@ def test_a_dry_run_of_standalone_publications_publishes_what_landed_and_drops_th
     service.like_post(9, post)
     never = []
 
-    died = dies_after(outbox.BEGUN, never)
-
-    service.checkpoint = died
+    service.checkpoint = dies_after(outbox.BEGUN, never)
     with pytest.raises(SimulatedCrash):
         service.unlike_post(9, post)  # recorded, the like never removed
     service.checkpoint = outbox.no_checkpoint
@@ -522,9 +514,7 @@ def test_owed_unlikes_of_posts_and_comments_are_relayed_in_one_pass(make):
     service.like_comment(8, comment)
     keys = []
 
-    died = dies_after(outbox.APPLIED, keys)
-
-    service.checkpoint = died
+    service.checkpoint = dies_after(outbox.APPLIED, keys)
     for unlike in (lambda: service.unlike_post(8, post), lambda: service.unlike_comment(8, comment)):
         with pytest.raises(SimulatedCrash):
             unlike()
