@@ -106,12 +106,20 @@ class SimulatedCrash(BaseException):
     the write path runs, as none would in a process that was killed."""
 
 
-def _ms(at: datetime) -> datetime:
-    """A time as the store keeps it (milliseconds), so that comparisons in memory and in the store agree."""
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def entry_of(event: ActivityEvent, writer: str | None = None, at: datetime | None = None) -> dict[str, Any]:
+def _micros(at: datetime) -> int:
+    """A time as entries and statements keep it: microseconds since the epoch (a datetime would be cut to
+    milliseconds by the store, and a writer that states more often than once a millisecond would run ahead)."""
+    return (as_utc(at) - _EPOCH) // timedelta(microseconds=1)
+
+
+def _time(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def entry_of(event: ActivityEvent, writer: str | None = None, at: int | None = None) -> dict[str, Any]:
     """The publication entry a change carries. Without a writer (outbox.enabled false) only the key: what an
     undo removes the change by."""
     entry: dict[str, Any] = {"k": event.message_key}
@@ -205,14 +213,14 @@ class Writer:
         self._lock = threading.Lock()
         self._stating = threading.Lock()  # statements are written in the order they were taken
         self._in_flight: dict[str, dict[str, Any]] = {}
-        self._last = datetime.min.replace(tzinfo=timezone.utc)  # the last statement's T: `at` never goes below it
-        self._stated_at: datetime | None = None
+        self._last = 0  # the last statement's T: `at` never goes below it
+        self._stated_at = 0
         self._changed = True
 
     def begin(self, event: ActivityEvent, target: Target) -> dict[str, Any]:
         """Step 1: the write is in flight; the entry its change carries."""
         with self._lock:
-            at = _ms(max(self._clock(), self._last))
+            at = max(_micros(self._clock()), self._last)
             self._in_flight[event.message_key] = {
                 "k": event.message_key,
                 "c": target.collection,
@@ -239,16 +247,13 @@ class Writer:
         """Write the statement when something changed since the last one (or the beat is due)."""
         with self._stating:
             with self._lock:
-                now = _ms(max(self._clock(), self._last))
-                if (
-                    not self._changed
-                    and self._stated_at
-                    and now - self._stated_at < timedelta(seconds=IDLE_STATEMENT_S)
-                ):
+                clock = self._clock()
+                now = max(_micros(clock), self._last)
+                if not self._changed and now - self._stated_at < IDLE_STATEMENT_S * 1_000_000:
                     return
-                # a millisecond on: every write begun by now has `at` < it, and every later one `at` >= it
-                self._last = now + timedelta(milliseconds=1)
-                statement = {"settled_before": self._last, "beat": now, "owed": list(self._in_flight.values())}
+                # a microsecond on: every write begun by now has `at` < it, and every later one `at` >= it
+                self._last = now + 1
+                statement = {"settled_before": self._last, "beat": clock, "owed": list(self._in_flight.values())}
                 self._changed = False
             try:
                 self.collection.update_one({"_id": self.id}, {"$set": statement}, upsert=True)
@@ -352,7 +357,7 @@ class PublicationRegistry:
             return False
         if key in (statement.get("relayed") or ()):
             return False
-        return as_utc(entry["at"]) >= as_utc(statement["settled_before"]) or any(
+        return entry["at"] >= statement["settled_before"] or any(
             owed["k"] == key for owed in statement.get("owed") or ()
         )
 
@@ -380,6 +385,11 @@ class PublicationRegistry:
     def by_keys(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         return {doc["_id"]: doc for doc in self.collection.find({"_id": {"$in": keys}})}
 
+    def relayed(self, writers: Iterable[str]) -> set[str]:
+        """The keys relays said they settled for these writers (one read of their statements)."""
+        found = self.writers.find({"_id": {"$in": list(writers)}}, {"relayed": 1})
+        return {key for statement in found for key in statement.get("relayed") or ()}
+
     def statements(self) -> list[dict[str, Any]]:
         """Every writer's statement (one read: one document per serving process)."""
         return list(self.writers.find())
@@ -391,7 +401,7 @@ class PublicationRegistry:
         owed = [doc.get("created_at") for doc in self.collection.find({}, {"_id": 0, "created_at": 1})]
         for statement in self.writers.find({}, {"owed": 1, "relayed": 1}):
             done = set(statement.get("relayed") or ())
-            owed += [o["at"] for o in statement.get("owed") or () if o["k"] not in done]
+            owed += [_time(o["at"]) for o in statement.get("owed") or () if o["k"] not in done]
         for at in owed:
             count += 1
             at = as_utc(at)
@@ -499,14 +509,14 @@ class PublicationRelay:
 
     def _find(self) -> Findings:
         now = self.registry.now()
-        due = now - self.registry.grace
+        due = _micros(now - self.registry.grace)
         found = Findings()
         for statement in self.registry.statements():
             writer = statement["_id"]
             if as_utc(statement["beat"]) < now - self.registry.lease:
                 found.dead[writer] = statement
             done = set(statement.get("relayed") or ())
-            listed = [o for o in statement.get("owed") or () if o["k"] not in done and as_utc(o["at"]) <= due]
+            listed = [o for o in statement.get("owed") or () if o["k"] not in done and o["at"] <= due]
             by_collection: dict[str, list[dict[str, Any]]] = {}
             for owed in listed:
                 by_collection.setdefault(owed["c"], []).append(owed)
@@ -518,7 +528,7 @@ class PublicationRelay:
                         found.absent.setdefault(writer, []).append(owed["k"])
                     else:
                         found.owed.append(OwedEntry(writer, collection, owed["id"], entry))
-            since = as_utc(statement["settled_before"])
+            since = statement["settled_before"]
             if since <= due:  # a dead or idle writer: what it wrote since its statement
                 seen = done | {o.key for o in found.owed}
                 for collection in CONTENT:
@@ -527,10 +537,10 @@ class PublicationRelay:
                             OwedEntry(writer, collection, doc["_id"], entry)
                             for entry in doc.get(ENTRIES) or ()
                             if entry.get("by") == writer
-                            and since <= as_utc(entry["at"]) <= due
+                            and since <= entry["at"] <= due
                             and entry["k"] not in seen
                         ]
-        found.owed.sort(key=lambda o: (as_utc(o.entry["at"]), o.key))
+        found.owed.sort(key=lambda o: (o.entry["at"], o.key))
         beyond = {o.writer for o in found.owed[self.batch :]}
         del found.owed[self.batch :]
         found.whole = set(found.dead) - beyond
@@ -562,11 +572,11 @@ class PublicationRelay:
             writers.delete_one(alive)
             return
         update: dict[str, Any] = {"$push": {"relayed": {"$each": keys, "$slice": -MAX_RELAYED}}}
-        relayed_at = [as_utc(s.entry["at"]) for s in settled if not isinstance(s, str)]
+        relayed_at = [s.entry["at"] for s in settled if not isinstance(s, str)]
         if relayed_at and writer not in unsettled:
             # its entries are relayed oldest first: every one before the newest relayed is settled (those at that
             # very time are found again, and told apart by `relayed`)
-            update["$set"] = {"settled_before": max(*relayed_at, as_utc(statement["settled_before"]))}
+            update["$set"] = {"settled_before": max(*relayed_at, statement["settled_before"])}
         if keys:
             writers.update_one(alive, update)
 
@@ -585,7 +595,8 @@ class PublicationRelay:
         unsettled = {o.writer for o in owed if o.key not in claimed}
         summary.skipped += len(owed) - len(held)
         owed = [o for o in owed if o.key in claimed]
-        # read again, now that they are held: one its writer undid since it was read is let go
+        # read again, now that they are held: one its writer undid, or another relay (whose lease ran out while it
+        # worked) published, since it was read is let go
         current: set[str] = set()
         by_collection: dict[str, list[OwedEntry]] = {}
         for o in owed:
@@ -593,6 +604,8 @@ class PublicationRelay:
         for collection, items in by_collection.items():
             docs = self.repo.documents(collection, [o.doc_id for o in items], {ENTRIES: 1})
             current |= {o.key for o in items if _entry(docs.get(o.doc_id), o.key) is not None}
+        if owed:
+            current -= self.registry.relayed({o.writer for o in owed})
         gone = [claimed[o.key] for o in owed if o.key not in current]
         if gone:
             claims.release_batch(ENTRY_CLAIMS, gone, token)

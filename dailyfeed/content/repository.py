@@ -197,7 +197,7 @@ class ContentRepository:
         """Posts, comments or likes by _id (one read), with these fields: what the relay checks a change by."""
         return {doc["_id"]: doc for doc in self._content(collection).find({"_id": {"$in": ids}}, fields)}
 
-    def entries_of_writer(self, collection: str, writer: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    def entries_of_writer(self, collection: str, writer: str, since: int, until: int) -> list[dict[str, Any]]:
         """The documents of `collection` with a publication entry by `writer` from `since` to `until` (and maybe
         others: the entries are told apart by the caller; an `$elemMatch` would bind both fields to one entry, but
         a multikey index serves the plain form's equality on `by` all the same)."""

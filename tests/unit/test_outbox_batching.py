@@ -70,9 +70,9 @@ def test_the_statement_is_written_once_per_flush_and_again_after_a_store_failure
         registry.writer.collection = real
         completer.flush()  # said again: what changed was not stated yet
         [owed] = writers.find_one()["owed"]
-        assert owed == {"k": event.message_key, "c": POSTS, "id": 1, "at": entry["at"].replace(tzinfo=None)}
+        assert owed == {"k": event.message_key, "c": POSTS, "id": 1, "at": entry["at"]}
         assert writers.find_one()["settled_before"] > first["settled_before"]
-        assert entry["at"].replace(tzinfo=None) < writers.find_one()["settled_before"]  # began before the statement
+        assert entry["at"] < writers.find_one()["settled_before"]  # began before the statement
         registry.writer.complete(event.message_key)
         completer.flush()
         assert writers.find_one()["owed"] == []
@@ -89,7 +89,7 @@ def test_a_write_begun_after_a_statement_is_never_settled_by_it_whatever_the_clo
     registry = PublicationRegistry(db, grace_s=30, lease_s=60, clock=lambda: next(times))
     registry.writer.batched = True
     registry.writer.state()
-    settled_before = db[OUTBOX_WRITERS].find_one()["settled_before"].replace(tzinfo=timezone.utc)
+    settled_before = db[OUTBOX_WRITERS].find_one()["settled_before"]
     for n in (1, 2):  # the clock as it was at the statement, then a year back
         entry = registry.writer.begin(ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=n), Target(POSTS, n))
-        assert entry["at"] >= settled_before and entry["at"].microsecond % 1000 == 0
+        assert entry["at"] >= settled_before
