@@ -48,7 +48,6 @@ def write_rep(run: Run, rep: int, mode: str, sizes: Sizes, tokens: dict[int, str
 def relay_rep(run: Run, rep: int, m: int) -> dict[str, Any]:
     from dailyfeed.content import outbox
     from dailyfeed.content.outbox import SimulatedCrash
-    from dailyfeed.store import EVENT_PUBLICATIONS
 
     label = f"o{rep}r"
     dailyfeed = services(
@@ -100,7 +99,7 @@ def relay_rep(run: Run, rep: int, m: int) -> dict[str, Any]:
                 break
         out["relay_per_s"] = settled / (time.perf_counter() - t)
         out["relayed"] = settled
-        out["left_owed"] = dailyfeed.db[EVENT_PUBLICATIONS].count_documents({})
+        out["left_owed"] = dailyfeed.publications.stats().outstanding
         if not rep % 2:
             out["raw_update_per_s"] = baseline()
         return out

@@ -30,7 +30,8 @@ TASK_LOCKS = "dead_letter_task_locks"  # unique _id per (collection, selection) 
 TASK_LEASES = "dead_letter_task_leases"  # unique _id per (task, lease generation): who runs a task
 AUDIT = "dead_letter_audit"  # every action on dead letters: who, when, what; append-only
 CONSOLE_SESSIONS = "console_sessions"  # the console's logins: _id is the hash of the cookie's session id
-EVENT_PUBLICATIONS = "event_publications"  # the events owed by content changes (dailyfeed/content/outbox.py)
+EVENT_PUBLICATIONS = "event_publications"  # owed events of changes that leave no document: unlikes (content/outbox.py)
+OUTBOX_WRITERS = "outbox_writers"  # one per serving process: what of its writes is settled (content/outbox.py)
 
 _mock_clients: dict[str, object] = {}
 _mock_lock = threading.Lock()
@@ -149,6 +150,9 @@ def ensure_indexes(db: Database) -> None:
     db[CONSOLE_SESSIONS].create_index([("expires_at", ASCENDING)], name="session_end")  # purge of ended sessions
     # the relay's due publications, oldest due first (the _id is the message key: completion deletes by it)
     db[EVENT_PUBLICATIONS].create_index([("due_at", ASCENDING), ("_id", ASCENDING)], name="due")
+    # a dead or lagging writer's publication entries (content/outbox.py): multikey, over the changed documents
+    for name in (POSTS, COMMENTS, POST_LIKES, COMMENT_LIKES):
+        db[name].create_index([("pubs.by", ASCENDING), ("pubs.at", ASCENDING)], name="publications_of_writer")
     for name, replaced in REPLACED_INDEXES.items():
         present = db[name].index_information()
         for index in replaced:

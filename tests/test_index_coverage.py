@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from dailyfeed.store import AUDIT, DEAD_LETTER_COLLECTIONS, EVENT_PUBLICATIONS
+from dailyfeed.store import AUDIT, DEAD_LETTER_COLLECTIONS, EVENT_PUBLICATIONS, OUTBOX_WRITERS
 
 from .support import UNDER_CI
 from .support.index_coverage import MARKER, RECORDER, declared_indexes, indexes_of, serves
@@ -40,6 +40,10 @@ UNINDEXED: dict[tuple[str, str], str] = {
         "the owed events' count and oldest (`dailyfeed outbox stats`, /metrics, the "
         "console): the collection holds only what is owed right now (a completed "
         "publication is deleted), so the scan reads those few"
+    ),
+    (OUTBOX_WRITERS, "scan"): (
+        "the relay's pass and the owed events' count read every writer's statement: one small document per "
+        "serving process (a dead one's goes once nothing it wrote is owed)"
     ),
     **{
         (name, shape): f"{what}. {_ACROSS_STATUSES}"

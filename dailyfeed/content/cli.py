@@ -32,9 +32,9 @@ outbox_group = AppGroup("outbox", help="The events owed by content changes (the 
 )
 @click.option("--dry-run", is_flag=True, help="Only say what a pass would do: publish (change landed) or drop.")
 def relay_command(watch: float | None, dry_run: bool) -> None:
-    """Publish the events owed by changes whose writer did not complete them within outbox.grace-s; drop intents
-    whose change never landed. One line per publication, naming its message key; exit 1 when some could be neither
-    delivered nor kept (they stay owed)."""
+    """Publish the events owed by changes whose writer did not settle them within outbox.grace-s (it died or
+    stalled); drop what a dead writer began but never stored. One line per publication, naming its message key;
+    exit 1 when some could be neither delivered nor kept (they stay owed)."""
     ctx = click.get_current_context()
     if dry_run and watch is not None:
         raise click.UsageError("--dry-run cannot be combined with --watch", ctx)

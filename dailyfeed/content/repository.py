@@ -1,9 +1,10 @@
 """Storage of posts, comments and likes. Only the content module uses it.
 
 Every change is one single-document write (or one update_many over a comment thread), and each has its exact
-inverse here, so the service can undo a change whose activity could not be kept. A change of a post or a comment
-carries the message key of its event in the same write (`events`, the last MAX_MARKERS of them), and a like is
-stored under its event's key: the publication relay (outbox.py) reads there whether a change landed.
+inverse here, so the service can undo a change whose activity could not be kept. A change carries the publication
+entry of its event in the same write (`pubs` of the post, comment or like: the last MAX_ENTRIES of them; a like is
+also stored under its event's key), and its undo removes it in the same write: the publication relay (outbox.py)
+finds there what a writer left owed.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pymongo.errors import DuplicateKeyError
 from ..events import utcnow
 from ..store import COMMENT_LIKES, COMMENTS, POST_LIKES, POSTS, next_id
 
-#: How many event keys a post or comment keeps (its latest changes'). A change whose key was pushed out before the
-#: relay read it (MAX_MARKERS later changes of one document within the grace period) reads as never landed.
-MAX_MARKERS = 32
+#: How many publication entries a post or comment keeps (its latest changes'). An entry pushed out before the relay
+#: read it (MAX_ENTRIES later changes of one document within the grace period of a dead writer) is never relayed.
+MAX_ENTRIES = 32
+ENTRIES = "pubs"  # the publication entries of a document (outbox.py: the entry's fields)
 
 
 def post_document(author_id: int, title: str | None, content: str, now: datetime) -> dict[str, Any]:
@@ -67,9 +69,11 @@ class ContentRepository:
 
     # --- posts ------------------------------------------------------------------------------------------------
 
-    def insert_post(self, post_id: int, author_id: int, title: str | None, content: str, marker: str) -> dict[str, Any]:
-        """Insert a new post under `post_id` with its event's key; DuplicateKeyError when that id is taken."""
-        doc = {"_id": post_id, **post_document(author_id, title, content, utcnow()), "events": [marker]}
+    def insert_post(
+        self, post_id: int, author_id: int, title: str | None, content: str, entry: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Insert a new post under `post_id` with its event's entry; DuplicateKeyError when that id is taken."""
+        doc = {"_id": post_id, **post_document(author_id, title, content, utcnow()), ENTRIES: [entry]}
         self.posts.insert_one(doc)
         return doc
 
@@ -86,14 +90,20 @@ class ContentRepository:
         return list(self.posts.find(query).sort("_id", DESCENDING).skip(skip).limit(limit))
 
     def set_post_fields(
-        self, post_id: int, fields: dict[str, Any], *, mark: str | None = None, unmark: str | None = None
+        self,
+        post_id: int,
+        fields: dict[str, Any],
+        *,
+        mark: dict[str, Any] | None = None,
+        unmark: dict[str, Any] | None = None,
     ) -> None:
-        """Set fields of a post; with `mark` its event's key is added in the same write, with `unmark` removed."""
+        """Set fields of a post; with `mark` its event's entry is added in the same write, with `unmark` (the same
+        entry) removed."""
         self.posts.update_one({"_id": post_id}, _with_marker({"$set": fields}, mark, unmark))
 
-    def delete_post_for_good(self, post_id: int, marker: str) -> None:
-        """Undo a post's creation: only the post created with this event's key (its id may be another's)."""
-        self.posts.delete_one({"_id": post_id, "events": marker})
+    def delete_post_for_good(self, post_id: int, key: str) -> None:
+        """Undo a post's creation: only the post created with this event's entry (its id may be another's)."""
+        self.posts.delete_one({"_id": post_id, f"{ENTRIES}.k": key})
 
     # --- comments ---------------------------------------------------------------------------------------------
 
@@ -105,13 +115,13 @@ class ContentRepository:
         depth: int,
         author_id: int,
         content: str,
-        marker: str,
+        entry: dict[str, Any],
     ) -> dict[str, Any]:
-        """Insert a new comment under `comment_id` with its event's key; DuplicateKeyError when that id is taken."""
+        """Insert a new comment under `comment_id` with its event's entry; DuplicateKeyError when that id is taken."""
         doc = {
             "_id": comment_id,
             **comment_document(post_id, parent_id, depth, author_id, content, utcnow()),
-            "events": [marker],
+            ENTRIES: [entry],
         }
         self.comments.insert_one(doc)
         return doc
@@ -140,21 +150,27 @@ class ContentRepository:
         self.comments.update_many({"_id": {"$in": comment_ids}}, {"$set": {"is_deleted": deleted, "deleted_at": now}})
 
     def set_comment_fields(
-        self, comment_id: int, fields: dict[str, Any], *, mark: str | None = None, unmark: str | None = None
+        self,
+        comment_id: int,
+        fields: dict[str, Any],
+        *,
+        mark: dict[str, Any] | None = None,
+        unmark: dict[str, Any] | None = None,
     ) -> None:
-        """Set fields of a comment; with `mark` its event's key is added in the same write, with `unmark` removed."""
+        """Set fields of a comment; with `mark` its event's entry is added in the same write, with `unmark` (the same
+        entry) removed."""
         self.comments.update_one({"_id": comment_id}, _with_marker({"$set": fields}, mark, unmark))
 
-    def delete_comment_for_good(self, comment_id: int, marker: str) -> None:
-        """Undo a comment's creation: only the comment created with this event's key."""
-        self.comments.delete_one({"_id": comment_id, "events": marker})
+    def delete_comment_for_good(self, comment_id: int, key: str) -> None:
+        """Undo a comment's creation: only the comment created with this event's entry."""
+        self.comments.delete_one({"_id": comment_id, f"{ENTRIES}.k": key})
 
     # --- likes ------------------------------------------------------------------------------------------------
 
-    def add_like(self, kind: str, target_id: int, member_id: int, like_id: str) -> dict[str, Any] | None:
-        """Insert a like under `like_id` (its event's key); None when this member already likes it."""
+    def add_like(self, kind: str, target_id: int, member_id: int, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """Insert a like under its event's key, with its entry; None when this member already likes it."""
         collection, field = self._likes(kind)
-        doc = {"_id": like_id, field: target_id, "member_id": member_id, "created_at": utcnow()}
+        doc = {"_id": entry["k"], field: target_id, "member_id": member_id, "created_at": utcnow(), ENTRIES: [entry]}
         try:
             collection.insert_one(doc)
         except DuplicateKeyError:
@@ -179,9 +195,19 @@ class ContentRepository:
 
     def documents(self, collection: str, ids: list[Any], fields: dict[str, int]) -> dict[Any, dict[str, Any]]:
         """Posts, comments or likes by _id (one read), with these fields: what the relay checks a change by."""
+        return {doc["_id"]: doc for doc in self._content(collection).find({"_id": {"$in": ids}}, fields)}
+
+    def entries_of_writer(self, collection: str, writer: str, since: int, until: int) -> list[dict[str, Any]]:
+        """The documents of `collection` with a publication entry by `writer` from `since` to `until` (and maybe
+        others: the entries are told apart by the caller; an `$elemMatch` would bind both fields to one entry, but
+        a multikey index serves the plain form's equality on `by` all the same)."""
+        query = {f"{ENTRIES}.by": writer, f"{ENTRIES}.at": {"$gte": since, "$lte": until}}
+        return list(self._content(collection).find(query, {ENTRIES: 1}))
+
+    def _content(self, collection: str):
         if collection not in (POSTS, COMMENTS, POST_LIKES, COMMENT_LIKES):
             raise ValueError(f"{collection!r} holds no content")
-        return {doc["_id"]: doc for doc in self.db[collection].find({"_id": {"$in": ids}}, fields)}
+        return self.db[collection]
 
     def count_likes(self, kind: str, target_id: int) -> int:
         collection, field = self._likes(kind)
@@ -198,9 +224,10 @@ class ContentRepository:
         raise ValueError(f"likes are of a post or a comment, not of {kind!r}")
 
 
-def _with_marker(update: dict[str, Any], mark: str | None, unmark: str | None) -> dict[str, Any]:
+def _with_marker(update: dict[str, Any], mark: dict[str, Any] | None, unmark: dict[str, Any] | None) -> dict[str, Any]:
     if mark is not None:
-        update["$push"] = {"events": {"$each": [mark], "$slice": -MAX_MARKERS}}
+        update["$push"] = {ENTRIES: {"$each": [mark], "$slice": -MAX_ENTRIES}}
     if unmark is not None:
-        update["$pull"] = {"events": unmark}
+        # the entry itself: FerretDB v1's $pull removes equal values only (no conditions)
+        update["$pull"] = {ENTRIES: unmark}
     return update

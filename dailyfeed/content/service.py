@@ -1,7 +1,8 @@
 """Content rules: posts, comments, replies and likes, and the event each change publishes.
 
-A write records the event it owes, stores the content change with the event's key, publishes the event, and
-completes the publication (SPEC section 5; the protocol and what a crash at each step leaves: outbox.py). When
+A write begins (its writer owes the event), stores the content change with the event's publication entry in the
+same single-document write, publishes the event, and completes (SPEC section 5; the protocol and what a crash at
+each step leaves: outbox.py). When
 the event can be neither delivered nor kept as a dead letter, the change is undone and ActivityNotRecorded (503)
 is raised: there is never a post without its event, nor an event without its post.
 """
@@ -18,7 +19,7 @@ from ..events import ActivityEvent, ActivityType, Service, utcnow
 from ..store import COMMENTS, POSTS
 from ..web import json_time
 from . import outbox
-from .outbox import Checkpoint, Landing, PublicationRegistry, Target, no_checkpoint
+from .outbox import Checkpoint, PublicationRegistry, Target, entry_of, no_checkpoint
 from .publishing import ActivityPublisher, PublishFailed
 from .repository import ContentRepository
 
@@ -51,13 +52,12 @@ class ContentService:
     def create_post(self, member_id: int, title: str | None, content: str) -> dict[str, Any]:
         def create(post_id: int) -> dict[str, Any]:
             event = ActivityEvent.new(ActivityType.POST_CREATE, member_id, post_id=post_id)
-            key = event.message_key
             return self._write(
                 POST_SERVICE,
                 event,
-                Target(POSTS, post_id, Landing.MARKED),
-                apply=lambda: self.repo.insert_post(post_id, member_id, title, content, key),
-                undo=lambda: self.repo.delete_post_for_good(post_id, key),
+                Target(POSTS, post_id),
+                apply=lambda entry: self.repo.insert_post(post_id, member_id, title, content, entry),
+                undo=lambda entry: self.repo.delete_post_for_good(post_id, entry["k"]),
             )
 
         return self._post_json(self._under_next_id(POSTS, create))
@@ -77,13 +77,12 @@ class ContentService:
         if title_given:
             after["title"] = title
         event = ActivityEvent.new(ActivityType.POST_UPDATE, member_id, post_id=post_id)
-        key = event.message_key
         self._write(
             POST_SERVICE,
             event,
-            Target(POSTS, post_id, Landing.MARKED),
-            apply=lambda: self.repo.set_post_fields(post_id, after, mark=key),
-            undo=lambda: self.repo.set_post_fields(post_id, before, unmark=key),
+            Target(POSTS, post_id),
+            apply=lambda entry: self.repo.set_post_fields(post_id, after, mark=entry),
+            undo=lambda entry: self.repo.set_post_fields(post_id, before, unmark=entry),
         )
         return self._post_json({**post, **after})
 
@@ -91,13 +90,14 @@ class ContentService:
         self._own(self._live_post(post_id), member_id, "post")
         deleted = {"is_deleted": True, "deleted_at": utcnow()}
         event = ActivityEvent.new(ActivityType.POST_DELETE, member_id, post_id=post_id)
-        key = event.message_key
         self._write(
             POST_SERVICE,
             event,
-            Target(POSTS, post_id, Landing.MARKED),
-            apply=lambda: self.repo.set_post_fields(post_id, deleted, mark=key),
-            undo=lambda: self.repo.set_post_fields(post_id, {"is_deleted": False, "deleted_at": None}, unmark=key),
+            Target(POSTS, post_id),
+            apply=lambda entry: self.repo.set_post_fields(post_id, deleted, mark=entry),
+            undo=lambda entry: self.repo.set_post_fields(
+                post_id, {"is_deleted": False, "deleted_at": None}, unmark=entry
+            ),
         )
         return {"id": post_id, "deleted": True}
 
@@ -128,13 +128,14 @@ class ContentService:
 
         def create(comment_id: int) -> dict[str, Any]:
             event = ActivityEvent.new(ActivityType.COMMENT_CREATE, member_id, post_id=post_id, comment_id=comment_id)
-            key = event.message_key
             return self._write(
                 COMMENT_SERVICE,
                 event,
-                Target(COMMENTS, comment_id, Landing.MARKED),
-                apply=lambda: self.repo.insert_comment(comment_id, post_id, parent_id, depth, member_id, content, key),
-                undo=lambda: self.repo.delete_comment_for_good(comment_id, key),
+                Target(COMMENTS, comment_id),
+                apply=lambda entry: self.repo.insert_comment(
+                    comment_id, post_id, parent_id, depth, member_id, content, entry
+                ),
+                undo=lambda entry: self.repo.delete_comment_for_good(comment_id, entry["k"]),
             )
 
         return self._comment_json(self._under_next_id(COMMENTS, create))
@@ -150,13 +151,12 @@ class ContentService:
         event = ActivityEvent.new(
             ActivityType.COMMENT_UPDATE, member_id, post_id=comment["post_id"], comment_id=comment_id
         )
-        key = event.message_key
         self._write(
             COMMENT_SERVICE,
             event,
-            Target(COMMENTS, comment_id, Landing.MARKED),
-            apply=lambda: self.repo.set_comment_fields(comment_id, after, mark=key),
-            undo=lambda: self.repo.set_comment_fields(comment_id, before, unmark=key),
+            Target(COMMENTS, comment_id),
+            apply=lambda entry: self.repo.set_comment_fields(comment_id, after, mark=entry),
+            undo=lambda entry: self.repo.set_comment_fields(comment_id, before, unmark=entry),
         )
         return self._comment_json({**comment, **after})
 
@@ -166,31 +166,24 @@ class ContentService:
         event = ActivityEvent.new(
             ActivityType.COMMENT_DELETE, member_id, post_id=comment["post_id"], comment_id=comment_id
         )
-        key = event.message_key
 
         replies_deleted = []  # whether the replies' update went through (what an undo restores)
 
-        def delete_thread() -> None:
-            # the comment first, with the marker: once it is there the relay rolls the replies forward
-            self.repo.set_comment_fields(comment_id, {"is_deleted": True, "deleted_at": utcnow()}, mark=key)
+        def delete_thread(entry: dict[str, Any]) -> None:
+            # the comment first, with its entry: once it is there the relay rolls the replies forward
+            self.repo.set_comment_fields(comment_id, {"is_deleted": True, "deleted_at": utcnow()}, mark=entry)
             if replies:
-                self.checkpoint(outbox.ROOT_APPLIED, key)
+                self.checkpoint(outbox.ROOT_APPLIED, entry["k"])
                 self.repo.set_comments_deleted(replies, True)
                 replies_deleted.append(True)
 
-        def restore_thread() -> None:
-            # the replies first: while the marked comment is deleted, the change still reads as landed
+        def restore_thread(entry: dict[str, Any]) -> None:
+            # the replies first: while the comment is deleted with its entry, the change still reads as landed
             if replies_deleted:
                 self.repo.set_comments_deleted(replies, False)
-            self.repo.set_comment_fields(comment_id, {"is_deleted": False, "deleted_at": None}, unmark=key)
+            self.repo.set_comment_fields(comment_id, {"is_deleted": False, "deleted_at": None}, unmark=entry)
 
-        self._write(
-            COMMENT_SERVICE,
-            event,
-            Target(COMMENTS, comment_id, Landing.MARKED, thread=True),
-            apply=delete_thread,
-            undo=restore_thread,
-        )
+        self._write(COMMENT_SERVICE, event, Target(COMMENTS, comment_id), apply=delete_thread, undo=restore_thread)
         return {"id": comment_id, "deleted": True, "deletedReplies": len(replies)}
 
     def like_comment(self, member_id: int, comment_id: int) -> dict[str, Any]:
@@ -229,13 +222,12 @@ class ContentService:
     ) -> dict[str, Any]:
         target = post_id if kind == "post" else comment_id
         event = ActivityEvent.new(activity_type, member_id, post_id=post_id, comment_id=comment_id)
-        key = event.message_key  # the like is stored under its event's key: its presence says the like landed
         liked = self._write(
             service,
             event,
-            Target(self.repo.likes_collection(kind), key, Landing.PRESENT),
-            apply=lambda: self.repo.add_like(kind, target, member_id, key),
-            undo=lambda: self.repo.remove_like(kind, key),
+            Target(self.repo.likes_collection(kind), event.message_key),  # a like is stored under its event's key
+            apply=lambda entry: self.repo.add_like(kind, target, member_id, entry),
+            undo=lambda entry: self.repo.remove_like(kind, entry["k"]),
             refused=lambda doc: doc is None,
         )
         if liked is None:
@@ -262,20 +254,22 @@ class ContentService:
         if like is None:
             raise NotFound(f"member {member_id} does not like {kind} {target}")
         event = ActivityEvent.new(activity_type, member_id, post_id=post_id, comment_id=comment_id)
+        likes = self.repo.likes_collection(kind)
 
-        def remove() -> bool:
+        def remove(entry: None) -> bool:
             if self.registry is not None:
-                # once the like is gone its absence no longer says it landed: say so on its publication, if owed
-                self.registry.mark_landed(like["_id"])
+                # once the like is gone it carries its entry no more: an event it still owes is kept standalone
+                self.registry.keep_owed_like(like, likes)
             return self.repo.remove_like(kind, like["_id"])
 
-        removed = self._write(
+        removed = self._write(  # no document is left to carry the unlike's entry: a standalone publication
             service,
             event,
-            Target(self.repo.likes_collection(kind), like["_id"], Landing.ABSENT),
+            Target(likes, like["_id"]),
             apply=remove,
-            undo=lambda: self.repo.restore_like(kind, like),
+            undo=lambda entry: self.repo.restore_like(kind, like),
             refused=lambda done: not done,
+            standalone=True,
         )
         if not removed:  # another request removed it first
             raise NotFound(f"member {member_id} does not like {kind} {target}")
@@ -303,54 +297,63 @@ class ContentService:
         event: ActivityEvent,
         target: Target,
         *,
-        apply: Callable[[], T],
-        undo: Callable[[], Any],
+        apply: Callable[[dict[str, Any] | None], T],
+        undo: Callable[[dict[str, Any] | None], Any],
         refused: Callable[[T], bool] = lambda result: False,
+        standalone: bool = False,
     ) -> T:
-        """The protocol of outbox.py: record the publication, apply the change (with the event's key), publish,
-        complete. `refused(result)`: the change was refused without storing anything (a duplicate like): the
-        publication is dropped and the result returned. Raises ActivityNotRecorded when the change was undone
-        because its event could be neither delivered nor kept."""
+        """The protocol of outbox.py: begin, apply the change with its entry (`apply(entry)`), publish, complete.
+        `standalone`: the change leaves no document to carry an entry (an unlike): its publication is recorded
+        first. `refused(result)`: the change was refused without storing anything (a duplicate like): nothing is
+        owed and the result is returned. Raises ActivityNotRecorded when the change was undone because its event
+        could be neither delivered nor kept."""
         registry, key = self.registry, event.message_key
         if registry is None:
             return self._apply_and_publish(service, event, apply, undo, refused)
-        event = registry.record(service, event, target)
-        self.checkpoint(outbox.RECORDED, key)
+        event, entry = registry.begin(service, event, target, standalone=standalone)
+        self.checkpoint(outbox.BEGUN, key)
         try:
-            result = apply()
+            result = apply(entry)
         except Exception:
-            self._undo(event, undo)
+            self._undo(event, entry, undo, standalone)
             raise
         if refused(result):
-            registry.complete([key])
+            registry.complete_write(key, standalone=standalone, published=False)
             return result
         self.checkpoint(outbox.APPLIED, key)
         try:
             self.publisher.publish_activity(service, event)
         except PublishFailed as exc:
-            if self._undo(event, undo):
+            if self._undo(event, entry, undo, standalone):
                 raise self._not_recorded(event) from exc
             return result  # a relay holds the publication and will publish it: the change stays
         self.checkpoint(outbox.PUBLISHED, key)
-        registry.complete_published(key)
+        registry.complete_write(key, standalone=standalone)
         self.checkpoint(outbox.COMPLETED, key)
         return result
 
-    def _undo(self, event: ActivityEvent, undo: Callable[[], Any]) -> bool:
-        """Undo a change and drop its publication; False (nothing done) when a relay holds the publication: it
-        publishes it. A store that fails here leaves the publication, which the relay settles by what landed."""
+    def _undo(
+        self,
+        event: ActivityEvent,
+        entry: dict[str, Any] | None,
+        undo: Callable[[dict[str, Any] | None], Any],
+        standalone: bool,
+    ) -> bool:
+        """Undo a change (with its entry) and complete; False (nothing done) when a relay holds the publication:
+        it publishes it, and the write stays in flight until then. A store that fails here leaves the write in
+        flight (or its publication recorded): the relay settles it by what landed."""
         key = event.message_key
         try:
-            if self.registry.hold(key) is None:
+            if self.registry.hold(key, standalone=standalone) is None:
                 log.warning(
                     "publication %s is held by a relay: its change stays and the relay publishes it",
                     key,
                     extra={"message_key": key},
                 )
                 return False
-            undo()
+            undo(entry)
             self.checkpoint(outbox.UNDONE, key)
-            self.registry.complete([key])
+            self.registry.complete_write(key, standalone=standalone, published=False)
         except Exception:  # the store failed under us; say so loudly, the client still gets an error
             log.exception("could not undo the change of %s", key, extra={"message_key": key})
         return True
@@ -359,19 +362,20 @@ class ContentService:
         self,
         service: Service,
         event: ActivityEvent,
-        apply: Callable[[], T],
-        undo: Callable[[], Any],
+        apply: Callable[[dict[str, Any] | None], T],
+        undo: Callable[[dict[str, Any] | None], Any],
         refused: Callable[[T], bool],
     ) -> T:
         """Without the registry (outbox.enabled false): store the change, then publish; undo when neither."""
-        result = apply()
+        entry = entry_of(event)  # the key alone: what an undo finds the change by
+        result = apply(entry)
         if refused(result):
             return result
         try:
             self.publisher.publish_activity(service, event)
         except PublishFailed as exc:
             try:
-                undo()
+                undo(entry)
             except Exception:  # the store failed under us; say so loudly, the client still gets 503
                 log.exception("could not undo the change of %s", event.message_key)
             raise self._not_recorded(event) from exc

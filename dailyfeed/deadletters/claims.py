@@ -98,10 +98,7 @@ class ClaimProtocol:
         later = [doc_id for doc_id, generation in won.items() if generation > 1]
         if later:
             # claimed before: it may have been finished since it was read, and the dead letter says so
-            current = {
-                doc["_id"]: doc.get("status")
-                for doc in self.db[collection].find({"_id": {"$in": later}}, {"status": 1})
-            }
+            current = self._statuses(collection, later)
             gone = [doc_id for doc_id in later if current.get(doc_id) not in wanted]
             self._end_leases([_claim_id(collection, doc_id, won.pop(doc_id)) for doc_id in gone], now)
         return [
@@ -109,6 +106,12 @@ class ClaimProtocol:
             for doc_id, doc in docs.items()
             if doc_id in won
         ]
+
+    def _statuses(self, collection: str, doc_ids: list[Any]) -> dict[Any, Any]:
+        """The status of each of these dead letters as stored now (what a later generation's claim is checked by)."""
+        return {
+            doc["_id"]: doc.get("status") for doc in self.db[collection].find({"_id": {"$in": doc_ids}}, {"status": 1})
+        }
 
     def _insert_claims(
         self, collection: str, doc_ids: list[Any], token: str, lease_until: datetime, now: datetime

@@ -145,7 +145,7 @@ def test_another_members_post_or_comment_is_403_and_unchanged(api):
 
 
 def stored(db, collection, **query):
-    return list(db[collection].find(query, {"_id": 0, "created_at": 0}).sort("member_id", 1))
+    return list(db[collection].find(query, {"_id": 0, "created_at": 0, "pubs": 0}).sort("member_id", 1))
 
 
 def test_a_created_post_is_stored_as_answered(api, db, activities):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -16,7 +17,15 @@ from dailyfeed.content import outbox
 from dailyfeed.content.outbox import Outcome, SimulatedCrash
 from dailyfeed.events import key_timestamp
 from dailyfeed.extension import get_container
-from dailyfeed.store import COMMENT_LIKES, COMMENTS, EVENT_PUBLICATIONS, MEMBER_ACTIVITIES, POST_LIKES, POSTS
+from dailyfeed.store import (
+    COMMENT_LIKES,
+    COMMENTS,
+    EVENT_PUBLICATIONS,
+    MEMBER_ACTIVITIES,
+    OUTBOX_WRITERS,
+    POST_LIKES,
+    POSTS,
+)
 from dailyfeed.transport.fake import FakeTransport
 
 from .test_delivery_failures import ACTIONS, BrokenDatabase, _setup
@@ -25,7 +34,7 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 # publications are due at once (the relay is called by the test, never in the background here)
 SETTINGS = {"outbox.grace-s": 0.001, "outbox.lease-s": 1}
-WRITE_STEPS = (outbox.RECORDED, outbox.APPLIED, outbox.PUBLISHED, outbox.COMPLETED)
+WRITE_STEPS = (outbox.BEGUN, outbox.APPLIED, outbox.PUBLISHED, outbox.COMPLETED)
 CONTENT = (POSTS, COMMENTS, POST_LIKES, COMMENT_LIKES)
 
 
@@ -116,7 +125,7 @@ def test_a_crash_after_each_step_leaves_one_activity_per_stored_change(api, app,
     with pytest.raises(SimulatedCrash):
         act(traced(api), action, post_id, comment_id)
     key = crash.key
-    landed = step != outbox.RECORDED
+    landed = step != outbox.BEGUN
     summary = relay(app)
 
     keys = keys_of_activities(db)
@@ -124,9 +133,14 @@ def test_a_crash_after_each_step_leaves_one_activity_per_stored_change(api, app,
     assert sorted(keys) == sorted(before_keys + ([key] if landed else []))
     assert list(db[EVENT_PUBLICATIONS].find()) == []  # nothing left owed
     if step == outbox.COMPLETED:
-        assert summary.total == 0  # completed before the crash: nothing to relay
-    else:
-        assert summary.counts[Outcome.DELIVERED if landed else Outcome.DROPPED] == 1 and summary.total == 1
+        assert summary.total == 0 and summary.skipped == 0  # completed before the crash: nothing to relay
+    elif landed:
+        assert summary.counts[Outcome.DELIVERED] == 1 and summary.total == 1
+    elif action.startswith("unlike"):  # a standalone publication whose like is still there: dropped
+        assert summary.counts[Outcome.DROPPED] == 1 and summary.total == 1
+    else:  # nothing landed: the writer (alive here) still lists it in flight, so the relay leaves it to it
+        assert summary.total == 0 and summary.skipped == 1
+    assert relay(app).total == 0  # marked relayed: never again
     if not landed:
         assert content_snapshot(db) == before_content  # the change never happened, nor did its event
         return
@@ -302,11 +316,12 @@ def test_a_relay_that_can_neither_deliver_nor_keep_leaves_the_event_owed_and_the
 
     assert relay(app).counts[Outcome.LEFT] == 1
     assert db[POSTS].find_one({"_id": post_id})["content"] == "stays"  # never undone by a relay
-    assert db[EVENT_PUBLICATIONS].count_documents({"_id": crash.key}) == 1
+    assert container.publications.stats().outstanding == 1  # still owed
 
     container.dead_letters.db = store  # the dead letters are back (the transport is still down)
     assert relay(app).counts[Outcome.DEAD_LETTERED] == 1
-    assert db[EVENT_PUBLICATIONS].count_documents({}) == 0
+    assert container.publications.stats().outstanding == 0
+    assert relay(app).total == 0
 
 
 class _Refused:
@@ -319,3 +334,60 @@ class _Refused:
 
     def close(self):
         pass
+
+
+def test_a_dead_writers_entries_are_found_by_their_time_and_its_statement_goes(api, app, db, crash):
+    """A serving process states its writer every 50 ms; killed between two statements, what it wrote since the
+    last one is in no statement: the relay finds it by writer and time once the writer is dead."""
+    post_id, comment_id = _setup(api)
+    container = get_container(app)
+    writer = container.publications.writer
+    writer.batched = True  # as under a completer (whose next flush never comes: the process dies)
+    writer.state()
+    keys = []
+    for action in ("update post", "like comment"):
+        crash.step, crash.key = outbox.APPLIED, None
+        with pytest.raises(SimulatedCrash):
+            act(api, action, post_id, comment_id)
+        keys.append(crash.key)
+    statement = db[OUTBOX_WRITERS].find_one({"_id": writer.id})
+    assert statement["owed"] == []  # not stated: found by time only
+    db[OUTBOX_WRITERS].update_one({"_id": writer.id}, {"$set": {"beat": statement["beat"] - timedelta(days=1)}})
+
+    summary = relay(app)
+
+    assert summary.counts[Outcome.DELIVERED] == 2 and summary.total == 2
+    assert sorted(keys_of_activities(db)).count(keys[0]) == 1 and keys_of_activities(db).count(keys[1]) == 1
+    assert relay(app).total == 0  # marked relayed: never again; and the dead writer's statement is gone
+    assert db[OUTBOX_WRITERS].count_documents({"_id": writer.id}) == 0
+
+
+def test_a_live_writer_with_nothing_overdue_costs_the_relay_no_content_read(store_uri, apps, monkeypatch):
+    app = apps.make({"mongo.uri": store_uri, "outbox.grace-s": 3600.0})
+    container = get_container(app)
+    container.content_service.create_post(7, None, "settled")
+    repo = container.content_service.repo
+    reads = []
+    monkeypatch.setattr(repo, "documents", lambda *a, **k: reads.append(a))
+    monkeypatch.setattr(repo, "entries_of_writer", lambda *a, **k: reads.append(a))
+    assert container.relay().run_pass().total == 0
+    assert reads == []  # no content read at all: the statement says everything is settled
+
+
+def test_a_stalled_writer_past_the_grace_is_relayed_and_its_own_publish_is_stored_once(api, app, db):
+    """The write outlives the grace between its change and its publish (a stalled, live process): a relay publishes
+    it meanwhile; the writer's own publish then goes too, with the same key: one activity."""
+    post_id, _ = _setup(api)
+    container = get_container(app)
+    relayed = []
+
+    def relay_meanwhile(step, key):
+        if step == outbox.APPLIED:
+            relayed.append((key, relay(app)))
+
+    container.content_service.checkpoint = relay_meanwhile
+    assert api.put(7, f"/api/posts/{post_id}", json={"content": "slow"}).status_code == 200
+    [(key, summary)] = relayed
+    assert summary.counts[Outcome.DELIVERED] == 1
+    assert db[MEMBER_ACTIVITIES].count_documents({"message_key": key}) == 1
+    assert container.publications.stats().outstanding == 0 and relay(app).total == 0

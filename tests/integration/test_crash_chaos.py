@@ -2,10 +2,10 @@
 writes of every kind, SIGKILLed at random moments and started again; then the restore jobs killed mid-run and run
 again. Afterwards every stored change has exactly one activity and every 201 answered has its content.
 
-The check is by the markers the write path stores (docs/outbox.md): each key in a post's or comment's `events` is
-the event of a change that landed, and each like is stored under its event's key. So: every such key has exactly
-one activity, and every activity of a post, comment or like event is one of those keys (no event without its
-change; an unlike's key names a like that is gone). Bounded: 3 kills a run, a few seconds apart."""
+The check is by the publication entries the write path stores (docs/outbox.md): each key in a post's or
+comment's `pubs` is the event of a change that landed, and each like is stored under its event's key. So: every such
+key has exactly one activity, and every activity of a post, comment or like event is one of those keys (no event
+without its change; an unlike's key names a like that is gone). Bounded: 3 kills a run, a few seconds apart."""
 
 from __future__ import annotations
 
@@ -198,11 +198,11 @@ class Writers:
 
 
 def owed_keys(db) -> dict[str, str]:
-    """Every event key a stored change carries: post and comment markers, likes under their keys."""
+    """Every event key a stored change carries: post and comment entries, likes under their keys."""
     keys = {}
     for name in (POSTS, COMMENTS):
-        for doc in db[name].find({}, {"events": 1}):
-            keys.update((key, name) for key in doc.get("events", []))
+        for doc in db[name].find({}, {"pubs.k": 1}):
+            keys.update((entry["k"], name) for entry in doc.get("pubs", []))
     for name in (POST_LIKES, COMMENT_LIKES):
         keys.update((doc["_id"], name) for doc in db[name].find({}, {"_id": 1}) if isinstance(doc["_id"], str))
     return keys

@@ -1,15 +1,18 @@
-"""The publication registry's completer (dailyfeed/content/outbox.py): completions are deleted in batches off
-the request path, kept for the next batch when the store fails, and deleted when it stops."""
+"""The publication registry's completer (dailyfeed/content/outbox.py): completions of standalone publications are
+deleted in batches off the request path, kept for the next batch when the store fails, and deleted when it stops;
+the writer's statement is written once per flush, and again at the next one when the store failed."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 import mongomock
 import pytest
 
-from dailyfeed.content.outbox import Completer, PublicationRegistry
-from dailyfeed.store import EVENT_PUBLICATIONS
+from dailyfeed.content.outbox import Completer, PublicationRegistry, Target
+from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.store import EVENT_PUBLICATIONS, OUTBOX_WRITERS, POSTS
 
 
 @pytest.fixture
@@ -25,13 +28,13 @@ def test_completions_are_deleted_in_batches_and_kept_while_the_store_fails(db, c
     completer.start()
     try:
         for key in ("a", "b", "c"):
-            registry.complete_published(key)
+            registry.complete_write(key, standalone=True)
         assert db[EVENT_PUBLICATIONS].count_documents({}) == 3  # not on the request path
 
         real = registry.collection
         registry.collection = None  # the store fails: `delete_many` on None raises
         with caplog.at_level(logging.WARNING, logger="dailyfeed.content.outbox"):
-            completer.flush()
+            completer.flush()  # the statement has nothing new to say: not written again
         assert db[EVENT_PUBLICATIONS].count_documents({}) == 3
         # the operator's log says what is kept and why (the store's error with its traceback)
         [warning] = caplog.records
@@ -44,4 +47,49 @@ def test_completions_are_deleted_in_batches_and_kept_while_the_store_fails(db, c
         completer.stop()  # what is still queued is deleted
     assert db[EVENT_PUBLICATIONS].count_documents({}) == 0
     assert registry.completer is None
-    registry.complete_published("gone")  # without a completer: now (nothing to delete here)
+    registry.complete_write("gone", standalone=True)  # without a completer: now (nothing to delete here)
+
+
+def test_the_statement_is_written_once_per_flush_and_again_after_a_store_failure(db, caplog):
+    registry = PublicationRegistry(db, grace_s=30, lease_s=60)
+    writers = db[OUTBOX_WRITERS]
+    completer = Completer(registry, flush_s=3600)  # flushed by hand here
+    completer.start()
+    try:
+        first = writers.find_one({"_id": registry.writer.id})
+        event = ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=1)
+        entry = registry.writer.begin(event, Target(POSTS, 1))  # batched: in memory only
+        assert writers.find_one()["owed"] == []
+        real = registry.writer.collection
+        registry.writer.collection = None  # the store fails
+        with caplog.at_level(logging.WARNING, logger="dailyfeed.content.outbox"):
+            completer.flush()
+        assert [r.getMessage() for r in caplog.records] == [
+            "could not state the writer's settled publications; trying again"
+        ]
+        registry.writer.collection = real
+        completer.flush()  # said again: what changed was not stated yet
+        [owed] = writers.find_one()["owed"]
+        assert owed == {"k": event.message_key, "c": POSTS, "id": 1, "at": entry["at"]}
+        assert writers.find_one()["settled_before"] > first["settled_before"]
+        assert entry["at"] < writers.find_one()["settled_before"]  # began before the statement
+        registry.writer.complete(event.message_key)
+        completer.flush()
+        assert writers.find_one()["owed"] == []
+    finally:
+        completer.stop()
+
+
+def test_a_write_begun_after_a_statement_is_never_settled_by_it_whatever_the_clock_says(db):
+    """The statement's promise: what began before it is listed or settled, what begins after has `at` >= T, even
+    when the clock stands still or goes back."""
+    times = iter(
+        [datetime(2026, 1, 1, 0, 0, 0, 999_999, tzinfo=timezone.utc)] * 2 + [datetime(2025, 1, 1, tzinfo=timezone.utc)]
+    )
+    registry = PublicationRegistry(db, grace_s=30, lease_s=60, clock=lambda: next(times))
+    registry.writer.batched = True
+    registry.writer.state()
+    settled_before = db[OUTBOX_WRITERS].find_one()["settled_before"]
+    for n in (1, 2):  # the clock as it was at the statement, then a year back
+        entry = registry.writer.begin(ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=n), Target(POSTS, n))
+        assert entry["at"] >= settled_before

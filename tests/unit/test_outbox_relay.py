@@ -1,6 +1,7 @@
-"""The relay's rules on the embedded store (dailyfeed/content/outbox.py): only what is past due, oldest due first
-and a batch at a time; a publication its writer completed while the relay claimed it is let go; a dry run changes
-nothing; and the serving process's relay thread and completer do their work on their own and stop."""
+"""The relay's rules on the embedded store (dailyfeed/content/outbox.py): only what is past due, oldest first and a
+batch at a time; an entry its writer undid (a publication it completed) while the relay claimed it is let go; a dry
+run changes nothing; the writer's statement says what is settled; and the serving process's relay thread and
+completer do their work on their own and stop."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import pytest
 from dailyfeed.bootstrap import bootstrap
 from dailyfeed.content import outbox
 from dailyfeed.content.outbox import Completer, Outcome, RelayWorker, SimulatedCrash
-from dailyfeed.store import DEAD_LETTER_CLAIMS, EVENT_PUBLICATIONS
+from dailyfeed.errors import ActivityNotRecorded
+from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.store import DEAD_LETTER_CLAIMS, EVENT_PUBLICATIONS, OUTBOX_WRITERS, POSTS
 from dailyfeed.transport.fake import FakeTransport
 
 
@@ -44,16 +47,23 @@ def make():
         container.close()
 
 
+def dies_after(step: str, keys: list[str] | None = None):
+    """A checkpoint that "kills" the writer after `step` (noting the key in `keys`)."""
+
+    def died(at, key):
+        if at == step:
+            if keys is not None:
+                keys.append(key)
+            raise SimulatedCrash
+
+    return died
+
+
 def owe(container, n: int, step: str = outbox.APPLIED) -> list[str]:
     """n posts whose writer died after `step`: their keys, in the order written."""
     keys = []
 
-    def died(at, key):
-        if at == step:
-            keys.append(key)
-            raise SimulatedCrash
-
-    container.content_service.checkpoint = died
+    container.content_service.checkpoint = dies_after(step, keys)
     for i in range(n):
         with pytest.raises(SimulatedCrash):
             container.content_service.create_post(7, None, f"post {i}")
@@ -62,12 +72,54 @@ def owe(container, n: int, step: str = outbox.APPLIED) -> list[str]:
     return keys
 
 
+def owe_unlikes(container, n: int) -> list[str]:
+    """n unlikes (standalone publications) whose writer died after removing the like: their keys."""
+    service = container.content_service
+    post = service.create_post(7, None, "liked")["id"]
+    for member in range(n):
+        service.like_post(100 + member, post)
+    keys = []
+
+    service.checkpoint = dies_after(outbox.APPLIED, keys)
+    for member in range(n):
+        with pytest.raises(SimulatedCrash):
+            service.unlike_post(100 + member, post)
+    service.checkpoint = outbox.no_checkpoint
+    time.sleep(0.01)
+    return keys
+
+
+def owed_like(container) -> tuple[int, dict]:
+    """Member 8 likes a new post and its writer dies owing the like's event; then another process (a new writer)
+    serves: the post's id and the like as stored."""
+    service = container.content_service
+    post = service.create_post(7, None, "liked")["id"]
+
+    service.checkpoint = dies_after(outbox.APPLIED)
+    with pytest.raises(SimulatedCrash):
+        service.like_post(8, post)
+    service.checkpoint = outbox.no_checkpoint
+    [like] = container.db["post_likes"].find()
+    container.publications.writer = type(container.publications.writer)(container.db)
+    return post, like
+
+
+def declare_dead(container) -> None:
+    """Its writer's statement as a dead process leaves it: no beat for longer than the lease."""
+    long_ago = datetime.now(timezone.utc) - timedelta(days=1)
+    container.db[OUTBOX_WRITERS].update_one({"_id": container.publications.writer.id}, {"$set": {"beat": long_ago}})
+
+
+def owed(container) -> int:
+    return container.publications.stats().outstanding
+
+
 def test_a_publication_still_in_its_grace_period_is_left_to_its_writer(make):
     container = make(**{"outbox.grace-s": 3600.0})
     [key] = owe(container, 1)
     summary = container.relay().run_pass()
     assert summary.total == 0 and summary.skipped == 0
-    assert container.db[EVENT_PUBLICATIONS].count_documents({"_id": key}) == 1
+    assert owed(container) == 1
     assert container.broker.published == []
 
 
@@ -81,10 +133,32 @@ def test_a_pass_takes_a_batch_of_the_oldest_due_first(make):
     assert [e.message_key for e in container.broker.published] == keys
 
 
-def test_a_publication_completed_by_its_writer_while_claimed_is_let_go(make, monkeypatch):
+def test_an_entry_its_writer_undid_while_claimed_is_let_go(make, monkeypatch):
     container = make()
     [key] = owe(container, 1)
     relay = container.relay()
+    claims = container.publications.claims
+    claim_batch = claims.claim_batch
+
+    def claimed_then_undone(*args, **kwargs):
+        held = claim_batch(*args, **kwargs)
+        container.content_service.repo.delete_post_for_good(1, key)  # the slow writer undid it just before
+        return held
+
+    monkeypatch.setattr(claims, "claim_batch", claimed_then_undone)
+    seen = []
+    relay.checkpoint = lambda step, k: seen.append((step, k))
+    summary = relay.run_pass()
+
+    assert summary.total == 0 and summary.skipped == 1 and seen == []
+    assert container.broker.published == []
+    [claim] = container.db[DEAD_LETTER_CLAIMS].find({"collection": outbox.ENTRY_CLAIMS})
+    assert claim["released_at"] is not None  # given back at once
+
+
+def test_a_standalone_publication_completed_by_its_writer_while_claimed_is_let_go(make, monkeypatch):
+    container = make()
+    [key] = owe_unlikes(container, 1)
     claims = container.publications.claims
     claim_batch = claims.claim_batch
 
@@ -94,14 +168,12 @@ def test_a_publication_completed_by_its_writer_while_claimed_is_let_go(make, mon
         return held
 
     monkeypatch.setattr(claims, "claim_batch", claimed_then_completed)
-    seen = []
-    relay.checkpoint = lambda step, k: seen.append((step, k))
-    summary = relay.run_pass()
+    summary = container.relay().run_pass()
 
-    assert summary.total == 0 and summary.skipped == 1 and seen == []
-    assert container.broker.published == []
+    assert summary.total == 0 and summary.skipped == 1
+    assert [e.message_key for e in container.broker.published if "CANCEL" in e.message_key] == []
     [claim] = container.db[DEAD_LETTER_CLAIMS].find({"collection": EVENT_PUBLICATIONS})
-    assert claim["released_at"] is not None  # given back at once
+    assert claim["released_at"] is not None
 
 
 def test_the_relay_calls_its_checkpoint_after_claiming_and_after_publishing_each(make):
@@ -115,12 +187,13 @@ def test_the_relay_calls_its_checkpoint_after_claiming_and_after_publishing_each
 def test_a_dry_run_says_what_would_be_published_or_dropped_and_changes_nothing(make):
     container = make()
     [landed] = owe(container, 1)
-    [never] = owe(container, 1, step=outbox.RECORDED)
+    [never] = owe(container, 1, step=outbox.BEGUN)
+    declare_dead(container)  # its listed write that never landed is dropped only once its writer is dead
     seen = {}
     summary = container.relay().preview(report=lambda key, outcome: seen.update({key: outcome}))
     assert seen == {landed: Outcome.DELIVERED, never: Outcome.DROPPED}
     assert summary.counts[Outcome.DELIVERED] == 1 and summary.counts[Outcome.DROPPED] == 1
-    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 2 and container.broker.published == []
+    assert owed(container) == 2 and container.broker.published == []
     assert summary.line() == "delivered 1, dead lettered 0, dropped 1, left 0, skipped 0"
 
 
@@ -144,10 +217,10 @@ def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_surviv
     try:
         assert worker._thread.name == "dailyfeed-outbox-relay" and worker._thread.daemon
         deadline = time.monotonic() + 10
-        while container.db[EVENT_PUBLICATIONS].count_documents({}) and time.monotonic() < deadline:
+        while owed(container) and time.monotonic() < deadline:
             time.sleep(0.02)
         [second] = owe(container, 1)  # owed later: a later pass takes it
-        while container.db[EVENT_PUBLICATIONS].count_documents({}) and time.monotonic() < deadline:
+        while owed(container) and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
         worker.stop()
@@ -159,23 +232,48 @@ def test_the_serving_relay_thread_relays_at_start_then_every_interval_and_surviv
     assert isinstance(failed.exc_info[1], RuntimeError)
 
 
-def test_the_completer_thread_deletes_on_its_own_and_stops(make):
+def test_the_completer_thread_states_the_writer_and_deletes_on_its_own_and_stops(make):
     container = make()
     registry = container.publications
     registry.collection.insert_many([{"_id": "a"}, {"_id": "b"}])
+    writers = container.db[OUTBOX_WRITERS]
     completer = Completer(registry, flush_s=0.02)
     completer.start()
     try:
         assert completer._thread.name == "dailyfeed-outbox-completer" and completer._thread.daemon
-        registry.complete_published("a")
+        [statement] = writers.find()  # stated before the first write
+        assert statement["_id"] == registry.writer.id and statement["owed"] == []
+        registry.complete_write("a", standalone=True)
         deadline = time.monotonic() + 10
         while registry.collection.count_documents({"_id": "a"}) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert registry.collection.count_documents({"_id": "a"}) == 0
+        post = container.content_service.create_post(7, None, "while batched")  # no statement of its own
+        deadline = time.monotonic() + 10
+        while writers.find_one()["settled_before"] <= statement["settled_before"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        later = writers.find_one()
+        [entry] = container.db[POSTS].find_one({"_id": post["id"]})["pubs"]
+        assert later["owed"] == [] and entry["at"] < later["settled_before"]  # settled, as the statement says
     finally:
         completer.stop()
     assert not completer._thread.is_alive() and threading.active_count() >= 1
     assert registry.collection.count_documents({"_id": "b"}) == 1  # only what was completed
+    assert writers.count_documents({}) == 0  # stopped with nothing in flight: nothing owed, no statement
+    container.content_service.create_post(7, None, "after the completer")  # now each write states it itself
+    assert writers.find_one({"_id": registry.writer.id})["owed"] == []
+
+
+def test_a_completer_that_cannot_state_its_writer_at_stop_says_so(make, caplog):
+    container = make()
+    registry = container.publications
+    completer = Completer(registry, flush_s=3600)
+    completer.start()
+    registry.writer.collection = None  # the store fails
+    with caplog.at_level(logging.WARNING, logger="dailyfeed.content.outbox"):
+        completer.stop()
+    [warning] = [r for r in caplog.records if r.getMessage() == "could not state the writer at stop"]
+    assert isinstance(warning.exc_info[1], AttributeError)
 
 
 def test_stats_count_what_is_owed_and_name_the_oldest(make):
@@ -183,10 +281,12 @@ def test_stats_count_what_is_owed_and_name_the_oldest(make):
     owe(container, 1)
     time.sleep(0.01)
     owe(container, 1)
-    created = sorted(doc["created_at"] for doc in container.db[EVENT_PUBLICATIONS].find())
+    owe_unlikes(container, 1)
+    [statement] = container.db[OUTBOX_WRITERS].find()
+    began = sorted(o["at"] for o in statement["owed"])
     stats = container.publications.stats()
-    assert stats.outstanding == 2
-    assert stats.oldest.replace(tzinfo=None) == created[0] != created[1]
+    assert stats.outstanding == 3
+    assert stats.oldest == outbox._time(began[0]) != outbox._time(began[1])
 
 
 def recorded_in(container, order: list[str], due: list[datetime]) -> None:
@@ -198,9 +298,13 @@ def recorded_in(container, order: list[str], due: list[datetime]) -> None:
     publications.insert_many([{**docs[key], "due_at": at} for key, at in zip(order, due)])
 
 
+def cancels(container) -> list[str]:
+    return [e.message_key for e in container.broker.published if "CANCEL" in e.message_key]
+
+
 def test_publications_recorded_out_of_due_order_are_relayed_oldest_due_first(make):
     container = make(**{"outbox.batch": 1})
-    keys = owe(container, 3)
+    keys = owe_unlikes(container, 3)
     # a due order that is neither the order they were recorded in nor the order of their keys
     recorded = sorted(keys, reverse=True)
     by_due = next(list(p) for p in itertools.permutations(keys) if list(p) not in (recorded, sorted(keys)))
@@ -208,20 +312,19 @@ def test_publications_recorded_out_of_due_order_are_relayed_oldest_due_first(mak
     recorded_in(container, recorded, [now - timedelta(seconds=10 - by_due.index(key)) for key in recorded])
 
     for _ in keys:
-        assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1
-    assert [e.message_key for e in container.broker.published] == by_due
+        container.relay().run_pass()
+    assert cancels(container) == by_due
 
 
 def test_publications_due_at_the_same_moment_are_relayed_in_key_order(make):
     # one order for every relay: a batch boundary falls at the same publication whichever relay reads it
     container = make(**{"outbox.batch": 2})
-    keys = owe(container, 3)
+    keys = owe_unlikes(container, 3)
     at = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=1)
     recorded_in(container, sorted(keys, reverse=True), [at] * 3)
 
-    first = container.relay().run_pass()
-    assert first.counts[Outcome.DELIVERED] == 2
-    assert [e.message_key for e in container.broker.published] == sorted(keys)[:2]
+    container.relay().run_pass()
+    assert cancels(container) == sorted(keys)[:2]
     assert container.db[EVENT_PUBLICATIONS].distinct("_id") == [sorted(keys)[2]]  # still owed
 
 
@@ -232,27 +335,27 @@ def test_a_dry_run_says_what_one_pass_would_do_a_batch_of_the_oldest(make):
     summary = container.relay().preview(report=lambda key, outcome: seen.append((key, outcome)))
     assert seen == [(keys[0], Outcome.DELIVERED), (keys[1], Outcome.DELIVERED)]
     assert summary.line() == "delivered 2, dead lettered 0, dropped 0, left 0, skipped 0"
-    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 3 and container.broker.published == []
+    assert owed(container) == 3 and container.broker.published == []
 
 
 def test_a_pass_counts_every_publication_it_skipped(make, monkeypatch):
     container = make()
-    held_by_writer, completed_meanwhile, relayed = owe(container, 3)
-    assert container.publications.hold(held_by_writer) is not None  # its writer is about to undo its change
-    claims = container.publications.claims
+    held_by_writer, undone_meanwhile, relayed = owe(container, 3)
+    registry = container.publications
+    assert registry.hold(held_by_writer, standalone=False) is not None  # its writer undoes it
+    claims = registry.claims
     claim_batch = claims.claim_batch
 
-    def claimed_then_completed(*args, **kwargs):
+    def claimed_then_undone(*args, **kwargs):
         held = claim_batch(*args, **kwargs)
-        container.publications.complete([completed_meanwhile])  # a slow writer completes this one now
+        container.content_service.repo.delete_post_for_good(2, undone_meanwhile)  # a slow writer undid it now
         return held
 
-    monkeypatch.setattr(claims, "claim_batch", claimed_then_completed)
+    monkeypatch.setattr(claims, "claim_batch", claimed_then_undone)
     summary = container.relay().run_pass()
 
     assert summary.line() == "delivered 1, dead lettered 0, dropped 0, left 0, skipped 2"
     assert [e.message_key for e in container.broker.published] == [relayed]
-    assert container.db[EVENT_PUBLICATIONS].distinct("_id") == [held_by_writer]  # still owed, its writer's
 
 
 def test_the_serving_relay_thread_drains_a_backlog_of_full_batches_without_waiting_the_interval(make):
@@ -262,7 +365,7 @@ def test_the_serving_relay_thread_drains_a_backlog_of_full_batches_without_waiti
     worker.start()
     try:
         deadline = time.monotonic() + 10
-        while container.db[EVENT_PUBLICATIONS].count_documents({}) and time.monotonic() < deadline:
+        while owed(container) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert [e.message_key for e in container.broker.published] == keys
         assert worker._thread.is_alive()  # waiting for its next interval
@@ -280,3 +383,208 @@ def test_the_age_of_the_oldest_owed_event_is_exact_and_never_negative(make):
     assert stats.oldest_age_s(stats.oldest - timedelta(seconds=5)) == 0.0  # a reader whose clock is behind the writer's
     container.relay().run_pass()
     assert container.publications.stats().oldest_age_s(datetime.now(timezone.utc)) == 0.0  # nothing owed
+
+
+def test_a_dead_writers_statement_moves_on_a_batch_at_a_time_and_goes_when_nothing_is_owed(make):
+    container = make(**{"outbox.batch": 2})
+    writer = container.publications.writer
+    writer.batched = True  # a serving process's writer, killed before its completer stated these writes
+    writer.state()
+    keys = owe(container, 3)
+    declare_dead(container)
+    statements = container.db[OUTBOX_WRITERS]
+    first = statements.find_one()["settled_before"]
+
+    assert container.relay().run_pass().counts[Outcome.DELIVERED] == 2
+    moved = statements.find_one()
+    assert moved["settled_before"] >= first and moved["relayed"] == keys[:2]
+    assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1  # the rest, nothing twice
+    assert container.relay().run_pass().total == 0
+    assert statements.count_documents({}) == 0  # dead and owing nothing: its statement is gone
+    assert [e.message_key for e in container.broker.published] == keys
+
+
+def test_an_unlike_keeps_the_event_of_a_like_another_writer_still_owes(make):
+    container = make(**{"outbox.grace-s": 3600.0})
+    service = container.content_service
+    post, like = owed_like(container)
+    service.unlike_post(8, post)
+
+    kept = container.db[EVENT_PUBLICATIONS].find_one({"_id": like["_id"]})
+    assert kept["landed"] is True and kept["event"]["memberActivityType"] == "LIKE_POST"
+    settled_like = service.like_post(9, post)  # published and settled: an unlike keeps nothing of it
+    service.unlike_post(9, post)
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 1 and settled_like["liked"]
+
+
+def test_a_writer_takes_over_an_entry_after_a_relays_lease_only_when_no_relay_published_it(make):
+    container = make(**{"outbox.lease-s": 1})
+    registry = container.publications
+    published, killed_before = owe(container, 2)
+
+    def killed(step, key):
+        if step == outbox.RELAY_CLAIMED and key == killed_before:
+            raise SimulatedCrash("relay killed before publishing")
+
+    relay = container.relay(checkpoint=killed)
+    relay.batch = 1
+    assert relay.run_pass().counts[Outcome.DELIVERED] == 1  # the first: published and said so in the statement
+    with pytest.raises(SimulatedCrash):
+        relay.run_pass()  # the second: claimed, then the relay died
+    assert registry.hold(killed_before, standalone=False) is None  # its lease still runs
+    time.sleep(1.1)
+    assert registry.hold(published, standalone=False) is None  # published by a relay: never undone
+    assert registry.hold(killed_before, standalone=False) is not None  # never published: its writer may undo it
+
+
+def test_a_dry_run_of_standalone_publications_publishes_what_landed_and_drops_the_rest(make):
+    container = make()
+    landed = owe_unlikes(container, 2)  # the likes are gone: the unlikes landed
+    service = container.content_service
+    post = service.create_post(8, None, "kept like")["id"]
+    service.like_post(9, post)
+    never = []
+
+    service.checkpoint = dies_after(outbox.BEGUN, never)
+    with pytest.raises(SimulatedCrash):
+        service.unlike_post(9, post)  # recorded, the like never removed
+    service.checkpoint = outbox.no_checkpoint
+    time.sleep(0.01)
+    seen = {}
+    summary = container.relay().preview(report=lambda key, outcome: seen.update({key: outcome}))
+    assert seen == {**dict.fromkeys(landed, Outcome.DELIVERED), never[0]: Outcome.DROPPED}
+    assert summary.line() == "delivered 2, dead lettered 0, dropped 1, left 0, skipped 0"
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 3 and cancels(container) == []
+
+
+def test_a_like_whose_unlike_was_undone_still_has_its_owed_event_published(make):
+    """like (its writer dies owing the event) → unlike by another process, which can neither deliver nor keep its
+    own event and puts the like back: the like's event, kept standalone as landed, is still published."""
+    container = make()
+    service = container.content_service
+    post, like = owed_like(container)
+    container.broker.fail_with()
+    container.dead_letters.db = _Broken()
+    with pytest.raises(ActivityNotRecorded):
+        service.unlike_post(8, post)
+    assert container.db["post_likes"].count_documents({"_id": like["_id"]}) == 1  # put back
+    container.broker.recover()
+    time.sleep(0.01)
+
+    summary = container.relay().run_pass()
+
+    # published as kept (landed, though the like is back), and again from the like's entry: its key stores it once
+    assert [e.message_key for e in container.broker.published if "LIKE_POST" in e.message_key] == [like["_id"]] * 2
+    assert summary.line() == "delivered 2, dead lettered 0, dropped 0, left 0, skipped 0"
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 0
+
+
+def test_a_standalone_publication_a_killed_relay_held_is_taken_after_its_lease(make):
+    container = make(**{"outbox.lease-s": 1})
+    [key] = owe_unlikes(container, 1)
+
+    def killed(step, k):
+        if step == outbox.RELAY_PUBLISHED:
+            raise SimulatedCrash("relay killed")
+
+    with pytest.raises(SimulatedCrash):
+        container.relay(checkpoint=killed).run_pass()
+    assert container.relay().run_pass().skipped == 1
+    time.sleep(1.1)
+    assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1  # a later claim generation
+    assert cancels(container) == [key, key]  # the killed relay's send and this one: stored once by key
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 0
+
+
+class _Broken:
+    """A database whose every collection fails (the dead letters cannot be kept)."""
+
+    def __getitem__(self, name):
+        from tests.api.test_delivery_failures import BrokenCollection
+
+        return BrokenCollection()
+
+
+def test_owed_unlikes_of_posts_and_comments_are_relayed_in_one_pass(make):
+    container = make()
+    service = container.content_service
+    post = service.create_post(7, None, "liked")["id"]
+    comment = service.create_comment(7, post, "liked too")["id"]
+    service.like_post(8, post)
+    service.like_comment(8, comment)
+    keys = []
+
+    service.checkpoint = dies_after(outbox.APPLIED, keys)
+    for unlike in (lambda: service.unlike_post(8, post), lambda: service.unlike_comment(8, comment)):
+        with pytest.raises(SimulatedCrash):
+            unlike()
+    service.checkpoint = outbox.no_checkpoint
+    time.sleep(0.01)
+    assert container.relay().run_pass().counts[Outcome.DELIVERED] == 2  # likes of both kinds read, both gone
+    assert sorted(cancels(container)) == sorted(keys)
+
+
+def test_an_unlike_of_a_like_stored_without_an_entry_keeps_nothing(make):
+    """A like stored before likes carried their publication entry: nothing is known owed of it."""
+    container = make()
+    service = container.content_service
+    post = service.create_post(7, None, "liked")["id"]
+    service.like_post(8, post)
+    container.db["post_likes"].update_many({}, {"$unset": {"pubs": ""}})
+    assert service.unlike_post(8, post)["liked"] is False
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 0
+
+
+def test_a_standalone_publication_in_its_grace_period_is_left_and_counted_from_when_it_was_recorded(make):
+    container = make(**{"outbox.grace-s": 3600.0})
+    [key] = owe_unlikes(container, 1)
+    assert container.relay().run_pass().total == 0 and cancels(container) == []
+    recorded = container.db[EVENT_PUBLICATIONS].find_one({"_id": key})["created_at"]
+    stats = container.publications.stats()
+    assert stats.outstanding == 1 and stats.oldest.replace(tzinfo=None) == recorded
+    registry = container.publications
+    assert registry.claims.claim(EVENT_PUBLICATIONS, key, "a relay") is not None
+    assert registry.hold(key, standalone=True) is None  # a relay holds it: its writer must not undo the unlike
+
+
+@pytest.mark.parametrize(
+    "statement, kept",
+    [
+        (None, False),  # its writer's statement is gone: it was dead and owed nothing
+        ({"settled_before": 1, "owed": []}, False),  # settled before the statement
+        ({"settled_before": 0, "owed": []}, True),  # began at the statement's very time: not settled by it
+        ({"settled_before": 1, "owed": ["like"]}, True),  # listed in flight
+        ({"settled_before": 0, "owed": [], "relayed": ["like"]}, False),  # a relay published it
+    ],
+)
+def test_an_unlike_keeps_a_likes_event_only_while_its_writers_statement_does_not_settle_it(make, statement, kept):
+    container = make()
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    event = ActivityEvent.new(ActivityType.LIKE_POST, 8, post_id=1, at=at)
+    key = event.message_key
+    began = outbox._micros(at)
+    like = {"_id": key, "pubs": [outbox.entry_of(event, "other", began)]}
+    writers = container.db[OUTBOX_WRITERS]
+    writers.insert_one({"_id": "unrelated", "settled_before": began - 1, "owed": [{"k": key}]})
+    if statement is not None:
+        writers.insert_one(
+            {
+                "_id": "other",
+                "settled_before": began + statement["settled_before"],
+                "owed": [{"k": key} for _ in statement["owed"]],
+                "relayed": [key for _ in statement.get("relayed", ())],
+            }
+        )
+    container.publications.keep_owed_like(like, "post_likes")
+    assert container.db[EVENT_PUBLICATIONS].count_documents({"_id": key, "landed": True}) == (1 if kept else 0)
+
+
+def test_a_dry_run_takes_one_batch_of_standalone_publications_and_of_a_dead_writers_entries(make):
+    container = make(**{"outbox.batch": 1})
+    [first, _] = owe_unlikes(container, 2)
+    [entry] = owe(container, 1)
+    declare_dead(container)  # dead, and nothing it listed is missing: nothing to drop
+    seen = []
+    summary = container.relay().preview(report=lambda key, outcome: seen.append((key, outcome)))
+    assert seen == [(first, Outcome.DELIVERED), (entry, Outcome.DELIVERED)]
+    assert summary.line() == "delivered 2, dead lettered 0, dropped 0, left 0, skipped 0"
