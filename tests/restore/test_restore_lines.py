@@ -4,6 +4,7 @@ and how many a pass would take (the progress bar's length). On both store backen
 
 from __future__ import annotations
 
+import pytest
 from pymongo.errors import AutoReconnect
 
 from dailyfeed.deadletters import Selection, dead_letter_event
@@ -106,3 +107,48 @@ def test_the_progress_bar_counts_what_a_pass_will_take_at_most_its_limit(dead_le
         return ListenerRestore(dead_letters, dailyfeed.activity_service, options).pending()
 
     assert (pending(None), pending(2), pending(5)) == (3, 2, 3)
+
+
+def test_a_dead_letter_another_restore_holds_is_skipped_named_and_left_to_it(db, dead_letters, runner):
+    for n in range(3):
+        listener_dead_letter(dead_letters, post_event(n), offset=n)
+    held = documents(db, KAFKA_LISTENER_DEAD_LETTERS)[1]
+    assert dead_letters.claim(KAFKA_LISTENER_DEAD_LETTERS, held["_id"], "another-restore") is not None
+
+    result = runner.invoke(args=["restore-listener"])
+    assert result.exit_code == 0, result.output
+    assert [line for line in lines(result) if line.startswith("skipped")] == [
+        f"skipped  {held['message_key']} {LISTENER}: taken by another restore"
+    ]
+    assert sorted(line for line in lines(result) if line.startswith("restored")) == sorted(
+        f"restored {post_event(n).message_key} {LISTENER}" for n in (0, 2)
+    )
+    assert "skipped 1" in result.output.splitlines()[-1]
+    left = documents(db, KAFKA_LISTENER_DEAD_LETTERS, status="pending")
+    assert [doc["message_key"] for doc in left] == [held["message_key"]]  # still the other restore's to finish
+
+
+def test_a_slow_rate_below_one_a_second_restores(dead_letters, runner):
+    listener_dead_letter(dead_letters, post_event(0), offset=0)
+    result = runner.invoke(args=["restore-listener", "--rate", "0.5", "--limit", "1", "--batch-size", "1"])
+    assert result.exit_code == 0, result.output
+    assert lines(result) == [f"restored {post_event(0).message_key} {LISTENER}"]
+
+
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"limit": 0}, "limit must be at least 1"),
+        ({"rate": 0.0}, "rate must be positive"),
+        ({"rate": -2.0}, "rate must be positive"),
+    ],
+)
+def test_restore_options_refuse_what_no_pass_could_do_naming_it(options, problem):
+    with pytest.raises(ValueError, match=f"^{problem}$"):
+        RestoreOptions(**options)
+
+
+def test_restore_options_take_the_smallest_values_that_work():
+    options = RestoreOptions(batch_size=1, limit=1, rate=0.25)
+    assert (options.batch_size, options.limit, options.rate) == (1, 1, 0.25)
