@@ -232,12 +232,7 @@ class ContentService:
         )
         if liked is None:
             raise DuplicateLike(f"member {member_id} already likes {kind} {target}")
-        return {
-            f"{kind}Id": target,
-            "memberId": member_id,
-            "liked": True,
-            "likeCount": self.repo.count_likes(kind, target),
-        }
+        return self._like_json(kind, target, member_id, liked=True)
 
     def _unlike(
         self,
@@ -273,10 +268,13 @@ class ContentService:
         )
         if not removed:  # another request removed it first
             raise NotFound(f"member {member_id} does not like {kind} {target}")
+        return self._like_json(kind, target, member_id, liked=False)
+
+    def _like_json(self, kind: str, target: int, member_id: int, *, liked: bool) -> dict[str, Any]:
         return {
             f"{kind}Id": target,
             "memberId": member_id,
-            "liked": False,
+            "liked": liked,
             "likeCount": self.repo.count_likes(kind, target),
         }
 
