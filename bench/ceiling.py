@@ -112,7 +112,7 @@ def ceiling_rep(run: Run, rep: int, n: int) -> dict[str, Any]:
         }
 
     try:
-        result = asyncio.run(go())
+        result = common.run_as_the_app_consumes(go())
         result["stored"] = db["member_activities"].count_documents({})
         return result
     finally:

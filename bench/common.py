@@ -23,7 +23,9 @@ from typing import Any, Iterable
 
 import pymongo
 
+from dailyfeed.config import load_settings
 from dailyfeed.events import ActivityEvent, ActivityType
+from dailyfeed.transport.loop import loop_factory, run_loop
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -256,6 +258,12 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return 0.0
+
+
+def run_as_the_app_consumes(main) -> Any:
+    """asyncio.run on the event loop the app's Kafka clients run on (`kafka.event-loop`, from the environment as
+    the app reads it): the ceiling and the peer consume on the same loop as the listener they are compared with."""
+    return run_loop(main, loop_factory(load_settings()["kafka.event-loop"]))
 
 
 def bench_env(**settings: Any) -> dict[str, str]:

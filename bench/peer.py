@@ -104,7 +104,7 @@ def main() -> None:
         ensure_indexes(client[args.database])  # the listener's collection has these: the same store work
     finally:
         client.close()
-    asyncio.run(serve(args.topic, args.group, args.database))
+    common.run_as_the_app_consumes(serve(args.topic, args.group, args.database))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ variables, then the mapping given to create_app(test_config=...). Keys are the d
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tomllib
@@ -28,6 +29,7 @@ class ConfigError(ValueError):
 
 SERVICES = tuple(Service)
 LOG_FORMATS = ("text", "json")
+EVENT_LOOPS = ("uvloop", "asyncio")  # kafka.event-loop: what the Kafka clients' loops can be (transport/loop.py)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: A trusted host: a name or IPv4 address (".example.com" also trusts its subdomains), an IPv6 address in brackets,
 #: or "*" (any: only behind a proxy that checks Host itself). No port: a trusted host is trusted on every port.
@@ -212,6 +214,7 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         )
     if not 0 < values["circuit.failure-rate"] <= 1:
         raise ConfigError("setting circuit.failure-rate must be in (0, 1]")
+    values["kafka.event-loop"] = _event_loop(values["kafka.event-loop"])
     values["log.format"] = str(values["log.format"]).strip().lower()
     if values["log.format"] not in LOG_FORMATS:
         raise ConfigError(
@@ -236,6 +239,21 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     if len(values["auth.jwt-secret"]) < 32:
         raise ConfigError("setting auth.jwt-secret must be at least 32 characters")
     return values
+
+
+def _event_loop(raw: Any) -> str:
+    name = str(raw).strip().lower()
+    if name not in EVENT_LOOPS:
+        raise ConfigError(
+            f"setting kafka.event-loop ({env_name('kafka.event-loop')}) is {name!r}; allowed values: "
+            f"{', '.join(EVENT_LOOPS)}"
+        )
+    if name == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ConfigError(
+            f"setting kafka.event-loop is uvloop, but uvloop is not installed (pip install uvloop, or set "
+            f"{env_name('kafka.event-loop')}=asyncio)"
+        )
+    return name
 
 
 def _trusted_hosts(hosts: list[str]) -> tuple[str, ...]:

@@ -67,6 +67,7 @@ class ProducerOptions:
     # per record about fourfold when many writers keep the cores busy, and adds that wait to every awaited send
     # (docs/benchmarks.md, finding 9; default 0).
     linger_ms: int
+    event_loop: str = "uvloop"  # kafka.event-loop: the loop the producer runs on (transport/loop.py)
     acks: str = "all"
     idempotent: bool = True
 
@@ -90,6 +91,7 @@ class ConsumerOptions:
     commit: Commit = Commit.AFTER_STORE
     store_retry: RetryPolicy = RetryPolicy(attempts=4, base_s=0.5, max_s=30.0)  # then dead letters
     reconnect: RetryPolicy = RetryPolicy(attempts=None, base_s=0.5, max_s=30.0)  # a consumer that cannot start
+    event_loop: str = "uvloop"  # kafka.event-loop: the loop the consumer runs on (transport/loop.py)
     poll_ttl_s: float = 300.0  # liveness: the loop made progress (a poll returned, a reconnect was tried) this recently
     consume_ttl_s: float = 600.0  # liveness: no batch has been in hand (stored, committed) longer than this
 
@@ -99,6 +101,7 @@ def producer_options(settings: Settings) -> ProducerOptions:
         bootstrap_servers=settings["kafka.bootstrap-servers"],
         send_timeout_s=settings["kafka.producer.send-timeout-ms"] / 1000,
         linger_ms=settings["kafka.producer.linger-ms"],
+        event_loop=settings["kafka.event-loop"],
     )
 
 
@@ -125,4 +128,5 @@ def consumer_options(settings: Settings, pattern: str) -> ConsumerOptions:
         store_retry=replace(ConsumerOptions.store_retry, attempts=settings["kafka.consumer.store-retries"] + 1),
         poll_ttl_s=settings["kafka.consumer.poll-ttl-s"],
         consume_ttl_s=settings["kafka.consumer.consume-ttl-s"],
+        event_loop=settings["kafka.event-loop"],
     )

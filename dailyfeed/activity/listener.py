@@ -36,6 +36,7 @@ from ..delivery import Backoff, ConsumerOptions, consumer_options
 from ..events import ActivityEvent
 from ..telemetry import metrics
 from ..telemetry.tracing import from_record_headers, trace_id_of
+from ..transport.loop import loop_factory, run_loop
 from ..transport.topics import DateTopics, describe_error
 from .service import ActivityService
 
@@ -133,7 +134,9 @@ class ActivityListener:
                 return
             metrics.declare_listener()
             self._thread = threading.Thread(
-                target=lambda: asyncio.run(self._main()), name="dailyfeed-listener", daemon=True
+                target=lambda: run_loop(self._main(), loop_factory(self.options.event_loop)),
+                name="dailyfeed-listener",
+                daemon=True,
             )
             self._thread.start()
 

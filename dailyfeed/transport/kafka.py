@@ -25,7 +25,7 @@ from ..events import ActivityEvent, PublishType
 from ..telemetry.tracing import record_headers
 from .base import TransportUnavailable
 from .circuit import BreakerGuarded, CircuitBreaker
-from .loop import LoopClosed, LoopThread
+from .loop import LoopClosed, LoopThread, loop_factory
 from .topics import DateTopics, TopicAdminError, create_topics, describe_error
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class KafkaTransport(BreakerGuarded):
         *,
         send_timeout_s: float = 5.0,
         linger_ms: int = 0,
+        event_loop: str = "uvloop",
         client_id: str = "dailyfeed-producer",
         create_topics: bool = True,
         breaker: CircuitBreaker | None = None,
@@ -63,11 +64,11 @@ class KafkaTransport(BreakerGuarded):
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
         self.send_timeout_s = send_timeout_s
-        self.options = ProducerOptions(bootstrap_servers, send_timeout_s, linger_ms)
+        self.options = ProducerOptions(bootstrap_servers, send_timeout_s, linger_ms, event_loop)
         self.client_id = client_id
         self.create_topics = create_topics
         self.breaker = breaker or CircuitBreaker()
-        self._loop = LoopThread("dailyfeed-kafka-producer")
+        self._loop = LoopThread("dailyfeed-kafka-producer", loop_factory(event_loop))
         # Touched only on the loop thread:
         self._producer: Any = None
         self._admin: Any = None
@@ -83,6 +84,7 @@ class KafkaTransport(BreakerGuarded):
             DateTopics.from_settings(settings),
             send_timeout_s=options.send_timeout_s,
             linger_ms=options.linger_ms,
+            event_loop=options.event_loop,
             breaker=CircuitBreaker.from_settings(settings),
         )
 
@@ -93,9 +95,12 @@ class KafkaTransport(BreakerGuarded):
 
     def _deliver(self, event: ActivityEvent) -> None:
         topic = self.topics.at(event.created_at)
+        # Serialized here, in the caller's thread: the loop thread, which every publish of the process shares,
+        # only sends (and the lighter its part, the sooner each publish gets it).
+        value, key, headers = event.to_bytes(), event.message_key.encode(), record_headers(event.traceparent)
         try:
-            # The coroutine bounds itself; the extra second only guards against a stuck loop thread.
-            self._loop.run(self._send(topic, event), timeout=self.send_timeout_s + 1.0)
+            # The loop thread's bound: at the send timeout the send is cancelled there and the wait ends here.
+            self._loop.run(self._send(topic, value, key, headers), timeout=self.send_timeout_s)
         except (asyncio.TimeoutError, TimeoutError):
             raise unavailable(
                 f"Kafka at {self.bootstrap_servers} did not acknowledge {event.message_key} on "
@@ -138,28 +143,20 @@ class KafkaTransport(BreakerGuarded):
 
     # --- on the loop thread -----------------------------------------------------------------------------------
 
-    async def _send(self, topic: str, event: ActivityEvent) -> None:
-        async def attempt() -> None:
-            producer = await self._started_producer()
-            if self.create_topics and topic not in self._known_topics:
-                await self._ensure_topic(topic)
-            try:
-                await producer.send_and_wait(
-                    topic,
-                    value=event.to_bytes(),
-                    key=event.message_key.encode(),
-                    headers=record_headers(event.traceparent),
+    async def _send(self, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]] | None) -> None:
+        producer = self._producer or await self._started_producer()
+        if self.create_topics and topic not in self._known_topics:
+            await self._ensure_topic(topic)
+        try:
+            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
+        except Exception as exc:
+            if type(exc).__name__ in _FATAL_PRODUCER_ERRORS:
+                log.warning(
+                    "Kafka producer failed for good (%s); a new one is used for the next publish",
+                    type(exc).__name__,
                 )
-            except Exception as exc:
-                if type(exc).__name__ in _FATAL_PRODUCER_ERRORS:
-                    log.warning(
-                        "Kafka producer failed for good (%s); a new one is used for the next publish",
-                        type(exc).__name__,
-                    )
-                    await self._discard_producer(producer)
-                raise
-
-        await asyncio.wait_for(attempt(), self.send_timeout_s)
+                await self._discard_producer(producer)
+            raise
 
     async def _started_producer(self) -> Any:
         async with self._start_lock:

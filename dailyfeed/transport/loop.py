@@ -3,6 +3,10 @@
 Flask handlers are synchronous and aiokafka is asyncio: the Kafka transport owns one of these for the whole
 app, so every request thread hands its coroutine to the same loop (and the same producer) and waits for the
 result with a bound. The thread is only started on first use, so commands that never publish never start it.
+
+The loops of the Kafka clients (this one, the listener's) are uvloop's by default (`kafka.event-loop`): libuv's
+sockets, timers and cross-thread wake-ups cost each publish and each fetch less Python than asyncio's own loop
+(docs/benchmarks.md, finding 10). aiokafka runs on either unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +18,23 @@ import threading
 from typing import Any, Awaitable, Callable, Coroutine
 
 log = logging.getLogger(__name__)
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def loop_factory(event_loop: str) -> LoopFactory:
+    """What makes a new event loop of the kind `kafka.event-loop` names (config.py checked that uvloop imports)."""
+    if event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def run_loop(main: Coroutine[Any, Any, Any], factory: LoopFactory) -> Any:
+    """asyncio.run on a loop made by `factory`, for a thread that runs one loop to its end (the listener)."""
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
 
 
 def run_to_end(main: Callable[[], Coroutine[Any, Any, Any]], timeout: float) -> Any:
@@ -38,8 +59,9 @@ class LoopClosed(RuntimeError):
 
 
 class LoopThread:
-    def __init__(self, name: str):
+    def __init__(self, name: str, factory: LoopFactory = asyncio.new_event_loop):
         self.name = name
+        self._factory = factory
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -54,7 +76,7 @@ class LoopThread:
             if self._closed:
                 raise LoopClosed(f"{self.name} is closed")
             if self._loop is None:
-                loop = asyncio.new_event_loop()
+                loop = self._factory()
                 ready = threading.Event()
                 thread = threading.Thread(target=self._run, args=(loop, ready), name=self.name, daemon=True)
                 thread.start()
@@ -70,18 +92,26 @@ class LoopThread:
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
         """Run `coro` on the loop and wait at most `timeout` seconds for its result (TimeoutError after that,
-        and the coroutine is cancelled). Exceptions of the coroutine are raised here."""
+        and the coroutine is cancelled). Exceptions of the coroutine are raised here; LoopClosed when the loop was
+        closed before it ended."""
         try:
             loop = self._running_loop()
         except LoopClosed:
             coro.close()
             raise
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        call = _Call(coro)
         try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError(f"no result within {timeout:.1f} s") from None
+            loop.call_soon_threadsafe(call.start)
+        except RuntimeError:  # the loop was closed in between
+            coro.close()
+            raise LoopClosed(f"{self.name} is closed") from None
+        if not call.ended.acquire(timeout=timeout):
+            try:
+                loop.call_soon_threadsafe(call.cancel)
+            except RuntimeError:  # closed meanwhile: closing cancelled it
+                pass
+            raise TimeoutError(f"no result within {timeout:.1f} s")
+        return call.result(self.name)
 
     def close(self, final: Callable[[], Awaitable[Any]] | None = None, timeout: float = 10.0) -> None:
         """Run `final()` (e.g. stopping a client) with a bound, cancel whatever still runs, stop the thread."""
@@ -116,3 +146,39 @@ class LoopThread:
             log.error("%s: event loop thread did not stop", self.name)
             return
         loop.close()
+
+
+class _Call:
+    """A coroutine run on the loop for a thread that waits for its end. The wait is one lock, released when the
+    task ends: every publish makes one of these, and a concurrent.futures.Future (run_coroutine_threadsafe) costs
+    the loop thread a condition, its notification and two chained callbacks per call."""
+
+    __slots__ = ("coro", "task", "given_up", "ended")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]):
+        self.coro = coro
+        self.task: asyncio.Task | None = None
+        self.given_up = False
+        self.ended = threading.Lock()
+        self.ended.acquire()
+
+    def start(self) -> None:  # on the loop
+        if self.given_up:
+            self.coro.close()
+            return
+        self.task = asyncio.get_running_loop().create_task(self.coro)
+        self.task.add_done_callback(self._end)
+
+    def _end(self, task: asyncio.Task) -> None:  # on the loop
+        self.ended.release()
+
+    def cancel(self) -> None:  # on the loop, once the waiting thread gave up
+        self.given_up = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def result(self, name: str) -> Any:  # in the waiting thread, once ended
+        assert self.task is not None
+        if self.task.cancelled():  # only closing the loop cancels a task a thread still waits for
+            raise LoopClosed(f"{name} was closed before the call ended")
+        return self.task.result()

@@ -1,0 +1,124 @@
+"""The event-loop thread every publish of a process goes through (transport/loop.py): a call returns its
+coroutine's result or raises its error, is cancelled when its caller stops waiting, and a loop closed under a
+waiting caller tells it so with LoopClosed (an Exception the transport turns into TransportUnavailable), never
+with a CancelledError that would escape the request. On both loops `kafka.event-loop` offers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from dailyfeed.config import ConfigError, load_settings
+from dailyfeed.transport.loop import LoopClosed, LoopThread, loop_factory, run_loop
+
+LOOPS = ("uvloop", "asyncio")
+
+
+@pytest.fixture(params=LOOPS)
+def loop_thread(request):
+    thread = LoopThread("test-loop", loop_factory(request.param))
+    yield thread
+    thread.close(timeout=2)
+
+
+async def loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_the_loop_is_the_kind_the_setting_names(kind):
+    thread = LoopThread("test-loop", loop_factory(kind))
+    try:
+        assert thread.run(loop_module(), timeout=5) == kind
+    finally:
+        thread.close(timeout=2)
+    assert run_loop(loop_module(), loop_factory(kind)) == kind  # the listener's thread, run to its end
+
+
+def test_a_call_returns_the_result_of_its_coroutine_and_raises_its_error(loop_thread):
+    async def double(x):
+        await asyncio.sleep(0)
+        return 2 * x
+
+    async def refuse():
+        raise ValueError("refused by the broker")
+
+    assert loop_thread.run(double(21), timeout=5) == 42
+    with pytest.raises(ValueError, match="refused by the broker"):
+        loop_thread.run(refuse(), timeout=5)
+    # the calls of many threads at once each get their own result
+    results: dict[int, int] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: results.update({i: loop_thread.run(double(i), 5)})) for i in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {i: 2 * i for i in range(8)}
+
+
+@pytest.mark.timeout(20)
+def test_a_call_not_done_within_its_timeout_raises_and_its_coroutine_is_cancelled(loop_thread):
+    cancelled = threading.Event()
+
+    async def never_acknowledged():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="no result within 0.3 s"):
+        loop_thread.run(never_acknowledged(), timeout=0.3)
+    assert time.monotonic() - started < 5
+    assert cancelled.wait(5), "the coroutine went on after its caller gave up"
+    assert loop_thread.run(asyncio.sleep(0, "still serving"), timeout=5) == "still serving"
+
+
+@pytest.mark.timeout(20)
+def test_closing_the_loop_under_a_waiting_caller_raises_loop_closed_and_later_calls_too(loop_thread):
+    entered = threading.Event()
+    outcome: list[BaseException] = []
+
+    async def waits_forever():
+        entered.set()
+        await asyncio.Event().wait()
+
+    def caller():
+        try:
+            loop_thread.run(waits_forever(), timeout=15)
+        except BaseException as exc:  # what reaches the request, whatever it is
+            outcome.append(exc)
+
+    waiting = threading.Thread(target=caller)
+    waiting.start()
+    assert entered.wait(5)
+    loop_thread.close(timeout=2)
+    waiting.join(10)
+    assert not waiting.is_alive(), "the caller waited on after the loop closed"
+    assert len(outcome) == 1 and isinstance(outcome[0], LoopClosed), outcome
+
+    never_run = asyncio.sleep(0)
+    with pytest.raises(LoopClosed):
+        loop_thread.run(never_run, timeout=1)
+    assert never_run.cr_frame is None  # closed, not left unawaited
+
+
+def test_the_event_loop_setting_is_checked_at_start_up(monkeypatch):
+    assert load_settings()["kafka.event-loop"] == "uvloop"
+    assert load_settings({"kafka.event-loop": " AsyncIO "})["kafka.event-loop"] == "asyncio"
+    with pytest.raises(ConfigError, match=r"kafka.event-loop \(DAILYFEED_KAFKA_EVENT_LOOP\) is 'tokio'; allowed"):
+        load_settings({"kafka.event-loop": "tokio"})
+
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a))
+    with pytest.raises(ConfigError, match="uvloop is not installed.*DAILYFEED_KAFKA_EVENT_LOOP=asyncio"):
+        load_settings()
+    assert load_settings({"kafka.event-loop": "asyncio"})["kafka.event-loop"] == "asyncio"
