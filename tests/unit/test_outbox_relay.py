@@ -16,7 +16,15 @@ import pytest
 
 from dailyfeed.bootstrap import bootstrap
 from dailyfeed.content import outbox
-from dailyfeed.content.outbox import Completer, Outcome, RelayWorker, SimulatedCrash
+from dailyfeed.content.outbox import (
+    Completer,
+    Outcome,
+    PublicationRegistry,
+    PublicationRelay,
+    RelayWorker,
+    SimulatedCrash,
+    Writer,
+)
 from dailyfeed.content.publishing import PublishFailed
 from dailyfeed.deadletters import Status
 from dailyfeed.errors import ActivityNotRecorded
@@ -406,7 +414,9 @@ def test_a_dead_writers_statement_moves_on_a_batch_at_a_time_and_goes_when_nothi
 
     assert container.relay().run_pass().counts[Outcome.DELIVERED] == 2
     moved = statements.find_one()
-    assert moved["settled_before"] >= first and moved["relayed"] == keys[:2]
+    [newest] = container.db[POSTS].find_one({"pubs.k": keys[1]})["pubs"]
+    assert first <= newest["at"] == moved["settled_before"]  # on to the newest relayed, oldest first
+    assert moved["relayed"] == keys[:2]
     assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1  # the rest, nothing twice
     assert container.relay().run_pass().total == 0
     assert statements.count_documents({}) == 0  # dead and owing nothing: its statement is gone
@@ -802,3 +812,78 @@ def test_a_standalone_publication_that_can_be_neither_delivered_nor_kept_is_give
     assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1  # its claim was given back: taken at once
     assert cancels(container) == [key]
     assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 0
+
+
+# --- clocks: a writer's that stands still, a relay's read at an exact moment ---------------------------------------
+
+
+def writer_whose_clock_reads(container, at: datetime) -> Writer:
+    """This process's writer from now on, its clock standing still at `at` (a coarse or stalled clock)."""
+    writer = Writer(container.db, clock=lambda: at)
+    container.publications.writer = writer
+    return writer
+
+
+def relay_at(container, now: datetime) -> PublicationRelay:
+    """A relay (another process on the same store) whose clock reads `now`."""
+    settings = container.settings
+    registry = PublicationRegistry(
+        container.db, grace_s=settings["outbox.grace-s"], lease_s=settings["outbox.lease-s"], clock=lambda: now
+    )
+    service = container.content_service
+    return PublicationRelay(registry, service.repo, service.publisher, batch=settings["outbox.batch"])
+
+
+@pytest.mark.parametrize("stated", ["each write", "by a completer, before the write"])
+def test_a_write_is_relayed_the_moment_its_grace_has_passed_even_when_it_began_at_its_statements_time(make, stated):
+    """A CLI writer lists the write in its statement; a serving one's write, begun on a clock that has not moved
+    since its last statement, carries `at` equal to that statement's T: found all the same (never lost)."""
+    container = make(**{"outbox.grace-s": 30.0})
+    began = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    writer = writer_whose_clock_reads(container, began)
+    if stated != "each write":
+        writer.batched = True
+        writer.state()
+    [key] = owe(container, 1)
+    [entry] = container.db[POSTS].find_one({"pubs.k": key})["pubs"]
+    if stated != "each write":
+        assert entry["at"] == container.db[OUTBOX_WRITERS].find_one()["settled_before"]
+
+    due = outbox._time(entry["at"]) + timedelta(seconds=30)
+    assert relay_at(container, due - timedelta(microseconds=1)).run_pass().total == 0  # still its writer's
+    assert relay_at(container, due).run_pass().counts[Outcome.DELIVERED] == 1
+    assert published(container) == [key]
+
+
+def test_a_write_its_writer_settled_is_not_relayed_again_when_its_clock_stands_still(make):
+    container = make(**{"outbox.grace-s": 30.0})
+    still = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    writer_whose_clock_reads(container, still)
+    container.content_service.create_post(7, None, "published and settled by its writer")
+    container.content_service.create_post(7, None, "and another, in the same microsecond")
+    assert relay_at(container, still + timedelta(minutes=1)).run_pass().total == 0
+    assert len(published(container)) == 2
+
+
+def test_the_oldest_owed_write_is_dated_when_it_began(make):
+    # what /metrics' dailyfeed_outbox_oldest_age_seconds is counted from
+    container = make()
+    began = datetime(2026, 1, 1, 12, 0, 0, 123_456, tzinfo=timezone.utc)
+    writer_whose_clock_reads(container, began)
+    owe(container, 1)
+    stats = container.publications.stats()
+    assert stats.outstanding == 1 and stats.oldest == began
+
+
+def test_a_writer_whose_last_beat_is_exactly_a_lease_old_still_lives(make):
+    """Dead is a beat older than `outbox.lease-s`: until then a listed write that has not landed is its writer's to
+    apply (skipped), not dropped."""
+    container = make(**{"outbox.lease-s": 60})
+    beat = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    writer_whose_clock_reads(container, beat)
+    [never] = owe(container, 1, step=outbox.BEGUN)
+    seen = {}
+    summary = relay_at(container, beat + timedelta(seconds=60)).run_pass(report=lambda k, o: seen.update({k: o}))
+    assert summary.line() == "delivered 0, dead lettered 0, dropped 0, left 0, skipped 1" and seen == {}
+    summary = relay_at(container, beat + timedelta(seconds=60, milliseconds=1)).run_pass()
+    assert summary.counts[Outcome.DROPPED] == 1
