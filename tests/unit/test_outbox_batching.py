@@ -98,3 +98,12 @@ def test_a_write_begun_after_a_statement_is_never_settled_by_it_whatever_the_clo
     for n in (1, 2):  # the clock as it was at the statement, then a year back
         entry = registry.writer.begin(ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=n), Target(POSTS, n))
         assert entry["at"] >= settled_before
+
+
+def test_the_oldest_owed_write_is_dated_by_the_registrys_clock_when_it_began(db):
+    # what /metrics' dailyfeed_outbox_oldest_age_seconds is counted from
+    began = datetime(2026, 1, 1, 12, 0, 0, 123_456, tzinfo=timezone.utc)
+    registry = PublicationRegistry(db, grace_s=30, lease_s=60, clock=lambda: began)
+    registry.writer.begin(ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=1), Target(POSTS, 1))
+    stats = registry.stats()
+    assert stats.outstanding == 1 and stats.oldest == began

@@ -865,16 +865,6 @@ def test_a_write_its_writer_settled_is_not_relayed_again_when_its_clock_stands_s
     assert len(published(container)) == 2
 
 
-def test_the_oldest_owed_write_is_dated_when_it_began(make):
-    # what /metrics' dailyfeed_outbox_oldest_age_seconds is counted from
-    container = make()
-    began = datetime(2026, 1, 1, 12, 0, 0, 123_456, tzinfo=timezone.utc)
-    writer_whose_clock_reads(container, began)
-    owe(container, 1)
-    stats = container.publications.stats()
-    assert stats.outstanding == 1 and stats.oldest == began
-
-
 def test_a_writer_whose_last_beat_is_exactly_a_lease_old_still_lives(make):
     """Dead is a beat older than `outbox.lease-s`: until then a listed write that has not landed is its writer's to
     apply (skipped), not dropped."""
