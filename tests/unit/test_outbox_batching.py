@@ -33,14 +33,16 @@ def test_completions_are_deleted_in_batches_and_kept_while_the_store_fails(db, c
 
         real = registry.collection
         registry.collection = None  # the store fails: `delete_many` on None raises
-        with caplog.at_level(logging.WARNING, logger="dailyfeed.content.outbox"):
-            completer.flush()  # the statement has nothing new to say: not written again
+        try:
+            with caplog.at_level(logging.WARNING, logger="dailyfeed.content.outbox"):
+                completer.flush()  # the statement has nothing new to say: not written again
+        finally:
+            registry.collection = real  # back before any assertion: `stop` flushes what is queued
         assert db[EVENT_PUBLICATIONS].count_documents({}) == 3
         # the operator's log says what is kept and why (the store's error with its traceback)
         [warning] = caplog.records
         assert warning.getMessage() == "could not complete 2 publications; trying again"
         assert warning.exc_info and isinstance(warning.exc_info[1], AttributeError)
-        registry.collection = real
         completer.flush()
         assert [doc["_id"] for doc in db[EVENT_PUBLICATIONS].find()] == ["c"]  # at most max_batch a delete
     finally:
@@ -62,12 +64,15 @@ def test_the_statement_is_written_once_per_flush_and_again_after_a_store_failure
         assert writers.find_one()["owed"] == []
         real = registry.writer.collection
         registry.writer.collection = None  # the store fails
-        with caplog.at_level(logging.WARNING, logger="dailyfeed.content.outbox"):
-            completer.flush()
-        assert [r.getMessage() for r in caplog.records] == [
-            "could not state the writer's settled publications; trying again"
-        ]
-        registry.writer.collection = real
+        try:
+            with caplog.at_level(logging.WARNING, logger="dailyfeed.content.outbox"):
+                completer.flush()
+        finally:
+            registry.writer.collection = real
+        # the operator's log says what failed and why (the store's error with its traceback)
+        [warning] = caplog.records
+        assert warning.getMessage() == "could not state the writer's settled publications; trying again"
+        assert warning.exc_info and isinstance(warning.exc_info[1], AttributeError)
         completer.flush()  # said again: what changed was not stated yet
         [owed] = writers.find_one()["owed"]
         assert owed == {"k": event.message_key, "c": POSTS, "id": 1, "at": entry["at"]}
@@ -93,3 +98,12 @@ def test_a_write_begun_after_a_statement_is_never_settled_by_it_whatever_the_clo
     for n in (1, 2):  # the clock as it was at the statement, then a year back
         entry = registry.writer.begin(ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=n), Target(POSTS, n))
         assert entry["at"] >= settled_before
+
+
+def test_the_oldest_owed_write_is_dated_by_the_registrys_clock_when_it_began(db):
+    # what /metrics' dailyfeed_outbox_oldest_age_seconds is counted from
+    began = datetime(2026, 1, 1, 12, 0, 0, 123_456, tzinfo=timezone.utc)
+    registry = PublicationRegistry(db, grace_s=30, lease_s=60, clock=lambda: began)
+    registry.writer.begin(ActivityEvent.new(ActivityType.POST_CREATE, 7, post_id=1), Target(POSTS, 1))
+    stats = registry.stats()
+    assert stats.outstanding == 1 and stats.oldest == began

@@ -16,7 +16,17 @@ import pytest
 
 from dailyfeed.bootstrap import bootstrap
 from dailyfeed.content import outbox
-from dailyfeed.content.outbox import Completer, Outcome, RelayWorker, SimulatedCrash
+from dailyfeed.content.outbox import (
+    Completer,
+    Outcome,
+    PublicationRegistry,
+    PublicationRelay,
+    RelayWorker,
+    SimulatedCrash,
+    Writer,
+)
+from dailyfeed.content.publishing import PublishFailed
+from dailyfeed.deadletters import Status
 from dailyfeed.errors import ActivityNotRecorded
 from dailyfeed.events import ActivityEvent, ActivityType
 from dailyfeed.store import DEAD_LETTER_CLAIMS, EVENT_PUBLICATIONS, OUTBOX_WRITERS, POSTS
@@ -158,8 +168,10 @@ def test_an_entry_its_writer_undid_while_claimed_is_let_go(make, monkeypatch):
 
 def test_a_standalone_publication_completed_by_its_writer_while_claimed_is_let_go(make, monkeypatch):
     container = make()
-    [key] = owe_unlikes(container, 1)
+    key, held_elsewhere = owe_unlikes(container, 2)
     claims = container.publications.claims
+    [doc] = container.db[EVENT_PUBLICATIONS].find({"_id": held_elsewhere})
+    assert claims.claim_batch(EVENT_PUBLICATIONS, [doc], "another relay")
     claim_batch = claims.claim_batch
 
     def claimed_then_completed(*args, **kwargs):
@@ -170,18 +182,25 @@ def test_a_standalone_publication_completed_by_its_writer_while_claimed_is_let_g
     monkeypatch.setattr(claims, "claim_batch", claimed_then_completed)
     summary = container.relay().run_pass()
 
-    assert summary.total == 0 and summary.skipped == 1
+    assert summary.line() == "delivered 0, dead lettered 0, dropped 0, left 0, skipped 2"  # both counted
     assert [e.message_key for e in container.broker.published if "CANCEL" in e.message_key] == []
-    [claim] = container.db[DEAD_LETTER_CLAIMS].find({"collection": EVENT_PUBLICATIONS})
+    [claim] = container.db[DEAD_LETTER_CLAIMS].find({"collection": EVENT_PUBLICATIONS, "dead_letter": key})
     assert claim["released_at"] is not None
 
 
 def test_the_relay_calls_its_checkpoint_after_claiming_and_after_publishing_each(make):
+    # the steps a crash test kills a relay at (tests/api/test_crash_safety.py), for both kinds of publication
     container = make()
+    [unliked] = owe_unlikes(container, 1)
     [key] = owe(container, 1)
     seen = []
     container.relay(checkpoint=lambda step, k: seen.append((step, k))).run_pass()
-    assert seen == [(outbox.RELAY_CLAIMED, key), (outbox.RELAY_PUBLISHED, key)]
+    assert seen == [
+        (outbox.RELAY_CLAIMED, unliked),
+        (outbox.RELAY_PUBLISHED, unliked),
+        (outbox.RELAY_CLAIMED, key),
+        (outbox.RELAY_PUBLISHED, key),
+    ]
 
 
 def test_a_dry_run_says_what_would_be_published_or_dropped_and_changes_nothing(make):
@@ -397,7 +416,9 @@ def test_a_dead_writers_statement_moves_on_a_batch_at_a_time_and_goes_when_nothi
 
     assert container.relay().run_pass().counts[Outcome.DELIVERED] == 2
     moved = statements.find_one()
-    assert moved["settled_before"] >= first and moved["relayed"] == keys[:2]
+    [newest] = container.db[POSTS].find_one({"pubs.k": keys[1]})["pubs"]
+    assert first <= newest["at"] == moved["settled_before"]  # on to the newest relayed, oldest first
+    assert moved["relayed"] == keys[:2]
     assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1  # the rest, nothing twice
     assert container.relay().run_pass().total == 0
     assert statements.count_documents({}) == 0  # dead and owing nothing: its statement is gone
@@ -412,6 +433,7 @@ def test_an_unlike_keeps_the_event_of_a_like_another_writer_still_owes(make):
 
     kept = container.db[EVENT_PUBLICATIONS].find_one({"_id": like["_id"]})
     assert kept["landed"] is True and kept["event"]["memberActivityType"] == "LIKE_POST"
+    assert kept["target"] == {"collection": "post_likes", "id": like["_id"]}  # the like it stands for
     settled_like = service.like_post(9, post)  # published and settled: an unlike keeps nothing of it
     service.unlike_post(9, post)
     assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 1 and settled_like["liked"]
@@ -420,6 +442,10 @@ def test_an_unlike_keeps_the_event_of_a_like_another_writer_still_owes(make):
 def test_a_writer_takes_over_an_entry_after_a_relays_lease_only_when_no_relay_published_it(make):
     container = make(**{"outbox.lease-s": 1})
     registry = container.publications
+    # another serving process on the same store, stated first: what a relay said is read from this writer's own
+    container.db[OUTBOX_WRITERS].insert_one(
+        {"_id": "another process", "settled_before": 0, "owed": [], "beat": datetime.now(timezone.utc)}
+    )
     published, killed_before = owe(container, 2)
 
     def killed(step, key):
@@ -524,13 +550,20 @@ def test_owed_unlikes_of_posts_and_comments_are_relayed_in_one_pass(make):
     assert sorted(cancels(container)) == sorted(keys)
 
 
-def test_an_unlike_of_a_like_stored_without_an_entry_keeps_nothing(make):
-    """A like stored before likes carried their publication entry: nothing is known owed of it."""
+@pytest.mark.parametrize("stored", ["before likes had entries", "while outbox.enabled was false"])
+def test_an_unlike_of_a_like_stored_without_a_writers_entry_keeps_nothing(make, stored):
+    """A like stored before likes carried their publication entry, or while the registry was off (its entry is its
+    key alone, what an undo finds it by): nothing is known owed of it."""
     container = make()
     service = container.content_service
     post = service.create_post(7, None, "liked")["id"]
     service.like_post(8, post)
-    container.db["post_likes"].update_many({}, {"$unset": {"pubs": ""}})
+    likes = container.db["post_likes"]
+    [like] = likes.find()
+    if stored == "before likes had entries":
+        likes.update_one({"_id": like["_id"]}, {"$unset": {"pubs": ""}})
+    else:
+        likes.update_one({"_id": like["_id"]}, {"$set": {"pubs": [{"k": like["_id"]}]}})
     assert service.unlike_post(8, post)["liked"] is False
     assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 0
 
@@ -588,3 +621,241 @@ def test_a_dry_run_takes_one_batch_of_standalone_publications_and_of_a_dead_writ
     summary = container.relay().preview(report=lambda key, outcome: seen.append((key, outcome)))
     assert seen == [(first, Outcome.DELIVERED), (entry, Outcome.DELIVERED)]
     assert summary.line() == "delivered 2, dead lettered 0, dropped 0, left 0, skipped 0"
+
+
+def lease_runs_out(container) -> None:
+    """Every claim's lease is over, as when whoever held it died a lease ago."""
+    ended = datetime.now(timezone.utc) - timedelta(seconds=1)
+    container.db[DEAD_LETTER_CLAIMS].update_many({}, {"$set": {"lease_until": ended}})
+
+
+def published(container) -> list[str]:
+    return [e.message_key for e in container.broker.published]
+
+
+class FailingFor:
+    """The publisher, except that the events of `keys` can be neither delivered nor kept (their transport and the
+    dead-letter store both down for them)."""
+
+    def __init__(self, publisher, keys):
+        self.publisher = publisher
+        self.keys = set(keys)
+
+    def publish_activity(self, service, event):
+        if event.message_key in self.keys:
+            raise PublishFailed(f"{event.message_key} neither delivered nor kept (injected)")
+        return self.publisher.publish_activity(service, event)
+
+
+def test_an_entry_another_relay_published_after_this_one_read_the_statements_is_let_go(make, monkeypatch):
+    """Relay B reads the statements; meanwhile relay A publishes the entry, says so in the statement and its lease
+    runs out; B takes the next claim, finds the entry still in its document, and lets it go: published once."""
+    container = make()
+    [key] = owe(container, 1)
+    claims = container.publications.claims
+    claim_batch = claims.claim_batch
+    raced = []
+
+    def published_meanwhile(*args, **kwargs):
+        if not raced:
+            raced.append(key)
+            assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1  # relay A, all the way
+            lease_runs_out(container)
+        return claim_batch(*args, **kwargs)
+
+    monkeypatch.setattr(claims, "claim_batch", published_meanwhile)
+    summary = container.relay().run_pass()  # relay B
+
+    assert summary.total == 0 and summary.skipped == 1
+    assert published(container) == [key] and owed(container) == 0
+    [taken] = container.db[DEAD_LETTER_CLAIMS].find({"dead_letter": key, "generation": 2})
+    assert taken["released_at"] is not None  # given back at once
+
+
+@pytest.mark.parametrize("dead", [False, True], ids=["live writer", "dead writer"])
+def test_a_statement_whose_relayed_keys_are_full_keeps_the_newest_and_nothing_is_published_twice(make, dead):
+    """A long-lived writer's statement already holds MAX_RELAYED keys relays settled for it: the newest go in, the
+    oldest out, and the next pass does not publish again what the last one did."""
+    container = make(**{"outbox.batch": 1})
+    keys = owe(container, 2)
+    statements = container.db[OUTBOX_WRITERS]
+    earlier = [f"settled long ago {n}" for n in range(outbox.MAX_RELAYED)]
+    statements.update_one({"_id": container.publications.writer.id}, {"$set": {"relayed": earlier}})
+    if dead:
+        declare_dead(container)
+
+    container.relay().run_pass()
+    if not dead:
+        relayed = statements.find_one()["relayed"]
+        assert relayed == earlier[1:] + keys[:1]
+    container.relay().run_pass()
+
+    assert published(container) == keys
+    if dead:
+        assert statements.count_documents({}) == 0  # everything it owed is settled
+    else:
+        assert owed(container) == 0
+
+
+def test_a_dead_writers_entry_that_can_be_neither_delivered_nor_kept_stays_owed_behind_a_newer_one_relayed(make):
+    container = make()
+    writer = container.publications.writer
+    writer.batched = True  # a serving process's writer, killed before its completer stated these writes
+    writer.state()
+    older, newer = owe(container, 2)
+    declare_dead(container)
+    statements = container.db[OUTBOX_WRITERS]
+    relay = container.relay()
+    relay.publisher = FailingFor(relay.publisher, [older])
+
+    summary = relay.run_pass()
+    assert summary.line() == "delivered 1, dead lettered 0, dropped 0, left 1, skipped 0"
+    assert statements.count_documents({}) == 1  # the older one is still owed
+    assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1
+
+    assert published(container) == [newer, older]
+    assert statements.count_documents({}) == 0
+
+
+def test_a_dead_writers_statement_never_moves_back_before_a_write_it_settled_itself(make):
+    container = make(**{"outbox.batch": 2})
+    first, second = owe(container, 2)  # listed in its statements (a CLI writer states each write)
+    container.content_service.create_post(7, None, "published by its writer")
+    [settled] = published(container)
+    [third] = owe(container, 1)
+    declare_dead(container)
+
+    container.relay().run_pass()
+    container.relay().run_pass()
+
+    assert published(container) == [settled, first, second, third]  # its own publish is not repeated
+    assert container.db[OUTBOX_WRITERS].count_documents({}) == 0
+
+
+def test_a_dead_writers_entry_another_relay_holds_keeps_its_statement_until_it_is_published(make):
+    container = make()
+    [key] = owe(container, 1)
+    declare_dead(container)
+    claims = container.publications.claims
+    assert claims.claim_batch(outbox.ENTRY_CLAIMS, [{"_id": key, "status": Status.PENDING.value}], "another relay")
+    statements = container.db[OUTBOX_WRITERS]
+
+    summary = container.relay().run_pass()
+    assert summary.total == 0 and summary.skipped == 1
+    assert statements.count_documents({}) == 1  # still owed: the other relay may die before publishing it
+    lease_runs_out(container)  # it did
+    assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1
+
+    assert published(container) == [key]
+    assert statements.count_documents({}) == 0
+
+
+def test_a_pass_counts_a_live_writers_listed_write_that_has_not_landed_as_skipped(make):
+    container = make()
+    owe(container, 1, step=outbox.BEGUN)  # its writer lives: it may still apply it
+    [landed] = owe(container, 1)
+    summary = container.relay().run_pass()
+    assert summary.line() == "delivered 1, dead lettered 0, dropped 0, left 0, skipped 1"
+    assert published(container) == [landed]
+
+
+def test_a_pass_reports_each_publication_it_settled_with_its_outcome(make):
+    """What `dailyfeed outbox relay` prints a line of: standalone publications and entries, published or dropped."""
+    container = make()
+    [unliked] = owe_unlikes(container, 1)
+    [landed] = owe(container, 1)
+    [never] = owe(container, 1, step=outbox.BEGUN)
+    declare_dead(container)  # its listed write that never landed is dropped
+    seen = {}
+    container.relay().run_pass(report=lambda key, outcome: seen.update({key: outcome}))
+    assert seen == {unliked: Outcome.DELIVERED, landed: Outcome.DELIVERED, never: Outcome.DROPPED}
+
+
+def test_a_dead_writers_write_that_never_landed_is_dropped_once_while_its_entries_take_several_passes(make):
+    container = make(**{"outbox.batch": 1})
+    [never] = owe(container, 1, step=outbox.BEGUN)
+    keys = owe(container, 2)
+    declare_dead(container)
+    seen = []
+    for _ in range(3):
+        container.relay().run_pass(report=lambda key, outcome: seen.append((key, outcome)))
+    assert seen == [(never, Outcome.DROPPED), (keys[0], Outcome.DELIVERED), (keys[1], Outcome.DELIVERED)]
+    assert container.db[OUTBOX_WRITERS].count_documents({}) == 0
+
+
+def test_a_standalone_publication_that_can_be_neither_delivered_nor_kept_is_given_back_for_the_next_pass(make):
+    container = make()
+    [key] = owe_unlikes(container, 1)
+    relay = container.relay()
+    relay.publisher = FailingFor(relay.publisher, [key])
+
+    assert relay.run_pass().line() == "delivered 0, dead lettered 0, dropped 0, left 1, skipped 0"
+    assert container.db[EVENT_PUBLICATIONS].count_documents({"_id": key}) == 1  # still owed
+    assert container.relay().run_pass().counts[Outcome.DELIVERED] == 1  # its claim was given back: taken at once
+    assert cancels(container) == [key]
+    assert container.db[EVENT_PUBLICATIONS].count_documents({}) == 0
+
+
+# --- clocks: a writer's that stands still, a relay's read at an exact moment ---------------------------------------
+
+
+def writer_whose_clock_reads(container, at: datetime) -> Writer:
+    """This process's writer from now on, its clock standing still at `at` (a coarse or stalled clock)."""
+    writer = Writer(container.db, clock=lambda: at)
+    container.publications.writer = writer
+    return writer
+
+
+def relay_at(container, now: datetime) -> PublicationRelay:
+    """A relay (another process on the same store) whose clock reads `now`."""
+    settings = container.settings
+    registry = PublicationRegistry(
+        container.db, grace_s=settings["outbox.grace-s"], lease_s=settings["outbox.lease-s"], clock=lambda: now
+    )
+    service = container.content_service
+    return PublicationRelay(registry, service.repo, service.publisher, batch=settings["outbox.batch"])
+
+
+@pytest.mark.parametrize("stated", ["each write", "by a completer, before the write"])
+def test_a_write_is_relayed_the_moment_its_grace_has_passed_even_when_it_began_at_its_statements_time(make, stated):
+    """A CLI writer lists the write in its statement; a serving one's write, begun on a clock that has not moved
+    since its last statement, carries `at` equal to that statement's T: found all the same (never lost)."""
+    container = make(**{"outbox.grace-s": 30.0})
+    began = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    writer = writer_whose_clock_reads(container, began)
+    if stated != "each write":
+        writer.batched = True
+        writer.state()
+    [key] = owe(container, 1)
+    [entry] = container.db[POSTS].find_one({"pubs.k": key})["pubs"]
+    if stated != "each write":
+        assert entry["at"] == container.db[OUTBOX_WRITERS].find_one()["settled_before"]
+
+    due = outbox._time(entry["at"]) + timedelta(seconds=30)
+    assert relay_at(container, due - timedelta(microseconds=1)).run_pass().total == 0  # still its writer's
+    assert relay_at(container, due).run_pass().counts[Outcome.DELIVERED] == 1
+    assert published(container) == [key]
+
+
+def test_a_write_its_writer_settled_is_not_relayed_again_when_its_clock_stands_still(make):
+    container = make(**{"outbox.grace-s": 30.0})
+    still = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    writer_whose_clock_reads(container, still)
+    container.content_service.create_post(7, None, "published and settled by its writer")
+    container.content_service.create_post(7, None, "and another, in the same microsecond")
+    assert relay_at(container, still + timedelta(minutes=1)).run_pass().total == 0
+    assert len(published(container)) == 2
+
+
+def test_a_writer_whose_last_beat_is_exactly_a_lease_old_still_lives(make):
+    """Dead is a beat older than `outbox.lease-s`: until then a listed write that has not landed is its writer's to
+    apply (skipped), not dropped."""
+    container = make(**{"outbox.lease-s": 60})
+    beat = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    writer_whose_clock_reads(container, beat)
+    [never] = owe(container, 1, step=outbox.BEGUN)
+    seen = {}
+    summary = relay_at(container, beat + timedelta(seconds=60)).run_pass(report=lambda k, o: seen.update({k: o}))
+    assert summary.line() == "delivered 0, dead lettered 0, dropped 0, left 0, skipped 1" and seen == {}
+    summary = relay_at(container, beat + timedelta(seconds=60, milliseconds=1)).run_pass()
+    assert summary.counts[Outcome.DROPPED] == 1
