@@ -4,7 +4,7 @@
 #   make mutate                              every core module the fast tiers cover
 #   make mutate MODULES="circuit events"     some of them, one at a time is best (`python scripts/mutation_scores.py
 #                                            --help`; events circuit publishing service claims outbox types auth tokens
-#                                            http deadletter-store listener activity-service restore-jobs bulk
+#                                            http loop deadletter-store listener activity-service restore-jobs bulk
 #                                            actions tasks redrive)
 #   make mutate MUTATE_INTEGRATION=1         the modules only the integration tier covers (kafka), in two passes:
 #                                            the fast tiers first, then what survived them against the real

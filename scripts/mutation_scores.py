@@ -37,6 +37,7 @@ MODULES = (
     ("tokens", "dailyfeed/tokens.py", None),
     ("http", "dailyfeed/transport/http.py", None),
     ("kafka", "dailyfeed/transport/kafka.py", None),
+    ("loop", "dailyfeed/transport/loop.py", None),  # the thread every publish is handed to and waits on
     ("deadletter-store", "dailyfeed/deadletters/store.py", None),  # how a failure is kept
     ("listener", "dailyfeed/activity/listener.py", None),  # the consume loop
     ("activity-service", "dailyfeed/activity/service.py", None),
