@@ -122,3 +122,133 @@ def test_the_event_loop_setting_is_checked_at_start_up(monkeypatch):
     with pytest.raises(ConfigError, match="uvloop is not installed.*DAILYFEED_KAFKA_EVENT_LOOP=asyncio"):
         load_settings()
     assert load_settings({"kafka.event-loop": "asyncio"})["kafka.event-loop"] == "asyncio"
+
+
+# --- closing: what a stopping app relies on (the producer flushed and stopped, nothing left running) ------------
+
+
+@pytest.mark.timeout(20)
+def test_close_runs_the_final_step_then_ends_the_thread_and_a_second_close_does_nothing(loop_thread):
+    steps: list[str] = []
+
+    async def final():
+        steps.append("producer stopped")
+
+    assert loop_thread.run(asyncio.sleep(0, "started"), timeout=5) == "started"
+    loop_thread.close(final, timeout=2)
+    loop_thread.close(final, timeout=2)
+    assert steps == ["producer stopped"]
+    assert not any(t.name == "test-loop" for t in threading.enumerate())
+
+
+def test_closing_a_loop_never_started_starts_nothing_and_runs_no_final_step():
+    steps: list[str] = []
+
+    async def final():
+        steps.append("ran")
+
+    thread = LoopThread("never-started")
+    thread.close(final, timeout=1)
+    assert steps == [] and not thread.started
+    assert not any(t.name == "never-started" for t in threading.enumerate())
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("failure", ["raises", "hangs"])
+def test_a_final_step_that_fails_or_hangs_is_logged_and_closing_goes_on(loop_thread, caplog, failure):
+    async def final():
+        if failure == "raises":
+            raise ValueError("broker gone")
+        await asyncio.Event().wait()
+
+    assert loop_thread.run(asyncio.sleep(0), timeout=5) is None
+    started = time.monotonic()
+    loop_thread.close(final, timeout=0.5)
+    assert time.monotonic() - started < 5  # bounded by the timeout, not by the step
+    expected = "ValueError: broker gone" if failure == "raises" else "TimeoutError"
+    assert any(
+        "test-loop: shutdown step failed" in r.getMessage() and expected in r.getMessage() for r in caplog.records
+    )
+    assert not any(t.name == "test-loop" for t in threading.enumerate())
+
+
+@pytest.mark.timeout(30)
+def test_close_cancels_what_still_runs_and_waits_for_it_within_the_timeout(loop_thread):
+    cleaned: list[str] = []
+    entered = threading.Event()
+
+    async def sending():
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.1)  # its own clean-up takes a moment, and close waits for it
+            cleaned.append("cleaned up")
+            raise
+
+    caller = threading.Thread(target=lambda: pytest.raises(LoopClosed, loop_thread.run, sending(), 15))
+    caller.start()
+    assert entered.wait(5)
+    loop_thread.close(timeout=2)
+    caller.join(5)
+    assert cleaned == ["cleaned up"]
+
+
+@pytest.mark.timeout(30)
+def test_a_loop_blocked_by_a_call_is_reported_and_left_when_it_will_not_stop(caplog):
+    thread = LoopThread("blocked-loop")
+
+    async def blocks():
+        time.sleep(2.5)  # a synchronous call on the loop: nothing else runs there meanwhile
+
+    def call() -> None:
+        try:
+            thread.run(blocks(), 10)
+        except LoopClosed:  # whichever the race gives: its result, or the loop closed under it
+            pass
+
+    threading.Thread(target=call, daemon=True).start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    thread.close(timeout=0.2)
+    assert time.monotonic() - started < 2.4  # it gave up before the blocking call ended
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("blocked-loop: shutdown did not finish" in m for m in messages)
+    assert any("blocked-loop: event loop thread did not stop" in m for m in messages)
+
+
+# --- run_to_end: the one-off calls (topic admin, a lag read) --------------------------------------------------
+
+
+def test_run_to_end_returns_the_result_in_this_thread_and_raises_the_error_and_the_timeout():
+    from dailyfeed.transport.loop import run_to_end
+
+    async def answer():
+        return threading.current_thread().name
+
+    async def refuse():
+        raise ValueError("not authorized")
+
+    async def never():
+        await asyncio.Event().wait()
+
+    assert run_to_end(answer, timeout=5) == threading.current_thread().name
+    with pytest.raises(ValueError, match="not authorized"):
+        run_to_end(refuse, timeout=5)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        run_to_end(never, timeout=0.3)
+    assert time.monotonic() - started < 5
+
+
+def test_run_to_end_inside_a_running_loop_runs_in_a_thread_of_its_own():
+    from dailyfeed.transport.loop import run_to_end
+
+    async def answer():
+        return threading.current_thread().name
+
+    async def app_made_inside_an_async_program():
+        return run_to_end(answer, timeout=5)  # a synchronous call from code that runs on a loop
+
+    name = asyncio.run(app_made_inside_an_async_program())
+    assert name.startswith("dailyfeed-run-to-end") and name != threading.current_thread().name
