@@ -153,29 +153,24 @@ class _Call:
     task ends: every publish makes one of these, and a concurrent.futures.Future (run_coroutine_threadsafe) costs
     the loop thread a condition, its notification and two chained callbacks per call."""
 
-    __slots__ = ("coro", "task", "given_up", "ended")
+    __slots__ = ("coro", "task", "ended")
 
     def __init__(self, coro: Coroutine[Any, Any, Any]):
         self.coro = coro
         self.task: asyncio.Task | None = None
-        self.given_up = False
         self.ended = threading.Lock()
         self.ended.acquire()
 
     def start(self) -> None:  # on the loop
-        if self.given_up:
-            self.coro.close()
-            return
         self.task = asyncio.get_running_loop().create_task(self.coro)
         self.task.add_done_callback(self._end)
 
     def _end(self, task: asyncio.Task) -> None:  # on the loop
         self.ended.release()
 
-    def cancel(self) -> None:  # on the loop, once the waiting thread gave up
-        self.given_up = True
-        if self.task is not None:
-            self.task.cancel()
+    def cancel(self) -> None:  # on the loop once the caller gave up; after start: callbacks run in order
+        assert self.task is not None
+        self.task.cancel()
 
     def result(self, name: str) -> Any:  # in the waiting thread, once ended
         assert self.task is not None

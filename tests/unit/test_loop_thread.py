@@ -102,9 +102,10 @@ def test_closing_the_loop_under_a_waiting_caller_raises_loop_closed_and_later_ca
     waiting.join(10)
     assert not waiting.is_alive(), "the caller waited on after the loop closed"
     assert len(outcome) == 1 and isinstance(outcome[0], LoopClosed), outcome
+    assert str(outcome[0]) == "test-loop was closed before the call ended"
 
     never_run = asyncio.sleep(0)
-    with pytest.raises(LoopClosed):
+    with pytest.raises(LoopClosed, match="^test-loop is closed$"):
         loop_thread.run(never_run, timeout=1)
     assert never_run.cr_frame is None  # closed, not left unawaited
 
@@ -165,10 +166,8 @@ def test_a_final_step_that_fails_or_hangs_is_logged_and_closing_goes_on(loop_thr
     started = time.monotonic()
     loop_thread.close(final, timeout=0.5)
     assert time.monotonic() - started < 5  # bounded by the timeout, not by the step
-    expected = "ValueError: broker gone" if failure == "raises" else "TimeoutError"
-    assert any(
-        "test-loop: shutdown step failed" in r.getMessage() and expected in r.getMessage() for r in caplog.records
-    )
+    expected = "ValueError: broker gone" if failure == "raises" else "TimeoutError: "
+    assert f"test-loop: shutdown step failed: {expected}" in [r.getMessage() for r in caplog.records]
     assert not any(t.name == "test-loop" for t in threading.enumerate())
 
 
@@ -213,8 +212,8 @@ def test_a_loop_blocked_by_a_call_is_reported_and_left_when_it_will_not_stop(cap
     thread.close(timeout=0.2)
     assert time.monotonic() - started < 2.4  # it gave up before the blocking call ended
     messages = [r.getMessage() for r in caplog.records]
-    assert any("blocked-loop: shutdown did not finish" in m for m in messages)
-    assert any("blocked-loop: event loop thread did not stop" in m for m in messages)
+    assert "blocked-loop: shutdown did not finish: TimeoutError: " in messages
+    assert "blocked-loop: event loop thread did not stop" in messages
 
 
 # --- run_to_end: the one-off calls (topic admin, a lag read) --------------------------------------------------
@@ -252,3 +251,66 @@ def test_run_to_end_inside_a_running_loop_runs_in_a_thread_of_its_own():
 
     name = asyncio.run(app_made_inside_an_async_program())
     assert name.startswith("dailyfeed-run-to-end") and name != threading.current_thread().name
+
+
+@pytest.mark.timeout(30)
+def test_a_task_that_ignores_its_cancellation_holds_close_no_longer_than_the_timeout(loop_thread, caplog):
+    entered = threading.Event()
+
+    async def stubborn():
+        entered.set()
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                continue  # a client that will not be told
+
+    def call() -> None:
+        try:
+            loop_thread.run(stubborn(), 15)
+        except (LoopClosed, TimeoutError):
+            pass
+
+    threading.Thread(target=call, daemon=True).start()
+    assert entered.wait(5)
+    started = time.monotonic()
+    loop_thread.close(timeout=0.3)
+    assert time.monotonic() - started < 1.5  # waited for it at most the timeout, then stopped the loop
+    assert not [r for r in caplog.records if "did not finish" in r.getMessage() or "did not stop" in r.getMessage()]
+
+
+@pytest.mark.timeout(30)
+def test_a_final_step_and_a_stubborn_task_together_still_finish_within_the_shutdown_bound(loop_thread, caplog):
+    entered = threading.Event()
+
+    async def final():
+        await asyncio.Event().wait()  # cut at the timeout
+
+    async def stubborn():
+        entered.set()
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                continue
+
+    threading.Thread(target=lambda: pytest.raises(LoopClosed, loop_thread.run, stubborn(), 15), daemon=True).start()
+    assert entered.wait(5)
+    loop_thread.close(final, timeout=1.0)  # the final step's timeout, then the tasks' timeout: 2 s of a 3 s bound
+    messages = [r.getMessage() for r in caplog.records]
+    assert "test-loop: shutdown step failed: TimeoutError: " in messages
+    assert not [m for m in messages if "did not finish" in m or "did not stop" in m]
+
+
+def test_a_process_that_never_closed_its_loop_thread_still_exits(tmp_path):
+    """The thread is a daemon: a CLI that published and ended without closing the transport does not hang."""
+    import subprocess
+    import sys
+
+    program = (
+        "import asyncio\n"
+        "from dailyfeed.transport.loop import LoopThread\n"
+        "print(LoopThread('left-open').run(asyncio.sleep(0, 'published'), 5), flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0 and done.stdout.strip() == "published", done.stderr
