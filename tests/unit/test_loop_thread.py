@@ -307,6 +307,9 @@ def test_a_process_that_never_closed_its_loop_thread_still_exits(tmp_path):
     import subprocess
     import sys
 
+    here = LoopThread("closed-here")  # the same start, in this process, closed as a transport does
+    assert here.run(asyncio.sleep(0, "published"), 5) == "published"
+    here.close(timeout=2)
     program = (
         "import asyncio\n"
         "from dailyfeed.transport.loop import LoopThread\n"
