@@ -253,26 +253,33 @@ def test_run_to_end_inside_a_running_loop_runs_in_a_thread_of_its_own():
     assert name.startswith("dailyfeed-run-to-end") and name != threading.current_thread().name
 
 
-@pytest.mark.timeout(30)
-def test_a_task_that_ignores_its_cancellation_holds_close_no_longer_than_the_timeout(loop_thread, caplog):
-    entered = threading.Event()
+async def stubborn(entered: threading.Event) -> None:
+    """A call that will not be told: it swallows every cancellation and waits on."""
+    entered.set()
+    while True:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            continue
 
-    async def stubborn():
-        entered.set()
-        while True:
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                continue  # a client that will not be told
+
+def stubborn_call(loop_thread: LoopThread) -> None:
+    """A caller waiting, in a thread of its own, on a stubborn call; returns once the call runs."""
+    entered = threading.Event()
 
     def call() -> None:
         try:
-            loop_thread.run(stubborn(), 15)
-        except (LoopClosed, TimeoutError):
+            loop_thread.run(stubborn(entered), 15)
+        except (LoopClosed, TimeoutError):  # whichever ends its wait
             pass
 
     threading.Thread(target=call, daemon=True).start()
     assert entered.wait(5)
+
+
+@pytest.mark.timeout(30)
+def test_a_task_that_ignores_its_cancellation_holds_close_no_longer_than_the_timeout(loop_thread, caplog):
+    stubborn_call(loop_thread)
     started = time.monotonic()
     loop_thread.close(timeout=0.3)
     assert time.monotonic() - started < 1.5  # waited for it at most the timeout, then stopped the loop
@@ -281,21 +288,10 @@ def test_a_task_that_ignores_its_cancellation_holds_close_no_longer_than_the_tim
 
 @pytest.mark.timeout(30)
 def test_a_final_step_and_a_stubborn_task_together_still_finish_within_the_shutdown_bound(loop_thread, caplog):
-    entered = threading.Event()
-
     async def final():
         await asyncio.Event().wait()  # cut at the timeout
 
-    async def stubborn():
-        entered.set()
-        while True:
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                continue
-
-    threading.Thread(target=lambda: pytest.raises(LoopClosed, loop_thread.run, stubborn(), 15), daemon=True).start()
-    assert entered.wait(5)
+    stubborn_call(loop_thread)
     loop_thread.close(final, timeout=1.0)  # the final step's timeout, then the tasks' timeout: 2 s of a 3 s bound
     messages = [r.getMessage() for r in caplog.records]
     assert "test-loop: shutdown step failed: TimeoutError: " in messages
