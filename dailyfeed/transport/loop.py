@@ -5,8 +5,8 @@ app, so every request thread hands its coroutine to the same loop (and the same 
 result with a bound. The thread is only started on first use, so commands that never publish never start it.
 
 The loops of the Kafka clients (this one, the listener's) are uvloop's by default (`kafka.event-loop`): libuv's
-sockets, timers and cross-thread wake-ups cost each publish and each fetch less Python than asyncio's own loop
-(docs/benchmarks.md, finding 10). aiokafka runs on either unchanged.
+sockets, timers and cross-thread wake-ups cost each publish less Python than asyncio's own loop (docs/benchmarks.md,
+finding 10); the listener runs on the same kind. aiokafka runs on either unchanged.
 """
 
 from __future__ import annotations
