@@ -99,7 +99,7 @@ class ContentRepository:
     ) -> None:
         """Set fields of a post; with `mark` its event's entry is added in the same write, with `unmark` (the same
         entry) removed."""
-        self.posts.update_one({"_id": post_id}, _with_marker({"$set": fields}, mark, unmark))
+        self.posts.update_one({"_id": post_id}, _with_entry({"$set": fields}, mark, unmark))
 
     def delete_post_for_good(self, post_id: int, key: str) -> None:
         """Undo a post's creation: only the post created with this event's entry (its id may be another's)."""
@@ -159,7 +159,7 @@ class ContentRepository:
     ) -> None:
         """Set fields of a comment; with `mark` its event's entry is added in the same write, with `unmark` (the same
         entry) removed."""
-        self.comments.update_one({"_id": comment_id}, _with_marker({"$set": fields}, mark, unmark))
+        self.comments.update_one({"_id": comment_id}, _with_entry({"$set": fields}, mark, unmark))
 
     def delete_comment_for_good(self, comment_id: int, key: str) -> None:
         """Undo a comment's creation: only the comment created with this event's entry."""
@@ -224,7 +224,7 @@ class ContentRepository:
         raise ValueError(f"likes are of a post or a comment, not of {kind!r}")
 
 
-def _with_marker(update: dict[str, Any], mark: dict[str, Any] | None, unmark: dict[str, Any] | None) -> dict[str, Any]:
+def _with_entry(update: dict[str, Any], mark: dict[str, Any] | None, unmark: dict[str, Any] | None) -> dict[str, Any]:
     if mark is not None:
         update["$push"] = {ENTRIES: {"$each": [mark], "$slice": -MAX_ENTRIES}}
     if unmark is not None:
